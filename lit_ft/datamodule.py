@@ -1,0 +1,217 @@
+"""The base every task's DataModule inherits: source -> rows -> tokenized features -> batches."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, ClassVar
+
+import datasets
+from datasets.fingerprint import Hasher
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Sampler
+from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
+
+from lit_ft.backbone import load_tokenizer
+from lit_ft.sampler import LengthGroupedBatchSampler, ShardedEvalBatchSampler
+from lit_ft.source import DataSource
+from lit_ft.task import Batch
+
+DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
+STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",), "predict": ("predict",)}
+# settings that change batching but not the tokenized features, so they stay out of the cache fingerprint
+_BATCHING_ARGS = {"batch_size", "eval_batch_size", "group_batches", "num_workers", "shuffle_seed"}
+_FEATURES_VERSION = 1  # bump when the base's feature layout changes, so old caches are not reused
+
+
+class TaskDataModule(LightningDataModule):
+    """Loads, tokenizes (with `datasets.map`, cached) and batches the splits of one task.
+
+    Subclasses set `task_name`, implement `encode` (a batched `datasets.map` function over raw rows that
+    returns model features plus `id` when it changes the number of rows), and optionally `build_info`
+    (what the model must know, such as label names) and `collate`.
+
+    Args:
+        source: Where the rows come from (hub dataset or local files per split).
+        tokenizer: Tokenizer name or path; the CLI links it to `model.backbone`.
+        batch_size: Training examples per batch on each device.
+        eval_batch_size: Examples per batch for validation, test and predict (default: 2 x batch_size).
+        max_length: Longest tokenized input; longer inputs are truncated.
+        group_batches: Batches per length-sorted group when shuffling the training set; 1 = random batches.
+        shuffle_seed: Seed of the training order (the epoch number is added each epoch).
+        id_column: Column holding each row's id; rows without it are numbered from 0 in file order.
+        num_workers: DataLoader worker processes.
+    """
+
+    task_name: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        source: DataSource | None = None,
+        tokenizer: str = DEFAULT_BACKBONE,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        max_length: int = 128,
+        group_batches: int = 50,
+        shuffle_seed: int = 42,
+        id_column: str = "id",
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()  # also collects the subclass's arguments; part of the cache fingerprint
+        self.source = source or DataSource()
+        self.tokenizer_name = tokenizer
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or 2 * batch_size
+        self.max_length = max_length
+        self.group_batches = group_batches
+        self.shuffle_seed = shuffle_seed
+        self.id_column = id_column
+        self.num_workers = num_workers
+        self._info: dict[str, Any] | None = None
+        self._features: dict[str, datasets.Dataset] = {}
+
+    # ---- what subclasses implement -------------------------------------------------------------
+    def encode(self, rows: dict[str, list[Any]], split: str) -> dict[str, list[Any]]:
+        """Batched map function: raw rows (with `id`) of `split` -> features. Check column names here."""
+        raise NotImplementedError
+
+    def build_info(self) -> dict[str, Any]:
+        """What the model must know about the data (saved with the checkpoint); nothing by default."""
+        return {}
+
+    def collate(self, rows: list[dict[str, Any]]) -> Batch:
+        ids = [row.pop("id") for row in rows]
+        for row in rows:
+            row.pop("length", None)
+        return {"inputs": dict(self.padder(rows)), "id": ids}
+
+    # ---- shared machinery ----------------------------------------------------------------------
+    @functools.cached_property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        tokenizer = load_tokenizer(self.tokenizer_name)
+        if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token  # decoder LLMs often ship without a pad token
+        return tokenizer
+
+    @functools.cached_property
+    def padder(self) -> DataCollatorWithPadding:
+        return DataCollatorWithPadding(self.tokenizer)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        if self._info is None:
+            self._info = self.build_info()
+        return self._info
+
+    def use_info(self, info: dict[str, Any]) -> None:
+        """Adopt the model's info (from a checkpoint), so predict needs no training data."""
+        self._info = dict(info)
+
+    @functools.cache  # noqa: B019 - one load per split for the DataModule's life
+    def raw(self, split: str) -> datasets.Dataset | None:
+        """The raw rows of a split, with an `id` column; validation is carved from train when not given."""
+        carve = self.source.validation is None and self.source.train is not None
+        if carve and split in ("train", "validation"):
+            train = self.source.load("train")
+            assert train is not None
+            parts = train.train_test_split(test_size=self.source.validation_fraction, seed=self.source.seed)
+            ds = parts["train" if split == "train" else "test"]
+        else:
+            ds = self.source.load(split)
+        return None if ds is None else self._with_ids(ds)
+
+    def _with_ids(self, ds: datasets.Dataset) -> datasets.Dataset:
+        if self.id_column in ds.column_names:
+            if self.id_column != "id":
+                ds = ds.rename_column(self.id_column, "id")
+            return ds.cast_column("id", datasets.Value("string"))
+        return ds.map(lambda _, i: {"id": str(i)}, with_indices=True, desc="numbering rows")
+
+    def features(self, split: str) -> datasets.Dataset | None:
+        """Tokenized features of a split; `datasets` caches them, keyed by data, tokenizer and settings."""
+        if split not in self._features:
+            raw = self.raw(split)
+            if raw is None:
+                return None
+            self._features[split] = raw.map(
+                functools.partial(self._encode_rows, split=split),
+                batched=True,
+                remove_columns=raw.column_names,
+                new_fingerprint=self._fingerprint(raw, split),
+                desc=f"tokenizing {split}",
+            )
+        return self._features[split]
+
+    def _encode_rows(self, rows: dict[str, list[Any]], split: str) -> dict[str, list[Any]]:
+        out = self.encode(rows, split)
+        if "id" not in out:
+            out["id"] = rows["id"]
+        if "length" not in out:
+            out["length"] = [len(ids) for ids in out["input_ids"]]
+        return out
+
+    def _fingerprint(self, raw: datasets.Dataset, split: str) -> str:
+        settings = {k: v for k, v in self.hparams.items() if k not in _BATCHING_ARGS}
+        tok = self.tokenizer
+        tokenizer_id = (type(tok).__name__, tok.name_or_path, len(tok), tok.backend_tokenizer.to_str()) if tok.is_fast else (
+            type(tok).__name__, tok.name_or_path, len(tok), sorted(tok.get_vocab().items()))
+        return Hasher.hash((type(self).__qualname__, raw._fingerprint, split, settings, self.info, tokenizer_id,
+                            _FEATURES_VERSION))
+
+    def prepare_data(self) -> None:
+        # runs on one process first, so the other ranks find the tokenized cache
+        for split in ("train", "validation", "test", "predict"):
+            self.features(split)
+
+    def setup(self, stage: str) -> None:
+        for split in STAGE_SPLITS.get(stage, ()):
+            if self.features(split) is None and split != "validation":
+                raise ValueError(
+                    f"`{stage}` needs a {split} split, but data.source.{split} is not set; give a file or a split name"
+                )
+
+    def require_columns(self, rows: dict[str, list[Any]], split: str, columns: dict[str, str | None]) -> None:
+        """Fail with the setting to change when a configured column is missing from a split."""
+        for setting, column in columns.items():
+            if column is not None and column not in rows:
+                found = sorted(k for k in rows if k != "id")
+                raise KeyError(
+                    f"{setting} '{column}' not found in {self.source.describe(split)}; columns are {found}: "
+                    f"set data.{setting}"
+                )
+
+    def _require(self, split: str) -> datasets.Dataset:
+        ds = self.features(split)
+        if ds is None:
+            raise ValueError(f"data.source.{split} is not set; give a file or a split name")
+        return ds
+
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def _loader(self, ds: datasets.Dataset, sampler: Sampler[list[int]]) -> DataLoader:
+        return DataLoader(ds, batch_sampler=sampler, collate_fn=self.collate, num_workers=self.num_workers)  # type: ignore[arg-type]
+
+    def train_dataloader(self) -> DataLoader:
+        ds = self._require("train")
+        rank, world = self._rank_world()
+        sampler = LengthGroupedBatchSampler(
+            ds["length"], self.batch_size, seed=self.shuffle_seed, group_batches=self.group_batches,
+            rank=rank, world_size=world,
+        )
+        return self._loader(ds, sampler)
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        ds = self._require(split)
+        rank, world = self._rank_world()
+        return self._loader(ds, ShardedEvalBatchSampler(ds["length"], self.eval_batch_size, rank, world))
+
+    def val_dataloader(self) -> DataLoader | list[Any]:
+        return [] if self.features("validation") is None else self._eval_loader("validation")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._eval_loader("predict")

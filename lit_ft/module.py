@@ -1,0 +1,179 @@
+"""FineTuner: the one LightningModule, a pretrained backbone with a task head, driven by a task plugin."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import OptimizerCallable
+from torch import nn
+from torchmetrics import MeanMetric, MetricCollection
+
+from lit_ft.backbone import resolve_backbone
+from lit_ft.datamodule import DEFAULT_BACKBONE, TaskDataModule
+from lit_ft.freeze import freeze
+from lit_ft.optim import Schedule, decay_groups, warmup_schedule, warmup_steps
+from lit_ft.registry import get_task
+from lit_ft.task import Batch, Task
+
+Stage = Literal["train", "val", "test"]
+EVAL_STAGES: tuple[Stage, ...] = ("val", "test")
+
+
+class FineTuner(LightningModule):
+    """Fine-tunes a pretrained Hugging Face model on any registered task.
+
+    Everything needed to rebuild the model without the data (task, backbone, the data's `info` such as label
+    names, task options) is saved in the checkpoint's hyperparameters.
+
+    Args:
+        task: Registered task plugin name (`lit_ft tasks` lists them).
+        backbone: Hub id or local directory of the pretrained model; the tokenizer follows it.
+        task_options: Task settings passed to the plugin (for example `threshold` for multi-label).
+        info: What the model knows of the data (label names, ...); filled from the data at setup when empty.
+        learning_rate: Peak learning rate (set on every parameter group).
+        weight_decay: Decoupled weight decay for weight matrices; biases and norm weights get none.
+        optimizer: Optimizer factory taking parameter groups (AdamW by default).
+        warmup: Warmup length: a fraction of all optimizer steps when below 1, else a number of steps.
+        schedule: Decay after warmup, stepped per optimizer step.
+        freeze_backbone: Train only the task head.
+        freeze_layers: Freeze the embeddings and this many lowest transformer layers.
+    """
+
+    def __init__(
+        self,
+        task: str = "classification",
+        backbone: str = DEFAULT_BACKBONE,
+        task_options: dict[str, Any] | None = None,
+        info: dict[str, Any] | None = None,
+        learning_rate: float = 5e-5,
+        weight_decay: float = 0.01,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        warmup: float = 0.0,
+        schedule: Schedule = "linear",
+        freeze_backbone: bool = False,
+        freeze_layers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer"])
+        self.optimizer = optimizer
+        self.model: nn.Module | None = None
+        if info is not None:
+            self.build(info)
+
+    # ---- building ------------------------------------------------------------------------------
+    def build(self, info: dict[str, Any]) -> None:
+        """Build the plugin, the backbone with its head, and one metric collection per eval stage."""
+        task_cls = get_task(self.hparams.task)
+        try:
+            self.plugin: Task = task_cls(info, **(self.hparams.task_options or {}))
+        except TypeError as err:
+            raise TypeError(f"model.task_options for task '{self.hparams.task}': {err}") from err
+        self.hparams.info = info
+        self.model = self.plugin.build_model(resolve_backbone(self.hparams.backbone))
+        self.model.train()  # from_pretrained returns eval mode, and Lightning keeps submodule modes
+        freeze(self.model, self.hparams.freeze_backbone, self.hparams.freeze_layers)
+        self.metrics = nn.ModuleDict({stage: self.plugin.metrics() for stage in EVAL_STAGES})
+        self.losses = nn.ModuleDict({stage: MeanMetric() for stage in EVAL_STAGES})
+
+    def setup(self, stage: str) -> None:
+        self.bind_data()
+
+    def bind_data(self) -> None:
+        """Build from the data's info, or hand the saved info to the data; idempotent.
+
+        Callbacks that need the task (the checkpoint's monitor) call this from their own `setup`, which
+        Lightning runs before the module's.
+        """
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if not isinstance(datamodule, TaskDataModule):
+            if self.model is None:
+                raise ValueError("FineTuner needs a lit_ft TaskDataModule (data.class_path) or a saved `info`")
+            return
+        if datamodule.task_name and datamodule.task_name != self.hparams.task:
+            raise ValueError(
+                f"model.task is '{self.hparams.task}' but the data module {type(datamodule).__name__} is for task "
+                f"'{datamodule.task_name}'; make them agree"
+            )
+        if self.model is None:
+            self.build(datamodule.info)
+        else:
+            datamodule.use_info(self.hparams.info)
+
+    def monitor(self) -> tuple[str, Literal["min", "max"]]:
+        """The logged key of the task's primary validation metric, and its direction."""
+        if self.model is None:
+            self.bind_data()
+        name, mode = self.plugin.monitor()
+        return f"val/{name}", mode
+
+    # ---- steps ---------------------------------------------------------------------------------
+    def _forward(self, batch: Batch) -> Any:
+        assert self.model is not None
+        return self.plugin.forward(self.model, batch)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        loss = self.plugin.loss(self._forward(batch), batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["id"]))
+        return loss
+
+    def _eval_step(self, batch: Batch, stage: Stage) -> None:
+        outputs = self._forward(batch)
+        self.losses[stage].update(self.plugin.loss(outputs, batch), weight=len(batch["id"]))
+        self.plugin.update_metrics(self.metrics[stage], self.model, batch, outputs)
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Any]]:
+        return self.plugin.predictions(self.model, batch, self._forward(batch))
+
+    def _log_epoch(self, stage: Stage) -> None:
+        # torchmetrics has already synced the states across processes: log the values as they are
+        values = {f"{stage}/loss": self.losses[stage].compute()}
+        values.update(flatten_metrics(self.metrics[stage], stage))
+        self.log_dict(values, sync_dist=False, prog_bar=False)
+        self.losses[stage].reset()
+        self.metrics[stage].reset()
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self._log_epoch("val")
+        else:
+            self.losses["val"].reset()
+            self.metrics["val"].reset()
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def exportable_model(self, merge: bool = True) -> nn.Module:
+        """The model to save as a Hugging Face directory (adapter models merge or stay adapters per `merge`)."""
+        assert self.model is not None, "the model is not built yet"
+        return self.model
+
+    # ---- optimisation --------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        assert self.model is not None
+        groups = decay_groups(self.model, self.hparams.weight_decay)
+        for group in groups:
+            group["lr"] = self.hparams.learning_rate
+        optimizer = self.optimizer(groups)
+        total = int(self.trainer.estimated_stepping_batches)
+        warmup = warmup_steps(self.hparams.warmup, total)
+        scheduler = warmup_schedule(optimizer, warmup, total, self.hparams.schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def flatten_metrics(metrics: MetricCollection, stage: str) -> dict[str, torch.Tensor]:
+    """Computed metrics as `stage/name` scalars; dict-valued metrics (per class) become `stage/name/key`."""
+    flat: dict[str, torch.Tensor] = {}
+    for name, value in metrics.compute().items():
+        if isinstance(value, dict):
+            flat.update({f"{stage}/{name}/{k}": v for k, v in value.items()})
+        else:
+            flat[f"{stage}/{name}"] = value
+    return flat

@@ -1,0 +1,45 @@
+"""Optimizer parameter groups and the warmup-then-decay learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
+
+Schedule = Literal["linear", "cosine", "constant"]
+
+
+def decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object]]:
+    """Two groups: weight decay on weight matrices, none on biases and normalisation weights."""
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for module in model.modules():
+        is_norm = "norm" in type(module).__name__.lower()  # LayerNorm, RMSNorm, T5LayerNorm, ...
+        for name, param in module.named_parameters(recurse=False):
+            if param.requires_grad:
+                (no_decay if is_norm or name == "bias" or param.ndim < 2 else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def warmup_steps(warmup: float, total_steps: int) -> int:
+    """`warmup` below 1 is a fraction of the total optimizer steps; 1 or more is a step count."""
+    if warmup < 0:
+        raise ValueError(f"model.warmup must be >= 0, got {warmup}")
+    return int(round(warmup * total_steps)) if warmup < 1 else int(warmup)
+
+
+def warmup_schedule(optimizer: Optimizer, warmup: int, total: int, kind: Schedule) -> LambdaLR:
+    """Linear warmup over `warmup` steps, then linear or cosine decay to 0 at `total` (or constant)."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return step / warmup
+        if kind == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 1.0 - progress if kind == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return LambdaLR(optimizer, factor)

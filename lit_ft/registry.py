@@ -1,0 +1,94 @@
+"""Task registry: built-in and installed plugins via the `lit_ft.tasks` entry-point group, plus local modules.
+
+Built-in tasks are registered in the project's own pyproject.toml exactly like a third-party plugin:
+
+    [project.entry-points."lit_ft.tasks"]
+    classification = "lit_ft.tasks.classification:ClassificationTask"
+
+A local module (a `.py` file or an importable module name) is loaded with `load_plugin_module`; it registers
+its tasks by calling `register_task` (or by defining `Task` subclasses with a `name`, found automatically).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from types import ModuleType
+
+from lit_ft.task import Task
+
+ENTRY_POINT_GROUP = "lit_ft.tasks"
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    name: str
+    task: type[Task]
+    source: str  # "built-in", "package <dist>", or "local module <path>"
+
+
+_local: dict[str, TaskEntry] = {}
+
+
+def register_task(task: type[Task], source: str = "local module") -> type[Task]:
+    """Register a task class (usable as a decorator)."""
+    if not task.name:
+        raise ValueError(f"task class {task.__qualname__} has no `name`; set the class attribute `name = '...'`")
+    _local[task.name] = TaskEntry(task.name, task, source)
+    return task
+
+
+def _entry_point_tasks() -> dict[str, TaskEntry]:
+    found: dict[str, TaskEntry] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist.name if ep.dist is not None else "unknown"
+        source = "built-in" if dist.replace("-", "_") == "lit_ft" else f"package {dist}"
+        try:
+            task = ep.load()
+        except Exception as err:  # a broken plugin must not hide the others
+            print(f"lit_ft: could not load task plugin '{ep.name}' from {dist}: {err}", file=sys.stderr)
+            continue
+        found[ep.name] = TaskEntry(ep.name, task, source)
+    return found
+
+
+def available_tasks() -> dict[str, TaskEntry]:
+    """All registered tasks by name; local modules override installed ones of the same name."""
+    return {**_entry_point_tasks(), **_local}
+
+
+def get_task(name: str) -> type[Task]:
+    tasks = available_tasks()
+    if name not in tasks:
+        raise KeyError(
+            f"unknown task '{name}'; registered tasks are {sorted(tasks)}. Install the plugin package, or name a "
+            "local module with `--plugins path/to/module.py` (or `plugins: [...]` in the config)"
+        )
+    return tasks[name].task
+
+
+def load_plugin_module(spec: str) -> ModuleType:
+    """Import a local plugin from a file path or a module name and register the tasks it defines."""
+    path = Path(spec)
+    if spec.endswith(".py") or path.exists():
+        if not path.is_file():
+            raise FileNotFoundError(f"plugin module '{spec}' not found; give a .py file or an importable module name")
+        name = f"lit_ft_plugin_{path.stem}"
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        assert module_spec is not None and module_spec.loader is not None
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        module_spec.loader.exec_module(module)
+        source = f"local module {path}"
+    else:
+        module = importlib.import_module(spec)
+        source = f"local module {spec}"
+    for _, obj in inspect.getmembers(module, inspect.isclass):
+        if issubclass(obj, Task) and obj is not Task and obj.name and obj.__module__ == module.__name__:
+            register_task(obj, source)
+    return module

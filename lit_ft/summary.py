@@ -1,0 +1,47 @@
+"""The end-of-fit report: where the checkpoint, metrics, export and logs are, and what to run next."""
+
+from __future__ import annotations
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+from lit_ft.export import ExportBest
+
+
+class RunSummary(Callback):
+    """Prints a short summary after fit (rank 0).
+
+    Args:
+        enabled: Print the summary.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+
+    @rank_zero_only
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self.enabled:
+            return
+        lines = ["", "lit_ft: training finished"]
+        ckpt = trainer.checkpoint_callback
+        if ckpt is not None and getattr(ckpt, "best_model_path", ""):
+            score = ckpt.best_model_score  # type: ignore[attr-defined]
+            lines.append(f"  best checkpoint : {ckpt.best_model_path}")  # type: ignore[attr-defined]
+            if score is not None:
+                lines.append(f"  best {ckpt.monitor}: {float(score):.4f}")  # type: ignore[attr-defined]
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/") and v.numel() == 1}
+        if metrics:
+            lines.append("  last validation : " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
+        for cb in trainer.callbacks:  # type: ignore[attr-defined]
+            if isinstance(cb, ExportBest) and cb.exported is not None:
+                lines.append(f"  exported model  : {cb.exported}")
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                run = logger.experiment
+                lines.append(f"  W&B run         : {getattr(run, 'dir', '')}")
+                if getattr(getattr(run, "settings", None), "mode", "") == "offline":
+                    lines.append(f"                    offline; upload later with: wandb sync {run.dir}/..")
+            elif logger.log_dir:
+                lines.append(f"  logs            : {logger.log_dir}")
+        print("\n".join(lines), flush=True)

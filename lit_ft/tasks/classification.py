@@ -1,0 +1,221 @@
+"""Text classification: single-label (sentiment, topic, intent), multi-label and regression."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+    MultilabelExactMatch,
+    MultilabelF1Score,
+)
+from torchmetrics.regression import MeanSquaredError, PearsonCorrCoef, SpearmanCorrCoef
+from torchmetrics.wrappers import ClasswiseWrapper
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+from lit_ft.datamodule import TaskDataModule
+from lit_ft.task import Batch, Task
+
+ProblemType = Literal["single_label", "multi_label", "regression"]
+HF_PROBLEM_TYPES = {
+    "single_label": "single_label_classification",
+    "multi_label": "multi_label_classification",
+    "regression": "regression",
+}
+DEFAULT_MONITOR: dict[str, tuple[str, Literal["min", "max"]]] = {
+    "single_label": ("accuracy", "max"),
+    "multi_label": ("f1", "max"),
+    "regression": ("mse", "min"),
+}
+
+
+class ClassificationData(TaskDataModule):
+    """Rows with a text (and optional text pair) and a label.
+
+    Args:
+        text_column: Column with the text.
+        text_pair_column: Column with the second text of a pair task (entailment, paraphrase), if any.
+        label_column: Column with the label: a class name or id (single-label); a list, or names joined by
+            `label_separator` (multi-label); a number (regression).
+        label_names: Class names in model order; discovered from the training split (sorted) when not given.
+        problem_type: `single_label`, `multi_label` (sigmoid + BCE) or `regression` (one output, MSE).
+        label_separator: Separator of multi-label names given as one string.
+        **kwargs: Source, tokenizer and batching settings of `TaskDataModule`.
+    """
+
+    task_name = "classification"
+
+    def __init__(
+        self,
+        text_column: str = "text",
+        text_pair_column: str | None = None,
+        label_column: str = "label",
+        label_names: list[str] | None = None,
+        problem_type: ProblemType = "single_label",
+        label_separator: str = ",",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.text_column = text_column
+        self.text_pair_column = text_pair_column
+        self.label_column = label_column
+        self.label_names = label_names
+        self.problem_type = problem_type
+        self.label_separator = label_separator
+
+    def _label_list(self, value: Any) -> list[str]:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(self.label_separator) if v.strip()]
+        return [str(v) for v in value]
+
+    def build_info(self) -> dict[str, Any]:
+        if self.problem_type == "regression":
+            return {"problem_type": "regression", "label_names": [self.label_column]}
+        if self.label_names:
+            return {"problem_type": self.problem_type, "label_names": list(self.label_names)}
+        train = self.raw("train")
+        if train is None:
+            raise ValueError(
+                "label names are unknown: there is no training split to discover them from; "
+                "set data.label_names or run with --ckpt_path of a trained model"
+            )
+        self.require_columns({c: [] for c in train.column_names}, "train", {"label_column": self.label_column})
+        feature = train.features[self.label_column]
+        names = getattr(feature, "names", None) or getattr(getattr(feature, "feature", None), "names", None)
+        if names is None:
+            names = discover_labels(train[self.label_column], self._label_list, self.problem_type)
+        return {"problem_type": self.problem_type, "label_names": list(names)}
+
+    def encode(self, rows: dict[str, list[Any]], split: str) -> dict[str, list[Any]]:
+        self.require_columns(rows, split, {"text_column": self.text_column, "text_pair_column": self.text_pair_column})
+        pairs = rows[self.text_pair_column] if self.text_pair_column else None
+        out = dict(self.tokenizer(rows[self.text_column], pairs, truncation=True, max_length=self.max_length))
+        if self.label_column in rows:
+            out["labels"] = [self._encode_label(v, i, split) for v, i in zip(rows[self.label_column], rows["id"])]
+        elif split != "predict":
+            self.require_columns(rows, split, {"label_column": self.label_column})
+        return out
+
+    def _encode_label(self, value: Any, row_id: str, split: str) -> Any:
+        if self.problem_type == "regression":
+            return float(value)
+        names = self.info["label_names"]
+        index = {n: i for i, n in enumerate(names)}
+        if self.problem_type == "multi_label":
+            values = self._label_list(value)
+            unknown = [v for v in values if v not in index]
+            hot = [0.0] * len(names)
+            for v in values:
+                hot[index.get(v, 0)] = 1.0
+        else:
+            unknown = [] if str(value) in index else [str(value)]
+        if unknown:
+            raise ValueError(
+                f"label {unknown} of row '{row_id}' in {self.source.describe(split)} (column '{self.label_column}') "
+                f"is not one of the label names {names}; add it to data.label_names or fix the row"
+            )
+        return hot if self.problem_type == "multi_label" else index[str(value)]
+
+
+def discover_labels(values: list[Any], split_labels: Any, problem_type: str) -> list[str]:
+    """Sorted distinct label names (numbers in numeric order) of a column."""
+    found: set[Any] = set()
+    for v in values:
+        if problem_type == "multi_label":
+            found.update(split_labels(v))
+        elif v is not None:
+            found.add(v)
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in found):
+        return [str(v) for v in sorted(found)]
+    return sorted(str(v) for v in found)
+
+
+class ClassificationTask(Task):
+    """Sequence classification with `AutoModelForSequenceClassification`.
+
+    Args:
+        info: `problem_type` and `label_names` from the data.
+        threshold: Probability above which a multi-label class is predicted.
+        monitor: Metric that checkpointing and early stopping watch (default: accuracy, f1 or mse).
+    """
+
+    name = "classification"
+    datamodule = ClassificationData
+    pipeline_tag = "text-classification"
+    peft_task_type = "SEQ_CLS"
+
+    def __init__(self, info: dict[str, Any], threshold: float = 0.5, monitor: str | None = None) -> None:
+        super().__init__(info)
+        self.problem_type: str = info["problem_type"]
+        self.names: list[str] = info["label_names"]
+        self.threshold = threshold
+        default_name, default_mode = DEFAULT_MONITOR[self.problem_type]
+        self._monitor = (monitor or default_name, "min" if monitor in ("mse", "loss") else default_mode)
+
+    def build_model(self, backbone: str) -> nn.Module:
+        config = AutoConfig.from_pretrained(
+            backbone,
+            num_labels=len(self.names) if self.problem_type != "regression" else 1,
+            id2label=dict(enumerate(self.names)),
+            label2id={n: i for i, n in enumerate(self.names)},
+            problem_type=HF_PROBLEM_TYPES[self.problem_type],
+        )
+        if getattr(config, "pad_token_id", None) is None:  # decoder LLMs pool on the last non-pad token
+            tokenizer = AutoTokenizer.from_pretrained(backbone)
+            config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        return AutoModelForSequenceClassification.from_pretrained(backbone, config=config)
+
+    def metrics(self) -> MetricCollection:
+        n = len(self.names)
+        if self.problem_type == "regression":
+            return MetricCollection({"mse": MeanSquaredError(), "pearson": PearsonCorrCoef(), "spearman": SpearmanCorrCoef()})
+        if self.problem_type == "multi_label":
+            t = self.threshold
+            return MetricCollection({
+                "f1": MultilabelF1Score(n, threshold=t, average="micro"),
+                "f1_macro": MultilabelF1Score(n, threshold=t, average="macro"),
+                "exact_match": MultilabelExactMatch(n, threshold=t),
+            })
+        return MetricCollection({
+            "accuracy": MulticlassAccuracy(n, average="micro"),
+            "precision": MulticlassPrecision(n, average="macro"),
+            "recall": MulticlassRecall(n, average="macro"),
+            "f1": MulticlassF1Score(n, average="macro"),
+            "f1_per_class": ClasswiseWrapper(MulticlassF1Score(n, average=None), labels=self.names, prefix="f1/"),
+        })
+
+    def update_metrics(self, metrics: MetricCollection, model: nn.Module, batch: Batch, outputs: Any) -> None:
+        labels = batch["inputs"]["labels"]
+        logits = outputs.logits.float()
+        if self.problem_type == "regression":
+            metrics.update(logits.squeeze(-1), labels.float())
+        elif self.problem_type == "multi_label":
+            metrics.update(torch.sigmoid(logits), labels.int())
+        else:
+            metrics.update(logits, labels)
+
+    def predictions(self, model: nn.Module, batch: Batch, outputs: Any) -> list[dict[str, Any]]:
+        logits = outputs.logits.float()
+        if self.problem_type == "regression":
+            return [{"id": i, "score": s} for i, s in zip(batch["id"], logits.squeeze(-1).tolist())]
+        multi = self.problem_type == "multi_label"
+        probs = (torch.sigmoid(logits) if multi else torch.softmax(logits, -1)).tolist()
+        records = []
+        for row_id, p in zip(batch["id"], probs):
+            record: dict[str, Any] = {"id": row_id}
+            if multi:
+                record["labels"] = [n for n, q in zip(self.names, p) if q > self.threshold]
+            else:
+                record["label"] = self.names[max(range(len(p)), key=p.__getitem__)]
+            record["probabilities"] = dict(zip(self.names, p))
+            records.append(record)
+        return records
+
+    def monitor(self) -> tuple[str, Literal["min", "max"]]:
+        return self._monitor
