@@ -13,8 +13,10 @@ from torchmetrics import MeanMetric, MetricCollection
 from lit_ft.backbone import resolve_backbone
 from lit_ft.datamodule import DEFAULT_BACKBONE, TaskDataModule
 from lit_ft.freeze import freeze
+from lit_ft.lora import LoraSettings, apply_lora, exportable, is_adapter_model
 from lit_ft.optim import Schedule, decay_groups, warmup_schedule, warmup_steps
 from lit_ft.registry import get_task
+from lit_ft.samples import log_samples
 from lit_ft.task import Batch, Task
 
 Stage = Literal["train", "val", "test"]
@@ -39,6 +41,8 @@ class FineTuner(LightningModule):
         schedule: Decay after warmup, stepped per optimizer step.
         freeze_backbone: Train only the task head.
         freeze_layers: Freeze the embeddings and this many lowest transformer layers.
+        lora: Train LoRA adapters instead of the full model (needs `peft`); checkpoints then hold only the
+            trainable weights.
     """
 
     def __init__(
@@ -54,6 +58,7 @@ class FineTuner(LightningModule):
         schedule: Schedule = "linear",
         freeze_backbone: bool = False,
         freeze_layers: int = 0,
+        lora: LoraSettings | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer"])
@@ -72,8 +77,10 @@ class FineTuner(LightningModule):
             raise TypeError(f"model.task_options for task '{self.hparams.task}': {err}") from err
         self.hparams.info = info
         self.model = self.plugin.build_model(resolve_backbone(self.hparams.backbone))
-        self.model.train()  # from_pretrained returns eval mode, and Lightning keeps submodule modes
         freeze(self.model, self.hparams.freeze_backbone, self.hparams.freeze_layers)
+        if self.hparams.lora is not None:
+            self.model = apply_lora(self.model, _as_lora(self.hparams.lora), self.plugin.peft_task_type)
+        self.model.train()  # from_pretrained returns eval mode, and Lightning keeps submodule modes
         self.metrics = nn.ModuleDict({stage: self.plugin.metrics() for stage in EVAL_STAGES})
         self.losses = nn.ModuleDict({stage: MeanMetric() for stage in EVAL_STAGES})
 
@@ -137,6 +144,9 @@ class FineTuner(LightningModule):
         values = {f"{stage}/loss": self.losses[stage].compute()}
         values.update(flatten_metrics(self.metrics[stage], stage))
         self.log_dict(values, sync_dist=False, prog_bar=False)
+        rows = self.plugin.samples(self.metrics[stage])
+        if rows:
+            log_samples(self.trainer, f"{stage}/samples", rows)
         self.losses[stage].reset()
         self.metrics[stage].reset()
 
@@ -153,7 +163,20 @@ class FineTuner(LightningModule):
     def exportable_model(self, merge: bool = True) -> nn.Module:
         """The model to save as a Hugging Face directory (adapter models merge or stay adapters per `merge`)."""
         assert self.model is not None, "the model is not built yet"
-        return self.model
+        return exportable(self.model, merge)
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        """Adapter models save only their trainable weights (the base weights come from the backbone)."""
+        state = super().state_dict(*args, **kwargs)
+        if self.model is None or not is_adapter_model(self.model):
+            return state
+        prefix = kwargs.get("prefix", "")
+        keep = {f"{prefix}{name}" for name, p in self.named_parameters() if p.requires_grad}
+        return type(state)((k, v) for k, v in state.items() if k in keep or not k.startswith(f"{prefix}model."))
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        adapter_only = self.model is not None and is_adapter_model(self.model)
+        return super().load_state_dict(state_dict, strict=strict and not adapter_only, assign=assign)
 
     # ---- optimisation --------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
@@ -166,6 +189,10 @@ class FineTuner(LightningModule):
         warmup = warmup_steps(self.hparams.warmup, total)
         scheduler = warmup_schedule(optimizer, warmup, total, self.hparams.schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _as_lora(value: LoraSettings | dict[str, Any]) -> LoraSettings:
+    return value if isinstance(value, LoraSettings) else LoraSettings(**value)
 
 
 def flatten_metrics(metrics: MetricCollection, stage: str) -> dict[str, torch.Tensor]:

@@ -69,6 +69,11 @@ class Task:
         """The primary metric (name within the stage's collection) and whether higher is better."""
         raise NotImplementedError
 
+    def samples(self, metrics: MetricCollection) -> list[dict[str, Any]]:
+        """Examples to show after an eval epoch (say prompt / reference / prediction), read before the metrics
+        reset; logged as a table to W&B and written to `<default_root_dir>/samples/`. None by default."""
+        return []
+
     def write_predictions(self, records: list[dict[str, Any]], path: Path) -> list[Path]:
         """Write gathered prediction records; the default writes JSONL. Returns the files written."""
         from lit_ft.io import write_jsonl
