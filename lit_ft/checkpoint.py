@@ -39,7 +39,7 @@ class TaskCheckpoint(ModelCheckpoint):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.dirpath is None:
             self.dirpath = os.path.join(trainer.default_root_dir, "checkpoints")
-        if self._auto_monitor and stage == "fit":
+        if self._auto_monitor:
             self.monitor, mode = _task_monitor(pl_module)
             inf = torch.tensor(torch.inf)
             self.kth_value, self.mode = (inf, "min") if mode == "min" else (-inf, "max")

@@ -27,7 +27,7 @@ CHECKPOINT_ALIASES = ("best", "last")
 class LitFtCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
-            "--plugins", type=list[str] | None, default=None,
+            "--plugins", type=list[str] | str | None, default=None,  # str: `--plugins a.py,b.py` (loaded above)
             help="Local task-plugin modules (.py files or module names) to load before parsing",
         )
         parser.add_lightning_class_args(TaskCheckpoint, "checkpoint")

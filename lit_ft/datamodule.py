@@ -112,13 +112,17 @@ class TaskDataModule(LightningDataModule):
         """The raw rows of a split, with an `id` column; validation is carved from train when not given."""
         carve = self.source.validation is None and self.source.train is not None
         if carve and split in ("train", "validation"):
-            train = self.source.load("train")
+            train = self.load_split("train")
             assert train is not None
             parts = train.train_test_split(test_size=self.source.validation_fraction, seed=self.source.seed)
             ds = parts["train" if split == "train" else "test"]
         else:
-            ds = self.source.load(split)
+            ds = self.load_split(split)
         return None if ds is None else self._with_ids(ds)
+
+    def load_split(self, split: str) -> datasets.Dataset | None:
+        """The rows of one configured split as `data.source` gives them; a task may read other layouts here."""
+        return self.source.load(split)
 
     def _with_ids(self, ds: datasets.Dataset) -> datasets.Dataset:
         if self.id_column in ds.column_names:

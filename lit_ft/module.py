@@ -107,6 +107,7 @@ class FineTuner(LightningModule):
             self.build(datamodule.info)
         else:
             datamodule.use_info(self.hparams.info)
+        self.plugin.bind_data(datamodule)
 
     def monitor(self) -> tuple[str, Literal["min", "max"]]:
         """The logged key of the task's primary validation metric, and its direction."""

@@ -36,6 +36,7 @@ class DataSource:
         validation_fraction: Share of train held out for validation when no validation split is given.
         seed: Seed of that held-out split.
         encoding: Text encoding of local csv/tsv files (for example `latin-1`).
+        column_names: Column names of local csv/tsv files that have no header row.
     """
 
     hub: str | None = None
@@ -47,6 +48,13 @@ class DataSource:
     validation_fraction: float = 0.1
     seed: int = 42
     encoding: str = "utf-8"
+    column_names: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        # jsonargparse turns `--data.source.X null` given after a config value into the string "None"
+        for name in ("hub", "hub_config", *SPLITS):
+            if getattr(self, name) in ("None", "null"):
+                setattr(self, name, None)
 
     def location(self, split: str) -> str | None:
         return getattr(self, split)
@@ -62,7 +70,7 @@ class DataSource:
             return None
         if self.hub:
             return _load_hub(self.hub, self.hub_config, where)
-        return load_file(where, encoding=self.encoding, key=f"data.source.{split}")
+        return load_file(where, encoding=self.encoding, column_names=self.column_names, key=f"data.source.{split}")
 
 
 def _load_hub(name: str, config: str | None, split: str) -> datasets.Dataset:
@@ -87,7 +95,9 @@ def local_path(path: str) -> Path:
     return Path(path).expanduser()
 
 
-def load_file(path: str, encoding: str = "utf-8", key: str = "data file") -> datasets.Dataset:
+def load_file(
+    path: str, encoding: str = "utf-8", column_names: list[str] | None = None, key: str = "data file"
+) -> datasets.Dataset:
     """Load a local csv/tsv/json/jsonl/parquet file with the `datasets` builder (converted once, then cached)."""
     file = local_path(path)
     if not file.is_file():
@@ -98,6 +108,8 @@ def load_file(path: str, encoding: str = "utf-8", key: str = "data file") -> dat
     builder, kwargs = fmt
     if builder == "csv":
         kwargs = {**kwargs, "encoding": encoding}
+        if column_names:
+            kwargs["column_names"] = column_names
     try:
         ds = datasets.load_dataset(builder, data_files={"data": str(file.resolve())}, split="data", **kwargs)
     except Exception as err:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -38,10 +40,10 @@ class RunSummary(Callback):
                 lines.append(f"  exported model  : {cb.exported}")
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                run = logger.experiment
-                lines.append(f"  W&B run         : {getattr(run, 'dir', '')}")
-                if getattr(getattr(run, "settings", None), "mode", "") == "offline":
-                    lines.append(f"                    offline; upload later with: wandb sync {run.dir}/..")
+                run_dir = Path(logger.experiment.dir).parent  # .../wandb/<run>/files -> the run folder
+                lines.append(f"  W&B run         : {run_dir}")
+                if logger.experiment.settings.mode == "offline":
+                    lines.append(f"                    offline; upload later with: wandb sync {run_dir}")
             elif logger.log_dir:
                 lines.append(f"  logs            : {logger.log_dir}")
         print("\n".join(lines), flush=True)

@@ -48,6 +48,12 @@ class Task:
         """Build the pretrained backbone with this task's head; `backbone` is already resolved to a path or id."""
         raise NotImplementedError
 
+    def bind_data(self, datamodule: TaskDataModule) -> None:
+        """Called with the run's data module before any batch (fit, validate, test, predict); nothing by default.
+
+        For tasks whose metrics or predictions need the raw rows (say the contexts that answer spans are cut
+        from): every process holds the whole split there, so they stay out of batches and metric states."""
+
     def forward(self, model: nn.Module, batch: Batch) -> Any:
         return model(**batch["inputs"])
 

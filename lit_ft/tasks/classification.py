@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import datasets
 import torch
 from torch import nn
 from torchmetrics import MetricCollection
@@ -46,6 +47,7 @@ class ClassificationData(TaskDataModule):
         label_names: Class names in model order; discovered from the training split (sorted) when not given.
         problem_type: `single_label`, `multi_label` (sigmoid + BCE) or `regression` (one output, MSE).
         label_separator: Separator of multi-label names given as one string.
+        label_map: Renames raw label values to label names (for example `{"1": World}` for numbered files).
         **kwargs: Source, tokenizer and batching settings of `TaskDataModule`.
     """
 
@@ -59,6 +61,7 @@ class ClassificationData(TaskDataModule):
         label_names: list[str] | None = None,
         problem_type: ProblemType = "single_label",
         label_separator: str = ",",
+        label_map: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -68,11 +71,15 @@ class ClassificationData(TaskDataModule):
         self.label_names = label_names
         self.problem_type = problem_type
         self.label_separator = label_separator
+        self.label_map = label_map or {}
+
+    def _name(self, value: Any) -> str:
+        return self.label_map.get(str(value), str(value))
 
     def _label_list(self, value: Any) -> list[str]:
         if isinstance(value, str):
-            return [v.strip() for v in value.split(self.label_separator) if v.strip()]
-        return [str(v) for v in value]
+            return [self._name(v.strip()) for v in value.split(self.label_separator) if v.strip()]
+        return [self._name(v) for v in value]
 
     def build_info(self) -> dict[str, Any]:
         if self.problem_type == "regression":
@@ -90,6 +97,7 @@ class ClassificationData(TaskDataModule):
         names = getattr(feature, "names", None) or getattr(getattr(feature, "feature", None), "names", None)
         if names is None:
             names = discover_labels(train[self.label_column], self._label_list, self.problem_type)
+            names = [self._name(n) for n in names] if self.problem_type == "single_label" else names
         return {"problem_type": self.problem_type, "label_names": list(names)}
 
     def encode(self, rows: dict[str, list[Any]], split: str) -> dict[str, list[Any]]:
@@ -97,12 +105,22 @@ class ClassificationData(TaskDataModule):
         pairs = rows[self.text_pair_column] if self.text_pair_column else None
         out = dict(self.tokenizer(rows[self.text_column], pairs, truncation=True, max_length=self.max_length))
         if self.label_column in rows:
-            out["labels"] = [self._encode_label(v, i, split) for v, i in zip(rows[self.label_column], rows["id"])]
+            raw = self.raw(split)
+            feature = raw.features.get(self.label_column) if raw is not None else None
+            values = rows[self.label_column]
+            if isinstance(feature, datasets.ClassLabel):  # hub datasets store class ids; -1 marks "no label"
+                values = [feature.int2str(v) if v >= 0 else None for v in values]
+            out["labels"] = [self._encode_label(v, i, split) for v, i in zip(values, rows["id"])]
         elif split != "predict":
             self.require_columns(rows, split, {"label_column": self.label_column})
         return out
 
     def _encode_label(self, value: Any, row_id: str, split: str) -> Any:
+        if value is None:
+            raise ValueError(
+                f"row '{row_id}' of {self.source.describe(split)} has no label (column '{self.label_column}'); "
+                "unlabelled splits (like GLUE test sets) belong in data.source.predict"
+            )
         if self.problem_type == "regression":
             return float(value)
         names = self.info["label_names"]
@@ -114,13 +132,14 @@ class ClassificationData(TaskDataModule):
             for v in values:
                 hot[index.get(v, 0)] = 1.0
         else:
-            unknown = [] if str(value) in index else [str(value)]
+            value = self._name(value)
+            unknown = [] if value in index else [value]
         if unknown:
             raise ValueError(
                 f"label {unknown} of row '{row_id}' in {self.source.describe(split)} (column '{self.label_column}') "
                 f"is not one of the label names {names}; add it to data.label_names or fix the row"
             )
-        return hot if self.problem_type == "multi_label" else index[str(value)]
+        return hot if self.problem_type == "multi_label" else index[value]
 
 
 def discover_labels(values: list[Any], split_labels: Any, problem_type: str) -> list[str]:
@@ -188,7 +207,7 @@ class ClassificationTask(Task):
             "recall": MulticlassRecall(n, average="macro"),
             "f1": MulticlassF1Score(n, average="macro"),
             "f1_per_class": ClasswiseWrapper(MulticlassF1Score(n, average=None), labels=self.names, prefix="f1/"),
-        })
+        }, compute_groups=False)  # shared compute groups leave the wrapped per-class metric looking un-updated
 
     def update_metrics(self, metrics: MetricCollection, model: nn.Module, batch: Batch, outputs: Any) -> None:
         labels = batch["inputs"]["labels"]

@@ -1,0 +1,27 @@
+"""Helpers for driving the CLI in tests on tiny stand-ins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lit_ft.cli import LitFtCLI, run
+
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+def tiny_args(root: Path, backbone: Path, files: dict[str, str], logger: str = "false") -> list[str]:
+    """Overrides that point a classification recipe at a tiny model, local files and a temporary run dir."""
+    args = ["--model.backbone", str(backbone), "--data.init_args.source.hub", "null",
+            "--trainer.default_root_dir", str(root), "--trainer.logger", logger, "--trainer.accelerator", "cpu",
+            "--data.init_args.text_column", "text", "--data.init_args.label_column", "label",
+            "--data.init_args.id_column", "id", *QUIET]
+    for split in ("train", "validation", "test", "predict"):
+        args += [f"--data.init_args.source.{split}", files.get(split, "null")]
+    return args
+
+
+def cli(*args: Any) -> LitFtCLI:
+    result = run([str(a) for a in args])
+    assert result is not None
+    return result
