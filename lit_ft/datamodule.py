@@ -112,12 +112,14 @@ class TaskDataModule(LightningDataModule):
         """The raw rows of a split, with an `id` column; validation is carved from train when not given."""
         carve = self.source.validation is None and self.source.train is not None
         if carve and split in ("train", "validation"):
-            train = self.load_split("train")
+            train = self._numbered("train")  # ids count rows of the file, before the held-out split
             assert train is not None
             parts = train.train_test_split(test_size=self.source.validation_fraction, seed=self.source.seed)
-            ds = parts["train" if split == "train" else "test"]
-        else:
-            ds = self.load_split(split)
+            return parts["train" if split == "train" else "test"]
+        return self._numbered(split)
+
+    def _numbered(self, split: str) -> datasets.Dataset | None:
+        ds = self.load_split(split)
         return None if ds is None else self._with_ids(ds)
 
     def load_split(self, split: str) -> datasets.Dataset | None:
