@@ -109,6 +109,11 @@ class FineTuner(LightningModule):
             datamodule.use_info(self.hparams.info)
         self.plugin.bind_data(datamodule)
 
+    def on_train_start(self) -> None:
+        # Lightning logs the hyperparameters as given to __init__ (before this hook); `info` came from the data later
+        for logger in self.loggers:
+            logger.log_hyperparams({"info": self.hparams.info})
+
     def monitor(self) -> tuple[str, Literal["min", "max"]]:
         """The logged key of the task's primary validation metric, and its direction."""
         if self.model is None:
