@@ -164,12 +164,21 @@ class TaskDataModule(LightningDataModule):
         return Hasher.hash((type(self).__qualname__, raw._fingerprint, split, settings, self.info, tokenizer_id,
                             _FEATURES_VERSION))
 
+    def _adopt_model_info(self) -> None:
+        """A model restored from a checkpoint already knows the labels: use them, so no training data is needed."""
+        model = self.trainer.lightning_module if self.trainer is not None else None
+        info = getattr(getattr(model, "hparams", None), "info", None)
+        if info is not None:
+            self.use_info(info)
+
     def prepare_data(self) -> None:
+        self._adopt_model_info()
         # runs on one process first, so the other ranks find the tokenized cache
         for split in ("train", "validation", "test", "predict"):
             self.features(split)
 
     def setup(self, stage: str) -> None:
+        self._adopt_model_info()
         for split in STAGE_SPLITS.get(stage, ()):
             if self.features(split) is None and split != "validation":
                 raise ValueError(

@@ -124,3 +124,15 @@ def test_missing_file_is_named(tmp_path: Path, tiny_bert: Path, sentiment_files:
     files = {**sentiment_files, "train": str(tmp_path / "nope.csv")}
     with pytest.raises(FileNotFoundError, match=r"data.source.train: '.*nope.csv' does not exist"):
         cli("fit", "--config", QUICKSTART, *tiny_args(tmp_path / "run", tiny_bert, files), *QUIET)
+
+
+def test_predict_needs_only_the_checkpoint_and_the_inputs(trained: tuple[Path, list[str]], tmp_path: Path) -> None:
+    root, args = trained
+    inputs = tmp_path / "inputs.jsonl"
+    inputs.write_text('{"text": "the film was good", "id": "a"}\n{"text": "awful plot", "id": "b"}\n')
+    no_labels = [*args, "--data.init_args.source.train", "null", "--data.init_args.source.validation", "null",
+                 "--data.init_args.source.test", "null", "--data.init_args.source.predict", str(inputs)]
+    cli("predict", "--config", QUICKSTART, *no_labels, "--ckpt_path", "best")
+    predictions = read_jsonl(root / "predictions.jsonl")
+    assert [p["id"] for p in predictions] == ["a", "b"]
+    assert set(predictions[0]["probabilities"]) == {"negative", "positive"}
