@@ -32,9 +32,18 @@ class TaskCheckpoint(ModelCheckpoint):
     `lit_ft export RUN_DIR` read in later processes.
     """
 
-    def __init__(self, *args: Any, save_last: bool | None = True, save_top_k: int = 1, **kwargs: Any) -> None:
-        super().__init__(*args, save_last=save_last, save_top_k=save_top_k, **kwargs)
-        self._auto_monitor = self.monitor is None
+    def __init__(
+        self,
+        dirpath: str | None = None,
+        monitor: str | None = None,
+        mode: str = "min",
+        save_last: bool | None = True,
+        save_top_k: int = 1,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(dirpath=dirpath, monitor=monitor, mode=mode, save_last=save_last, save_top_k=save_top_k,
+                         **kwargs)
+        self._auto_monitor = monitor is None
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.dirpath is None:

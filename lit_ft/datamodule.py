@@ -159,8 +159,9 @@ class TaskDataModule(LightningDataModule):
     def _fingerprint(self, raw: datasets.Dataset, split: str) -> str:
         settings = {k: v for k, v in self.hparams.items() if k not in _BATCHING_ARGS}
         tok = self.tokenizer
-        tokenizer_id = (type(tok).__name__, tok.name_or_path, len(tok), tok.backend_tokenizer.to_str()) if tok.is_fast else (
-            type(tok).__name__, tok.name_or_path, len(tok), sorted(tok.get_vocab().items()))
+        # the whole tokenizer definition, not just its name: a retrained vocabulary must not reuse old features
+        vocab = tok.backend_tokenizer.to_str() if tok.is_fast else sorted(tok.get_vocab().items())
+        tokenizer_id = (type(tok).__name__, tok.name_or_path, len(tok), vocab)
         return Hasher.hash((type(self).__qualname__, raw._fingerprint, split, settings, self.info, tokenizer_id,
                             _FEATURES_VERSION))
 

@@ -34,8 +34,9 @@ def export_model(module: FineTuner, out_dir: str | Path, merge: bool = True) -> 
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        module.exportable_model(merge).save_pretrained(tmp)
-        tokenizer = load_tokenizer(module.hparams.backbone)
+        model: Any = module.exportable_model(merge)
+        model.save_pretrained(tmp)
+        tokenizer = load_tokenizer(module.hparams["backbone"])
         tokenizer.save_pretrained(tmp)
         module.plugin.export_extras(tmp)
         manifest = {k: module.hparams.get(k) for k in ("task", "backbone", "info", "task_options")}

@@ -28,7 +28,7 @@ def freeze(model: nn.Module, backbone: bool, layers: int) -> None:
         raise ValueError(f"freeze_layers={layers} but the backbone has {found} transformer layers")
     embeddings = getattr(base, "embeddings", None)  # BERT-style: word, position and type embeddings together
     if embeddings is None and hasattr(model, "get_input_embeddings"):
-        embeddings = model.get_input_embeddings()
+        embeddings = model.get_input_embeddings()  # type: ignore[operator]
     if isinstance(embeddings, nn.Module):
         embeddings.requires_grad_(False)
     for layer in stack[:layers]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from lightning.pytorch import LightningModule
@@ -70,16 +70,16 @@ class FineTuner(LightningModule):
     # ---- building ------------------------------------------------------------------------------
     def build(self, info: dict[str, Any]) -> None:
         """Build the plugin, the backbone with its head, and one metric collection per eval stage."""
-        task_cls = get_task(self.hparams.task)
+        task_cls = get_task(self.hparams["task"])
         try:
-            self.plugin: Task = task_cls(info, **(self.hparams.task_options or {}))
+            self.plugin: Task = task_cls(info, **(self.hparams["task_options"] or {}))
         except TypeError as err:
-            raise TypeError(f"model.task_options for task '{self.hparams.task}': {err}") from err
-        self.hparams.info = info
-        self.model = self.plugin.build_model(resolve_backbone(self.hparams.backbone))
-        freeze(self.model, self.hparams.freeze_backbone, self.hparams.freeze_layers)
-        if self.hparams.lora is not None:
-            self.model = apply_lora(self.model, _as_lora(self.hparams.lora), self.plugin.peft_task_type)
+            raise TypeError(f"model.task_options for task '{self.hparams['task']}': {err}") from err
+        self.hparams["info"] = info
+        self.model = self.plugin.build_model(resolve_backbone(self.hparams["backbone"]))
+        freeze(self.model, self.hparams["freeze_backbone"], self.hparams["freeze_layers"])
+        if self.hparams["lora"] is not None:
+            self.model = apply_lora(self.model, _as_lora(self.hparams["lora"]), self.plugin.peft_task_type)
         self.model.train()  # from_pretrained returns eval mode, and Lightning keeps submodule modes
         self.metrics = nn.ModuleDict({stage: self.plugin.metrics() for stage in EVAL_STAGES})
         self.losses = nn.ModuleDict({stage: MeanMetric() for stage in EVAL_STAGES})
@@ -98,21 +98,21 @@ class FineTuner(LightningModule):
             if self.model is None:
                 raise ValueError("FineTuner needs a lit_ft TaskDataModule (data.class_path) or a saved `info`")
             return
-        if datamodule.task_name and datamodule.task_name != self.hparams.task:
+        if datamodule.task_name and datamodule.task_name != self.hparams["task"]:
             raise ValueError(
-                f"model.task is '{self.hparams.task}' but the data module {type(datamodule).__name__} is for task "
+                f"model.task is '{self.hparams['task']}' but the data module {type(datamodule).__name__} is for task "
                 f"'{datamodule.task_name}'; make them agree"
             )
         if self.model is None:
             self.build(datamodule.info)
         else:
-            datamodule.use_info(self.hparams.info)
+            datamodule.use_info(self.hparams["info"])
         self.plugin.bind_data(datamodule)
 
     def on_train_start(self) -> None:
         # Lightning logs the hyperparameters as given to __init__ (before this hook); `info` came from the data later
         for logger in self.loggers:
-            logger.log_hyperparams({"info": self.hparams.info})
+            logger.log_hyperparams({"info": self.hparams["info"]})
 
     def monitor(self) -> tuple[str, Literal["min", "max"]]:
         """The logged key of the task's primary validation metric, and its direction."""
@@ -122,9 +122,18 @@ class FineTuner(LightningModule):
         return f"val/{name}", mode
 
     # ---- steps ---------------------------------------------------------------------------------
+    def _model(self) -> nn.Module:
+        assert self.model is not None, "the model is not built yet: it is built from the data's info at setup"
+        return self.model
+
+    def _metrics(self, stage: Stage) -> MetricCollection:
+        return cast(MetricCollection, self.metrics[stage])
+
+    def _loss(self, stage: Stage) -> MeanMetric:
+        return cast(MeanMetric, self.losses[stage])
+
     def _forward(self, batch: Batch) -> Any:
-        assert self.model is not None
-        return self.plugin.forward(self.model, batch)
+        return self.plugin.forward(self._model(), batch)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss = self.plugin.loss(self._forward(batch), batch)
@@ -133,8 +142,8 @@ class FineTuner(LightningModule):
 
     def _eval_step(self, batch: Batch, stage: Stage) -> None:
         outputs = self._forward(batch)
-        self.losses[stage].update(self.plugin.loss(outputs, batch), weight=len(batch["id"]))
-        self.plugin.update_metrics(self.metrics[stage], self.model, batch, outputs)
+        self._loss(stage).update(self.plugin.loss(outputs, batch), weight=len(batch["id"]))
+        self.plugin.update_metrics(self._metrics(stage), self._model(), batch, outputs)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -143,25 +152,25 @@ class FineTuner(LightningModule):
         self._eval_step(batch, "test")
 
     def predict_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Any]]:
-        return self.plugin.predictions(self.model, batch, self._forward(batch))
+        return self.plugin.predictions(self._model(), batch, self._forward(batch))
 
     def _log_epoch(self, stage: Stage) -> None:
         # torchmetrics has already synced the states across processes: log the values as they are
-        values = {f"{stage}/loss": self.losses[stage].compute()}
-        values.update(flatten_metrics(self.metrics[stage], stage))
+        values = {f"{stage}/loss": self._loss(stage).compute()}
+        values.update(flatten_metrics(self._metrics(stage), stage))
         self.log_dict(values, sync_dist=False, prog_bar=False)
-        rows = self.plugin.samples(self.metrics[stage])
+        rows = self.plugin.samples(self._metrics(stage))
         if rows:
             log_samples(self.trainer, f"{stage}/samples", rows)
-        self.losses[stage].reset()
-        self.metrics[stage].reset()
+        self._loss(stage).reset()
+        self._metrics(stage).reset()
 
     def on_validation_epoch_end(self) -> None:
         if not self.trainer.sanity_checking:
             self._log_epoch("val")
         else:
-            self.losses["val"].reset()
-            self.metrics["val"].reset()
+            self._loss("val").reset()
+            self._metrics("val").reset()
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
@@ -187,13 +196,13 @@ class FineTuner(LightningModule):
     # ---- optimisation --------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
         assert self.model is not None
-        groups = decay_groups(self.model, self.hparams.weight_decay)
+        groups = decay_groups(self.model, self.hparams["weight_decay"])
         for group in groups:
-            group["lr"] = self.hparams.learning_rate
+            group["lr"] = self.hparams["learning_rate"]
         optimizer = self.optimizer(groups)
         total = int(self.trainer.estimated_stepping_batches)
-        warmup = warmup_steps(self.hparams.warmup, total)
-        scheduler = warmup_schedule(optimizer, warmup, total, self.hparams.schedule)
+        warmup = warmup_steps(self.hparams["warmup"], total)
+        scheduler = warmup_schedule(optimizer, warmup, total, self.hparams["schedule"])
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 

@@ -10,6 +10,8 @@ import torch.distributed as dist
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
+from lit_ft.task import Task
+
 
 class PredictionWriter(Callback):
     """Collects `lit_ft predict` records and writes them once, on rank 0, in the order of the input file.
@@ -47,5 +49,6 @@ class PredictionWriter(Callback):
             position = {row_id: i for i, row_id in enumerate(raw["id"])}
             records.sort(key=lambda r: position.get(r.get("id"), len(position)))
         path = Path(self.path or os.path.join(trainer.default_root_dir, "predictions.jsonl"))
-        self.written = pl_module.plugin.write_predictions(records, path)
+        plugin: Task = pl_module.plugin  # type: ignore[assignment]
+        self.written = plugin.write_predictions(records, path)
         rank_zero_info(f"lit_ft: wrote {len(records)} predictions to {', '.join(map(str, self.written))}")

@@ -27,7 +27,7 @@ class RunSummary(Callback):
             return
         lines = ["", "lit_ft: training finished"]
         ckpt = trainer.checkpoint_callback
-        if ckpt is not None and getattr(ckpt, "best_model_path", ""):
+        if ckpt is not None and getattr(ckpt, "best_model_path", None):
             score = ckpt.best_model_score  # type: ignore[attr-defined]
             lines.append(f"  best checkpoint : {ckpt.best_model_path}")  # type: ignore[attr-defined]
             if score is not None:

@@ -56,7 +56,7 @@ def test_export_pipeline_predicts_what_lit_ft_predicts(trained: tuple[Path, list
     texts = [line.rsplit(",", 1)[0] for line in Path(sentiment_files["test"]).read_text().splitlines()[1:]]
     classifier = pipeline("text-classification", model=str(root / "export"), device=-1)
     outputs = classifier(texts, top_k=None)
-    for text_out, mine in zip(outputs, predictions):
+    for text_out, mine in zip(outputs, predictions, strict=True):
         scores = {o["label"]: o["score"] for o in text_out}
         assert max(scores, key=scores.get) == mine["label"]
         for name, prob in mine["probabilities"].items():

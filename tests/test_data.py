@@ -69,7 +69,9 @@ def test_headerless_latin1_csv(tmp_path: Path, tiny_bert: Path) -> None:
     assert dm.raw("train")["text"] == ["café was great", "naïve and dull"]  # type: ignore[index]
 
 
-def test_second_run_reuses_the_tokenized_cache(tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_second_run_reuses_the_tokenized_cache(
+    tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = _write_all_formats(tmp_path)["csv"]
     source = DataSource(train=str(path), validation=str(path))
     first = ClassificationData(source=source, tokenizer=str(tiny_bert), max_length=17)
@@ -105,7 +107,7 @@ def test_length_grouping_covers_every_example_once_and_saves_padding() -> None:
     assert _padding(grouped, lengths) < 0.2 * _padding(shuffled, lengths)
     # batch order is shuffled: no long-to-short cycle through the epoch
     maxima = [max(lengths[i] for i in b) for b in grouped]
-    descending_runs = sum(a > b for a, b in zip(maxima, maxima[1:]))
+    descending_runs = sum(a > b for a, b in zip(maxima, maxima[1:], strict=False))
     assert 0.3 < descending_runs / len(maxima) < 0.7
 
 
@@ -124,7 +126,7 @@ def test_ranks_split_each_global_batch() -> None:
     single = list(LengthGroupedBatchSampler(lengths, 8, seed=5, world_size=1))
     ranks = [list(LengthGroupedBatchSampler(lengths, 4, seed=5, rank=r, world_size=2)) for r in range(2)]
     assert len(ranks[0]) == len(ranks[1]) == len(single)
-    for whole, a, b in zip(single, *ranks):
+    for whole, a, b in zip(single, *ranks, strict=True):
         assert sorted(a + b) == sorted(whole)
 
 

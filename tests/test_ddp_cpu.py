@@ -28,7 +28,7 @@ def test_two_process_ddp_matches_one_process(tmp_path: Path, tiny_bert: Path, se
     single = _fit(tmp_path / "one", tiny_bert, sentiment_files, devices=1, batch=8)
     double = _fit(tmp_path / "two", tiny_bert, sentiment_files, devices=2, batch=4)
     assert len(single) == len(double) == 2
-    for a, b in zip(single, double):
+    for a, b in zip(single, double, strict=True):
         assert a["step"] == b["step"]  # same number of optimizer steps
         for key in ("val/accuracy", "val/f1", "val/loss"):
             assert float(a[key]) == pytest.approx(float(b[key]), abs=1e-4), key

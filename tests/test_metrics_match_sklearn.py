@@ -58,7 +58,7 @@ def test_single_label_metrics_equal_sklearn(tmp_path: Path, tiny_bert: Path) -> 
         expected = theirs(gold, pred, labels=names, average="macro", zero_division=0)
         assert metrics[f"test/{ours}"] == pytest.approx(expected, abs=1e-6)
     per_class = f1_score(gold, pred, labels=names, average=None, zero_division=0)
-    for name, value in zip(names, per_class):
+    for name, value in zip(names, per_class, strict=True):
         assert metrics[f"test/f1/{name}"] == pytest.approx(value, abs=1e-6)
 
 
@@ -83,8 +83,8 @@ def test_multi_label_metrics_equal_sklearn(tmp_path: Path, tiny_bert: Path) -> N
 
 def test_regression_metrics_equal_scipy(tmp_path: Path, tiny_bert: Path) -> None:
     rng = random.Random(5)
-    rows = [(" ".join(rng.choices(["cat", "dog", "sat", "mat", "red"], k=rng.randint(1, 6))), round(rng.uniform(0, 5), 2))
-            for _ in range(50)]
+    words = ["cat", "dog", "sat", "mat", "red"]
+    rows = [(" ".join(rng.choices(words, k=rng.randint(1, 6))), round(rng.uniform(0, 5), 2)) for _ in range(50)]
     data = _write(tmp_path / "reg.csv", ["text", "label"], rows)
     files = {"train": data, "validation": data, "test": data, "predict": data}
     args = tiny_args(tmp_path / "run", tiny_bert, files) + ["--data.init_args.problem_type", "regression"]

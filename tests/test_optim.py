@@ -58,7 +58,8 @@ def test_freeze_backbone_and_lower_layers(tiny_bert: Path) -> None:
     freeze(model, backbone=False, layers=1)
     stack = transformer_layers(model)
     assert stack is not None and len(stack) == 2
-    assert not any(p.requires_grad for p in stack[0].parameters()) and all(p.requires_grad for p in stack[1].parameters())
+    assert not any(p.requires_grad for p in stack[0].parameters())
+    assert all(p.requires_grad for p in stack[1].parameters())
     assert not any(p.requires_grad for p in model.bert.embeddings.parameters())
     with pytest.raises(ValueError, match="freeze_layers=5 but the backbone has 2"):
         freeze(_tiny_classifier(tiny_bert), backbone=False, layers=5)

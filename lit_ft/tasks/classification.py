@@ -110,7 +110,7 @@ class ClassificationData(TaskDataModule):
             values = rows[self.label_column]
             if isinstance(feature, datasets.ClassLabel):  # hub datasets store class ids; -1 marks "no label"
                 values = [feature.int2str(v) if v >= 0 else None for v in values]
-            out["labels"] = [self._encode_label(v, i, split) for v, i in zip(values, rows["id"])]
+            out["labels"] = [self._encode_label(v, i, split) for v, i in zip(values, rows["id"], strict=True)]
         elif split != "predict":
             self.require_columns(rows, split, {"label_column": self.label_column})
         return out
@@ -187,13 +187,16 @@ class ClassificationTask(Task):
         )
         if getattr(config, "pad_token_id", None) is None:  # decoder LLMs pool on the last non-pad token
             tokenizer = AutoTokenizer.from_pretrained(backbone)
-            config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+            pad = tokenizer.pad_token_id
+            config.pad_token_id = pad if pad is not None else tokenizer.eos_token_id
         return AutoModelForSequenceClassification.from_pretrained(backbone, config=config)
 
     def metrics(self) -> MetricCollection:
         n = len(self.names)
         if self.problem_type == "regression":
-            return MetricCollection({"mse": MeanSquaredError(), "pearson": PearsonCorrCoef(), "spearman": SpearmanCorrCoef()})
+            return MetricCollection(
+                {"mse": MeanSquaredError(), "pearson": PearsonCorrCoef(), "spearman": SpearmanCorrCoef()}
+            )
         if self.problem_type == "multi_label":
             t = self.threshold
             return MetricCollection({
@@ -222,17 +225,17 @@ class ClassificationTask(Task):
     def predictions(self, model: nn.Module, batch: Batch, outputs: Any) -> list[dict[str, Any]]:
         logits = outputs.logits.float()
         if self.problem_type == "regression":
-            return [{"id": i, "score": s} for i, s in zip(batch["id"], logits.squeeze(-1).tolist())]
+            return [{"id": i, "score": s} for i, s in zip(batch["id"], logits.squeeze(-1).tolist(), strict=True)]
         multi = self.problem_type == "multi_label"
         probs = (torch.sigmoid(logits) if multi else torch.softmax(logits, -1)).tolist()
         records = []
-        for row_id, p in zip(batch["id"], probs):
+        for row_id, p in zip(batch["id"], probs, strict=True):
             record: dict[str, Any] = {"id": row_id}
             if multi:
-                record["labels"] = [n for n, q in zip(self.names, p) if q > self.threshold]
+                record["labels"] = [n for n, q in zip(self.names, p, strict=True) if q > self.threshold]
             else:
                 record["label"] = self.names[max(range(len(p)), key=p.__getitem__)]
-            record["probabilities"] = dict(zip(self.names, p))
+            record["probabilities"] = dict(zip(self.names, p, strict=True))
             records.append(record)
         return records
 
