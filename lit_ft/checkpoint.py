@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import WandbLogger
 
 from lit_ft.io import write_text
 
@@ -58,7 +59,9 @@ class TaskCheckpoint(ModelCheckpoint):
         super()._save_checkpoint(trainer, filepath)
         if trainer.is_global_zero and self.dirpath is not None:
             score = self.best_model_score
+            wandb_ids = [lg.version for lg in trainer.loggers if isinstance(lg, WandbLogger)]
             pointer = {
+                "wandb_run_id": wandb_ids[0] if wandb_ids else None,  # resumed with the checkpoint
                 "best": self.best_model_path or None,
                 "last": self.last_model_path or filepath,
                 "monitor": self.monitor,
@@ -80,6 +83,12 @@ class TaskEarlyStopping(EarlyStopping):
             self.monitor, self.mode = _task_monitor(pl_module)
             self.best_score = torch.tensor(torch.inf if self.mode == "min" else -torch.inf)
         super().setup(trainer, pl_module, stage)
+
+
+def run_id_of(checkpoint_dir: str) -> str | None:
+    """The W&B run id recorded with a run's checkpoints, if any."""
+    pointer = Path(checkpoint_dir) / POINTER
+    return json.loads(pointer.read_text()).get("wandb_run_id") if pointer.is_file() else None
 
 
 def find_checkpoint(where: str, which: str = "best") -> str:

@@ -12,14 +12,14 @@ from typing import Any
 import yaml
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from lit_ft.checkpoint import TaskCheckpoint, find_checkpoint
+from lit_ft.checkpoint import TaskCheckpoint, find_checkpoint, run_id_of
 from lit_ft.datamodule import TaskDataModule
 from lit_ft.export import ExportBest, export_model, load_checkpoint_module
 from lit_ft.module import FineTuner
 from lit_ft.predictions import PredictionWriter
 from lit_ft.registry import available_tasks, load_plugin_module
 from lit_ft.summary import RunSummary
-from lit_ft.wandb_setup import SaveConfigToLoggers, ensure_wandb_mode
+from lit_ft.wandb_setup import SaveConfigToLoggers, ensure_wandb_mode, resume_wandb_run
 
 CHECKPOINT_ALIASES = ("best", "last")
 
@@ -27,7 +27,7 @@ CHECKPOINT_ALIASES = ("best", "last")
 class LitFtCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
-            "--plugins", type=list[str] | str | None, default=None,  # str: `--plugins a.py,b.py` (loaded above)
+            "--plugins", type=list[str] | str | None, default=None,  # str: `a.py,b.py`, see _plugin_specs
             help="Local task-plugin modules (.py files or module names) to load before parsing",
         )
         parser.add_lightning_class_args(TaskCheckpoint, "checkpoint")
@@ -39,23 +39,28 @@ class LitFtCLI(LightningCLI):
         parser.set_defaults({"trainer.use_distributed_sampler": False})
 
     def _parse_ckpt_path(self) -> None:
-        """`--ckpt_path best|last` in a new process: read the run's `checkpoints/best.json`."""
+        """`--ckpt_path best|last` in a new process (`fit --ckpt_path last` resumes): read `checkpoints/best.json`."""
         sub = self.config.get("subcommand")
-        if sub and sub != "fit" and self.config[sub].get("ckpt_path") in CHECKPOINT_ALIASES:
+        if sub and self.config[sub].get("ckpt_path") in CHECKPOINT_ALIASES:
             cfg = self.config[sub]
-            where = cfg.checkpoint.dirpath or os.path.join(cfg.trainer.default_root_dir or ".", "checkpoints")
-            cfg.ckpt_path = find_checkpoint(where, cfg.ckpt_path)
+            cfg.ckpt_path = find_checkpoint(_checkpoint_dir(cfg), cfg.ckpt_path)
         super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:
         sub = self.config.get("subcommand")
         cfg = self.config[sub] if sub else self.config
         loggers = cfg.trainer.logger
-        loggers = loggers if isinstance(loggers, list) else [loggers]
-        uses_wandb = any("Wandb" in str(getattr(lg, "class_path", "")) for lg in loggers)
-        message = ensure_wandb_mode(uses_wandb)
+        wandb_loggers = [lg for lg in (loggers if isinstance(loggers, list) else [loggers])
+                         if "Wandb" in str(getattr(lg, "class_path", ""))]
+        message = ensure_wandb_mode(bool(wandb_loggers))
         if message:
             print(message, file=sys.stderr)
+        if sub == "fit" and cfg.get("ckpt_path"):
+            resume_wandb_run(wandb_loggers, run_id_of(_checkpoint_dir(cfg)))
+
+
+def _checkpoint_dir(cfg: Any) -> str:
+    return cfg.checkpoint.dirpath or os.path.join(cfg.trainer.default_root_dir or ".", "checkpoints")
 
 
 def _plugin_specs(argv: list[str]) -> list[str]:

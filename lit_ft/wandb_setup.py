@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import netrc
 import os
+import sys
 from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
@@ -27,6 +28,16 @@ def ensure_wandb_mode(uses_wandb: bool) -> str | None:
     os.environ["WANDB_MODE"] = "offline"
     return ("lit_ft: no W&B credentials (WANDB_API_KEY or `wandb login`): logging offline. "
             "Upload later with `wandb sync <run dir>` (printed at the end of training).")
+
+
+def resume_wandb_run(logger_configs: list[Any], run_id: str | None) -> None:
+    """Continue the W&B run recorded with the checkpoint being resumed, unless the config names a run id."""
+    for cfg in logger_configs:
+        init_args = cfg.init_args
+        if run_id and not init_args.get("id"):
+            init_args["id"] = run_id
+            init_args["resume"] = "allow"
+            print(f"lit_ft: resuming W&B run {run_id} with the checkpoint", file=sys.stderr)
 
 
 class SaveConfigToLoggers(SaveConfigCallback):

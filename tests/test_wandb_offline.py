@@ -40,3 +40,22 @@ def test_offline_run_file_holds_metrics_and_config(
     config = wandb_reader.config(run_files[0])
     assert config["task"] == "classification" and config["info"]["label_names"] == ["negative", "positive"]
     assert config["lit_ft_config"]["data"]["class_path"] == "lit_ft.tasks.classification.ClassificationData"
+
+
+def test_fit_resume_continues_the_wandb_run(
+    tmp_path: Path, tiny_bert: Path, sentiment_files: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    args = [*tiny_args(tmp_path / "run", tiny_bert, sentiment_files, logger="null"),
+            "--trainer.logger", "lightning.pytorch.loggers.WandbLogger",
+            "--trainer.logger.save_dir", str(tmp_path / "run"), "--trainer.logger.project", "lit_ft_test",
+            "--export.enabled", "false"]
+    first = cli("fit", "--config", "configs/quickstart.yaml", *args, "--trainer.max_epochs", "1")
+    run_id = first.trainer.loggers[0].version
+    first.trainer.loggers[0].experiment.finish()
+    resumed = cli("fit", "--config", "configs/quickstart.yaml", *args, "--trainer.max_epochs", "2",
+                  "--ckpt_path", "last")
+    assert resumed.trainer.loggers[0].version == run_id
+    assert resumed.trainer.current_epoch == 2 and resumed.trainer.global_step == 2 * first.trainer.global_step
+    resumed.trainer.loggers[0].experiment.finish()
