@@ -16,10 +16,12 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object
     """Two groups: weight decay on weight matrices, none on biases and normalisation weights."""
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
+    seen: set[int] = set()  # tied weights (T5's shared embedding, a tied LM head) sit in several modules
     for module in model.modules():
         is_norm = "norm" in type(module).__name__.lower()  # LayerNorm, RMSNorm, T5LayerNorm, ...
         for name, param in module.named_parameters(recurse=False):
-            if param.requires_grad:
+            if param.requires_grad and id(param) not in seen:
+                seen.add(id(param))
                 (no_decay if is_norm or name == "bias" or param.ndim < 2 else decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 

@@ -1,0 +1,86 @@
+"""Functional correctness of generated code: pass@1 over assert-style tests, run in `lit_ft.sandbox`.
+
+`PassAtOne` is a torchmetrics `Metric` (sum-reduced `passed` / `total` states, so it is correct under DDP);
+`run_all` runs a batch of programs on a small thread pool (each program is its own sandboxed process, so the
+threads only wait); `extract_code` pulls the program out of a model's generation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import torch
+from torchmetrics import Metric
+
+from lit_ft.sandbox import SandboxResult, run_tests
+
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+_PYTHON_TAGS = {"python", "py", "python3"}
+
+
+def extract_code(generation: str) -> str:
+    """The first fenced ```python block of a generation, else its first fenced block, else the whole text.
+
+    An unclosed fence (generation cut at the token limit) runs to the end of the text.
+    """
+    blocks = [(tag.lower(), body) for tag, body in _FENCE.findall(generation)]
+    for tag, body in blocks:
+        if tag in _PYTHON_TAGS:
+            return body
+    return blocks[0][1] if blocks else generation
+
+
+def run_all(
+    programs: Sequence[str], tests: Sequence[Sequence[str]], setups: Sequence[str] | None = None,
+    timeout: float = 10.0, memory_mb: int = 512, workers: int = 2,
+) -> list[SandboxResult]:
+    """Run each program against its tests in its own sandbox, `workers` at a time; results in input order."""
+    setups = list(setups) if setups is not None else [""] * len(programs)
+    if not len(programs) == len(tests) == len(setups):
+        raise ValueError(
+            f"got {len(programs)} programs, {len(tests)} test lists and {len(setups)} setups: "
+            "pass one test list (and one setup, if any) per program"
+        )
+    if not programs:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(programs)))) as pool:
+        return list(pool.map(lambda job: run_tests(job[0], list(job[1]), timeout, job[2], memory_mb),
+                             zip(programs, tests, setups, strict=True)))
+
+
+class PassAtOne(Metric):
+    """Share of programs (one sample per problem) that pass all their tests.
+
+    Args:
+        timeout: Wall-clock seconds each program may run.
+        memory_mb: Address-space limit of each program's interpreter.
+        workers: Programs run at the same time (each in its own process).
+        **kwargs: Passed to `torchmetrics.Metric` (for example `sync_on_compute`).
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+    passed: torch.Tensor
+    total: torch.Tensor
+
+    def __init__(self, timeout: float = 10.0, memory_mb: int = 512, workers: int = 2, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.timeout, self.memory_mb, self.workers = timeout, memory_mb, workers
+        self.add_state("passed", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("total", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.last_results: list[SandboxResult] = []
+
+    def update(self, programs: list[str], tests: list[list[str]], setups: list[str] | None = None) -> None:
+        """Run `programs[i]` against `tests[i]` (after `setups[i]`, MBPP's `test_setup_code`, if given)."""
+        self.last_results = run_all(programs, tests, setups, self.timeout, self.memory_mb, self.workers)
+        self.passed += sum(result.passed for result in self.last_results)
+        self.total += len(self.last_results)
+
+    def compute(self) -> torch.Tensor:
+        if self.total == 0:
+            return torch.tensor(0.0)
+        return self.passed.float() / self.total

@@ -1,0 +1,279 @@
+"""Sequence-to-sequence generation (summarization, translation) with `AutoModelForSeq2SeqLM` (T5, BART, Marian)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Literal
+
+import datasets
+from torch import nn
+from torchmetrics import MetricCollection
+from transformers import AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq, GenerationConfig
+
+from lit_ft.backbone import load_tokenizer
+from lit_ft.datamodule import TaskDataModule
+from lit_ft.source import FILE_FORMATS, local_path
+from lit_ft.task import Batch, Task
+from lit_ft.text_metrics import TEXT_METRICS, text_metrics
+
+SUMMARIZATION_METRICS = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
+TRANSLATION_METRICS = ["bleu", "chrf"]
+
+
+class Seq2SeqData(TaskDataModule):
+    """Rows with a source text and a target text (a summary, a translation).
+
+    Three layouts are read: columns (`source_column` / `target_column`) of any file or hub dataset; the hub
+    translation shape `{"translation": {"en": ..., "de": ...}}` (set `source_lang` and `target_lang`); and
+    line-aligned parallel text files: with the languages set, a local split named without a file suffix
+    (`data/val`) reads `data/val.<source_lang>` and, when it exists, `data/val.<target_lang>`.
+
+    Args:
+        source_column: Column with the input text.
+        target_column: Column with the target text (the teacher-forced labels).
+        reference_columns: Columns holding the references of evaluation splits when they are not
+            `target_column` (several give multi-reference metrics, as DialogSum's `summary1..3`); the first one
+            also gives the labels of the loss where `target_column` is missing.
+        source_prefix: Text put before every source (T5 style, for example `"summarize: "`).
+        source_lang: Source language key of the translation column or suffix of parallel text files.
+        target_lang: Target language key of the translation column or suffix of parallel text files.
+        translation_column: Column of `{language: text}` dicts read when the languages are set.
+        max_target_length: Longest tokenized target; longer targets are truncated (`max_length` is the source's).
+        **kwargs: Source, tokenizer and batching settings of `TaskDataModule`.
+    """
+
+    task_name = "seq2seq"
+
+    def __init__(
+        self,
+        source_column: str = "source",
+        target_column: str = "target",
+        reference_columns: list[str] | None = None,
+        source_prefix: str = "",
+        source_lang: str | None = None,
+        target_lang: str | None = None,
+        translation_column: str = "translation",
+        max_target_length: int = 128,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if (source_lang is None) != (target_lang is None):
+            raise ValueError(f"set both data.source_lang and data.target_lang (got {source_lang!r}, {target_lang!r})")
+        self.source_column = source_column
+        self.target_column = target_column
+        self.reference_columns = reference_columns
+        self.source_prefix = source_prefix
+        self.source_lang = source_lang
+        self.target_lang = target_lang
+        self.translation_column = translation_column
+        self.max_target_length = max_target_length
+
+    def build_info(self) -> dict[str, Any]:
+        return {"source_lang": self.source_lang, "target_lang": self.target_lang, "source_prefix": self.source_prefix}
+
+    def load_split(self, split: str) -> datasets.Dataset | None:
+        where = self.source.location(split)
+        parallel = where is not None and self.source.hub is None and self.source_lang is not None
+        if not parallel or Path(str(where)).suffix.lower() in FILE_FORMATS:
+            return super().load_split(split)
+        assert where is not None and self.source_lang is not None and self.target_lang is not None
+        return load_parallel_text(where, self.source_lang, self.target_lang, self.translation_column,
+                                  self.source.encoding, key=f"data.source.{split}")
+
+    def encode(self, rows: dict[str, list[Any]], split: str) -> dict[str, list[Any]]:
+        sources, labels, references = self._texts(rows, split)
+        prefixed = [self.source_prefix + s for s in sources]
+        out = dict(self.tokenizer(prefixed, truncation=True, max_length=self.max_length))
+        out["source_text"] = sources
+        if labels is not None:
+            targets = self.tokenizer(text_target=labels, truncation=True, max_length=self.max_target_length)
+            out["labels"] = targets["input_ids"]
+            out["references"] = references
+        return out
+
+    def _texts(self, rows: dict[str, list[Any]], split: str) -> tuple[list[str], list[str] | None, Any]:
+        """Source texts, label texts and references per row; no labels or references for a predict split without
+        targets."""
+        if self.source_lang and self.translation_column in rows:
+            return self._translation_texts(rows, split)
+        self.require_columns(rows, split, {"source_column": self.source_column})
+        sources = self._column(rows, self.source_column, split)
+        ref_columns = [c for c in self.reference_columns or [] if c in rows]
+        label_column = self.target_column if self.target_column in rows else next(iter(ref_columns), None)
+        if label_column is None:
+            if split != "predict":
+                self.require_columns(rows, split, {"target_column": self.target_column})
+            return sources, None, None
+        labels = self._column(rows, label_column, split)
+        if not ref_columns:
+            return sources, labels, [[t] for t in labels]
+        columns = (rows[c] for c in ref_columns)
+        return sources, labels, [[str(v) for v in vs if v is not None] for vs in zip(*columns, strict=True)]
+
+    def _column(self, rows: dict[str, list[Any]], column: str, split: str) -> list[str]:
+        for value, row_id in zip(rows[column], rows["id"], strict=True):
+            if value is None:
+                raise ValueError(f"row '{row_id}' of {self.source.describe(split)} has no value in column "
+                                 f"'{column}'; fill it or drop the row")
+        return [str(v) for v in rows[column]]
+
+    def _translation_texts(self, rows: dict[str, list[Any]], split: str) -> tuple[list[str], list[str] | None, Any]:
+        pairs, source_lang, target_lang = rows[self.translation_column], str(self.source_lang), str(self.target_lang)
+        sources = self._lang_texts(pairs, source_lang, rows["id"], split)
+        if split == "predict" and all(p.get(target_lang) is None for p in pairs):
+            return sources, None, None
+        labels = self._lang_texts(pairs, target_lang, rows["id"], split)
+        return sources, labels, [[t] for t in labels]
+
+    def _lang_texts(self, pairs: list[dict[str, Any]], lang: str, ids: list[str], split: str) -> list[str]:
+        for pair, row_id in zip(pairs, ids, strict=True):
+            if pair.get(lang) is None:
+                raise ValueError(
+                    f"row '{row_id}' of {self.source.describe(split)}: column '{self.translation_column}' has no "
+                    f"'{lang}' text (keys {sorted(pair)}); set data.source_lang / data.target_lang"
+                )
+        return [str(p[lang]) for p in pairs]
+
+    @functools.cached_property
+    def padder(self) -> DataCollatorForSeq2Seq:  # type: ignore[override]
+        return DataCollatorForSeq2Seq(self.tokenizer, label_pad_token_id=-100)
+
+    def collate(self, rows: list[dict[str, Any]]) -> Batch:
+        ids = [row.pop("id") for row in rows]
+        sources = [row.pop("source_text") for row in rows]
+        references = [row.pop("references", None) for row in rows]
+        for row in rows:
+            row.pop("length", None)
+        # the seq2seq collator sets `labels: None` for rows without targets
+        inputs = {k: v for k, v in self.padder(rows).items() if v is not None}
+        batch: Batch = {"inputs": inputs, "id": ids, "sources": sources}
+        if references[0] is not None:
+            batch["references"] = references
+        return batch
+
+
+def load_parallel_text(stem: str, source_lang: str, target_lang: str, column: str = "translation",
+                       encoding: str = "utf-8", key: str = "data file") -> datasets.Dataset:
+    """Line-aligned `<stem>.<source_lang>` and (optional) `<stem>.<target_lang>` as rows of `{column: {lang: text}}`."""
+    files = {lang: local_path(f"{stem}.{lang}") for lang in (source_lang, target_lang)}
+    if not files[source_lang].is_file():
+        raise FileNotFoundError(
+            f"{key}: '{stem}' is neither a data file ({sorted(FILE_FORMATS)}) nor the stem of parallel text files: "
+            f"'{files[source_lang]}' does not exist; fix the path or data.source_lang"
+        )
+    lines = {lang: _lines(path, encoding) for lang, path in files.items() if path.is_file()}
+    counts = {str(files[lang]): len(text) for lang, text in lines.items()}
+    if len(set(counts.values())) > 1:
+        raise ValueError(f"{key}: parallel files must have the same number of lines; got {counts}")
+    rows = [dict(zip(lines, texts, strict=True)) for texts in zip(*lines.values(), strict=True)]
+    return datasets.Dataset.from_dict({column: rows})
+
+
+def _lines(path: Path, encoding: str) -> list[str]:
+    text = path.read_text(encoding=encoding).split("\n")
+    if text and text[-1] == "":
+        text.pop()
+    return [line.rstrip("\r") for line in text]
+
+
+class Seq2SeqTask(Task):
+    """Text-to-text generation with `AutoModelForSeq2SeqLM`; evaluation generates and scores the text.
+
+    Args:
+        info: Languages and source prefix from the data.
+        metrics: Names from `lit_ft.text_metrics.TEXT_METRICS`; default ROUGE-1/2/L/Lsum, or BLEU and chrF
+            when the data has languages (translation).
+        monitor: Metric that checkpointing and early stopping watch: one of `metrics` or `loss`
+            (default: bleu, else rougeL, else the first metric).
+        num_beams: Beam width of evaluation and prediction (1 = greedy).
+        max_new_tokens: Longest generated output, in tokens.
+        num_samples: Source / reference / prediction rows shown after each evaluation epoch.
+        rouge_stemmer: Porter-stem words before ROUGE matching.
+    """
+
+    name = "seq2seq"
+    datamodule = Seq2SeqData
+    pipeline_tag = "text2text-generation"
+    peft_task_type = "SEQ_2_SEQ_LM"
+
+    def __init__(
+        self,
+        info: dict[str, Any],
+        metrics: list[str] | None = None,
+        monitor: str | None = None,
+        num_beams: int = 1,
+        max_new_tokens: int = 128,
+        num_samples: int = 4,
+        rouge_stemmer: bool = True,
+    ) -> None:
+        super().__init__(info)
+        translation = info.get("target_lang") is not None
+        self.metric_names = list(metrics or (TRANSLATION_METRICS if translation else SUMMARIZATION_METRICS))
+        unknown = [m for m in self.metric_names if m not in TEXT_METRICS]
+        if unknown:
+            raise ValueError(f"unknown metrics {unknown} in task_options.metrics; choose from {list(TEXT_METRICS)}")
+        default = next((m for m in ("bleu", "rougeL") if m in self.metric_names), self.metric_names[0])
+        self._monitor = monitor or default
+        if self._monitor not in [*self.metric_names, "loss"]:
+            raise ValueError(f"task_options.monitor '{monitor}' is not one of {self.metric_names} or 'loss'")
+        self.num_beams = num_beams
+        self.max_new_tokens = max_new_tokens
+        self.num_samples = num_samples
+        self.rouge_stemmer = rouge_stemmer
+        self._samples: dict[int, list[dict[str, Any]]] = {}
+
+    def build_model(self, backbone: str) -> nn.Module:
+        self.tokenizer = load_tokenizer(backbone)
+        return AutoModelForSeq2SeqLM.from_pretrained(backbone)
+
+    def forward(self, model: nn.Module, batch: Batch) -> Any:
+        # without labels (predict on sources only) there is no decoder input: generation does the work
+        return model(**batch["inputs"]) if "labels" in batch["inputs"] else None
+
+    def generate(self, model: nn.Module, batch: Batch) -> list[str]:
+        """Generated texts of a batch (greedy or beam search), decoded without special tokens."""
+        inputs = batch["inputs"]
+        output = model.generate(  # type: ignore[operator]
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+            num_beams=self.num_beams, max_new_tokens=self.max_new_tokens, do_sample=False,
+        )
+        return [text.strip() for text in self.tokenizer.batch_decode(output, skip_special_tokens=True)]
+
+    def metrics(self) -> MetricCollection:
+        return text_metrics(self.metric_names, use_stemmer=self.rouge_stemmer)
+
+    def update_metrics(self, metrics: MetricCollection, model: nn.Module, batch: Batch, outputs: Any) -> None:
+        predictions = self.generate(model, batch)
+        metrics.update(predictions, batch["references"])
+        kept = self._samples.setdefault(id(metrics), [])
+        for source, refs, pred in zip(batch["sources"], batch["references"], predictions, strict=True):
+            if len(kept) < self.num_samples:
+                kept.append({"source": source, "reference": refs[0] if len(refs) == 1 else refs, "prediction": pred})
+
+    def samples(self, metrics: MetricCollection) -> list[dict[str, Any]]:
+        return self._samples.pop(id(metrics), [])
+
+    def predictions(self, model: nn.Module, batch: Batch, outputs: Any) -> list[dict[str, Any]]:
+        references = batch.get("references") or [None] * len(batch["id"])
+        records = []
+        generated = self.generate(model, batch)
+        for row_id, source, refs, pred in zip(batch["id"], batch["sources"], references, generated, strict=True):
+            record: dict[str, Any] = {"id": row_id, "source": source}
+            if refs is not None:
+                record["reference"] = refs[0] if len(refs) == 1 else refs
+            records.append({**record, "prediction": pred})
+        return records
+
+    def monitor(self) -> tuple[str, Literal["min", "max"]]:
+        return self._monitor, "min" if self._monitor == "loss" else "max"
+
+    def export_extras(self, out_dir: Path) -> None:
+        """Make `model.generate` of the export decode as evaluation did (beams, output length)."""
+        try:
+            config = GenerationConfig.from_pretrained(out_dir)
+        except OSError:
+            config = GenerationConfig()
+        config.num_beams = self.num_beams
+        config.max_new_tokens = self.max_new_tokens
+        config.save_pretrained(out_dir)
