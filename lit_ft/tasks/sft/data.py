@@ -1,0 +1,289 @@
+"""SFT data: rows of any of the three shapes -> token ids, labels on the responses only, generation prompts."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import datasets
+import torch
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+
+from lit_ft.datamodule import TaskDataModule
+from lit_ft.task import Batch
+from lit_ft.tasks.sft.render import (
+    ChatRenderer,
+    Format,
+    Rendered,
+    alpaca_prompt,
+    detect_format,
+    fill_template,
+    history_messages,
+    plain,
+    with_system,
+)
+
+IGNORE = -100
+POSITION = "_position"  # a row's place in its split: generation runs on the first `generate_examples`
+EVAL_KEYS = ("prompt_ids", "prompt", "reference", "tests", POSITION)
+
+
+def token_labels(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
+    """Labels that keep a token when it starts inside a trained character span, else -100.
+
+    Tokens the tokenizer adds itself (BOS) have empty offsets and never train.
+    """
+    return [
+        t if e > s and any(a <= s < b for a, b in spans) else IGNORE for t, (s, e) in zip(ids, offsets, strict=True)
+    ]
+
+
+class SFTData(TaskDataModule):
+    """Supervised fine-tuning data for causal LMs: prompt/completion, Alpaca or chat rows.
+
+    Args:
+        format: `prompt_completion`, `alpaca`, `chat`, or `auto` (chosen from the columns).
+        prompt_column: Prompt column (prompt_completion).
+        completion_column: Completion column (prompt_completion).
+        instruction_column: Instruction column (alpaca).
+        input_column: Optional input column (alpaca); empty inputs use the no-input Alpaca prompt.
+        output_column: Response column (alpaca).
+        history_column: Optional column of earlier [user, assistant] pairs (LLaMA-Factory style; chat template).
+        messages_column: Column of `{role, content}` lists (chat).
+        tests_column: Column of test asserts for code generation (the `pass@1` metric).
+        prompt_template: Format string over the row's columns that replaces the prompt (list values joined by
+            newlines), for example `"{text}\\nYour code should pass these tests:\\n{test_list}\\n"`.
+        use_chat_template: Render prompt_completion and alpaca rows as a user turn and an assistant turn with the
+            chat template (chat rows always use it).
+        system_prompt: System message for chat-template rendering (kept out when a conversation has its own);
+            without a chat template it is put before the prompt, followed by a blank line.
+        chat_template: Jinja template overriding the tokenizer's; tokenizers without one use
+            `FALLBACK_CHAT_TEMPLATE` (`### Role:` headers, EOS after each assistant turn).
+        train_on_prompt: Put the loss on every token, not only on the responses.
+        drop_untrainable: Drop examples left without a trained token (all response truncated away, or empty)
+            instead of failing; the count is reported.
+        **kwargs: Source, tokenizer and batching settings of `TaskDataModule` (`max_length` bounds prompt +
+            response; longer examples are cut at the end and counted).
+    """
+
+    task_name = "sft"
+
+    def __init__(
+        self,
+        format: Format = "auto",
+        prompt_column: str = "prompt",
+        completion_column: str = "completion",
+        instruction_column: str = "instruction",
+        input_column: str | None = "input",
+        output_column: str = "output",
+        history_column: str | None = None,
+        messages_column: str = "messages",
+        tests_column: str | None = None,
+        prompt_template: str | None = None,
+        use_chat_template: bool = False,
+        system_prompt: str | None = None,
+        chat_template: str | None = None,
+        train_on_prompt: bool = False,
+        drop_untrainable: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.format = format
+        self.columns = {
+            "prompt_column": prompt_column,
+            "completion_column": completion_column,
+            "instruction_column": instruction_column,
+            "input_column": input_column,
+            "output_column": output_column,
+            "history_column": history_column,
+            "messages_column": messages_column,
+            "tests_column": tests_column,
+        }
+        self.prompt_template = prompt_template
+        self.use_chat_template = use_chat_template
+        self.system_prompt = system_prompt
+        self.chat_template = chat_template
+        self.train_on_prompt = train_on_prompt
+        self.drop_untrainable = drop_untrainable
+        self.report: dict[str, dict[str, int]] = {}
+
+    # ---- rows -> text --------------------------------------------------------------------------
+    @functools.cached_property
+    def renderer(self) -> ChatRenderer:
+        return ChatRenderer(self.tokenizer, self.chat_template)
+
+    def resolve_format(self, rows: dict[str, list[Any]]) -> Format:
+        if self.format != "auto":
+            return self.format
+        c = self.columns
+        return detect_format(
+            list(rows),
+            c["messages_column"],
+            c["prompt_column"],
+            c["completion_column"],
+            c["instruction_column"],
+            c["output_column"],
+        )
+
+    def render(self, row: dict[str, Any], fmt: Format, where: str) -> Rendered:
+        c = self.columns
+        if fmt == "chat":
+            return self.renderer.render(with_system(row[c["messages_column"]], self.system_prompt), row["id"], where)
+        if fmt == "alpaca":
+            prompt_col, answer_col = c["instruction_column"], c["output_column"]
+            prompt = (
+                alpaca_prompt(row[prompt_col], row.get(c["input_column"] or ""))
+                if not self.use_chat_template
+                else "\n\n".join(p for p in (row[prompt_col], row.get(c["input_column"] or "")) if p and p.strip())
+            )
+        else:
+            prompt_col, answer_col = c["prompt_column"], c["completion_column"]
+            prompt = str(row[prompt_col]) if prompt_col in row else ""
+        if self.prompt_template:
+            prompt = fill_template(self.prompt_template, row)
+        answer = row.get(answer_col)
+        if not self.use_chat_template:
+            return plain(f"{self.system_prompt}\n\n{prompt}" if self.system_prompt else prompt, answer)
+        messages = history_messages(row.get(c["history_column"] or "")) + [{"role": "user", "content": prompt}]
+        messages += [] if answer is None else [{"role": "assistant", "content": answer}]
+        return self.renderer.render(with_system(messages, self.system_prompt), row["id"], where)
+
+    def _required(self, fmt: Format, split: str) -> dict[str, str | None]:
+        c = self.columns
+        needed: dict[str, dict[str, str | None]] = {
+            "chat": {"messages_column": c["messages_column"]},
+            "alpaca": {"instruction_column": c["instruction_column"], "output_column": c["output_column"]},
+            "prompt_completion": {
+                "prompt_column": None if self.prompt_template else c["prompt_column"],
+                "completion_column": c["completion_column"],
+            },
+        }
+        found = dict(needed[fmt])
+        if split == "predict":  # nothing to compare with: the response may be missing
+            found.pop("output_column", None), found.pop("completion_column", None)
+        return found
+
+    # ---- text -> features ----------------------------------------------------------------------
+    def _tokenize(self, text: str, special: bool) -> tuple[list[int], list[tuple[int, int]]]:
+        if not self.tokenizer.is_fast:
+            raise ValueError(f"SFT masking needs a fast tokenizer (offsets); '{self.tokenizer_name}' has a slow one")
+        bos = self.tokenizer.bos_token
+        add = not (special and bos and text.startswith(bos))
+        enc = self.tokenizer(text, add_special_tokens=add, return_offsets_mapping=True)
+        return enc["input_ids"], enc["offset_mapping"]
+
+    def encode(self, rows: dict[str, list[Any]], split: str) -> dict[str, list[Any]]:
+        fmt = self.resolve_format(rows)
+        self.require_columns(rows, split, self._required(fmt, split))
+        where = self._where(split)
+        out: dict[str, list[Any]] = {"input_ids": [], "attention_mask": [], "truncated": [], "id": []}
+        if split != "predict":
+            out["labels"] = []
+        if split != "train":
+            out.update({k: [] for k in EVAL_KEYS if k != "tests" or self.columns["tests_column"]})
+        for i in range(len(rows["id"])):
+            row = {k: v[i] for k, v in rows.items()}
+            self._encode_row(row, self.render(row, fmt, where), split, where, out)
+        return out
+
+    def _encode_row(
+        self, row: dict[str, Any], rendered: Rendered, split: str, where: str, out: dict[str, list[Any]]
+    ) -> None:
+        eos = self.tokenizer.eos_token_id
+        if split == "predict":
+            ids, labels = self._prompt_ids(rendered, row), None
+        else:
+            ids, offsets = self._tokenize(rendered.text, rendered.special)
+            labels = list(ids) if self.train_on_prompt else token_labels(ids, offsets, rendered.spans)
+            last = rendered.spans[-1] if rendered.spans else None
+            closed = last and any(t == eos and last[0] <= s < last[1] for t, (s, _) in zip(ids, offsets, strict=True))
+            if eos is not None and last and last[1] == len(rendered.text) and not closed:
+                ids, labels = [*ids, eos], [*labels, eos]  # the model must learn to stop
+        truncated = len(ids) > self.max_length
+        ids = ids[: self.max_length]
+        if labels is not None:
+            labels = labels[: self.max_length]
+            if all(t == IGNORE for t in labels[1:]):  # the first label is never predicted
+                if self.drop_untrainable:
+                    return
+                raise ValueError(
+                    f"row '{row['id']}' in {where} has no response token to train on "
+                    f"({'cut off at' if truncated else 'within'} data.max_length={self.max_length}; "
+                    f"response {rendered.reference[:40]!r}); raise data.max_length, fix the row, or set "
+                    "data.drop_untrainable: true to skip such rows"
+                )
+            out["labels"].append(labels)
+        out["input_ids"].append(ids)
+        out["attention_mask"].append([1] * len(ids))
+        out["truncated"].append(truncated)
+        out["id"].append(row["id"])
+        if split != "train":
+            self._eval_features(row, rendered, out)
+
+    def _prompt_ids(self, rendered: Rendered, row: dict[str, Any]) -> list[int]:
+        ids, _ = self._tokenize(rendered.prompt, rendered.special)
+        return ids[-self.max_length :]  # keep the end of an over-long prompt: it leads into the response
+
+    def _eval_features(self, row: dict[str, Any], rendered: Rendered, out: dict[str, list[Any]]) -> None:
+        out["prompt_ids"].append(self._prompt_ids(rendered, row))
+        out["prompt"].append(rendered.prompt)
+        out["reference"].append(rendered.reference or "")
+        out[POSITION].append(row[POSITION])
+        tests_column = self.columns["tests_column"]
+        if tests_column:
+            if tests_column not in row:
+                self.require_columns(row, "validation", {"tests_column": tests_column})
+            tests = row[tests_column]
+            out["tests"].append([tests] if isinstance(tests, str) else list(tests))
+
+    # ---- splits and batches --------------------------------------------------------------------
+    @functools.cache  # noqa: B019 - one load per split, like the base
+    def raw(self, split: str) -> datasets.Dataset | None:
+        ds = super().raw(split)
+        if ds is None or split == "train":
+            return ds
+        return ds.add_column(POSITION, list(range(len(ds))))  # type: ignore[arg-type]
+
+    def features(self, split: str) -> datasets.Dataset | None:
+        known = split in self._features
+        ds = super().features(split)
+        if ds is not None and not known:
+            self._report(split, ds)
+        return ds
+
+    def _where(self, split: str) -> str:
+        carved = split == "validation" and self.source.location(split) is None
+        return (
+            f"{self.source.describe('train')} (its held-out validation part)" if carved else self.source.describe(split)
+        )
+
+    def _report(self, split: str, ds: datasets.Dataset) -> None:
+        raw = self.raw(split)
+        total = len(raw) if raw is not None else len(ds)
+        truncated = int(sum(ds["truncated"]))
+        self.report[split] = {"examples": total, "truncated": truncated, "dropped": total - len(ds)}
+        where = self._where(split)
+        if truncated:
+            rank_zero_warn(
+                f"lit_ft sft: {truncated} of {total} examples in {where} are longer than "
+                f"data.max_length={self.max_length} and were cut"
+            )
+        if total - len(ds):
+            rank_zero_info(
+                f"lit_ft sft: dropped {total - len(ds)} of {total} examples in {where} with no "
+                "response token left (data.drop_untrainable)"
+            )
+
+    def collate(self, rows: list[dict[str, Any]]) -> Batch:
+        pad = self.tokenizer.pad_token_id
+        width = max(len(r["input_ids"]) for r in rows)
+
+        def padded(key: str, value: int) -> torch.Tensor:
+            return torch.tensor([r[key] + [value] * (width - len(r[key])) for r in rows], dtype=torch.long)
+
+        inputs = {"input_ids": padded("input_ids", pad), "attention_mask": padded("attention_mask", 0)}
+        if "labels" in rows[0]:
+            inputs["labels"] = padded("labels", IGNORE)
+        batch: Batch = {"inputs": inputs, "id": [r["id"] for r in rows]}
+        batch.update({k: [r[k] for r in rows] for k in EVAL_KEYS if k in rows[0]})
+        return batch
