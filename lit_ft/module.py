@@ -14,7 +14,7 @@ from lit_ft.backbone import resolve_backbone
 from lit_ft.datamodule import DEFAULT_BACKBONE, TaskDataModule
 from lit_ft.freeze import freeze
 from lit_ft.lora import LoraSettings, apply_lora, exportable, is_adapter_model
-from lit_ft.optim import Schedule, decay_groups, warmup_schedule, warmup_steps
+from lit_ft.optim import AdamW, Schedule, decay_groups, warmup_schedule, warmup_steps
 from lit_ft.registry import get_task
 from lit_ft.samples import log_samples
 from lit_ft.task import Batch, Task
@@ -36,7 +36,7 @@ class FineTuner(LightningModule):
         info: What the model knows of the data (label names, ...); filled from the data at setup when empty.
         learning_rate: Peak learning rate (set on every parameter group).
         weight_decay: Decoupled weight decay for weight matrices; biases and norm weights get none.
-        optimizer: Optimizer factory taking parameter groups (AdamW by default).
+        optimizer: Optimizer factory taking parameter groups (fused AdamW by default, see `lit_ft.optim.AdamW`).
         warmup: Warmup length: a fraction of all optimizer steps when below 1, else a number of steps.
         schedule: Decay after warmup, stepped per optimizer step.
         freeze_backbone: Train only the task head.
@@ -53,7 +53,7 @@ class FineTuner(LightningModule):
         info: dict[str, Any] | None = None,
         learning_rate: float = 5e-5,
         weight_decay: float = 0.01,
-        optimizer: OptimizerCallable = torch.optim.AdamW,
+        optimizer: OptimizerCallable = AdamW,
         warmup: float = 0.0,
         schedule: Schedule = "linear",
         freeze_backbone: bool = False,

