@@ -80,13 +80,13 @@ def _plugin_specs(argv: list[str]) -> list[str]:
 def list_tasks() -> None:
     tasks = available_tasks()
     width = max((len(n) for n in tasks), default=4)
-    print(f"{'task':<{width}}  {'source':<28}  class / data module")
+    print(f"{'task':<{width}}  {'source':<32}  class / data module")
     for name, entry in sorted(tasks.items()):
         data = getattr(entry.task, "datamodule", None)
         where = f"{entry.task.__module__}.{entry.task.__qualname__}"
         if data is not None:
             where += f" / {data.__module__}.{data.__qualname__}"
-        print(f"{name:<{width}}  {entry.source:<28}  {where}")
+        print(f"{name:<{width}}  {entry.source:<32}  {where}")
 
 
 def export_main(argv: list[str]) -> None:
