@@ -38,7 +38,8 @@ def write_wordpiece_tokenizer(out: Path, words: list[str] = WORDS) -> None:
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(words)), *chars, *[f"##{c}" for c in chars]]
     out.mkdir(parents=True, exist_ok=True)
     (out / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
-    BertTokenizerFast(vocab_file=str(out / "vocab.txt"), do_lower_case=True).save_pretrained(out)
+    # transformers 5 builds the fast tokenizer from `vocab=`; `vocab_file=` alone yields only special tokens
+    BertTokenizerFast(vocab=str(out / "vocab.txt"), do_lower_case=True).save_pretrained(out)
 
 
 def make_tiny_bert(out: Path, seed: int = 0) -> Path:

@@ -1,0 +1,118 @@
+"""CoNLL-style files: one token per line in whitespace-separated columns, blank lines between sentences."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from lit_ft.source import FILE_FORMATS, DataSource, local_path
+
+CONLL_SUFFIXES = (".conll", ".conllu", ".txt", ".iob", ".bio")
+DOCSTART = "-DOCSTART-"
+
+
+def is_conll(path: str, data_format: str) -> bool:
+    """Whether a local file is read as CoNLL: always for `conll`; for `auto`, CoNLL suffixes and unknown ones."""
+    suffix = local_path(path).suffix.lower()
+    return data_format == "conll" or suffix in CONLL_SUFFIXES or suffix not in FILE_FORMATS
+
+
+def read_sentences(path: str | Path, token_index: int, tag_index: int | None, encoding: str = "utf-8") -> Iterator[
+        tuple[list[str], list[str]]]:
+    """(tokens, tags) per sentence; `-DOCSTART-` lines and runs of blank lines separate sentences.
+
+    With `tag_index` None the tags are empty (files to predict on, with a token column only).
+    """
+    tokens: list[str] = []
+    tags: list[str] = []
+    with open(path, encoding=encoding) as f:
+        for lineno, line in enumerate(f, 1):
+            cols = line.split()
+            if not cols or cols[0] == DOCSTART:
+                if tokens:
+                    yield tokens, tags
+                tokens, tags = [], []
+                continue
+            try:
+                tokens.append(cols[token_index])
+                if tag_index is not None:
+                    tags.append(cols[tag_index])
+            except IndexError:
+                raise ValueError(
+                    f"{path}:{lineno}: line {line.rstrip()!r} has {len(cols)} columns, but the token column is "
+                    f"{token_index} and the tag column {tag_index}; set data.conll_token_index / data.conll_tag_index"
+                ) from None
+    if tokens:
+        yield tokens, tags
+
+
+def tag_column_present(path: str | Path, token_index: int, tag_index: int, encoding: str = "utf-8") -> bool:
+    """Whether the first token line has a tag column distinct from the token column (else: tokens only)."""
+    with open(path, encoding=encoding) as f:
+        for line in f:
+            cols = line.split()
+            if cols and cols[0] != DOCSTART:
+                n = len(cols)
+                return -n <= tag_index < n and tag_index % n != token_index % n
+    return False
+
+
+def _generate(path: str, token_index: int, tag_index: int | None, encoding: str, token_column: str,
+              tag_column: str, stamp: tuple[int, int]) -> Iterator[dict[str, Any]]:
+    # `stamp` (size, mtime) only enters the cache key, so an edited file is read again
+    for tokens, tags in read_sentences(path, token_index, tag_index, encoding):
+        yield {token_column: tokens, tag_column: tags} if tag_index is not None else {token_column: tokens}
+
+
+def load_conll(path: str, token_column: str, tag_column: str, token_index: int = 0, tag_index: int = -1,
+               encoding: str = "utf-8", key: str = "data file") -> datasets.Dataset:
+    """A CoNLL file as rows of token and tag lists (built once with `Dataset.from_generator`, then cached)."""
+    file = local_path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"{key}: '{path}' does not exist; fix the path or set {key} to null")
+    resolved = str(file.resolve())
+    has_tags = tag_column_present(resolved, token_index, tag_index, encoding)
+    strings = datasets.Sequence(datasets.Value("string"))
+    features = datasets.Features({token_column: strings, **({tag_column: strings} if has_tags else {})})
+    stat = file.stat()
+    gen_kwargs = {"path": resolved, "token_index": token_index, "tag_index": tag_index if has_tags else None,
+                  "encoding": encoding, "token_column": token_column, "tag_column": tag_column,
+                  "stamp": (stat.st_size, stat.st_mtime_ns)}
+    ds = datasets.Dataset.from_generator(_generate, features=features, gen_kwargs=gen_kwargs)
+    assert isinstance(ds, datasets.Dataset)
+    return ds
+
+
+@dataclass
+class ConllSource(DataSource):
+    """A `DataSource` that also reads CoNLL files (local files only; hub datasets and json/csv/parquet as usual).
+
+    Args:
+        data_format: `conll` reads every local file as CoNLL; `auto` only .conll/.txt/.iob/.bio files and files
+            whose suffix is no known format (such as `eng.testa`).
+        token_column: Name of the token column the CoNLL rows get.
+        tag_column: Name of the tag column the CoNLL rows get.
+        token_index: Column of the token in a CoNLL line.
+        tag_index: Column of the tag in a CoNLL line (negative counts from the end).
+    """
+
+    data_format: str = "auto"
+    token_column: str = "tokens"
+    tag_column: str = "tags"
+    token_index: int = 0
+    tag_index: int = -1
+
+    @classmethod
+    def wrap(cls, source: DataSource, **settings: Any) -> ConllSource:
+        return cls(**{f.name: getattr(source, f.name) for f in fields(DataSource)}, **settings)
+
+    def load(self, split: str) -> datasets.Dataset | None:
+        where = self.location(split)
+        if where is None or self.hub or not is_conll(where, self.data_format):
+            return super().load(split)
+        return load_conll(where, self.token_column, self.tag_column, self.token_index, self.tag_index,
+                          self.encoding, key=f"data.source.{split}")

@@ -1,0 +1,99 @@
+"""The token-classification task plugin: `AutoModelForTokenClassification`, word-level metrics, entity records."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from torch import nn
+from torchmetrics import MetricCollection
+from transformers import AutoConfig, AutoModelForTokenClassification
+
+from lit_ft.task import Batch, Task
+from lit_ft.tasks.token_classification.data import TokenClassificationData
+from lit_ft.tasks.token_classification.metrics import EntityScores, TokenAccuracy, word_predictions
+from lit_ft.tasks.token_classification.schemes import get_entities
+
+
+class TokenClassificationTask(Task):
+    """Tags every word of a sentence (NER, POS tagging, chunking).
+
+    Metrics are computed per word (the tag of its first sub-token): entity `precision`, `recall`, `f1` (micro,
+    and `f1/TYPE` per entity type, as seqeval computes them) when the tags form entities, and `token_accuracy`.
+
+    Args:
+        info: `label_names` and `tag_scheme` (the target scheme, `none` for plain tags) from the data.
+        monitor: Metric that checkpointing and early stopping watch (default: `f1`, or `token_accuracy` for
+            plain tags); `loss` is minimised, any other metric maximised.
+    """
+
+    name = "token_classification"
+    datamodule = TokenClassificationData
+    pipeline_tag = "token-classification"
+    peft_task_type = "TOKEN_CLS"
+
+    def __init__(self, info: dict[str, Any], monitor: str | None = None) -> None:
+        super().__init__(info)
+        self.names: list[str] = info["label_names"]
+        self.entity_level = info.get("tag_scheme", "IOB2") != "none"
+        default = "f1" if self.entity_level else "token_accuracy"
+        self._monitor: tuple[str, Literal["min", "max"]] = (monitor or default, "min" if monitor == "loss" else "max")
+
+    def build_model(self, backbone: str) -> nn.Module:
+        config = AutoConfig.from_pretrained(
+            backbone,
+            num_labels=len(self.names),
+            id2label=dict(enumerate(self.names)),
+            label2id={n: i for i, n in enumerate(self.names)},
+        )
+        return AutoModelForTokenClassification.from_pretrained(backbone, config=config)
+
+    def metrics(self) -> MetricCollection:
+        metrics: dict[str, Any] = {"token_accuracy": TokenAccuracy()}
+        if self.entity_level:
+            metrics["entities"] = EntityScores(self.names)
+        return MetricCollection(metrics, compute_groups=False)
+
+    def update_metrics(self, metrics: MetricCollection, model: nn.Module, batch: Batch, outputs: Any) -> None:
+        target = batch["word_labels"]  # (batch, words)
+        preds = word_predictions(outputs.logits.argmax(-1), batch["word_ids"], target.shape[1])
+        metrics.update(preds, target)
+
+    def predictions(self, model: nn.Module, batch: Batch, outputs: Any) -> list[dict[str, Any]]:
+        width = max((len(t) for t in batch["tokens"]), default=0)
+        words = word_predictions(outputs.logits.argmax(-1), batch["word_ids"], width).tolist()
+        return [
+            self._record(row_id, tokens, ids[: len(tokens)], bool(cut))
+            for row_id, tokens, ids, cut in zip(batch["id"], batch["tokens"], words, batch["truncated"], strict=True)
+        ]
+
+    def _record(self, row_id: str, tokens: list[str], ids: list[int], truncated: bool) -> dict[str, Any]:
+        fallback = "O" if "O" in self.names else None  # words cut off by truncation
+        tags = [self.names[i] if i >= 0 else fallback for i in ids]
+        record: dict[str, Any] = {"id": row_id, "text": " ".join(tokens), "tokens": tokens, "tags": tags}
+        if self.entity_level:
+            record["entities"] = entity_records(tokens, [t or "O" for t in tags])
+        record["truncated"] = truncated
+        return record
+
+    def monitor(self) -> tuple[str, Literal["min", "max"]]:
+        return self._monitor
+
+
+def entity_records(tokens: list[str], tags: list[str]) -> list[dict[str, Any]]:
+    """Entities of a tagged sentence with token span `[start, end)` and character offsets into
+    `" ".join(tokens)`."""
+    starts, pos = [], 0
+    for token in tokens:
+        starts.append(pos)
+        pos += len(token) + 1
+    return [
+        {
+            "type": e.type,
+            "start": e.start,
+            "end": e.end,
+            "start_char": starts[e.start],
+            "end_char": starts[e.end - 1] + len(tokens[e.end - 1]),
+            "text": " ".join(tokens[e.start : e.end]),
+        }
+        for e in get_entities(tags)
+    ]
