@@ -10,8 +10,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-from tests.conftest import shared_data
+from builders import shared_data
 
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "sst2_speed.py"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import shared_data
+from builders import shared_data
 from torchmetrics.utilities.data import dim_zero_sum
 
 from lit_ft import sandbox

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import WORDS, shared_data
+from builders import WORDS, shared_data
 
 from lit_ft.cli import run
 from lit_ft.io import read_jsonl

@@ -460,7 +460,7 @@ REAL_DATA = {
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", sorted(REAL_DATA))
 def test_recipe_on_real_shared_data(recipe: str, tmp_path: Path, llama: Path) -> None:
-    from conftest import shared_data
+    from builders import shared_data
 
     train = str(shared_data(REAL_DATA[recipe]))
     cli = run(

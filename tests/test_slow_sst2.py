@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import shared_data
+from builders import shared_data
 from helpers import QUIET, cli
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
-from conftest import shared_data
+from builders import shared_data
 from seqeval.metrics import accuracy_score, f1_score, precision_score, recall_score
 from seqeval.metrics.sequence_labeling import get_entities as seqeval_entities
 from seqeval.metrics.sequence_labeling import precision_recall_fscore_support
