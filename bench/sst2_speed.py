@@ -131,13 +131,13 @@ def run_plain_loop(opts: argparse.Namespace, clock: StepClock) -> tuple[Any, Any
     """lit_ft's own batches (sampler order and collate) and model, trained by a bare PyTorch loop."""
     import torch
 
-    from lit_ft.optim import decay_groups
+    from lit_ft.optim import AdamW, decay_groups
 
     data = lit_data(opts)
     model = lit_module(opts, data).model
     watch = Stopwatch()
     loader = data.train_dataloader()
-    optimizer = torch.optim.AdamW(decay_groups(model, WEIGHT_DECAY), lr=LR)
+    optimizer = AdamW(decay_groups(model, WEIGHT_DECAY), lr=LR)  # lit_ft's default optimizer (fused AdamW)
     total = len(loader)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / total)
     model.train()

@@ -19,7 +19,7 @@ from lit_ft.module import FineTuner
 from lit_ft.predictions import PredictionWriter
 from lit_ft.registry import available_tasks, load_plugin_module
 from lit_ft.summary import RunSummary
-from lit_ft.wandb_setup import SaveConfigToLoggers, ensure_wandb_mode, resume_wandb_run
+from lit_ft.wandb_setup import SaveConfigToLoggers, ensure_wandb_mode, finish_wandb_run, resume_wandb_run
 
 CHECKPOINT_ALIASES = ("best", "last")
 
@@ -45,6 +45,12 @@ class LitFtCLI(LightningCLI):
             cfg = self.config[sub]
             cfg.ckpt_path = find_checkpoint(_checkpoint_dir(cfg), cfg.ckpt_path)
         super()._parse_ckpt_path()
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        finally:
+            finish_wandb_run(self.trainer)
 
     def before_instantiate_classes(self) -> None:
         sub = self.config.get("subcommand")

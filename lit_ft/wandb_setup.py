@@ -30,6 +30,15 @@ def ensure_wandb_mode(uses_wandb: bool) -> str | None:
             "Upload later with `wandb sync <run dir>` (printed at the end of training).")
 
 
+def finish_wandb_run(trainer: Trainer) -> None:
+    """End the W&B run once the command is done, so a later command in the same process starts its own run."""
+    if any(isinstance(logger, WandbLogger) for logger in trainer.loggers):
+        import wandb
+
+        if wandb.run is not None:
+            wandb.run.finish()
+
+
 def resume_wandb_run(logger_configs: list[Any], run_id: str | None) -> None:
     """Continue the W&B run recorded with the checkpoint being resumed, unless the config names a run id."""
     for cfg in logger_configs:

@@ -1,0 +1,167 @@
+"""Question-answering data: SQuAD JSON or flat rows -> overflowing token windows with char offsets."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import datasets
+import torch
+
+from lit_ft.datamodule import TaskDataModule
+from lit_ft.source import local_path
+from lit_ft.task import Batch
+from lit_ft.tasks.question_answering.squad_json import answer_lists, is_squad_json, load_squad_json
+
+
+class SplitRows:
+    """The raw rows of one split as Python lists, indexed by example id (contexts to cut answers from)."""
+
+    def __init__(self, ids: list[str], questions: list[str], contexts: list[str], answers: list[list[str]],
+                 where: str) -> None:
+        self.ids, self.questions, self.contexts, self.answers = ids, questions, contexts, answers
+        self.index = {row_id: i for i, row_id in enumerate(ids)}
+        if len(self.index) != len(ids):
+            dupes = sorted({i for i in ids if ids.count(i) > 1})[:5]
+            raise ValueError(f"ids {dupes} repeat in {where}; answers are merged by id: make ids unique or set "
+                             "data.id_column to null to number the rows")
+
+    def positions(self, ids: list[str]) -> torch.Tensor:
+        return torch.tensor([self.index[i] for i in ids], dtype=torch.long)
+
+
+class QuestionAnsweringData(TaskDataModule):
+    """Extractive QA rows (question, context, answers) cut into overlapping windows of the context.
+
+    Local `.json` files in the official SQuAD layout (`data -> paragraphs -> qas`, v1.1 or v2.0 with
+    `is_impossible`, or `data -> [flat rows]`) are read here; flat JSON/JSONL/CSV/parquet files and hub
+    datasets (like `rajpurkar/squad`) go through `DataSource`, with answers as `{"text": [...],
+    "answer_start": [...]}` (or a list of `{"text", "answer_start"}`). Empty answers mean unanswerable.
+
+    Args:
+        question_column: Column with the question.
+        context_column: Column with the context the answer is cut from.
+        answers_column: Column with the gold answers (not needed for predict).
+        stride: Tokens shared by consecutive windows of a long context.
+        max_length: Tokens per window (question + context + special tokens).
+        **kwargs: Source, tokenizer and batching settings of `TaskDataModule`.
+    """
+
+    task_name = "question_answering"
+
+    def __init__(
+        self,
+        question_column: str = "question",
+        context_column: str = "context",
+        answers_column: str = "answers",
+        stride: int = 128,
+        max_length: int = 384,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(max_length=max_length, **kwargs)
+        self.question_column = question_column
+        self.context_column = context_column
+        self.answers_column = answers_column
+        self.stride = stride
+
+    # ---- raw rows: SQuAD JSON read here, everything else by the base -----------------------------
+    def load_split(self, split: str) -> datasets.Dataset | None:
+        where = self.source.location(split)
+        if where is not None and not self.source.hub and is_squad_json(local_path(where)):
+            return load_squad_json(local_path(where), f"data.source.{split}")
+        return super().load_split(split)
+
+    @functools.cache  # noqa: B019
+    def rows(self, split: str) -> SplitRows:
+        """Contexts, questions and gold answer texts of a split, for decoding and scoring."""
+        ds = self.raw(split)
+        if ds is None:
+            raise ValueError(f"data.source.{split} is not set; give a file or a split name")
+        self.require_columns({c: [] for c in ds.column_names}, split, {
+            "question_column": self.question_column, "context_column": self.context_column})
+        answers = ds[self.answers_column] if self.answers_column in ds.column_names else [None] * len(ds)
+        return SplitRows(list(ds["id"]), list(ds[self.question_column]), list(ds[self.context_column]),
+                         [answer_lists(a)["text"] for a in answers], self.source.describe(split))
+
+    # ---- features ------------------------------------------------------------------------------
+    def encode(self, rows: dict[str, list[Any]], split: str) -> dict[str, list[Any]]:
+        self.require_columns(rows, split, {"question_column": self.question_column,
+                                           "context_column": self.context_column})
+        # leading spaces of a question only waste window room (some SQuAD questions have many)
+        questions = [q.lstrip() for q in rows[self.question_column]]
+        try:
+            enc = self.tokenizer(
+                questions, rows[self.context_column], truncation="only_second", max_length=self.max_length,
+                stride=self.stride, return_overflowing_tokens=True, return_offsets_mapping=True,
+            )
+        except Exception as err:
+            raise ValueError(f"could not cut {self.source.describe(split)} into windows: {err}. A question "
+                             "plus data.stride must fit in data.max_length: lower stride or raise max_length") from err
+        example = enc.pop("overflow_to_sample_mapping")
+        offsets = enc.pop("offset_mapping")
+        out: dict[str, list[Any]] = {k: list(v) for k, v in enc.items()}
+        context_offsets = [_context_offsets(enc.sequence_ids(w), offsets[w]) for w in range(len(example))]
+        out["offset_start"] = [[s for s, _ in o] for o in context_offsets]
+        out["offset_end"] = [[e for _, e in o] for o in context_offsets]
+        out["id"] = [rows["id"][i] for i in example]
+        out["split"] = [split] * len(example)
+        if self.answers_column in rows:
+            spans = [self._gold_span(rows, i, split) for i in range(len(rows["id"]))]
+            labels = [_token_span(o, spans[i]) for o, i in zip(context_offsets, example, strict=True)]
+            out["start_positions"] = [s for s, _ in labels]
+            out["end_positions"] = [e for _, e in labels]
+        elif split != "predict":
+            self.require_columns(rows, split, {"answers_column": self.answers_column})
+        return out
+
+    def _gold_span(self, rows: dict[str, list[Any]], i: int, split: str) -> tuple[int, int] | None:
+        """Char span (start, end exclusive) of the first gold answer, trimmed of spaces; None if unanswerable."""
+        answers = answer_lists(rows[self.answers_column][i])
+        if not answers["text"]:
+            return None
+        text, start, context = answers["text"][0], answers["answer_start"][0], rows[self.context_column][i]
+        if context[start : start + len(text)] != text:
+            found = [j for j in range(len(context)) if context.startswith(text, j)]
+            if not found:
+                raise ValueError(
+                    f"answer {text!r} of row '{rows['id'][i]}' in {self.source.describe(split)} is not in its "
+                    f"context (answer_start {start}); fix the row or drop it")
+            start = min(found, key=lambda j: abs(j - start))
+        end = start + len(text)
+        start += len(text) - len(text.lstrip())
+        end -= len(text) - len(text.rstrip())
+        return (start, end) if end > start else None
+
+    def collate(self, rows: list[dict[str, Any]]) -> Batch:
+        starts, ends = [r.pop("offset_start") for r in rows], [r.pop("offset_end") for r in rows]
+        split = rows[0]["split"]
+        for row in rows:
+            row.pop("split")
+        batch = super().collate(rows)
+        width = batch["inputs"]["input_ids"].shape[1]
+        offsets = torch.full((len(rows), width, 2), -1, dtype=torch.long)  # (windows, seq, 2); -1 = not context
+        left = self.tokenizer.padding_side == "left"
+        for w, (s, e) in enumerate(zip(starts, ends, strict=True)):
+            at = slice(width - len(s), width) if left else slice(0, len(s))
+            offsets[w, at, 0], offsets[w, at, 1] = torch.tensor(s), torch.tensor(e)
+        batch["offsets"] = offsets
+        batch["split"] = split
+        return batch
+
+
+def _context_offsets(sequence_ids: list[int | None], offsets: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Char offsets of context tokens; (-1, -1) for question, special and padding tokens."""
+    return [(int(o[0]), int(o[1])) if s == 1 else (-1, -1) for s, o in zip(sequence_ids, offsets, strict=True)]
+
+
+def _token_span(offsets: list[tuple[int, int]], span: tuple[int, int] | None) -> tuple[int, int]:
+    """Token start/end of a char span inside this window; (0, 0) (CLS) when it is absent or cut off."""
+    context = [i for i, (s, _) in enumerate(offsets) if s >= 0]
+    if span is None or not context:
+        return 0, 0
+    start_char, end_char = span
+    if offsets[context[0]][0] > start_char or offsets[context[-1]][1] < end_char:
+        return 0, 0
+    start = max(i for i in context if offsets[i][0] <= start_char)
+    end = min(i for i in context if offsets[i][1] >= end_char)
+    return start, max(start, end)

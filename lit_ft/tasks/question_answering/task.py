@@ -1,0 +1,107 @@
+"""Extractive question answering (SQuAD v1.1 / v2.0) with `AutoModelForQuestionAnswering`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from torch import nn
+from torchmetrics import MetricCollection
+from transformers import AutoModelForQuestionAnswering
+
+from lit_ft.datamodule import TaskDataModule
+from lit_ft.io import write_jsonl, write_text
+from lit_ft.task import Batch, Task
+from lit_ft.tasks.question_answering.data import QuestionAnsweringData, SplitRows
+from lit_ft.tasks.question_answering.decode import choose_answers, merge_windows, window_spans
+from lit_ft.tasks.question_answering.squad_metric import SquadMetric
+
+
+class QuestionAnsweringTask(Task):
+    """Predicts an answer span of the context (or no answer, for SQuAD v2.0 style data).
+
+    Args:
+        info: Nothing is needed from the data.
+        version_2_with_negative: Allow "no answer" (SQuAD v2.0): answer "" when the null score beats the best
+            span by more than `null_threshold`, and report HasAns / NoAns scores.
+        null_threshold: Margin of the null score over the best span score needed to answer "".
+        max_answer_length: Longest answer span in tokens.
+        n_best: Candidate spans kept per example in the prediction JSONL.
+    """
+
+    name = "question_answering"
+    datamodule = QuestionAnsweringData
+    pipeline_tag = "question-answering"
+    peft_task_type = "QUESTION_ANS"
+
+    def __init__(self, info: dict[str, Any], version_2_with_negative: bool = False, null_threshold: float = 0.0,
+                 max_answer_length: int = 30, n_best: int = 20) -> None:
+        super().__init__(info)
+        if max_answer_length < 1 or n_best < 1:
+            raise ValueError(f"max_answer_length and n_best must be >= 1, got {max_answer_length} and {n_best}")
+        self.version_2 = version_2_with_negative
+        self.null_threshold = null_threshold
+        self.max_answer_length = max_answer_length
+        self.n_best = n_best
+        self.data: QuestionAnsweringData | None = None
+
+    def build_model(self, backbone: str) -> nn.Module:
+        return AutoModelForQuestionAnswering.from_pretrained(backbone)
+
+    def bind_data(self, datamodule: TaskDataModule) -> None:
+        if not isinstance(datamodule, QuestionAnsweringData):
+            raise TypeError(f"task 'question_answering' needs data.class_path "
+                            f"lit_ft.tasks.question_answering.QuestionAnsweringData, got {type(datamodule).__name__}")
+        self.data = datamodule
+
+    def _rows(self, batch: Batch) -> SplitRows:
+        if self.data is None:
+            raise RuntimeError("question answering decodes against its data module's contexts; run it through a "
+                               "Trainer with a QuestionAnsweringData (bind_data was not called)")
+        return self.data.rows(batch["split"])
+
+    def metrics(self) -> MetricCollection:
+        return MetricCollection({"squad": SquadMetric(self.version_2, self.null_threshold)})
+
+    def update_metrics(self, metrics: MetricCollection, model: nn.Module, batch: Batch, outputs: Any) -> None:
+        rows = self._rows(batch)
+        # the same n-best search as `predictions`, so ties resolve alike and the metric matches predictions.json
+        spans = window_spans(outputs.start_logits, outputs.end_logits, batch["offsets"], self.max_answer_length,
+                             self.n_best)
+        metrics["squad"].update(rows.positions(batch["id"]).to(spans.score.device), spans.score[:, 0],
+                                spans.char_start[:, 0], spans.char_end[:, 0], spans.null, references=rows)
+
+    def predictions(self, model: nn.Module, batch: Batch, outputs: Any) -> list[dict[str, Any]]:
+        """One record per window: its id, null score and n-best spans; `write_predictions` merges them."""
+        rows = self._rows(batch)
+        spans = window_spans(outputs.start_logits, outputs.end_logits, batch["offsets"], self.max_answer_length,
+                             self.n_best)
+        records = []
+        scores, starts, ends = spans.score.tolist(), spans.char_start.tolist(), spans.char_end.tolist()
+        for w, row_id in enumerate(batch["id"]):
+            context = rows.contexts[rows.index[row_id]]
+            candidates = [
+                {"text": context[s:e], "score": score, "start": s, "end": e}
+                for score, s, e in zip(scores[w], starts[w], ends[w], strict=True)
+                if s >= 0
+            ]
+            records.append({"id": row_id, "null_score": float(spans.null[w]), "candidates": candidates})
+        return records
+
+    def write_predictions(self, records: list[dict[str, Any]], path: Path) -> list[Path]:
+        """`path` (JSONL: answer, score, null score, n-best per example) and `predictions.json` next to it in the
+        official SQuAD `{id: answer}` format."""
+        answers = choose_answers(merge_windows(records, self.n_best), self.version_2, self.null_threshold)
+        write_jsonl(answers, path)
+        official = path.with_name("predictions.json")
+        write_text(json.dumps({a["id"]: a["answer"] for a in answers}, ensure_ascii=False, indent=1), official)
+        return [path, official]
+
+    def samples(self, metrics: MetricCollection) -> list[dict[str, Any]]:
+        metric = metrics["squad"]
+        assert isinstance(metric, SquadMetric)
+        return list(metric.last_samples)
+
+    def monitor(self) -> tuple[str, Literal["min", "max"]]:
+        return "f1", "max"
