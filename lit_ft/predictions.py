@@ -51,4 +51,5 @@ class PredictionWriter(Callback):
         path = Path(self.path or os.path.join(trainer.default_root_dir, "predictions.jsonl"))
         plugin: Task = pl_module.plugin  # type: ignore[assignment]
         self.written = plugin.write_predictions(records, path)
-        rank_zero_info(f"lit_ft: wrote {len(records)} predictions to {', '.join(map(str, self.written))}")
+        inputs = len({r.get("id") for r in records})  # tasks may emit several records per input (QA windows)
+        rank_zero_info(f"lit_ft: wrote predictions for {inputs} inputs to {', '.join(map(str, self.written))}")
