@@ -115,7 +115,7 @@ class SFTData(TaskDataModule):
     def resolve_format(self, rows: dict[str, list[Any]]) -> Format:
         if self.format != "auto":
             return self.format
-        c = self.columns
+        c: dict[str, Any] = self.columns
         return detect_format(
             list(rows),
             c["messages_column"],
@@ -126,7 +126,7 @@ class SFTData(TaskDataModule):
         )
 
     def render(self, row: dict[str, Any], fmt: Format, where: str) -> Rendered:
-        c = self.columns
+        c: dict[str, Any] = self.columns
         if fmt == "chat":
             return self.renderer.render(with_system(row[c["messages_column"]], self.system_prompt), row["id"], where)
         if fmt == "alpaca":

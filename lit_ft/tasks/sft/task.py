@@ -25,6 +25,8 @@ class Perplexity(Metric):
 
     full_state_update = False
     higher_is_better = False
+    nll: torch.Tensor
+    tokens: torch.Tensor
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -42,7 +44,7 @@ class Perplexity(Metric):
 class GenerationMetrics(MetricCollection):
     """The task's metrics plus the generated samples of the epoch, which `reset` clears with them."""
 
-    def __init__(self, metrics: dict[str, Metric]) -> None:
+    def __init__(self, metrics: dict[str, Metric | MetricCollection]) -> None:
         super().__init__(metrics, compute_groups=False)
         self.samples: list[dict[str, str]] = []
 
@@ -110,7 +112,7 @@ class SFTTask(Task):
         return model(**batch["inputs"]) if "labels" in batch["inputs"] else None  # predict: generation only
 
     def metrics(self) -> MetricCollection:
-        found: dict[str, Metric] = {"perplexity": Perplexity()}
+        found: dict[str, Metric | MetricCollection] = {"perplexity": Perplexity()}
         for name in self.metric_names:
             found[name] = self._pass_at_one() if name == PASS_AT_1 else text_metric(name)
         return GenerationMetrics(found)
