@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from builders import make_tiny_bert, write_sentiment_csvs
+from sft_fixtures import make_causal_lm
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -22,3 +23,8 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def sentiment_files(tmp_path: Path) -> dict[str, str]:
     return write_sentiment_csvs(tmp_path / "data")
 
+
+@pytest.fixture(scope="session")
+def llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama-style causal LM with an offline byte-level tokenizer and a chat template."""
+    return make_causal_lm(tmp_path_factory.mktemp("llama"))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from sft_fixtures import chat_rows, make_causal_lm, write_jsonl
+from sft_fixtures import chat_rows, write_jsonl
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lit_ft.cli import run
@@ -26,11 +26,6 @@ QUIET = [
     "--trainer.accumulate_grad_batches",
     "1",
 ]
-
-
-@pytest.fixture(scope="module")
-def llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_causal_lm(tmp_path_factory.mktemp("llama"))
 
 
 def test_default_targets_per_architecture(llama: Path) -> None:

@@ -32,11 +32,6 @@ QUIET = [
 
 
 @pytest.fixture(scope="module")
-def llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_causal_lm(tmp_path_factory.mktemp("llama"))
-
-
-@pytest.fixture(scope="module")
 def gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_causal_lm(tmp_path_factory.mktemp("gpt2"), arch="gpt2")
 

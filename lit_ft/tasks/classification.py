@@ -72,6 +72,15 @@ class ClassificationData(TaskDataModule):
         self.problem_type = problem_type
         self.label_separator = label_separator
         self.label_map = label_map or {}
+        self._index_names: tuple[str, ...] = ()
+        self._index: dict[str, int] = {}
+
+    @property
+    def _label_index(self) -> dict[str, int]:
+        names = tuple(self.info["label_names"])  # rebuilt only when the info changes (use_info)
+        if self._index_names != names:
+            self._index_names, self._index = names, {n: i for i, n in enumerate(names)}
+        return self._index
 
     def _name(self, value: Any) -> str:
         return self.label_map.get(str(value), str(value))
@@ -124,7 +133,7 @@ class ClassificationData(TaskDataModule):
         if self.problem_type == "regression":
             return float(value)
         names = self.info["label_names"]
-        index = {n: i for i, n in enumerate(names)}
+        index = self._label_index
         if self.problem_type == "multi_label":
             values = self._label_list(value)
             unknown = [v for v in values if v not in index]
