@@ -12,6 +12,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 
+from lit_ft.errors import UserError
 from lit_ft.io import write_text
 
 POINTER = "best.json"
@@ -20,7 +21,7 @@ POINTER = "best.json"
 def _task_monitor(pl_module: LightningModule) -> tuple[str, str]:
     monitor = getattr(pl_module, "monitor", None)
     if not callable(monitor):
-        raise ValueError("set `monitor` explicitly: the model does not name a primary metric")
+        raise UserError("set `monitor` explicitly: the model does not name a primary metric")
     name, mode = monitor()
     return str(name), str(mode)
 

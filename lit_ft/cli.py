@@ -14,6 +14,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lit_ft.checkpoint import TaskCheckpoint, find_checkpoint, run_id_of
 from lit_ft.datamodule import TaskDataModule
+from lit_ft.errors import DEBUG_FLAG, EXIT_USER_ERROR, debug_requested, one_line, user_error_in_chain
 from lit_ft.export import ExportBest, export_model, load_checkpoint_module
 from lit_ft.module import FineTuner
 from lit_ft.predictions import PredictionWriter
@@ -113,8 +114,18 @@ def export_main(argv: list[str]) -> None:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Console entry point (`lit_ft ...`)."""
-    run(args)
+    """Console entry point (`lit_ft ...`): user errors print one line and exit 2 (`--debug` for the traceback)."""
+    argv = list(sys.argv[1:] if args is None else args)
+    debug = debug_requested(argv)
+    argv = [a for a in argv if a != DEBUG_FLAG]
+    try:
+        run(argv)
+    except Exception as err:
+        found = user_error_in_chain(err)
+        if found is None or debug:
+            raise
+        print(f"lit_ft: error: {one_line(str(found))}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_USER_ERROR)
 
 
 def run(args: list[str] | None = None) -> LitFtCLI | None:

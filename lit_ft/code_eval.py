@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torchmetrics import Metric
 
+from lit_ft.errors import UserError
 from lit_ft.sandbox import SandboxResult, run_tests
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
@@ -40,7 +41,7 @@ def run_all(
     """Run each program against its tests in its own sandbox, `workers` at a time; results in input order."""
     setups = list(setups) if setups is not None else [""] * len(programs)
     if not len(programs) == len(tests) == len(setups):
-        raise ValueError(
+        raise UserError(
             f"got {len(programs)} programs, {len(tests)} test lists and {len(setups)} setups: "
             "pass one test list (and one setup, if any) per program"
         )

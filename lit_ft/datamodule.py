@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from lit_ft.backbone import load_tokenizer
+from lit_ft.errors import UserError
 from lit_ft.sampler import LengthGroupedBatchSampler, ShardedEvalBatchSampler
 from lit_ft.source import DataSource
 from lit_ft.task import Batch
@@ -182,7 +183,7 @@ class TaskDataModule(LightningDataModule):
         self._adopt_model_info()
         for split in STAGE_SPLITS.get(stage, ()):
             if self.features(split) is None and split != "validation":
-                raise ValueError(
+                raise UserError(
                     f"`{stage}` needs a {split} split, but data.source.{split} is not set; give a file or a split name"
                 )
 
@@ -199,7 +200,7 @@ class TaskDataModule(LightningDataModule):
     def _require(self, split: str) -> datasets.Dataset:
         ds = self.features(split)
         if ds is None:
-            raise ValueError(f"data.source.{split} is not set; give a file or a split name")
+            raise UserError(f"data.source.{split} is not set; give a file or a split name")
         return ds
 
     def _rank_world(self) -> tuple[int, int]:

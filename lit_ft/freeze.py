@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from lit_ft.errors import UserError
+
 
 def transformer_layers(model: nn.Module) -> nn.ModuleList | None:
     """The backbone's stack of transformer layers: the longest ModuleList inside it."""
@@ -17,7 +19,7 @@ def freeze(model: nn.Module, backbone: bool, layers: int) -> None:
     base = getattr(model, "base_model", model)
     if backbone:
         if base is model:
-            raise ValueError("freeze_backbone: this model has no separate task head to train")
+            raise UserError("freeze_backbone: this model has no separate task head to train")
         base.requires_grad_(False)
         return
     if layers <= 0:
@@ -25,7 +27,7 @@ def freeze(model: nn.Module, backbone: bool, layers: int) -> None:
     stack = transformer_layers(model)
     if stack is None or layers > len(stack):
         found = 0 if stack is None else len(stack)
-        raise ValueError(f"freeze_layers={layers} but the backbone has {found} transformer layers")
+        raise UserError(f"freeze_layers={layers} but the backbone has {found} transformer layers")
     embeddings = getattr(base, "embeddings", None)  # BERT-style: word, position and type embeddings together
     if embeddings is None and hasattr(model, "get_input_embeddings"):
         embeddings = model.get_input_embeddings()  # type: ignore[operator]

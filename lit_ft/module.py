@@ -12,6 +12,7 @@ from torchmetrics import MeanMetric, MetricCollection
 
 from lit_ft.backbone import resolve_backbone
 from lit_ft.datamodule import DEFAULT_BACKBONE, TaskDataModule
+from lit_ft.errors import UserError
 from lit_ft.freeze import freeze
 from lit_ft.lora import LoraSettings, apply_lora, exportable, is_adapter_model
 from lit_ft.optim import AdamW, Schedule, decay_groups, warmup_schedule, warmup_steps
@@ -96,10 +97,10 @@ class FineTuner(LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if not isinstance(datamodule, TaskDataModule):
             if self.model is None:
-                raise ValueError("FineTuner needs a lit_ft TaskDataModule (data.class_path) or a saved `info`")
+                raise UserError("FineTuner needs a lit_ft TaskDataModule (data.class_path) or a saved `info`")
             return
         if datamodule.task_name and datamodule.task_name != self.hparams["task"]:
-            raise ValueError(
+            raise UserError(
                 f"model.task is '{self.hparams['task']}' but the data module {type(datamodule).__name__} is for task "
                 f"'{datamodule.task_name}'; make them agree"
             )

@@ -10,6 +10,8 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
+from lit_ft.errors import UserError
+
 Schedule = Literal["linear", "cosine", "constant"]
 
 
@@ -51,7 +53,7 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object
 def warmup_steps(warmup: float, total_steps: int) -> int:
     """`warmup` below 1 is a fraction of the total optimizer steps; 1 or more is a step count."""
     if warmup < 0:
-        raise ValueError(f"model.warmup must be >= 0, got {warmup}")
+        raise UserError(f"model.warmup must be >= 0, got {warmup}")
     return int(round(warmup * total_steps)) if warmup < 1 else int(warmup)
 
 

@@ -20,6 +20,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
 
+from lit_ft.errors import UserError
 from lit_ft.task import Task
 
 ENTRY_POINT_GROUP = "lit_ft.tasks"
@@ -38,7 +39,7 @@ _local: dict[str, TaskEntry] = {}
 def register_task(task: type[Task], source: str = "local module") -> type[Task]:
     """Register a task class (usable as a decorator)."""
     if not task.name:
-        raise ValueError(f"task class {task.__qualname__} has no `name`; set the class attribute `name = '...'`")
+        raise UserError(f"task class {task.__qualname__} has no `name`; set the class attribute `name = '...'`")
     _local[task.name] = TaskEntry(task.name, task, source)
     return task
 

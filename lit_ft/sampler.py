@@ -19,6 +19,8 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import Sampler
 
+from lit_ft.errors import UserError
+
 
 class LengthGroupedBatchSampler(Sampler[list[int]]):
     """Shuffled, length-grouped training batches for one rank.
@@ -44,7 +46,7 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         drop_last: bool = False,
     ) -> None:
         if batch_size < 1 or group_batches < 1:
-            raise ValueError(f"batch_size and group_batches must be >= 1, got {batch_size} and {group_batches}")
+            raise UserError(f"batch_size and group_batches must be >= 1, got {batch_size} and {group_batches}")
         self.lengths = list(lengths)
         self.per_rank = batch_size
         self.seed = seed

@@ -8,6 +8,8 @@ from typing import Any
 
 import datasets
 
+from lit_ft.errors import UserError
+
 SPLITS = ("train", "validation", "test", "predict")
 
 # file suffix -> (datasets builder, extra builder kwargs)
@@ -104,7 +106,7 @@ def load_file(
         raise FileNotFoundError(f"{key}: '{path}' does not exist; fix the path or set {key} to null")
     fmt = FILE_FORMATS.get(file.suffix.lower())
     if fmt is None:
-        raise ValueError(f"{key}: '{path}' has an unsupported suffix; use one of {sorted(FILE_FORMATS)}")
+        raise UserError(f"{key}: '{path}' has an unsupported suffix; use one of {sorted(FILE_FORMATS)}")
     builder, kwargs = fmt
     if builder == "csv":
         kwargs = {**kwargs, "encoding": encoding}
@@ -113,6 +115,6 @@ def load_file(
     try:
         ds = datasets.load_dataset(builder, data_files={"data": str(file.resolve())}, split="data", **kwargs)
     except Exception as err:
-        raise ValueError(f"{key}: could not read '{path}' as {builder}: {err}") from err
+        raise UserError(f"{key}: could not read '{path}' as {builder}: {err}") from err
     assert isinstance(ds, datasets.Dataset)
     return ds

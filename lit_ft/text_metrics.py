@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torchmetrics import Metric, MetricCollection
 
+from lit_ft.errors import UserError
+
 TEXT_METRICS = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "chrf", "exact_match")
 References = Sequence[str] | Sequence[Sequence[str]]
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -34,7 +36,7 @@ def sentence_lines(text: str) -> str:
 
 def _as_lists(predictions: Sequence[str], references: References) -> list[list[str]]:
     if len(predictions) != len(references):
-        raise ValueError(f"got {len(predictions)} predictions but {len(references)} references; give one each")
+        raise UserError(f"got {len(predictions)} predictions but {len(references)} references; give one each")
     return [[r] if isinstance(r, str) else list(r) for r in references]
 
 
@@ -137,7 +139,7 @@ def text_metric(name: str, use_stemmer: bool = True) -> Metric:
         return SacreScore(name)
     if name == "exact_match":
         return ExactMatch()
-    raise ValueError(f"unknown text metric '{name}'; choose from {list(TEXT_METRICS)}")
+    raise UserError(f"unknown text metric '{name}'; choose from {list(TEXT_METRICS)}")
 
 
 def text_metrics(names: Sequence[str], use_stemmer: bool = True) -> MetricCollection:
@@ -148,6 +150,6 @@ def text_metrics(names: Sequence[str], use_stemmer: bool = True) -> MetricCollec
         use_stemmer: Porter-stem tokens in the ROUGE metrics.
     """
     if not names:
-        raise ValueError(f"no text metrics named; choose from {list(TEXT_METRICS)}")
+        raise UserError(f"no text metrics named; choose from {list(TEXT_METRICS)}")
     # compute groups off: two ROUGE types with equal states after the first batch must not be merged
     return MetricCollection({n: text_metric(n, use_stemmer) for n in names}, compute_groups=False)

@@ -21,6 +21,7 @@ from torchmetrics.wrappers import ClasswiseWrapper
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from lit_ft.datamodule import TaskDataModule
+from lit_ft.errors import UserError
 from lit_ft.task import Batch, Task
 
 ProblemType = Literal["single_label", "multi_label", "regression"]
@@ -97,7 +98,7 @@ class ClassificationData(TaskDataModule):
             return {"problem_type": self.problem_type, "label_names": list(self.label_names)}
         train = self.raw("train")
         if train is None:
-            raise ValueError(
+            raise UserError(
                 "label names are unknown: there is no training split to discover them from; "
                 "set data.label_names or run with --ckpt_path of a trained model"
             )
@@ -126,7 +127,7 @@ class ClassificationData(TaskDataModule):
 
     def _encode_label(self, value: Any, row_id: str, split: str) -> Any:
         if value is None:
-            raise ValueError(
+            raise UserError(
                 f"row '{row_id}' of {self.source.describe(split)} has no label (column '{self.label_column}'); "
                 "unlabelled splits (like GLUE test sets) belong in data.source.predict"
             )
@@ -144,7 +145,7 @@ class ClassificationData(TaskDataModule):
             value = self._name(value)
             unknown = [] if value in index else [value]
         if unknown:
-            raise ValueError(
+            raise UserError(
                 f"label {unknown} of row '{row_id}' in {self.source.describe(split)} (column '{self.label_column}') "
                 f"is not one of the label names {names}; add it to data.label_names or fix the row"
             )

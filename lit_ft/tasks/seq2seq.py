@@ -13,6 +13,7 @@ from transformers import AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq, Generati
 
 from lit_ft.backbone import load_tokenizer
 from lit_ft.datamodule import TaskDataModule
+from lit_ft.errors import UserError
 from lit_ft.source import FILE_FORMATS, local_path
 from lit_ft.task import Batch, Task
 from lit_ft.text_metrics import TEXT_METRICS, text_metrics
@@ -59,7 +60,7 @@ class Seq2SeqData(TaskDataModule):
     ) -> None:
         super().__init__(**kwargs)
         if (source_lang is None) != (target_lang is None):
-            raise ValueError(f"set both data.source_lang and data.target_lang (got {source_lang!r}, {target_lang!r})")
+            raise UserError(f"set both data.source_lang and data.target_lang (got {source_lang!r}, {target_lang!r})")
         self.source_column = source_column
         self.target_column = target_column
         self.reference_columns = reference_columns
@@ -114,7 +115,7 @@ class Seq2SeqData(TaskDataModule):
     def _column(self, rows: dict[str, list[Any]], column: str, split: str) -> list[str]:
         for value, row_id in zip(rows[column], rows["id"], strict=True):
             if value is None:
-                raise ValueError(f"row '{row_id}' of {self.source.describe(split)} has no value in column "
+                raise UserError(f"row '{row_id}' of {self.source.describe(split)} has no value in column "
                                  f"'{column}'; fill it or drop the row")
         return [str(v) for v in rows[column]]
 
@@ -129,7 +130,7 @@ class Seq2SeqData(TaskDataModule):
     def _lang_texts(self, pairs: list[dict[str, Any]], lang: str, ids: list[str], split: str) -> list[str]:
         for pair, row_id in zip(pairs, ids, strict=True):
             if pair.get(lang) is None:
-                raise ValueError(
+                raise UserError(
                     f"row '{row_id}' of {self.source.describe(split)}: column '{self.translation_column}' has no "
                     f"'{lang}' text (keys {sorted(pair)}); set data.source_lang / data.target_lang"
                 )
@@ -165,7 +166,7 @@ def load_parallel_text(stem: str, source_lang: str, target_lang: str, column: st
     lines = {lang: _lines(path, encoding) for lang, path in files.items() if path.is_file()}
     counts = {str(files[lang]): len(text) for lang, text in lines.items()}
     if len(set(counts.values())) > 1:
-        raise ValueError(f"{key}: parallel files must have the same number of lines; got {counts}")
+        raise UserError(f"{key}: parallel files must have the same number of lines; got {counts}")
     rows = [dict(zip(lines, texts, strict=True)) for texts in zip(*lines.values(), strict=True)]
     return datasets.Dataset.from_dict({column: rows})
 
@@ -212,11 +213,11 @@ class Seq2SeqTask(Task):
         self.metric_names = list(metrics or (TRANSLATION_METRICS if translation else SUMMARIZATION_METRICS))
         unknown = [m for m in self.metric_names if m not in TEXT_METRICS]
         if unknown:
-            raise ValueError(f"unknown metrics {unknown} in task_options.metrics; choose from {list(TEXT_METRICS)}")
+            raise UserError(f"unknown metrics {unknown} in task_options.metrics; choose from {list(TEXT_METRICS)}")
         default = next((m for m in ("bleu", "rougeL") if m in self.metric_names), self.metric_names[0])
         self._monitor = monitor or default
         if self._monitor not in [*self.metric_names, "loss"]:
-            raise ValueError(f"task_options.monitor '{monitor}' is not one of {self.metric_names} or 'loss'")
+            raise UserError(f"task_options.monitor '{monitor}' is not one of {self.metric_names} or 'loss'")
         self.num_beams = num_beams
         self.max_new_tokens = max_new_tokens
         self.num_samples = num_samples

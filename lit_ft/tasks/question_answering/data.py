@@ -9,6 +9,7 @@ import datasets
 import torch
 
 from lit_ft.datamodule import TaskDataModule
+from lit_ft.errors import UserError
 from lit_ft.source import local_path
 from lit_ft.task import Batch
 from lit_ft.tasks.question_answering.squad_json import answer_lists, is_squad_json, load_squad_json
@@ -23,7 +24,7 @@ class SplitRows:
         self.index = {row_id: i for i, row_id in enumerate(ids)}
         if len(self.index) != len(ids):
             dupes = sorted({i for i in ids if ids.count(i) > 1})[:5]
-            raise ValueError(f"ids {dupes} repeat in {where}; answers are merged by id: make ids unique or set "
+            raise UserError(f"ids {dupes} repeat in {where}; answers are merged by id: make ids unique or set "
                              "data.id_column to null to number the rows")
 
     def positions(self, ids: list[str]) -> torch.Tensor:
@@ -76,7 +77,7 @@ class QuestionAnsweringData(TaskDataModule):
         """Contexts, questions and gold answer texts of a split, for decoding and scoring."""
         ds = self.raw(split)
         if ds is None:
-            raise ValueError(f"data.source.{split} is not set; give a file or a split name")
+            raise UserError(f"data.source.{split} is not set; give a file or a split name")
         self.require_columns({c: [] for c in ds.column_names}, split, {
             "question_column": self.question_column, "context_column": self.context_column})
         answers = ds[self.answers_column] if self.answers_column in ds.column_names else [None] * len(ds)
@@ -95,7 +96,7 @@ class QuestionAnsweringData(TaskDataModule):
                 stride=self.stride, return_overflowing_tokens=True, return_offsets_mapping=True,
             )
         except Exception as err:
-            raise ValueError(f"could not cut {self.source.describe(split)} into windows: {err}. A question "
+            raise UserError(f"could not cut {self.source.describe(split)} into windows: {err}. A question "
                              "plus data.stride must fit in data.max_length: lower stride or raise max_length") from err
         example = enc.pop("overflow_to_sample_mapping")
         offsets = enc.pop("offset_mapping")
@@ -123,7 +124,7 @@ class QuestionAnsweringData(TaskDataModule):
         if context[start : start + len(text)] != text:
             found = [j for j in range(len(context)) if context.startswith(text, j)]
             if not found:
-                raise ValueError(
+                raise UserError(
                     f"answer {text!r} of row '{rows['id'][i]}' in {self.source.describe(split)} is not in its "
                     f"context (answer_start {start}); fix the row or drop it")
             start = min(found, key=lambda j: abs(j - start))

@@ -15,6 +15,8 @@ from typing import Any
 
 import datasets
 
+from lit_ft.errors import UserError
+
 FEATURES = datasets.Features({
     "id": datasets.Value("string"),
     "title": datasets.Value("string"),
@@ -80,7 +82,7 @@ def load_squad_json(path: Path, key: str) -> datasets.Dataset:
             features=FEATURES,
         )
     except Exception as err:
-        raise ValueError(
+        raise UserError(
             f"{key}: could not read '{path}' as SQuAD JSON (data -> paragraphs -> qas with id, question, answers, "
             f"or data -> rows with id, question, context, answers): {err}"
         ) from err

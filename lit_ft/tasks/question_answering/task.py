@@ -11,6 +11,7 @@ from torchmetrics import MetricCollection
 from transformers import AutoModelForQuestionAnswering
 
 from lit_ft.datamodule import TaskDataModule
+from lit_ft.errors import UserError
 from lit_ft.io import write_jsonl, write_text
 from lit_ft.task import Batch, Task
 from lit_ft.tasks.question_answering.data import QuestionAnsweringData, SplitRows
@@ -39,7 +40,7 @@ class QuestionAnsweringTask(Task):
                  max_answer_length: int = 30, n_best: int = 20) -> None:
         super().__init__(info)
         if max_answer_length < 1 or n_best < 1:
-            raise ValueError(f"max_answer_length and n_best must be >= 1, got {max_answer_length} and {n_best}")
+            raise UserError(f"max_answer_length and n_best must be >= 1, got {max_answer_length} and {n_best}")
         self.version_2 = version_2_with_negative
         self.null_threshold = null_threshold
         self.max_answer_length = max_answer_length

@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lit_ft.datamodule import TaskDataModule
+from lit_ft.errors import UserError
 from lit_ft.task import Batch
 from lit_ft.tasks.sft.render import (
     ChatRenderer,
@@ -166,7 +167,7 @@ class SFTData(TaskDataModule):
     # ---- text -> features ----------------------------------------------------------------------
     def _tokenize(self, text: str, special: bool) -> tuple[list[int], list[tuple[int, int]]]:
         if not self.tokenizer.is_fast:
-            raise ValueError(f"SFT masking needs a fast tokenizer (offsets); '{self.tokenizer_name}' has a slow one")
+            raise UserError(f"SFT masking needs a fast tokenizer (offsets); '{self.tokenizer_name}' has a slow one")
         bos = self.tokenizer.bos_token
         add = not (special and bos and text.startswith(bos))
         enc = self.tokenizer(text, add_special_tokens=add, return_offsets_mapping=True)
@@ -206,7 +207,7 @@ class SFTData(TaskDataModule):
             if all(t == IGNORE for t in labels[1:]):  # the first label is never predicted
                 if self.drop_untrainable:
                     return
-                raise ValueError(
+                raise UserError(
                     f"row '{row['id']}' in {where} has no response token to train on "
                     f"({'cut off at' if truncated else 'within'} data.max_length={self.max_length}; "
                     f"response {rendered.reference[:40]!r}); raise data.max_length, fix the row, or set "

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from lit_ft.errors import UserError
+
 Format = Literal["auto", "prompt_completion", "alpaca", "chat"]
 Message = dict[str, str]
 
@@ -97,7 +99,7 @@ class ChatRenderer:
     def _prefix(self, messages: list[Message], generation_prompt: bool, full: str, row_id: str, where: str) -> str:
         text = self.text(messages, generation_prompt)
         if not full.startswith(text):
-            raise ValueError(
+            raise UserError(
                 f"row '{row_id}' in {where}: the chat template does not render the conversation's first turns as a "
                 "prefix of the whole (it rewrites earlier turns), so the assistant turns cannot be located; set "
                 "data.chat_template to a template that renders turn by turn"
@@ -142,7 +144,7 @@ def detect_format(
         return "alpaca"
     if prompt in columns and completion in columns:
         return "prompt_completion"
-    raise ValueError(
+    raise UserError(
         f"cannot tell the data shape from the columns {sorted(c for c in columns if c != 'id')}: expected a "
         f"'{messages}' column (chat), '{instruction}' + '{output}' (alpaca) or '{prompt}' + '{completion}' "
         "(prompt_completion); set data.format and the column names (data.messages_column, data.prompt_column, ...)"

@@ -10,6 +10,7 @@ from torchmetrics import Metric, MetricCollection
 from transformers import AutoModelForCausalLM
 
 from lit_ft.backbone import load_tokenizer
+from lit_ft.errors import UserError
 from lit_ft.task import Batch, Task
 from lit_ft.tasks.sft.data import IGNORE, POSITION, SFTData
 from lit_ft.tasks.sft.generate import extract_code, generate
@@ -89,7 +90,7 @@ class SFTTask(Task):
         names = ["rougeL", "bleu", "exact_match"] if metrics is None else [ALIASES.get(m, m) for m in metrics]
         unknown = [n for n in names if n not in (*TEXT_METRICS, PASS_AT_1)]
         if unknown:
-            raise ValueError(f"unknown sft metrics {unknown}; choose from {[*TEXT_METRICS, PASS_AT_1]}")
+            raise UserError(f"unknown sft metrics {unknown}; choose from {[*TEXT_METRICS, PASS_AT_1]}")
         self.metric_names = names
         self.generate_examples = generate_examples
         self.max_new_tokens = max_new_tokens
@@ -136,7 +137,7 @@ class SFTTask(Task):
                 metrics[name].update(texts, references)
         if PASS_AT_1 in self.metric_names:
             if "tests" not in batch:
-                raise ValueError("metric pass@1 needs test asserts: set data.tests_column (for MBPP: test_list)")
+                raise UserError("metric pass@1 needs test asserts: set data.tests_column (for MBPP: test_list)")
             metrics[PASS_AT_1].update([extract_code(t) for t in texts], [batch["tests"][i] for i in chosen])
         samples: list[dict[str, str]] = getattr(metrics, "samples", [])
         room = self.sample_rows - len(samples)

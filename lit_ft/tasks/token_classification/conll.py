@@ -9,6 +9,7 @@ from typing import Any
 
 import datasets
 
+from lit_ft.errors import UserError
 from lit_ft.source import FILE_FORMATS, DataSource, local_path
 
 CONLL_SUFFIXES = (".conll", ".conllu", ".txt", ".iob", ".bio")
@@ -42,7 +43,7 @@ def read_sentences(path: str | Path, token_index: int, tag_index: int | None, en
                 if tag_index is not None:
                     tags.append(cols[tag_index])
             except IndexError:
-                raise ValueError(
+                raise UserError(
                     f"{path}:{lineno}: line {line.rstrip()!r} has {len(cols)} columns, but the token column is "
                     f"{token_index} and the tag column {tag_index}; set data.conll_token_index / data.conll_tag_index"
                 ) from None

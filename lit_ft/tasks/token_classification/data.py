@@ -11,6 +11,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from transformers import DataCollatorForTokenClassification
 
 from lit_ft.datamodule import TaskDataModule
+from lit_ft.errors import UserError
 from lit_ft.task import Batch
 from lit_ft.tasks.token_classification.conll import ConllSource
 from lit_ft.tasks.token_classification.metrics import IGNORE
@@ -70,7 +71,7 @@ class TokenClassificationData(TaskDataModule):
         self.tag_scheme = normalize_scheme(tag_scheme)
         self.target_scheme = normalize_scheme(target_scheme or ("none" if self.tag_scheme == "none" else "IOB2"))
         if self.tag_scheme == "none" and self.target_scheme != "none":
-            raise ValueError("data.tag_scheme is 'none' (plain tags), so there are no entities to convert to "
+            raise UserError("data.tag_scheme is 'none' (plain tags), so there are no entities to convert to "
                              f"'{self.target_scheme}'; set data.target_scheme to none or name the input's scheme")
         self.label_names = label_names
         self.label_all_subtokens = label_all_subtokens
@@ -83,14 +84,14 @@ class TokenClassificationData(TaskDataModule):
     def build_info(self) -> dict[str, Any]:
         names = list(self.label_names) if self.label_names else self._discover_labels()
         if self.target_scheme != "none" and "O" not in names:
-            raise ValueError(f"label names {names} have no 'O' tag, which scheme '{self.target_scheme}' needs; "
+            raise UserError(f"label names {names} have no 'O' tag, which scheme '{self.target_scheme}' needs; "
                              "add 'O' to data.label_names")
         return {"label_names": names, "tag_scheme": self.target_scheme}
 
     def _discover_labels(self) -> list[str]:
         train = self.raw("train")
         if train is None:
-            raise ValueError("label names are unknown: there is no training split to discover them from; "
+            raise UserError("label names are unknown: there is no training split to discover them from; "
                              "set data.label_names or run with --ckpt_path of a trained model")
         self.require_columns({c: [] for c in train.column_names}, "train", {"tag_column": self.tag_column})
         class_names = self._class_names("train")
@@ -114,7 +115,7 @@ class TokenClassificationData(TaskDataModule):
             return [[str(t) for t in row] for row in rows]
         names = self._class_names(split) or (list(self.label_names) if self.label_names else None)
         if names is None:
-            raise ValueError(f"the tags of {self.source.describe(split)} (column '{self.tag_column}') are ids, and "
+            raise UserError(f"the tags of {self.source.describe(split)} (column '{self.tag_column}') are ids, and "
                              "the data has no ClassLabel names for them; set data.label_names")
         return [[names[t] for t in row] for row in rows]
 
@@ -123,7 +124,7 @@ class TokenClassificationData(TaskDataModule):
             return
         bad = invalid_tag(tags, self.tag_scheme)
         if bad is not None:
-            raise ValueError(
+            raise UserError(
                 f"tag '{bad}' of row {row_id} in {self.source.describe(split)} (column '{self.tag_column}') is not a "
                 f"{self.tag_scheme} tag; set data.tag_scheme (`none` for plain tags such as POS) or fix the row"
             )
@@ -134,7 +135,7 @@ class TokenClassificationData(TaskDataModule):
             tags = convert(tags, self.target_scheme)
         unknown = sorted({t for t in tags if t not in index})
         if unknown:
-            raise ValueError(f"tags {unknown} of row '{row_id}' in {self.source.describe(split)} are not among the "
+            raise UserError(f"tags {unknown} of row '{row_id}' in {self.source.describe(split)} are not among the "
                              f"label names {list(index)}; add them to data.label_names or fix the row")
         return [index[t] for t in tags]
 
@@ -144,7 +145,7 @@ class TokenClassificationData(TaskDataModule):
         if self.tag_column not in rows and split != "predict":
             self.require_columns(rows, split, {"tag_column": self.tag_column})
         if not self.tokenizer.is_fast:
-            raise ValueError(f"token classification needs a fast tokenizer (word_ids); '{self.tokenizer_name}' "
+            raise UserError(f"token classification needs a fast tokenizer (word_ids); '{self.tokenizer_name}' "
                              "has a slow one: pick a backbone that ships tokenizer.json")
         sentences = [[str(w) for w in words] for words in rows[self.token_column]]
         enc = self.tokenizer(sentences, is_split_into_words=True, truncation=True, max_length=self.max_length)
@@ -166,7 +167,7 @@ class TokenClassificationData(TaskDataModule):
         for row_id, words, tags, ids in zip(rows["id"], sentences, self._tag_names(rows[self.tag_column], split),
                                             word_ids, strict=True):
             if len(tags) != len(words):
-                raise ValueError(f"row '{row_id}' in {self.source.describe(split)} has {len(words)} tokens but "
+                raise UserError(f"row '{row_id}' in {self.source.describe(split)} has {len(words)} tokens but "
                                  f"{len(tags)} tags; give one tag per token")
             labels = self._label_ids(tags, row_id, split, index)
             word_labels.append(labels)
