@@ -8,6 +8,7 @@ import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
+from torch.optim import Optimizer
 from torchmetrics import MeanMetric, MetricCollection
 
 from lit_ft.backbone import resolve_backbone
@@ -15,7 +16,7 @@ from lit_ft.datamodule import DEFAULT_BACKBONE, TaskDataModule
 from lit_ft.errors import UserError
 from lit_ft.freeze import freeze
 from lit_ft.lora import LoraSettings, apply_lora, exportable, is_adapter_model
-from lit_ft.optim import AdamW, Schedule, decay_groups, warmup_schedule, warmup_steps
+from lit_ft.optim import AdamW, Schedule, clip_gradients, decay_groups, unscale_outside, warmup_schedule, warmup_steps
 from lit_ft.registry import get_task
 from lit_ft.samples import log_samples
 from lit_ft.task import Batch, Task
@@ -195,12 +196,17 @@ class FineTuner(LightningModule):
         return super().load_state_dict(state_dict, strict=strict and not adapter_only, assign=assign)
 
     # ---- optimisation --------------------------------------------------------------------------
+    def configure_gradient_clipping(
+        self, optimizer: Optimizer, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None
+    ) -> None:
+        clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     def configure_optimizers(self) -> Any:
         assert self.model is not None
         groups = decay_groups(self.model, self.hparams["weight_decay"])
         for group in groups:
             group["lr"] = self.hparams["learning_rate"]
-        optimizer = self.optimizer(groups)
+        optimizer = unscale_outside(self.optimizer(groups))
         total = int(self.trainer.estimated_stepping_batches)
         warmup = warmup_steps(self.hparams["warmup"], total)
         scheduler = warmup_schedule(optimizer, warmup, total, self.hparams["schedule"])
