@@ -1,4 +1,6 @@
-"""`lit_ft`: fit | validate | test | predict through LightningCLI, plus `tasks` and `export`."""
+"""`lit_ft`: the entry point. Trainer verbs (fit | validate | test | predict) go to LightningCLI; `tasks` and
+`export` are lit_ft's own. Only what a verb needs is imported, so `lit_ft --help` and `lit_ft tasks` start
+without Lightning, torch or transformers (`python bench/startup.py` measures it)."""
 
 from __future__ import annotations
 
@@ -6,111 +8,127 @@ import argparse
 import os
 import sys
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from lit_ft.checkpoint import TaskCheckpoint, find_checkpoint, run_id_of
-from lit_ft.datamodule import TaskDataModule
-from lit_ft.errors import DEBUG_FLAG, EXIT_USER_ERROR, debug_requested, one_line, user_error_in_chain
-from lit_ft.export import ExportBest, export_model, load_checkpoint_module
-from lit_ft.module import FineTuner
-from lit_ft.predictions import PredictionWriter
-from lit_ft.registry import available_tasks, load_plugin_module
-from lit_ft.summary import RunSummary
-from lit_ft.wandb_setup import SaveConfigToLoggers, ensure_wandb_mode, finish_wandb_run, resume_wandb_run
+from lit_ft.errors import DEBUG_ENV, DEBUG_FLAG, EXIT_USER_ERROR, UserError, debug_requested, one_line
+from lit_ft.errors import user_error_in_chain
 
+if TYPE_CHECKING:
+    from lit_ft.trainer_cli import LitFtCLI
+
+PLUGINS_ENV = "LIT_FT_PLUGINS"
+OVERLAY_ENV = "LIT_FT_OVERLAY"
 CHECKPOINT_ALIASES = ("best", "last")
 
 
-class LitFtCLI(LightningCLI):
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_argument(
-            "--plugins", type=list[str] | str | None, default=None,  # str: `a.py,b.py`, see _plugin_specs
-            help="Local task-plugin modules (.py files or module names) to load before parsing",
-        )
-        parser.add_lightning_class_args(TaskCheckpoint, "checkpoint")
-        parser.add_lightning_class_args(PredictionWriter, "predictions")
-        parser.add_lightning_class_args(ExportBest, "export")
-        parser.add_lightning_class_args(RunSummary, "summary")
-        parser.link_arguments("model.backbone", "data.init_args.tokenizer")
-        # lit_ft's batch samplers shard across processes themselves (see lit_ft/sampler.py)
-        parser.set_defaults({"trainer.use_distributed_sampler": False})
-
-    def _parse_ckpt_path(self) -> None:
-        """`--ckpt_path best|last` in a new process (`fit --ckpt_path last` resumes): read `checkpoints/best.json`."""
-        sub = self.config.get("subcommand")
-        if sub and self.config[sub].get("ckpt_path") in CHECKPOINT_ALIASES:
-            cfg = self.config[sub]
-            cfg.ckpt_path = find_checkpoint(_checkpoint_dir(cfg), cfg.ckpt_path)
-        super()._parse_ckpt_path()
-
-    def _run_subcommand(self, subcommand: str) -> None:
-        try:
-            super()._run_subcommand(subcommand)
-        finally:
-            finish_wandb_run(self.trainer)
-
-    def before_instantiate_classes(self) -> None:
-        sub = self.config.get("subcommand")
-        cfg = self.config[sub] if sub else self.config
-        loggers = cfg.trainer.logger
-        wandb_loggers = [lg for lg in (loggers if isinstance(loggers, list) else [loggers])
-                         if "Wandb" in str(getattr(lg, "class_path", ""))]
-        message = ensure_wandb_mode(bool(wandb_loggers))
-        if message:
-            print(message, file=sys.stderr)
-        if sub == "fit" and cfg.get("ckpt_path"):
-            resume_wandb_run(wandb_loggers, run_id_of(_checkpoint_dir(cfg)))
+@dataclass(frozen=True)
+class Command:
+    help: str
+    main: Callable[[list[str]], None] | None = None  # None: a LightningCLI trainer verb
 
 
-def _checkpoint_dir(cfg: Any) -> str:
-    return cfg.checkpoint.dirpath or os.path.join(cfg.trainer.default_root_dir or ".", "checkpoints")
+def list_tasks_main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="lit_ft tasks", description=COMMANDS["tasks"].help)
+    parser.add_argument("--plugins", action="append", default=[],
+                        help=f"local plugin modules (.py files or module names), comma-separated; also ${PLUGINS_ENV}")
+    parser.add_argument("--load", action="store_true",
+                        help="import every installed plugin: show its data module, report plugins that fail to load")
+    args = parser.parse_args(argv)
+    from lit_ft.registry import listed_tasks, load_plugin_module
 
-
-def _plugin_specs(argv: list[str]) -> list[str]:
-    """Plugin modules named on the command line, in config files, or in LIT_FT_PLUGINS (before parsing)."""
-    specs = [s for s in os.environ.get("LIT_FT_PLUGINS", "").split(os.pathsep) if s]
-    for i, arg in enumerate(argv):
-        key, _, value = arg.partition("=")
-        value = value or (argv[i + 1] if i + 1 < len(argv) else "")
-        if key == "--plugins":
-            specs.extend(yaml.safe_load(value) if value.startswith("[") else value.split(","))
-        elif key in ("--config", "-c") and Path(value).is_file():
-            loaded = yaml.safe_load(Path(value).read_text()) or {}
-            specs.extend(loaded.get("plugins") or [] if isinstance(loaded, dict) else [])
-    return specs
-
-
-def list_tasks() -> None:
-    tasks = available_tasks()
+    for spec in plugin_specs(["--plugins", ",".join(args.plugins)] if args.plugins else []):
+        load_plugin_module(spec)
+    tasks = listed_tasks(load=args.load)
     width = max((len(n) for n in tasks), default=4)
-    print(f"{'task':<{width}}  {'source':<32}  class / data module")
-    for name, entry in sorted(tasks.items()):
-        data = getattr(entry.task, "datamodule", None)
-        where = f"{entry.task.__module__}.{entry.task.__qualname__}"
-        if data is not None:
-            where += f" / {data.__module__}.{data.__qualname__}"
-        print(f"{name:<{width}}  {entry.source:<32}  {where}")
+    print(f"{'task':<{width}}  {'source':<32}  class [/ data module]")
+    for name, (source, where) in sorted(tasks.items()):
+        print(f"{name:<{width}}  {source:<32}  {where}")
 
 
 def export_main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog="lit_ft export", description="Export a checkpoint as a Hugging Face model directory."
-    )
+    parser = argparse.ArgumentParser(prog="lit_ft export", description=COMMANDS["export"].help)
     parser.add_argument("checkpoint", help="a .ckpt file, or a run directory (its best checkpoint is used)")
     parser.add_argument("--output_dir", "-o", required=True, help="directory to write (replaced if it exists)")
     parser.add_argument("--which", choices=CHECKPOINT_ALIASES, default="best", help="checkpoint of a run directory")
     parser.add_argument("--adapter_only", action="store_true", help="LoRA: write the adapter instead of merging it")
     parser.add_argument("--plugins", default="", help="comma-separated local plugin modules")
     args = parser.parse_args(argv)
+    from lit_ft.checkpoint import find_checkpoint
+    from lit_ft.export import export_model, load_checkpoint_module
+    from lit_ft.registry import load_plugin_module
+
     for spec in filter(None, args.plugins.split(",")):
         load_plugin_module(spec)
     module = load_checkpoint_module(find_checkpoint(args.checkpoint, args.which))
     out = export_model(module, args.output_dir, merge=not args.adapter_only)
     print(f"lit_ft: exported to {out}")
+
+
+# Every verb of `lit_ft`, in the order `lit_ft --help` shows them; tests check the trainer verbs against LightningCLI.
+COMMANDS: dict[str, Command] = {
+    "fit": Command("train, validate, keep the best checkpoint by the task's primary metric, export it"),
+    "validate": Command("evaluate a checkpoint on the validation split (val/... metrics)"),
+    "test": Command("evaluate a checkpoint on the test split (test/... metrics)"),
+    "predict": Command("write predictions for the predict split, one JSON record per input"),
+    "export": Command("write a run's best (or last) checkpoint as a Hugging Face model directory", export_main),
+    "tasks": Command("list the task plugins and where each comes from (built-in, package, local module)",
+                     list_tasks_main),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    verbs = "\n".join(f"  {name:<{width}}  {cmd.help}" for name, cmd in COMMANDS.items())
+    return (
+        f"usage: lit_ft {{{','.join(COMMANDS)}}} [options]\n\n"
+        "Fine-tune pretrained language models with PyTorch Lightning: one shared model, one plugin per task.\n\n"
+        f"commands (`lit_ft COMMAND --help` shows a command's options):\n{verbs}\n\n"
+        "options:\n"
+        "  -h, --help  show this help and exit\n"
+        f"  {DEBUG_FLAG}     show the full traceback of an error (or {DEBUG_ENV}=1)\n\n"
+        "environment:\n"
+        f"  {PLUGINS_ENV}  local plugin modules to load ({os.pathsep}-separated)\n"
+        f"  {OVERLAY_ENV}  config files ({os.pathsep}-separated) applied after a trainer command's --config files\n"
+        f"  {DEBUG_ENV}    1: tracebacks instead of one-line errors\n"
+    )
+
+
+def plugin_specs(argv: list[str]) -> list[str]:
+    """Plugin modules named on the command line, in config files, or in LIT_FT_PLUGINS (before parsing)."""
+    specs = [s for s in os.environ.get(PLUGINS_ENV, "").split(os.pathsep) if s]
+    for i, arg in enumerate(argv):
+        key, _, value = arg.partition("=")
+        value = value or (argv[i + 1] if i + 1 < len(argv) else "")
+        if key == "--plugins":
+            specs.extend(yaml.safe_load(value) if value.startswith("[") else filter(None, value.split(",")))
+        elif key in ("--config", "-c") and Path(value).is_file():
+            loaded = yaml.safe_load(Path(value).read_text()) or {}
+            specs.extend(loaded.get("plugins") or [] if isinstance(loaded, dict) else [])
+    return specs
+
+
+def with_overlays(argv: list[str]) -> list[str]:
+    """Insert `--config FILE` for each file in LIT_FT_OVERLAY after the command's last `--config` (or after the
+    verb): the overlay wins over the recipes, options given after the configs still win over the overlay."""
+    overlays = [s for s in os.environ.get(OVERLAY_ENV, "").split(os.pathsep) if s]
+    if not overlays:
+        return argv
+    for path in overlays:
+        if not Path(path).is_file():
+            raise UserError(f"{OVERLAY_ENV}: config file '{path}' does not exist; fix the path or unset {OVERLAY_ENV}")
+    at = 1
+    for i, arg in enumerate(argv):
+        if arg in ("--config", "-c"):
+            at = i + 2
+        elif arg.startswith("--config="):
+            at = i + 1
+    extra = [part for path in overlays for part in ("--config", path)]
+    return [*argv[:at], *extra, *argv[at:]]
 
 
 def main(args: list[str] | None = None) -> None:
@@ -131,27 +149,43 @@ def main(args: list[str] | None = None) -> None:
 def run(args: list[str] | None = None) -> LitFtCLI | None:
     """Run a lit_ft command; returns the LightningCLI object for trainer commands (tests inspect it)."""
     argv = list(sys.argv[1:] if args is None else args)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage(), end="", file=sys.stdout if argv else sys.stderr)
+        if not argv:
+            raise SystemExit(EXIT_USER_ERROR)
+        return None
+    verb = argv[0]
+    if verb not in COMMANDS and not verb.startswith("-"):
+        raise UserError(f"unknown command '{verb}'; the commands are {', '.join(COMMANDS)} (see `lit_ft --help`)")
+    command = COMMANDS.get(verb)
+    if command is not None and command.main is not None:
+        command.main(argv[1:])
+        return None
+    return _run_trainer(with_overlays(argv))
+
+
+def _run_trainer(argv: list[str]) -> LitFtCLI:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*custom batch sampler.*for prediction.*")
     warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\).*")
-    if argv[:1] == ["tasks"]:
-        list_tasks()
-        return None
-    if argv[:1] == ["export"]:
-        export_main(argv[1:])
-        return None
-    for spec in _plugin_specs(argv):
+    warnings.filterwarnings("ignore", ".*args parameter is intended to run from within Python.*")
+    from lit_ft.registry import available_tasks, load_plugin_module
+    from lit_ft.trainer_cli import run_trainer
+
+    for spec in plugin_specs(argv):
         load_plugin_module(spec)
-    return LitFtCLI(
-        FineTuner,
-        TaskDataModule,
-        subclass_mode_data=True,
-        save_config_callback=SaveConfigToLoggers,
-        save_config_kwargs={"overwrite": True},
-        args=None if args is None else argv,
-        auto_configure_optimizers=False,
-    )
+    available_tasks()  # imports every task's data module, so `--data.help ClassificationData` resolves short names
+    return run_trainer(argv)
+
+
+def __getattr__(name: str) -> Any:
+    """`from lit_ft.cli import LitFtCLI` keeps working (it lives in lit_ft.trainer_cli, imported on demand)."""
+    if name == "LitFtCLI":
+        from lit_ft.trainer_cli import LitFtCLI
+
+        return LitFtCLI
+    raise AttributeError(f"module 'lit_ft.cli' has no attribute '{name}'")
 
 
 if __name__ == "__main__":

@@ -19,9 +19,12 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from lit_ft.errors import UserError
-from lit_ft.task import Task
+
+if TYPE_CHECKING:  # lit_ft.task imports torch: `lit_ft tasks` lists entry points without it
+    from lit_ft.task import Task
 
 ENTRY_POINT_GROUP = "lit_ft.tasks"
 
@@ -58,6 +61,25 @@ def _entry_point_tasks() -> dict[str, TaskEntry]:
     return found
 
 
+def _where(task: type[Task]) -> str:
+    data = getattr(task, "datamodule", None)
+    where = f"{task.__module__}:{task.__qualname__}"
+    return where + (f" / {data.__module__}:{data.__qualname__}" if data is not None else "")
+
+
+def listed_tasks(load: bool = False) -> dict[str, tuple[str, str]]:
+    """name -> (source, where) for `lit_ft tasks`. Installed plugins are listed from their entry points without
+    importing them (fast), unless `load`; local modules are already imported and show their data module too."""
+    if load:
+        found = {name: (e.source, _where(e.task)) for name, e in _entry_point_tasks().items()}
+    else:
+        found = {}
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            dist = ep.dist.name if ep.dist is not None else "unknown"
+            found[ep.name] = ("built-in" if dist.replace("-", "_") == "lit_ft" else f"package {dist}", ep.value)
+    return {**found, **{name: (e.source, _where(e.task)) for name, e in _local.items()}}
+
+
 def available_tasks() -> dict[str, TaskEntry]:
     """All registered tasks by name; local modules override installed ones of the same name."""
     return {**_entry_point_tasks(), **_local}
@@ -89,6 +111,8 @@ def load_plugin_module(spec: str) -> ModuleType:
     else:
         module = importlib.import_module(spec)
         source = f"local module {spec}"
+    from lit_ft.task import Task
+
     for _, obj in inspect.getmembers(module, inspect.isclass):
         if issubclass(obj, Task) and obj is not Task and obj.name and obj.__module__ == module.__name__:
             register_task(obj, source)

@@ -50,7 +50,7 @@ def test_lit_ft_tasks_command_lists_it() -> None:
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120).stdout
     line = next(ln for ln in out.splitlines() if ln.startswith("multiple_choice "))
     assert "package lit-ft-multiple-choice" in line
-    assert "lit_ft_multiple_choice.task.MultipleChoiceTask" in line
+    assert line.split()[-1] == "lit_ft_multiple_choice:MultipleChoiceTask"  # the entry point, listed without import
 
 
 # ---- data ------------------------------------------------------------------------------------------
