@@ -15,8 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from lit_ft.errors import DEBUG_ENV, DEBUG_FLAG, EXIT_USER_ERROR, UserError, debug_requested, one_line
-from lit_ft.errors import user_error_in_chain
+from lit_ft.errors import (
+    DEBUG_ENV,
+    DEBUG_FLAG,
+    EXIT_USER_ERROR,
+    UserError,
+    debug_requested,
+    one_line,
+    user_error_in_chain,
+)
 
 if TYPE_CHECKING:
     from lit_ft.trainer_cli import LitFtCLI

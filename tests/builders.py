@@ -42,7 +42,7 @@ def write_wordpiece_tokenizer(out: Path, words: list[str] = WORDS) -> None:
     BertTokenizerFast(vocab=str(out / "vocab.txt"), do_lower_case=True).save_pretrained(out)
 
 
-def make_tiny_bert(out: Path, seed: int = 0) -> Path:
+def make_tiny_bert(out: Path, seed: int = 0, max_positions: int = 128) -> Path:
     """A 2-layer, hidden-32 BERT with random weights and its tokenizer, saved like a hub model."""
     import torch
     from transformers import BertConfig, BertModel
@@ -51,7 +51,7 @@ def make_tiny_bert(out: Path, seed: int = 0) -> Path:
     vocab_size = len((out / "vocab.txt").read_text().split())
     config = BertConfig(
         vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=128, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        max_position_embeddings=max_positions, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
     )
     torch.manual_seed(seed)
     BertModel(config).save_pretrained(out)

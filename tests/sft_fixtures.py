@@ -23,8 +23,17 @@ CORPUS = [
 ]
 
 
-def write_tokenizer(out: Path, chat_template: str | None = CHAT_TEMPLATE, merges: bool = True) -> Path:
-    """A byte-level BPE tokenizer (any text round-trips); `merges=False` keeps one token per character."""
+def write_tokenizer(
+    out: Path,
+    chat_template: str | None = CHAT_TEMPLATE,
+    merges: bool = True,
+    corpus: list[str] | None = None,
+    num_merges: int = 300,
+) -> Path:
+    """A byte-level BPE tokenizer (any text round-trips); `merges=False` keeps one token per character.
+
+    `corpus` (default: a few sentences) and `num_merges` set how well it compresses: trained on real text with
+    thousands of merges it cuts that text into about as many tokens as a real model's tokenizer does."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -33,9 +42,9 @@ def write_tokenizer(out: Path, chat_template: str | None = CHAT_TEMPLATE, merges
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     alphabet = pre_tokenizers.ByteLevel.alphabet()
-    size = len(alphabet) + len(SPECIALS) + (300 if merges else 0)
+    size = len(alphabet) + len(SPECIALS) + (num_merges if merges else 0)
     trainer = trainers.BpeTrainer(vocab_size=size, special_tokens=SPECIALS, initial_alphabet=alphabet)
-    tok.train_from_iterator(CORPUS * 5, trainer)
+    tok.train_from_iterator(corpus or CORPUS * 5, trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         pad_token="<pad>",

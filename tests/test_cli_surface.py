@@ -46,7 +46,8 @@ def test_help_lists_every_verb_and_trainer_verbs_match_lightning() -> None:
     assert {"export", "tasks"} <= set(COMMANDS)
     done = lit_ft("--help")
     assert done.returncode == 0, done.stderr
-    listed = [line.split()[0] for line in done.stdout.split("commands")[1].split("options:")[0].splitlines()[1:] if line]
+    table = done.stdout.split("commands")[1].split("options:")[0]
+    listed = [line.split()[0] for line in table.splitlines()[1:] if line]
     assert listed == list(COMMANDS)
 
 
