@@ -1,0 +1,168 @@
+"""Every command in the documentation runs, as written, from the repository root.
+
+The test reads README.md, docs/**/*.md and the example plugin's README itself: every code block (fenced or
+indented) is scanned for command lines (`lit_ft ...`, `.venv/bin/lit_ft ...`, `make ...`, `python ...`, `pip ...`,
+...), and each document's commands run in order in one scratch checkout (so `--ckpt_path best` finds the fit
+before it). A command added to the docs is run by this test without any change here; one that cannot run on
+this machine must be listed in UNRUNNABLE with the reason, and that list must be exactly what the docs hold.
+
+What this offline CPU machine lacks is swapped through LIT_FT_OVERLAY only (tests/stand_ins.py): the recipe's
+backbone becomes a tiny model of its family, hub data the recipe's configs/offline piece, and a run lasts
+2 optimizer steps. `lit_ft` commands run in-process (`lit_ft.cli.main`), others as subprocesses.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from builders import SHARED_DATA, shared_data
+from stand_ins import RECIPES, ROOT, build_models, overlays
+
+from lit_ft.cli import OVERLAY_ENV, main
+
+DOCS = sorted(
+    p.relative_to(ROOT).as_posix()
+    for p in [ROOT / "README.md", *ROOT.glob("docs/**/*.md"), *ROOT.glob("plugins/*/README.md")]
+)
+COMMAND_WORDS = {"lit_ft", ".venv/bin/lit_ft", "make", "python", "python3", ".venv/bin/python", "pip", "wandb",
+                 "tensorboard", "torchrun", "srun", "accelerate", "huggingface-cli", "hf", "bash", "sh"}
+LIT_FT = {"lit_ft", ".venv/bin/lit_ft"}
+# commands that cannot run inside the test suite, and why; must equal the set of such commands in the docs
+UNRUNNABLE = {
+    "make install": "creates a virtual environment and downloads packages (network)",
+    "make test": "runs the whole test suite, this test included",
+    "pip install -e .": "installs packages into the environment (network)",
+    "pip install ./plugins/lit_ft_multiple_choice": "installs packages into the environment (network)",
+    "pip install -e plugins/lit_ft_multiple_choice --no-deps": "installs into the environment the tests run in",
+    "python -m pytest plugins -q": "runs the plugin's test suite, which the test suite runs already",
+}
+
+
+def code_blocks(text: str) -> Iterator[tuple[int, list[str]]]:
+    """(first line number, lines) of every fenced block and every indented block after a blank line."""
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        if lines[i].lstrip().startswith("```"):
+            start = i + 1
+            i += 1
+            while i < len(lines) and not lines[i].lstrip().startswith("```"):
+                i += 1
+            yield start + 1, lines[start:i]
+        elif lines[i].startswith("    ") and lines[i].strip() and (i == 0 or not lines[i - 1].strip()):
+            start = i
+            while i < len(lines) and (lines[i].startswith("    ") or not lines[i].strip()):
+                i += 1
+            yield start + 1, lines[start:i]
+            continue
+        i += 1
+
+
+def commands(doc: str) -> list[tuple[int, str]]:
+    """(line number, command) of every command line in the document's code blocks, continuations joined."""
+    found = []
+    for first, block in code_blocks((ROOT / doc).read_text()):
+        logical: list[tuple[int, str]] = []
+        for n, line in enumerate(block, first):
+            if logical and logical[-1][1].endswith("\\"):
+                logical[-1] = (logical[-1][0], logical[-1][1][:-1].rstrip() + " " + line.strip())
+            else:
+                logical.append((n, line.strip()))
+        for n, line in logical:
+            command = re.split(r"\s+#\s", line, maxsplit=1)[0].strip()
+            if command.split(" ", 1)[0] in COMMAND_WORDS:
+                found.append((n, command))
+    return found
+
+
+def test_the_docs_hold_commands_and_every_unrunnable_one_is_listed_with_its_reason() -> None:
+    every = [c for doc in DOCS for _, c in commands(doc)]
+    assert len(every) >= 20 and "lit_ft tasks" in every
+    assert set(UNRUNNABLE) <= set(every), f"stale UNRUNNABLE entries: {set(UNRUNNABLE) - set(every)}"
+    for command in every:
+        if command not in UNRUNNABLE:
+            assert not command.startswith(("make install", "pip ")), f"add '{command}' to UNRUNNABLE with why"
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_commands_are_copy_pasteable(doc: str) -> None:
+    for n, command in commands(doc):
+        assert "..." not in command and "<" not in command, f"{doc}:{n}: not copy-pasteable: {command}"
+        for word in shlex.split(command)[1:]:
+            if word.startswith(("configs/", "plugins/")) and not word.endswith("/"):
+                assert (ROOT / word).exists(), f"{doc}:{n}: {word} does not exist"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return build_models(tmp_path_factory.mktemp("stand_ins"))
+
+
+def checkout(tmp_path: Path) -> Path:
+    """A scratch repository root: the repo's configs and plugins, `.venv` (this interpreter's environment), and
+    `../shared` next to it, so the documented relative paths resolve and run outputs stay out of the repo."""
+    shared_data(".")
+    (tmp_path / "shared").symlink_to(SHARED_DATA.parent, target_is_directory=True)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in ("configs", "plugins", "bench", "Makefile"):
+        (repo / name).symlink_to(ROOT / name)
+    (repo / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
+    return repo
+
+
+def recipe_of(argv: list[str]) -> Path | None:
+    configs = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--config", "-c")]
+    recipes = [ROOT / c for c in configs if (ROOT / c) in RECIPES]
+    return recipes[0] if recipes else None
+
+
+def run_command(command: str, repo: Path, models: dict[str, Path], scratch: Path) -> str | None:
+    """Run one documented command in `repo`; None when it succeeded, else what went wrong."""
+    argv = shlex.split(command)
+    recipe = recipe_of(argv)
+    env = {OVERLAY_ENV: os.pathsep.join(map(str, overlays(recipe, models, scratch)))} if recipe else {}
+    if argv[0] in LIT_FT:
+        previous = dict(os.environ)
+        os.environ.pop(OVERLAY_ENV, None)
+        os.environ.update(env)
+        try:
+            main(argv[1:])
+        except SystemExit as done:
+            if done.code not in (0, None):
+                return f"exit status {done.code}"
+        finally:
+            os.environ.clear()
+            os.environ.update(previous)
+        return None
+    done = subprocess.run(argv, cwd=repo, capture_output=True, text=True, timeout=900, env={**os.environ, **env})
+    return None if done.returncode == 0 else f"exit status {done.returncode}: {done.stderr[-2000:]}"
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_documented_commands_run(doc: str, models: dict[str, Path], tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    runnable = [(n, c) for n, c in commands(doc) if c not in UNRUNNABLE]
+    if not runnable:
+        pytest.skip(f"{doc} has no runnable commands")
+    repo = checkout(tmp_path)
+    monkeypatch.chdir(repo)
+    for n, command in runnable:
+        failure = run_command(command, repo, models, tmp_path / f"overlay_{n}")
+        assert failure is None, f"{doc}:{n}: `{command}` failed: {failure}"
