@@ -1,32 +1,34 @@
-"""Run a generated Python program plus assert-style tests in a separate, resource-limited process.
+"""Run a generated Python program plus assert-style tests, with a verdict the program cannot forge.
 
-Not a security boundary like a VM or container (see docs/sandbox.md): it keeps buggy or runaway generated code
-(infinite loops, fork bombs, huge allocations, network calls, stray files) away from the training process and
-the machine. Layers, each probed once per process by `sandbox_plan()`:
+Threat model and guarantees per mode: docs/sandbox.md. In short, three processes take part:
 
-- a fresh interpreter in isolated mode (`python -I -S -B`), its own temporary working directory (deleted after),
-  a minimal environment, no inherited file descriptors beyond its output file and a report pipe;
-- resource limits set in the child before any untrusted code runs (CPU seconds, address space, processes,
-  file size, open files, no core dumps) and a wall-clock timeout that kills the whole process group;
-- when the parent is root: the child runs as `nobody` (so the process limit applies and root's files are safe);
-- no network: new user + network + pid namespaces (`unshare`) when the kernel allows them (only a loopback that is
-  down, and every process dies with the runner); otherwise an audit hook in the child refuses socket creation and
-  program launches (weaker: it only sees calls made through Python's audited APIs).
+- the **trainer** (this side) starts the judge, sends it the job on a pipe, enforces the wall clock, reads the verdict
+  from a pipe only the judge holds, and removes whatever the run left; nothing a program does raises here;
+- the **judge** (`lit_ft/sandbox_child.py`) starts the program process, then runs the setup and the tests itself,
+  calling the program's functions through proxies that carry only plain data;
+- the **program** process runs the generated code in a fresh interpreter with resource limits.
 
-The child interpreter runs this file's own source (`-c`): the part below "child side" executes in the sandbox.
+Modes (`mode=`, or `auto`, probed once per process by `sandbox_plan`):
+
+- `namespaces`: new user, pid, network, IPC, UTS and mount namespaces. The program sees a size-capped tmpfs root with
+  read-only system directories only (no project, data, home or host /tmp), no network at all (Unix sockets
+  included), its own SysV IPC, and every process dies with it.
+- `user` (root without namespaces): the program runs as a uid of its own; its processes, its files in the work
+  directory, /tmp, /var/tmp and /dev/shm, and its SysV IPC objects are removed after the run. Weaker: world-readable
+  files and the network are reachable (an audit hook refuses Python's socket and process calls).
+- `unsafe` (opt-in only): the program runs as the trainer's own user; no integrity or confidentiality guarantee.
 """
 
 from __future__ import annotations
 
-import builtins
 import contextlib
 import functools
-import marshal
+import json
 import os
 import pwd
-import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -35,31 +37,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from lit_ft.errors import UserError
+
 OUTPUT_CAP = 64 * 1024
 """Bytes of the program's combined stdout and stderr kept in `SandboxResult.output` (the tail)."""
 FILE_SIZE_MB = 16
 """RLIMIT_FSIZE: the largest file, captured output included, the program may write."""
+DISK_MB = 64
+"""Default size of the namespaces mode's tmpfs: everything the program writes (work dir, /tmp, /dev/shm) together."""
 MAX_PROCESSES = 16
 """RLIMIT_NPROC: processes and threads (per sandbox inside a user namespace, per user id otherwise)."""
 MAX_OPEN_FILES = 64
-NAMESPACE_FLAGS = ("--user", "--net", "--pid", "--fork", "--kill-child")
+MODES = ("auto", "namespaces", "user", "unsafe")
+OPTION_HINT = "model.task_options.code_sandbox"
+"""Where the mode is chosen on the command line (named in errors)."""
+USER_UID_BASE = 2_000_000_000
+"""`user` mode: the program's uid is this plus the judge's pid (unique while the run lasts, outside any real range)."""
 EXEC_EVENTS = ("os.exec", "os.posix_spawn", "os.spawn", "os.system", "subprocess.Popen", "ctypes.dlopen")
-"""Audit events refused with the fallback hook: another program or raw C calls would not see the hook."""
+"""Audit events refused outside namespaces: another program or raw C calls would not see the hook."""
 NETWORK_EVENTS = ("socket.__new__", "socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg", *EXEC_EVENTS)
-FORK_EVENTS = ("os.fork", "os.forkpty", *EXEC_EVENTS)
-"""Refused only when the child must stay root, where RLIMIT_NPROC does not apply."""
-_NETNS_PROBE = "import socket, sys; sys.exit([n for _, n in socket.if_nameindex()] != ['lo'])"
-_CHILD_FLAG = "--lit-ft-sandbox-child"
-_CHILD_HEADER = (
-    "from __future__ import annotations\nimport builtins, marshal, os, sys\n"
-    f"_CHILD_FLAG = {_CHILD_FLAG!r}\n"
-)
-_CHILD_MARK = "# --- child side"
+_CHILD_SOURCE = Path(__file__).with_name("sandbox_child.py")
 
 
 @dataclass
 class SandboxResult:
-    """The outcome of one program: `passed` only when every test ran and the runner reported so."""
+    """The outcome of one program: `passed` only when the judge ran every test and said so."""
 
     passed: bool
     error: str = ""
@@ -67,72 +69,85 @@ class SandboxResult:
     timed_out: bool = False
     """The wall clock (or the CPU-seconds limit) ran out."""
     output: str = ""
-    """The program's stdout and stderr together (tracebacks included), the last `OUTPUT_CAP` bytes."""
+    """The program's (and the failing test's) stdout and stderr together, the last `OUTPUT_CAP` bytes."""
 
 
 @dataclass(frozen=True)
 class SandboxPlan:
-    """How this machine runs sandboxes (probed once, see `sandbox_plan`)."""
+    """How this machine runs sandboxes (probed once per mode, see `sandbox_plan`)."""
 
+    mode: str
+    """`namespaces`, `user` or `unsafe` (never `auto`)."""
     python: str
-    """The child's interpreter: this one, or a system one that `nobody` can run."""
-    prefix: tuple[str, ...] = ()
-    """The namespace wrapper (`unshare ...`), empty when namespaces are unavailable."""
-    user: tuple[int, int] | None = None
-    """(uid, gid) the child runs as when the parent is root; None: the parent's own."""
-    network: str = "audit-hook"
-    """The active network layer: `netns` (namespaces) or `audit-hook` (the weaker fallback)."""
+    """The judge's and program's interpreter: this one, or a system one that `nobody` can run."""
+    judge_user: tuple[int, int] | None = None
+    """(uid, gid) the judge runs as (root drops to nobody); None: the trainer's own."""
     blocked_events: tuple[str, ...] = ()
 
 
 def run_tests(
-    program: str, tests: list[str], timeout: float = 10.0, setup: str = "", memory_mb: int = 512
+    program: str, tests: list[str], timeout: float = 10.0, setup: str = "", memory_mb: int = 512,
+    mode: str = "auto", disk_mb: int = DISK_MB,
 ) -> SandboxResult:
-    """Run `program`, then `setup`, then each assert-style test in one fresh sandboxed interpreter.
+    """Run `program`, then `setup`, then each assert-style test; never raises for anything the program does.
 
     Args:
         program: Python source, for example a model's generated solution.
         tests: Python statements (MBPP's `assert f(1) == 2`); a test fails when it raises.
-        timeout: Wall-clock seconds before the whole process group is killed (the CPU-seconds limit is this plus two).
+        timeout: Wall-clock seconds before every process of the run is killed (CPU seconds: this plus two).
         setup: Code run after the program and before the tests (MBPP's `test_setup_code`, which may use the
             program's classes).
-        memory_mb: Address-space limit of the interpreter; an allocation beyond it raises MemoryError.
+        memory_mb: Address-space limit of the program's interpreter; an allocation beyond it raises MemoryError.
+        mode: `auto`, `namespaces`, `user` or `unsafe` (see docs/sandbox.md); `auto` refuses when only `unsafe`
+            would work.
+        disk_mb: Size cap of all the program's writable space in `namespaces` mode (RLIMIT_FSIZE caps each file).
     """
-    if os.name != "posix":
-        raise RuntimeError("lit_ft.sandbox needs a POSIX system (Linux, or macOS without namespaces)")
-    plan, nonce = sandbox_plan(), secrets.token_hex(16)
-    read_fd, write_fd = os.pipe()
+    plan = sandbox_plan(mode)  # a UserError here is the user's configuration, raised before any program runs
     try:
-        with tempfile.TemporaryDirectory(prefix="lit_ft_sandbox_", ignore_cleanup_errors=True) as workdir, \
-                tempfile.TemporaryFile() as output:
-            limits = _limits(timeout, memory_mb)
-            _write_payload(workdir, plan, {"program": program, "setup": setup, "tests": list(tests),
-                                           "limits": limits, "blocked_events": plan.blocked_events, "fd": write_fd})
-            proc = _start(plan, workdir, output, write_fd, nonce)
-            os.close(write_fd)
-            write_fd = -1
-            timed_out = _wait(proc, timeout)
-            return _result(proc.returncode, timed_out, _read_report(read_fd, nonce), _tail(output), timeout)
-    finally:
-        for fd in (read_fd, write_fd):
-            if fd >= 0:
-                os.close(fd)
+        return _run(plan, program, list(tests), setup, timeout, memory_mb, disk_mb)
+    except Exception as exc:  # nothing a program does may raise in the trainer
+        return SandboxResult(False, f"sandbox failure: {type(exc).__name__}: {exc}")
 
 
 @functools.cache
-def sandbox_plan() -> SandboxPlan:
-    """Probe, once, which interpreter, user and network layer work on this machine."""
-    user = _nobody() if os.geteuid() == 0 else None
-    python = _interpreter(user)
-    if python is None:  # root with no interpreter that `nobody` can run: stay root, refuse forks in the hook
-        user, python = None, os.path.realpath(sys.executable)
-    unshare = shutil.which("unshare")
-    netns = unshare is not None and _probe([unshare, *NAMESPACE_FLAGS, python], _NETNS_PROBE, user)
-    blocked = () if netns else NETWORK_EVENTS
-    if os.geteuid() == 0 and user is None:
-        blocked = tuple(dict.fromkeys((*blocked, *FORK_EVENTS)))
-    prefix = (unshare, *NAMESPACE_FLAGS) if netns and unshare else ()
-    return SandboxPlan(python, prefix, user, "netns" if netns else "audit-hook", blocked)
+def sandbox_plan(mode: str = "auto") -> SandboxPlan:
+    """Probe, once per mode, which interpreter and isolation this machine supports; UserError when `mode` can't run."""
+    if os.name != "posix" or not sys.platform.startswith("linux"):
+        if mode != "unsafe":
+            raise UserError(f"the code sandbox needs Linux (this is {sys.platform}); set {OPTION_HINT} unsafe "
+                            "to run generated code as your own user anyway (see docs/sandbox.md)")
+    if mode not in MODES:
+        raise UserError(f"unknown code sandbox mode {mode!r} ({OPTION_HINT}); choose from {list(MODES)}")
+    root = os.geteuid() == 0
+    nobody = _nobody() if root else None
+    python = _interpreter(nobody)
+    if mode in ("auto", "namespaces") and python is not None:
+        plan = SandboxPlan("namespaces", python, nobody)
+        if _works(plan):
+            return plan
+    return choose_fallback(mode, root, python)
+
+
+def choose_fallback(mode: str, root: bool, python: str | None) -> SandboxPlan:
+    """The plan when namespaces are unavailable (or not asked for): `user` as root, `unsafe` only when asked."""
+    own = os.path.realpath(sys.executable)
+    if mode == "unsafe":
+        return SandboxPlan("unsafe", own, None, NETWORK_EVENTS)
+    if mode in ("auto", "user") and root and python is not None:
+        return SandboxPlan("user", python, _nobody(), NETWORK_EVENTS)
+    why = {"namespaces": "user namespaces are unavailable here (kernel, AppArmor or seccomp forbid them)",
+           "user": "mode user needs the trainer to run as root (to start programs as a uid of their own)"}
+    reason = why.get(mode, "user namespaces are unavailable here and the trainer is not root")
+    raise UserError(f"pass@1 cannot isolate generated code: {reason}. Run where unprivileged user namespaces work "
+                    f"(or as root), or set {OPTION_HINT} unsafe to run it as your own user, which lets it read your "
+                    "files and the reference data and forge its verdict (see docs/sandbox.md)")
+
+
+def _works(plan: SandboxPlan) -> bool:
+    try:
+        return _run(plan, "x = 1", ["assert x == 1"], "", 30.0, 256, 4).passed
+    except Exception:
+        return False
 
 
 def _nobody() -> tuple[int, int]:
@@ -144,30 +159,24 @@ def _nobody() -> tuple[int, int]:
 
 
 def _interpreter(user: tuple[int, int] | None) -> str | None:
-    """This process's interpreter, or a system one when `user` cannot read it (say a pyenv under /root)."""
+    """This process's interpreter, or a system one when `user` cannot run it (say a pyenv under /root)."""
     own = os.path.realpath(sys.executable)
     if user is None:
         return own
     candidates = dict.fromkeys([own, *(shutil.which(n, path="/usr/local/bin:/usr/bin:/bin") for n in
                                        (f"python{sys.version_info[0]}.{sys.version_info[1]}", "python3"))])
-    return next((c for c in candidates if c and _probe([c], "import json, re, math, collections", user)), None)
+    return next((c for c in candidates if c and _runs_as(c, user)), None)
 
 
-def _probe(command: list[str], code: str, user: tuple[int, int] | None) -> bool:
+def _runs_as(python: str, user: tuple[int, int]) -> bool:
+    code = "import json, ctypes, resource, select"
     try:
-        done = subprocess.run([*command, "-I", "-S", "-c", code], cwd="/", env=_env("/"), stdin=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30, **_as_user(user))
+        done = subprocess.run([python, "-I", "-S", "-c", code], cwd="/", env={"PATH": "/usr/bin:/bin"},
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              timeout=30, user=user[0], group=user[1], extra_groups=[])
     except (OSError, subprocess.SubprocessError):
         return False
     return done.returncode == 0
-
-
-def _as_user(user: tuple[int, int] | None) -> dict[str, Any]:
-    return {"user": user[0], "group": user[1], "extra_groups": []} if user else {}
-
-
-def _env(workdir: str) -> dict[str, str]:
-    return {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8"}
 
 
 def _limits(timeout: float, memory_mb: int) -> dict[str, int]:
@@ -175,39 +184,58 @@ def _limits(timeout: float, memory_mb: int) -> dict[str, int]:
             "RLIMIT_FSIZE": FILE_SIZE_MB * 2**20, "RLIMIT_NOFILE": MAX_OPEN_FILES, "RLIMIT_CORE": 0}
 
 
-def _write_payload(workdir: str, plan: SandboxPlan, payload: dict[str, Any]) -> None:
-    path = Path(workdir) / "payload.marshal"
-    path.write_bytes(marshal.dumps(payload, 2))  # version 2: readable by any Python 3 the child may be
-    if plan.user:
-        for item in (workdir, path):
-            os.chown(item, *plan.user)
+def _run(plan: SandboxPlan, program: str, tests: list[str], setup: str, timeout: float, memory_mb: int,
+         disk_mb: int) -> SandboxResult:
+    read_fd, write_fd = os.pipe()
+    workdir = None if plan.mode == "namespaces" else tempfile.mkdtemp(prefix="lit_ft_sandbox_")
+    try:
+        with tempfile.TemporaryFile() as output:
+            proc = _start_judge(plan, output, write_fd, workdir)
+            report_fd = write_fd  # the same number in the judge (pass_fds)
+            os.close(write_fd)
+            write_fd = -1
+            uid = USER_UID_BASE + proc.pid if plan.mode == "user" else None
+            job = {"mode": plan.mode, "program": program, "setup": setup, "tests": tests, "report_fd": report_fd,
+                   "limits": _limits(timeout, memory_mb), "blocked_events": plan.blocked_events,
+                   "python": plan.python, "source": _CHILD_SOURCE.read_text(), "disk_mb": disk_mb,
+                   "workdir": workdir, "program_user": (uid, uid), "judge_user": plan.judge_user}
+            if workdir and uid is not None:
+                os.chown(workdir, uid, uid)
+            _send_job(proc, job)
+            timed_out = _wait(proc, timeout, uid, workdir)
+            return _result(timed_out, _read_report(read_fd), _tail(output), timeout)
+    finally:
+        for fd in (read_fd, write_fd):
+            if fd >= 0:
+                os.close(fd)
+        if workdir:
+            remove_tree(workdir)
 
 
-@functools.cache
-def _child_source() -> str:
-    text = Path(__file__).read_text()
-    return _CHILD_HEADER + text[text.rindex(_CHILD_MARK):]  # rindex: the mark also opens this file's constant
-
-
-def _start(plan: SandboxPlan, workdir: str, output: IO[bytes], report_fd: int, nonce: str) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [*plan.prefix, plan.python, "-I", "-S", "-B", "-c", _child_source(), _CHILD_FLAG],
-        cwd=workdir, env=_env(workdir), stdin=subprocess.PIPE, stdout=output, stderr=output,
-        pass_fds=(report_fd,), start_new_session=True, **_as_user(plan.user),
+def _start_judge(plan: SandboxPlan, output: IO[bytes], report_fd: int, workdir: str | None) -> subprocess.Popen:
+    user = plan.judge_user if plan.mode == "namespaces" else None  # user mode: the judge drops root itself
+    extra: dict[str, Any] = {"user": user[0], "group": user[1], "extra_groups": []} if user else {}
+    return subprocess.Popen(
+        [plan.python, "-I", "-S", "-B", "-c", _CHILD_SOURCE.read_text(), "judge"],
+        cwd=workdir or "/", env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, stdin=subprocess.PIPE,
+        stdout=output, stderr=output, pass_fds=(report_fd,), start_new_session=True,
+        **extra,
     )
+
+
+def _send_job(proc: subprocess.Popen, job: dict[str, Any]) -> None:
     assert proc.stdin is not None
-    with contextlib.suppress(BrokenPipeError):  # the nonce goes by stdin: not in argv, env or files
-        proc.stdin.write(nonce.encode() + b"\n")
+    with contextlib.suppress(BrokenPipeError):  # the job goes by stdin: never through a file others could write
+        proc.stdin.write(json.dumps(job).encode())
     with contextlib.suppress(BrokenPipeError):
         proc.stdin.close()
-    return proc
 
 
-def _wait(proc: subprocess.Popen, timeout: float) -> bool:
-    """Wait for the child, then kill its process group; True when the wall clock ran out first."""
+def _wait(proc: subprocess.Popen, timeout: float, uid: int | None, workdir: str | None) -> bool:
+    """Wait for the judge, then kill its process group (and `user` mode's uid); True when the wall clock ran out."""
     deadline, pause, timed_out = time.monotonic() + timeout, 0.002, True
     while time.monotonic() < deadline:
-        # WNOWAIT leaves the child a zombie, so its process-group id cannot be reused before the kill below
+        # WNOWAIT leaves the judge a zombie, so its pid (and the uid made from it) is not reused before the cleanup
         if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
             timed_out = False
             break
@@ -215,22 +243,24 @@ def _wait(proc: subprocess.Popen, timeout: float) -> bool:
         pause = min(pause * 2, 0.05)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
+    if uid is not None:
+        _remove_user_traces(uid)
     proc.wait()
     return timed_out
 
 
-def _read_report(fd: int, nonce: str) -> tuple[bool, str] | None:
-    """The runner's `<nonce> <0|1> <error>` line; a program that exits early or forges a line has no nonce."""
+def _read_report(fd: int) -> dict[str, Any] | None:
+    """The judge's verdict; None when it wrote none (killed at the wall clock)."""
     os.set_blocking(fd, False)
     data = b""
     with contextlib.suppress(BlockingIOError):
         while chunk := os.read(fd, 65536):
             data += chunk
-    for line in reversed(data.decode(errors="replace").splitlines()):
-        token, _, rest = line.partition(" ")
-        if token == nonce and rest[:2] in ("0 ", "1 "):
-            return rest[0] == "1", rest[2:]
-    return None
+    try:
+        report = json.loads(data)
+    except ValueError:
+        return None
+    return report if isinstance(report, dict) else None
 
 
 def _tail(output: IO[bytes]) -> str:
@@ -239,12 +269,15 @@ def _tail(output: IO[bytes]) -> str:
     return output.read().decode(errors="replace")
 
 
-def _result(code: int, timed_out: bool, report: tuple[bool, str] | None, output: str, timeout: float) -> SandboxResult:
+def _result(timed_out: bool, report: dict[str, Any] | None, output: str, timeout: float) -> SandboxResult:
     if timed_out:
-        return SandboxResult(False, f"timed out after {timeout:g} s; its process group was killed", True, output)
-    if report is not None:
-        return SandboxResult(report[0], report[1], False, output)
-    sig = -code if code < 0 else code - 128 if code > 128 else 0
+        return SandboxResult(False, f"timed out after {timeout:g} s; every process of the run was killed", True, output)
+    if report is None:
+        return SandboxResult(False, "the judge gave no verdict (killed, or a resource limit)", False, output)
+    if not report.get("ended"):
+        return SandboxResult(report.get("passed") is True, str(report.get("error", "")), False, output)
+    code = int(report.get("exit", 0))
+    sig = code - 128 if code > 128 else 0
     if sig:
         name = signal.Signals(sig).name if sig in signal.valid_signals() else str(sig)
         return SandboxResult(False, f"killed by {name} (a resource limit, or the program's own doing)",
@@ -253,67 +286,59 @@ def _result(code: int, timed_out: bool, report: tuple[bool, str] | None, output:
     return SandboxResult(False, f"exited with status {code} before the tests finished ({last[0][:200]})", False, output)
 
 
-# --- child side: runs inside the sandboxed interpreter, sent as source after _CHILD_HEADER -----------------
-# Only builtin modules at startup (a json or traceback import would cost more than the interpreter itself).
-
-
-def _child_main() -> int:
-    with open("payload.marshal", "rb") as f:
-        payload = marshal.load(f)
-    os.remove("payload.marshal")  # the tests stay out of the program's reach on disk
-    _apply_limits(payload["limits"])
-    nonce, runner_pid = sys.stdin.readline().strip(), os.getpid()
-    if payload["blocked_events"]:
-        _install_guard(frozenset(payload["blocked_events"]))
-    passed, error = _execute(payload["program"], payload["setup"], payload["tests"])
-    if os.getpid() != runner_pid:  # a process the program forked got here: only the runner reports
-        os._exit(1)
-    os.write(payload["fd"], f"{nonce} {int(passed)} {error}\n".encode(errors="replace"))
-    return 0 if passed else 1
-
-
-def _apply_limits(limits: dict[str, int]) -> None:
-    import resource
-
-    for name, value in limits.items():
-        if (which := getattr(resource, name, None)) is None:
-            continue
-        hard = resource.getrlimit(which)[1]
-        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-        resource.setrlimit(which, (value, value))
-
-
-def _install_guard(blocked: frozenset[str]) -> None:
-    def guard(event: str, args: tuple[Any, ...]) -> None:
-        if event in blocked:
-            raise PermissionError(f"sandbox: '{event}' is not allowed here")
-
-    sys.addaudithook(guard)
-
-
-def _execute(program: str, setup: str, tests: list[str]) -> tuple[bool, str]:
-    namespace: dict[str, Any] = {"__name__": "__sandbox__", "__builtins__": builtins}
-    stages = [("program", program), ("setup", setup), *((f"test {i}", t) for i, t in enumerate(tests, 1))]
-    for stage, source in stages:
+def remove_tree(path: str | os.PathLike[str]) -> None:
+    """Delete a directory tree of any depth (no recursion), whatever modes the program set; never raises."""
+    stack = [os.fspath(path)]
+    while stack:
+        top = stack[-1]
+        with contextlib.suppress(OSError):
+            os.chmod(top, 0o700, follow_symlinks=False)
+        pushed = False
         try:
-            exec(compile(source, f"<{stage}>", "exec", dont_inherit=True), namespace)
-        except BaseException as exc:  # the program's failure, SystemExit and KeyboardInterrupt included
-            return False, _describe(stage, source, exc)
-    return True, ""
+            with os.scandir(top) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                        pushed = True
+                        break
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+        except OSError:
+            pass
+        if not pushed:
+            stack.pop()
+            with contextlib.suppress(OSError):
+                os.rmdir(top)
 
 
-def _describe(stage: str, source: str, exc: BaseException) -> str:
-    detail = type(exc).__name__
-    try:  # either can fail after a MemoryError, or with stderr closed or at the file-size limit
-        import traceback
+def _remove_user_traces(uid: int) -> None:
+    """`user` mode: kill the uid's processes, delete its files in the shared temporary dirs and its SysV IPC."""
+    for _ in range(3):  # a process may fork between the scan and the kill
+        for entry in Path("/proc").glob("[0-9]*"):
+            with contextlib.suppress(OSError):
+                if entry.stat().st_uid == uid:
+                    os.kill(int(entry.name), signal.SIGKILL)
+    for shared in ("/tmp", "/var/tmp", "/dev/shm"):
+        with contextlib.suppress(OSError), os.scandir(shared) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    info = entry.stat(follow_symlinks=False)
+                    if info.st_uid == uid:
+                        remove_tree(entry.path) if stat.S_ISDIR(info.st_mode) else os.unlink(entry.path)
+    _remove_ipc(uid)
 
-        detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        traceback.print_exc()
-    except Exception:
-        pass
-    where = f"{stage} failed: {source.strip()[:200]}" if stage.startswith("test") else f"{stage} raised"
-    return " ".join(f"{where}: {detail}".split())
 
+def _remove_ipc(uid: int) -> None:
+    import ctypes
 
-if __name__ == "__main__" and sys.argv[1:] == [_CHILD_FLAG]:
-    sys.exit(_child_main())
+    libc = ctypes.CDLL(None, use_errno=True)
+    for kind, remove in (("shm", libc.shmctl), ("sem", libc.semctl), ("msg", libc.msgctl)):
+        with contextlib.suppress(OSError, ValueError):
+            lines = Path(f"/proc/sysvipc/{kind}").read_text().splitlines()
+            header = lines[0].split()
+            for line in lines[1:]:
+                row = dict(zip(header, line.split(), strict=False))
+                if int(row["uid"]) == uid:
+                    ident = int(row["shmid" if kind == "shm" else "semid" if kind == "sem" else "msqid"])
+                    remove(ident, 0, 0) if kind == "sem" else remove(ident, 0, None)  # IPC_RMID
+
