@@ -16,7 +16,7 @@ import torch
 from torchmetrics import Metric
 
 from lit_ft.errors import UserError
-from lit_ft.sandbox import SandboxResult, run_tests
+from lit_ft.sandbox import DISK_MB, SandboxResult, run_tests, sandbox_plan
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _PYTHON_TAGS = {"python", "py", "python3"}
@@ -36,19 +36,24 @@ def extract_code(generation: str) -> str:
 
 def run_all(
     programs: Sequence[str], tests: Sequence[Sequence[str]], setups: Sequence[str] | None = None,
-    timeout: float = 10.0, memory_mb: int = 512, workers: int = 2,
+    timeout: float = 10.0, memory_mb: int = 512, workers: int = 2, mode: str = "auto", disk_mb: int = DISK_MB,
 ) -> list[SandboxResult]:
-    """Run each program against its tests in its own sandbox, `workers` at a time; results in input order."""
+    """Run each program against its tests in its own sandbox, `workers` at a time; results in input order.
+
+    Never raises for anything a program does (its failure is its result); raises UserError for bad arguments or a
+    `mode` this machine cannot run.
+    """
     setups = list(setups) if setups is not None else [""] * len(programs)
     if not len(programs) == len(tests) == len(setups):
         raise UserError(
             f"got {len(programs)} programs, {len(tests)} test lists and {len(setups)} setups: "
             "pass one test list (and one setup, if any) per program"
         )
+    sandbox_plan(mode)  # the configuration error, if any, before the first program
     if not programs:
         return []
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(programs)))) as pool:
-        return list(pool.map(lambda job: run_tests(job[0], list(job[1]), timeout, job[2], memory_mb),
+        return list(pool.map(lambda job: run_tests(job[0], list(job[1]), timeout, job[2], memory_mb, mode, disk_mb),
                              zip(programs, tests, setups, strict=True)))
 
 
@@ -59,6 +64,9 @@ class PassAtOne(Metric):
         timeout: Wall-clock seconds each program may run.
         memory_mb: Address-space limit of each program's interpreter.
         workers: Programs run at the same time (each in its own process).
+        mode: The sandbox mode (`auto`, `namespaces`, `user`, `unsafe`; see docs/sandbox.md). Checked here, so a
+            machine that cannot isolate programs fails before training, not at the first validation.
+        disk_mb: Size cap of each program's writable space (`namespaces` mode).
         **kwargs: Passed to `torchmetrics.Metric` (for example `sync_on_compute`).
     """
 
@@ -68,16 +76,21 @@ class PassAtOne(Metric):
     passed: torch.Tensor
     total: torch.Tensor
 
-    def __init__(self, timeout: float = 10.0, memory_mb: int = 512, workers: int = 2, **kwargs: Any) -> None:
+    def __init__(
+        self, timeout: float = 10.0, memory_mb: int = 512, workers: int = 2, mode: str = "auto",
+        disk_mb: int = DISK_MB, **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
-        self.timeout, self.memory_mb, self.workers = timeout, memory_mb, workers
+        self.plan = sandbox_plan(mode)
+        self.timeout, self.memory_mb, self.workers, self.mode, self.disk_mb = timeout, memory_mb, workers, mode, disk_mb
         self.add_state("passed", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("total", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
         self.last_results: list[SandboxResult] = []
 
     def update(self, programs: list[str], tests: list[list[str]], setups: list[str] | None = None) -> None:
         """Run `programs[i]` against `tests[i]` (after `setups[i]`, MBPP's `test_setup_code`, if given)."""
-        self.last_results = run_all(programs, tests, setups, self.timeout, self.memory_mb, self.workers)
+        self.last_results = run_all(programs, tests, setups, self.timeout, self.memory_mb, self.workers, self.mode,
+                                    self.disk_mb)
         self.passed += sum(result.passed for result in self.last_results)
         self.total += len(self.last_results)
 

@@ -287,37 +287,75 @@ def _result(timed_out: bool, report: dict[str, Any] | None, output: str, timeout
 
 
 def remove_tree(path: str | os.PathLike[str]) -> None:
-    """Delete a directory tree of any depth (no recursion), whatever modes the program set; never raises."""
-    stack = [os.fspath(path)]
-    while stack:
-        top = stack[-1]
-        with contextlib.suppress(OSError):
-            os.chmod(top, 0o700, follow_symlinks=False)
-        pushed = False
-        try:
-            with os.scandir(top) as entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                        pushed = True
-                        break
-                    with contextlib.suppress(OSError):
-                        os.unlink(entry.path)
-        except OSError:
-            pass
-        if not pushed:
-            stack.pop()
-            with contextlib.suppress(OSError):
-                os.rmdir(top)
+    """Delete a file or directory tree of any depth and path length, whatever modes it has; never raises.
+
+    Iterative, with one open directory at a time (walking down by name, back up by `..`), so a 100,000-deep tree
+    needs neither recursion nor long paths nor many descriptors. Run it after every process that could move the
+    tree has been killed.
+    """
+    with contextlib.suppress(OSError):
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            os.unlink(path)
+            return
+        fd = os.open(path, _DIR_FLAGS)
+        names: list[str] = []  # the path from `path` down to `fd`
+        stuck: set[tuple[int, int]] = set()  # directories that could not be emptied (skipped, not retried)
+        while True:
+            child = _empty_files(fd, stuck)
+            if child is not None:
+                with contextlib.suppress(OSError):
+                    os.chmod(child, 0o700, dir_fd=fd, follow_symlinks=False)
+                try:
+                    down = os.open(child, _DIR_FLAGS, dir_fd=fd)
+                except OSError:
+                    info = os.stat(child, dir_fd=fd, follow_symlinks=False)
+                    stuck.add((info.st_dev, info.st_ino))
+                    continue
+                os.close(fd)
+                fd, names = down, [*names, child]
+                continue
+            if not names:
+                os.close(fd)
+                break
+            up = os.open("..", _DIR_FLAGS, dir_fd=fd)
+            info = os.fstat(fd)
+            os.close(fd)
+            fd, name = up, names.pop()
+            try:
+                os.rmdir(name, dir_fd=fd)
+            except OSError:
+                stuck.add((info.st_dev, info.st_ino))
+        os.rmdir(path)
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def _empty_files(fd: int, stuck: set[tuple[int, int]]) -> str | None:
+    """Unlink the non-directories in `fd`; the name of a subdirectory still to empty, if any."""
+    with contextlib.suppress(OSError):
+        os.chmod(fd, 0o700)
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            if not entry.is_dir(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.name, dir_fd=fd)
+                continue
+            info = entry.stat(follow_symlinks=False)
+            if (info.st_dev, info.st_ino) not in stuck:
+                return entry.name
+    return None
 
 
 def _remove_user_traces(uid: int) -> None:
     """`user` mode: kill the uid's processes, delete its files in the shared temporary dirs and its SysV IPC."""
-    for _ in range(3):  # a process may fork between the scan and the kill
-        for entry in Path("/proc").glob("[0-9]*"):
-            with contextlib.suppress(OSError):
-                if entry.stat().st_uid == uid:
-                    os.kill(int(entry.name), signal.SIGKILL)
+    helper = shutil.which("kill", path="/usr/bin:/bin")
+    python = [sys.executable, "-I", "-S", "-c", "import os; os.kill(-1, 9)"]
+    command = [helper, "-KILL", "--", "-1"] if helper else python
+    for _ in range(2):  # kill(-1) as the uid: every process of it at once, forks included (one pass is enough)
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(command, user=uid, group=uid, extra_groups=[], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
     for shared in ("/tmp", "/var/tmp", "/dev/shm"):
         with contextlib.suppress(OSError), os.scandir(shared) as entries:
             for entry in entries:

@@ -20,6 +20,14 @@ import builtins
 import os
 import sys
 
+TYPE_CHECKING = False  # the typing module is not imported at run time: each sandbox starts two interpreters
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    Alive = Callable[[], bool] | None
+    Handle = Callable[[Any], int] | None
+
 INNER_ID = 1000
 """The program's uid and gid inside the user namespace (the trainer's, or nobody's, outside)."""
 SANDBOX_HOME = "/sandbox"
@@ -28,7 +36,8 @@ DEVICES = ("null", "zero", "full", "random", "urandom")
 MAX_MESSAGE = 64 * 2**20
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 32, 4096, 16384, 1 << 18
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
+MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
 MNT_DETACH, PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 2, 1, 38
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
 
@@ -45,7 +54,7 @@ def send(fd: int, message: object) -> None:
         data = data[os.write(fd, data):]
 
 
-def receive(fd: int, alive: object = None) -> object:
+def receive(fd: int, alive: Alive = None) -> Any:
     """The next message; EOFError when the other side is gone (`alive()` false while waiting, or end of pipe)."""
     import json
 
@@ -55,14 +64,14 @@ def receive(fd: int, alive: object = None) -> object:
     return json.loads(_exactly(fd, size, alive))
 
 
-def _exactly(fd: int, size: int, alive: object) -> bytes:
+def _exactly(fd: int, size: int, alive: Alive) -> bytes:
     import select
 
     chunks, left = [], size
     while left:
         if alive is not None:
             while not select.select([fd], [], [], 0.05)[0]:
-                if not alive():  # type: ignore[operator]
+                if not alive():
                     raise EOFError("the program process ended")
         chunk = os.read(fd, min(left, 2**20))
         if not chunk:
@@ -72,22 +81,22 @@ def _exactly(fd: int, size: int, alive: object) -> bytes:
     return b"".join(chunks)
 
 
-def encode(value: object, handle: object = None) -> object:
+def encode(value: Any, handle: Handle = None) -> Any:
     """Plain data as JSON-ready tagged lists; anything else becomes `handle(value)` (a TypeError without one)."""
     kind = type(value)
     if value is None or kind in (bool, int, float, str):
         return value
-    for base, tag in ((bool, None), (int, None), (float, None), (str, None)):
+    for base in (int, float, str):
         if isinstance(value, base):
             return base(value)  # IntEnum, str subclasses: their plain value
     name = f"{kind.__module__}.{kind.__qualname__}"
     if name in _COLLECTIONS:
-        items = list(value.items()) if isinstance(value, dict) else list(value)  # type: ignore[attr-defined]
+        items = list(value.items()) if isinstance(value, dict) else list(value)
         return [_COLLECTIONS[name], [encode(x, handle) if not isinstance(value, dict) else
                                      [encode(x[0], handle), encode(x[1], handle)] for x in items]]
-    for base, tag in ((tuple, "t"), (list, "l"), (set, "s"), (frozenset, "f")):
-        if isinstance(value, base):
-            return [tag, [encode(x, handle) for x in value]]  # type: ignore[attr-defined]
+    for container, tag in ((tuple, "t"), (list, "l"), (set, "s"), (frozenset, "f")):
+        if isinstance(value, container):
+            return [tag, [encode(x, handle) for x in value]]
     if isinstance(value, dict):
         return ["d", [[encode(k, handle), encode(v, handle)] for k, v in value.items()]]
     if isinstance(value, (bytes, bytearray)):
@@ -96,24 +105,35 @@ def encode(value: object, handle: object = None) -> object:
         return ["c", value.real, value.imag]
     if isinstance(value, range):
         return ["r", value.start, value.stop, value.step]
+    builtin = str(getattr(value, "__name__", ""))
+    if getattr(builtins, builtin, None) is value:
+        return ["n", builtin]  # int, len, ...: the other side's own
     if handle is None:
         raise TypeError(f"a {kind.__name__} cannot be passed to the program (plain data and its objects only)")
-    return ["h", handle(value)]  # type: ignore[operator]
+    return ["h", handle(value)]
 
 
 _COLLECTIONS = {"collections.Counter": "C", "collections.OrderedDict": "O", "collections.deque": "q",
                 "collections.defaultdict": "d"}
 
 
-def decode(value: object, proxy: object) -> object:
-    """The inverse of `encode`: handles become `proxy(id)`; anything malformed raises ValueError."""
+def decode(value: Any, proxy: Callable[[int], Any], any_builtin: bool = False) -> Any:
+    """The inverse of `encode`: handles become `proxy(id)`; anything malformed raises ValueError.
+
+    A builtin comes back by name: any one for the program (`sorted(xs, key=len)`), only a type for the judge.
+    """
     if value is None or type(value) in (bool, int, float, str):
         return value
     if not isinstance(value, list) or not value or not isinstance(value[0], str):
         raise ValueError(f"malformed value from the program: {str(value)[:80]}")
     tag, rest = value[0], value[1:]
     if tag == "h" and type(rest[0]) is int:
-        return proxy(rest[0])  # type: ignore[operator]
+        return proxy(rest[0])
+    if tag == "n":
+        found = getattr(builtins, str(rest[0]))
+        if not (any_builtin or isinstance(found, type)):
+            raise ValueError(f"the program sent the builtin {rest[0]!r}")
+        return found
     if tag in ("b", "B"):
         return (bytes if tag == "b" else bytearray).fromhex(rest[0])
     if tag == "c":
@@ -124,16 +144,15 @@ def decode(value: object, proxy: object) -> object:
         import collections
 
         kind = {"d": dict, "C": collections.Counter, "O": collections.OrderedDict}[tag]
-        return kind(dict((decode(k, proxy), decode(v, proxy)) for k, v in rest[0]))
-    kinds = {"t": tuple, "l": list, "s": set, "f": frozenset, "q": None}
-    if tag not in kinds:
+        return kind(dict((decode(k, proxy, any_builtin), decode(v, proxy, any_builtin)) for k, v in rest[0]))
+    if tag not in ("t", "l", "s", "f", "q"):
         raise ValueError(f"unknown value tag {tag!r} from the program")
-    items = [decode(x, proxy) for x in rest[0]]
+    items = [decode(x, proxy, any_builtin) for x in rest[0]]
     if tag == "q":
         import collections
 
         return collections.deque(items)
-    return kinds[tag](items)  # type: ignore[misc]
+    return {"t": tuple, "l": list, "s": set, "f": frozenset}[tag](items)
 
 
 def describe(stage: str, source: str, exc: BaseException, show: bool = True) -> str:
@@ -157,10 +176,10 @@ def program(request_fd: int, reply_fd: int) -> int:
     """Run the program sent by the judge, send its names, then answer calls until the judge closes the pipe."""
     import json  # noqa: F401  (imported before the program runs, so its monkeypatches cannot hide the module)
 
-    job: dict = receive(request_fd)  # type: ignore[assignment]
+    job = receive(request_fd)
     if job["blocked_events"]:
         _install_guard(frozenset(job["blocked_events"]))
-    namespace: dict = {"__name__": "__sandbox__", "__builtins__": builtins}
+    namespace: dict[str, Any] = {"__name__": "__sandbox__", "__builtins__": builtins}
     me = os.getpid()
     try:
         exec(compile(job["program"], "<program>", "exec", dont_inherit=True), namespace)
@@ -172,8 +191,12 @@ def program(request_fd: int, reply_fd: int) -> int:
         os._exit(1)
     if os.getpid() != me:  # a process the program forked got here: only the runner answers
         os._exit(1)
-    objects: list = []
-    handle = lambda value: objects.append(value) or len(objects) - 1  # noqa: E731
+    objects: list[Any] = []
+
+    def handle(value: Any) -> int:
+        objects.append(value)
+        return len(objects) - 1
+
     _flush()
     send(reply_fd, {"names": _names(namespace, handle)})
     while True:
@@ -194,13 +217,15 @@ def _flush() -> None:
             pass
 
 
-def _names(namespace: dict, handle: object) -> dict:
-    names: dict = {}
+def _names(namespace: dict[str, Any], handle: Callable[[Any], int]) -> dict[str, Any]:
+    names: dict[str, Any] = {}
     for name, value in list(namespace.items()):
         if name.startswith("__") and name.endswith("__"):
             continue
         if type(value).__name__ == "module":
             names[name] = ["m", getattr(value, "__name__", name)]
+        elif not _small(value):  # a 100 MB global stays here; the judge gets a handle to it
+            names[name] = ["h", handle(value)]
         else:
             try:
                 names[name] = encode(value, handle)
@@ -209,24 +234,47 @@ def _names(namespace: dict, handle: object) -> dict:
     return names
 
 
-def _answer(call: object, objects: list, handle: object) -> object:
+def _small(value: Any, budget: int = 100_000) -> bool:
+    """At most `budget` elements and characters all told (a walk that stops once over it)."""
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        try:
+            if isinstance(item, (str, bytes, bytearray)):
+                budget -= len(item)
+            elif isinstance(item, dict):
+                budget -= len(item)
+                stack.extend(item.keys())
+                stack.extend(item.values())
+            elif isinstance(item, (list, tuple, set, frozenset)):
+                budget -= len(item)
+                stack.extend(item)
+            else:
+                budget -= 1
+        except Exception:
+            return False
+        if budget < 0:
+            return False
+    return True
+
+
+def _answer(call: Any, objects: list[Any], handle: Callable[[Any], int]) -> dict[str, Any]:
     try:
-        op, target, *args = call  # type: ignore[misc]
-        obj = objects[target]
-        unwrap = lambda v: decode(v, objects.__getitem__)  # noqa: E731
+        op, obj, args = call[0], objects[call[1]], call[2:]
+        unwrap = lambda v: decode(v, objects.__getitem__, any_builtin=True)  # noqa: E731
+        result: Any = None
         if op == "call":
             result = obj(*unwrap(args[0]), **unwrap(args[1]))
         elif op == "getattr":
             result = getattr(obj, args[0])
         elif op == "setattr":
-            result = setattr(obj, args[0], unwrap(args[1]))
+            setattr(obj, args[0], unwrap(args[1]))
         elif op == "getitem":
             result = obj[unwrap(args[0])]
         elif op == "setitem":
             obj[unwrap(args[0])] = unwrap(args[1])
-            result = None
-        elif op in ("len", "bool", "str", "iter", "next"):
-            result = {"len": len, "bool": bool, "str": str, "iter": iter, "next": next}[op](obj)
+        elif op in _UNARY:
+            result = _UNARY[op](obj)
         else:
             raise ValueError(f"unknown operation {op!r}")
         return {"value": encode(result, handle)}
@@ -234,8 +282,11 @@ def _answer(call: object, objects: list, handle: object) -> object:
         return {"raise": type(exc).__name__, "message": str(exc)[:2000]}
 
 
-def _install_guard(blocked: frozenset) -> None:
-    def guard(event: str, args: tuple) -> None:
+_UNARY: dict[str, Callable[[Any], Any]] = {"len": len, "bool": bool, "str": str, "iter": iter, "next": next}
+
+
+def _install_guard(blocked: frozenset[str]) -> None:
+    def guard(event: str, args: tuple[Any, ...]) -> None:
         if event in blocked:
             raise PermissionError(f"sandbox: '{event}' is not allowed here")
 
@@ -254,98 +305,92 @@ class ProgramError(Exception):
 
 
 class Judge:
-    def __init__(self, request_fd: int, reply_fd: int, alive: object) -> None:
+    """The judge's end of the pipes to the program process."""
+
+    def __init__(self, request_fd: int, reply_fd: int, alive: Alive) -> None:
         self.request_fd, self.reply_fd, self.alive = request_fd, reply_fd, alive
 
-    def call(self, *message: object) -> object:
+    def call(self, *message: Any) -> Any:
         try:
             send(self.request_fd, list(message))
-            reply: dict = receive(self.reply_fd, self.alive)  # type: ignore[assignment]
+            reply = receive(self.reply_fd, self.alive)
         except (EOFError, OSError) as exc:
             raise ProgramGone(str(exc)) from None
         except ValueError as exc:
             raise ProgramError(f"the program sent malformed data: {exc}") from None
         if "raise" in reply:
             kind = getattr(builtins, str(reply["raise"]), None)
-            if not (isinstance(kind, type) and issubclass(kind, Exception)) or kind is ProgramGone:
+            if not (isinstance(kind, type) and issubclass(kind, Exception)):
                 raise ProgramError(f"{reply['raise']}: {reply['message']}")
             raise kind(reply["message"])
         return decode(reply["value"], self.proxy)
 
-    def proxy(self, ident: int) -> object:
-        return _proxy_class()(self, ident)
+    def proxy(self, ident: int) -> ProgramObject:
+        return ProgramObject(self, ident)
 
-    def encode(self, value: object) -> object:
-        def handle(obj: object) -> int:
-            if type(obj) is _proxy_class() and object.__getattribute__(obj, "_judge") is self:
-                return object.__getattribute__(obj, "_id")
+    def encode(self, value: Any) -> Any:
+        def handle(obj: Any) -> int:
+            if type(obj) is ProgramObject and object.__getattribute__(obj, "_judge") is self:
+                return int(object.__getattribute__(obj, "_id"))
             raise TypeError(f"a {type(obj).__name__} cannot be passed to the program (plain data and its objects)")
 
         return encode(value, handle)
 
 
-def _proxy_class() -> type:
-    global _PROXY
-    try:
-        return _PROXY
-    except NameError:
-        pass
+def _remote(op: str) -> Callable[..., Any]:
+    def method(self: ProgramObject, *args: Any) -> Any:
+        judge = object.__getattribute__(self, "_judge")
+        return judge.call(op, object.__getattribute__(self, "_id"), *[judge.encode(a) for a in args])
 
-    def remote(op: str) -> object:
-        def method(self: object, *args: object) -> object:
-            judge = object.__getattribute__(self, "_judge")
-            return judge.call(op, object.__getattribute__(self, "_id"), *[judge.encode(a) for a in args])
-        return method
-
-    class ProgramObject:
-        """An object that lives in the program process. No `==`, `<` or `hash` goes there: comparisons stay here."""
-
-        __slots__ = ("_judge", "_id")
-
-        def __init__(self, judge: Judge, ident: int) -> None:
-            object.__setattr__(self, "_judge", judge)
-            object.__setattr__(self, "_id", ident)
-
-        def __call__(self, *args: object, **kwargs: object) -> object:
-            judge = object.__getattribute__(self, "_judge")
-            return judge.call("call", object.__getattribute__(self, "_id"), judge.encode(args), judge.encode(kwargs))
-
-        def __getattr__(self, name: str) -> object:
-            if name.startswith("__"):
-                raise AttributeError(name)
-            return remote("getattr")(self, name)
-
-        def __setattr__(self, name: str, value: object) -> None:
-            remote("setattr")(self, name, value)
-
-        def __repr__(self) -> str:
-            return f"<program object {object.__getattribute__(self, '_id')}>"
-
-        def __bool__(self) -> bool:
-            return _checked(remote("bool")(self), bool)
-
-        def __len__(self) -> int:
-            return _checked(remote("len")(self), int)
-
-        def __str__(self) -> str:
-            return _checked(remote("str")(self), str)
-
-        __getitem__ = remote("getitem")
-        __setitem__ = remote("setitem")
-        __iter__ = remote("iter")
-        __next__ = remote("next")
-
-    _PROXY = ProgramObject
-    return ProgramObject
+    return method
 
 
-def _checked(value: object, kind: type) -> object:
+class ProgramObject:
+    """An object that lives in the program process. No `==`, `<`, `in` or `hash` goes there: comparisons stay here."""
+
+    __slots__ = ("_judge", "_id")
+
+    def __init__(self, judge: Judge, ident: int) -> None:
+        object.__setattr__(self, "_judge", judge)
+        object.__setattr__(self, "_id", ident)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        judge = object.__getattribute__(self, "_judge")
+        return judge.call("call", object.__getattribute__(self, "_id"), judge.encode(args), judge.encode(kwargs))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _remote("getattr")(self, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        _remote("setattr")(self, name, value)
+
+    def __repr__(self) -> str:
+        return f"<program object {object.__getattribute__(self, '_id')}>"
+
+    def __bool__(self) -> bool:
+        return bool(_checked(_remote("bool")(self), bool))
+
+    def __len__(self) -> int:
+        return int(_checked(_remote("len")(self), int))
+
+    def __str__(self) -> str:
+        return str(_checked(_remote("str")(self), str))
+
+    __getitem__ = _remote("getitem")
+    __setitem__ = _remote("setitem")
+    __iter__ = _remote("iter")
+    __next__ = _remote("next")
+
+
+def _checked(value: Any, kind: type) -> Any:
     if type(value) is not kind:
         raise TypeError(f"the program returned a {type(value).__name__} where a {kind.__name__} was needed")
     return value
 
 
-def judge_tests(job: dict, request_fd: int, reply_fd: int, alive: object) -> dict:
+def judge_tests(job: dict[str, Any], request_fd: int, reply_fd: int, alive: Alive) -> dict[str, Any]:
     """Send the program, then run the setup and each test here; the verdict as `{passed, error, ended}`."""
     try:
         return _judge_tests(job, request_fd, reply_fd, alive)
@@ -355,16 +400,16 @@ def judge_tests(job: dict, request_fd: int, reply_fd: int, alive: object) -> dic
         return {"passed": False, "error": describe("judge", "", exc, show=False), "ended": False}
 
 
-def _judge_tests(job: dict, request_fd: int, reply_fd: int, alive: object) -> dict:
+def _judge_tests(job: dict[str, Any], request_fd: int, reply_fd: int, alive: Alive) -> dict[str, Any]:
     judge = Judge(request_fd, reply_fd, alive)
     try:
         send(request_fd, {"program": job["program"], "blocked_events": job["blocked_events"]})
-        ready: dict = receive(reply_fd, alive)  # type: ignore[assignment]
+        ready = receive(reply_fd, alive)
     except (EOFError, OSError):
         raise ProgramGone("the program process ended") from None
     if "error" in ready:
         return {"passed": False, "error": str(ready["error"]), "ended": False}
-    namespace: dict = {"__name__": "__sandbox__", "__builtins__": builtins}
+    namespace: dict[str, Any] = {"__name__": "__sandbox__", "__builtins__": builtins}
     for name, value in ready["names"].items():
         try:
             namespace[name] = _import(value[1]) if isinstance(value, list) and value[:1] == ["m"] else \
@@ -382,7 +427,7 @@ def _judge_tests(job: dict, request_fd: int, reply_fd: int, alive: object) -> di
     return {"passed": True, "error": "", "ended": False}
 
 
-def _import(name: str) -> object:
+def _import(name: str) -> Any:
     import importlib
 
     return importlib.import_module(name)  # the judge's own copy: a module from the program would be its to forge
@@ -407,7 +452,7 @@ def judge() -> int:
         os.setgroups([])
         os.setgid(job["judge_user"][1])
         os.setuid(job["judge_user"][0])
-    status: list = []
+    status: list[int] = []
 
     def alive() -> bool:
         if not status:
@@ -429,7 +474,7 @@ def judge() -> int:
     return 0
 
 
-def _start_plain(job: dict, request_fd: int, reply_fd: int) -> int:
+def _start_plain(job: dict[str, Any], request_fd: int, reply_fd: int) -> int:
     """user and unsafe modes: the program as its own uid (user) or the trainer's (unsafe), in a work directory."""
     pid = os.fork()
     if pid:
@@ -446,7 +491,7 @@ def _start_plain(job: dict, request_fd: int, reply_fd: int) -> int:
         os._exit(127)
 
 
-def _prepare_program(job: dict, request_fd: int, reply_fd: int) -> None:
+def _prepare_program(job: dict[str, Any], request_fd: int, reply_fd: int) -> None:
     import resource
 
     libc = _libc()
@@ -461,7 +506,7 @@ def _prepare_program(job: dict, request_fd: int, reply_fd: int) -> None:
     libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
 
 
-def _exec_program(job: dict, request_fd: int, reply_fd: int, home: str, tmp: str) -> None:
+def _exec_program(job: dict[str, Any], request_fd: int, reply_fd: int, home: str, tmp: str) -> None:
     os.set_inheritable(request_fd, True)
     os.set_inheritable(reply_fd, True)
     env = {"PATH": "/usr/bin:/bin", "HOME": home, "TMPDIR": tmp, "LANG": "C.UTF-8"}
@@ -481,7 +526,7 @@ def _close_fds_but(*keep: int) -> None:
                 pass
 
 
-def _libc() -> object:
+def _libc() -> Any:
     import ctypes
 
     return ctypes.CDLL(None, use_errno=True)
@@ -498,7 +543,7 @@ def _check(result: int, what: str) -> None:
 # --- namespaces mode -------------------------------------------------------------------------------------------
 
 
-def _start_in_namespaces(job: dict, request_fd: int, reply_fd: int) -> int:
+def _start_in_namespaces(job: dict[str, Any], request_fd: int, reply_fd: int) -> int:
     """New user, pid, network, IPC and UTS namespaces; the init child builds the mount namespace."""
     libc = _libc()
     uid, gid = os.getuid(), os.getgid()
@@ -538,7 +583,7 @@ def _reap(child: int) -> int:
             return 128 - code if code < 0 else code  # exiting takes every process of the namespace with it
 
 
-def _prepare_init(job: dict, request_fd: int, reply_fd: int) -> None:
+def _prepare_init(job: dict[str, Any], request_fd: int, reply_fd: int) -> None:
     import signal
 
     libc = _libc()
@@ -590,13 +635,12 @@ def _system_paths(python: str) -> list[str]:
     return paths
 
 
-def _mount(libc: object, source: object, target: str, kind: object, flags: int, data: object = None) -> None:
+def _mount(libc: Any, source: str | None, target: str, kind: str | None, flags: int, data: str | None = None) -> None:
     as_bytes = lambda v: v.encode() if isinstance(v, str) else v  # noqa: E731
-    _check(libc.mount(as_bytes(source), as_bytes(target), as_bytes(kind), flags, as_bytes(data)),  # type: ignore[attr-defined]
-           f"mount {target}")
+    _check(libc.mount(as_bytes(source), as_bytes(target), as_bytes(kind), flags, as_bytes(data)), f"mount {target}")
 
 
-def _bind(libc: object, source: str, target: str, read_only: bool) -> None:
+def _bind(libc: Any, source: str, target: str, read_only: bool) -> None:
     _mount(libc, source, target, None, MS_BIND | MS_REC)
     kept = 0
     flags = os.statvfs(source).f_flag

@@ -1,11 +1,16 @@
-"""The code sandbox (lit_ft.sandbox) and pass@1 (lit_ft.code_eval): real processes, real limits, real MBPP rows."""
+"""The code sandbox (lit_ft.sandbox) and pass@1 (lit_ft.code_eval): real processes, real limits, real attacks.
+
+Each attack of the adversarial review (issue 8) is reproduced here and must end contained with a correct verdict.
+The `layer` fixture runs a test in `namespaces` mode and in `user` mode (root without namespaces); each skips,
+with the reason, where this machine cannot run it.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,52 +21,86 @@ from torchmetrics.utilities.data import dim_zero_sum
 
 from lit_ft import sandbox
 from lit_ft.code_eval import PassAtOne, extract_code, run_all
+from lit_ft.errors import UserError
 from lit_ft.sandbox import SandboxResult, run_tests
 
-pytestmark = pytest.mark.skipif(os.name != "posix", reason="the sandbox needs a POSIX system")
+pytestmark = pytest.mark.skipif(not os.sys.platform.startswith("linux"), reason="the sandbox needs Linux")
 
 ADD_ONE = "def add_one(x):\n    return x + 1\n"
+WRONG_ADD_ONE = "def add_one(x):\n    return x\n"
 ADD_ONE_TESTS = ["assert add_one(1) == 2", "assert add_one(-1) == 0"]
-# inline MBPP-style rows (task 2's problem): always run, with or without ../shared/data
 SIMILAR = "def similar_elements(a, b):\n    return tuple(sorted(set(a) & set(b)))\n"
 SIMILAR_TESTS = ["assert similar_elements((3, 4, 5, 6), (5, 7, 4, 10)) == (4, 5)",
                  "assert similar_elements((1, 2, 3, 4), (5, 4, 3, 7)) == (3, 4)"]
+MARK = b"The sandbox's child side"  # in the command line of every judge and program process
 
 
-@pytest.fixture(params=["probed", "audit-hook"])
-def layer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test with this machine's probed plan, then again with the weaker fallback forced."""
-    if request.param == "audit-hook":
-        plan = sandbox.sandbox_plan()
-        blocked = sandbox.NETWORK_EVENTS + (sandbox.FORK_EVENTS if os.geteuid() == 0 and plan.user is None else ())
-        blocked = tuple(dict.fromkeys(blocked))
-        forced = dataclasses.replace(plan, prefix=(), network="audit-hook", blocked_events=blocked)
-        monkeypatch.setattr(sandbox, "sandbox_plan", lambda: forced)
-    return sandbox.sandbox_plan().network
+def _available(mode: str) -> str | None:
+    try:
+        sandbox.sandbox_plan(mode)
+    except UserError as exc:
+        return str(exc)
+    return None
 
 
-def test_correct_program_passes_and_wrong_one_fails() -> None:
-    assert run_tests(ADD_ONE, ADD_ONE_TESTS) == SandboxResult(True, "", False, "")
-    wrong = run_tests("def add_one(x):\n    return x\n", ADD_ONE_TESTS)
+@pytest.fixture(params=["namespaces", "user"])
+def layer(request: pytest.FixtureRequest) -> str:
+    """A sandbox mode this machine runs: namespaces (unprivileged user namespaces) and user (the trainer is root)."""
+    why = _available(request.param)
+    if why:
+        pytest.skip(f"mode {request.param} unavailable here: {why}")
+    return str(request.param)
+
+
+def _sandbox_processes() -> list[int]:
+    """Live processes of any sandbox (zombies, already dead, wait for the system's init to reap them)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            live = (entry / "stat").read_text().rpartition(")")[2].split()[0] != "Z"
+            if live and (MARK in (entry / "cmdline").read_bytes() or entry.stat().st_uid >= sandbox.USER_UID_BASE):
+                found.append(int(entry.name))
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+def test_correct_program_passes_and_wrong_one_fails(layer: str) -> None:
+    assert run_tests(ADD_ONE, ADD_ONE_TESTS, mode=layer) == SandboxResult(True, "", False, "")
+    wrong = run_tests(WRONG_ADD_ONE, ADD_ONE_TESTS, mode=layer)
     assert not wrong.passed and not wrong.timed_out
     assert wrong.error == "test 1 failed: assert add_one(1) == 2: AssertionError"
     assert "AssertionError" in wrong.output  # the traceback, captured
-    missing = run_tests("def other(x):\n    return x\n", ADD_ONE_TESTS)
+    missing = run_tests("def other(x):\n    return x\n", ADD_ONE_TESTS, mode=layer)
     assert missing.error == "test 1 failed: assert add_one(1) == 2: NameError: name 'add_one' is not defined"
-    assert run_tests("def add_one(x:\n", ADD_ONE_TESTS).error.startswith("program raised: SyntaxError")
+    assert run_tests("def add_one(x:\n", ADD_ONE_TESTS, mode=layer).error.startswith("program raised: SyntaxError")
 
 
-def test_setup_runs_after_the_program_and_demo_blocks_are_skipped() -> None:
-    program = "class Node:\n    def __init__(self, v):\n        self.v = v\nif __name__ == '__main__':\n    input()\n"
-    result = run_tests(program, ["assert root.v == 1"], setup="root = Node(1)")
+def test_values_objects_and_exceptions_cross_between_program_and_judge() -> None:
+    program = ("import collections, math\nclass Node:\n"
+               "    def __init__(self, v):\n        self.v, self.left = v, None\n"
+               "    def depth(self):\n        return 1 + (self.left.depth() if self.left else 0)\n"
+               "def values():\n    return collections.Counter('aab'), (1, [2, {3}]), b'x', 2.5, None, 1 + 2j\n"
+               "def evens(n):\n    return (i for i in range(0, n, 2))\n"
+               "def fail():\n    raise ValueError('bad input')\n"
+               "if __name__ == '__main__':\n    input()\n")
+    tests = ["counts, nested, raw, half, nothing, z = values()",
+             "assert counts == {'a': 2, 'b': 1} and type(counts) is collections.Counter",
+             "assert nested == (1, [2, {3}]) and raw == b'x' and half == 2.5 and nothing is None and z == 1 + 2j",
+             "assert list(evens(7)) == [0, 2, 4, 6] and 4 in evens(7)",
+             "assert root.depth() == 2 and root.left.v == 2 and math.isclose(half, 2.5)",
+             "try:\n    fail()\nexcept ValueError as exc:\n    assert str(exc) == 'bad input'\nelse:\n    assert False"]
+    result = run_tests(program, tests, setup="root = Node(1)\nroot.left = Node(2)")
     assert result.passed, result.error
 
 
-def test_early_exit_is_not_a_pass() -> None:
-    for program in ["import sys\nsys.exit(0)", "import os\nos._exit(0)", "quit()"]:
-        result = run_tests(program, ["assert False"])
+def test_early_exit_is_not_a_pass(layer: str) -> None:
+    exits = ["import sys\nsys.exit(0)", "import os\nos._exit(0)", "quit()", "import os\nos.kill(os.getpid(), 9)"]
+    for program in exits:
+        result = run_tests(program, ["assert False"], mode=layer)
         assert not result.passed, program
     assert run_tests("import os\nos._exit(0)", ["assert False"]).error.startswith("exited with status 0")
+    assert run_tests("import os\nos.kill(os.getpid(), 9)", []).error.startswith("killed by SIGKILL")
 
 
 def test_mbpp_reference_solutions_pass_and_broken_ones_fail() -> None:
@@ -90,29 +129,15 @@ def test_infinite_loop_times_out() -> None:
 
 def test_fork_bomb_fails_quickly_and_leaves_nothing_behind(layer: str) -> None:
     start = time.monotonic()
-    result = run_tests("import os\nwhile True:\n    os.fork()\n", ["assert True"], timeout=5.0)
+    result = run_tests("import os\nwhile True:\n    os.fork()\n", ["assert True"], timeout=5.0, mode=layer)
     assert not result.passed
-    assert time.monotonic() - start < 4, result  # the process limit (or the fork guard) stops it, not the timeout
-    stubborn = "import os, sys\nprint(os.getcwd(), flush=True)\nwhile True:\n    try:\n        os.fork()\n" \
-               "    except Exception:\n        pass\n"
-    result = run_tests(stubborn, ["assert True"], timeout=1.5)
+    assert time.monotonic() - start < 4, result  # the process limit stops it, not the timeout
+    stubborn = "import os\nos.setsid()\nwhile True:\n    try:\n        os.fork()\n    except Exception:\n        pass\n"
+    result = run_tests(stubborn, ["assert True"], timeout=1.5, mode=layer)
     assert result.timed_out and not result.passed
-    workdir = result.output.split()[0]
-    assert workdir.startswith("/") and not Path(workdir).exists()
     time.sleep(0.2)
-    assert not _processes_in(workdir)
-    assert run_tests(ADD_ONE, ADD_ONE_TESTS).passed  # and the machine still runs sandboxes
-
-
-def _processes_in(workdir: str) -> list[str]:
-    found = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            if os.readlink(entry / "cwd").startswith(workdir):
-                found.append(entry.name)
-        except OSError:
-            continue
-    return found
+    assert not _sandbox_processes()
+    assert run_tests(ADD_ONE, ADD_ONE_TESTS, mode=layer).passed  # and the machine still runs sandboxes
 
 
 def test_huge_allocation_fails_with_memory_error() -> None:
@@ -123,49 +148,244 @@ def test_huge_allocation_fails_with_memory_error() -> None:
 
 
 def test_network_is_unreachable(layer: str) -> None:
-    outside = run_tests("import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=2)\n", ["assert True"])
+    outside = run_tests("import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=2)\n", [], mode=layer)
     assert not outside.passed and not outside.timed_out
-    assert ("Network is unreachable" if layer == "netns" else "'socket.__new__' is not allowed") in outside.error
+    expected = "Network is unreachable" if layer == "namespaces" else "'socket.__new__' is not allowed"
+    assert expected in outside.error
     with socket.socket() as server:  # a service on the host's loopback (a database, the trainer's own ports)
         server.bind(("127.0.0.1", 0))
         server.listen()
         port = server.getsockname()[1]
-        host_loopback = run_tests(f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\n", [])
+        host_loopback = run_tests(f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\n", [],
+                                  mode=layer)
     assert not host_loopback.passed, host_loopback
-    own_server = "import socket\ns = socket.socket()\ns.bind(('127.0.0.1', 0))\ns.listen()\n" \
-                 "socket.create_connection(s.getsockname(), timeout=2)\n"
-    assert not run_tests(own_server, []).passed
 
 
-def test_fallback_hook_also_refuses_other_programs(layer: str) -> None:
-    result = run_tests("import subprocess\nsubprocess.run(['true'])\n", [])
-    assert result.passed == (layer == "netns"), result  # under the hook, curl & co would bypass it: refused
-    if layer == "audit-hook":
-        assert "'subprocess.Popen' is not allowed" in result.error
+def test_unix_sockets_on_the_host_are_unreachable(layer: str, tmp_path: Path) -> None:
+    """Attack: a Unix socket file on the shared file system accepted a connection. Abstract sockets too."""
+    tmp_path.chmod(0o777)
+    path = str(tmp_path / "service.sock")
+    abstract = f"\0lit_ft_test_{os.getpid()}"
+    with socket.socket(socket.AF_UNIX) as file_server, socket.socket(socket.AF_UNIX) as abstract_server:
+        file_server.bind(path)
+        os.chmod(path, 0o777)
+        abstract_server.bind(abstract)
+        for server in (file_server, abstract_server):
+            server.listen()
+            server.setblocking(False)
+        program = ("import socket\nreached = []\n"
+                   f"for address in ({path!r}, {abstract!r}):\n"
+                   "    try:\n        socket.socket(socket.AF_UNIX).connect(address)\n"
+                   "        reached.append(address)\n    except OSError as exc:\n        print(address, exc)\n")
+        result = run_tests(program, ["assert reached == []"], mode=layer)
+        for server in (file_server, abstract_server):
+            with pytest.raises(BlockingIOError):
+                server.accept()  # nobody connected
+    assert result.passed, (result.error, result.output)
 
 
-def test_files_land_in_a_throwaway_directory(tmp_path: Path) -> None:
-    program = "import os\nopen('stray.txt', 'w').write('x')\nprint(os.getcwd())\n"
-    result = run_tests(program, ["assert open('stray.txt').read() == 'x'"])
+def test_concurrent_programs_cannot_touch_each_other(layer: str) -> None:
+    """Attack: one program rewrote the payloads of programs running next to it (29 of 30 wrong ones then passed)."""
+    attacker = (
+        "import os, time\nhits = []\nfix = '\\ndef add_one(x):\\n    return x + 1\\n'\n"
+        "for _ in range(20):\n"
+        "    for pid in [p for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid()]:\n"
+        "        for name in ('mem', 'fd/0', 'cwd/payload.marshal'):\n"
+        "            try:\n                os.close(os.open(f'/proc/{pid}/{name}', os.O_RDWR))\n"
+        "                hits.append(f'{pid}/{name}')\n            except OSError:\n                pass\n"
+        "    for base in ('/tmp', '/var/tmp', '/dev/shm', os.path.dirname(os.getcwd())):\n"
+        "        for entry in os.listdir(base) if os.path.isdir(base) else []:\n"
+        "            if entry.startswith('lit_ft_sandbox') and os.path.join(base, entry) != os.getcwd():\n"
+        "                for root, _, files in os.walk(os.path.join(base, entry)):\n"
+        "                    for f in files:\n"
+        "                        try:\n                            open(os.path.join(root, f), 'a').write(fix)\n"
+        "                            hits.append(os.path.join(root, f))\n"
+        "                        except OSError:\n                            pass\n"
+        "    time.sleep(0.05)\n"
+        "print('hits', hits)\n"
+    )
+    victim = "import time\ntime.sleep(0.3)\n" + WRONG_ADD_ONE
+    results = run_all([attacker, victim, victim, victim], [["assert hits == []"]] + [ADD_ONE_TESTS] * 3,
+                      mode=layer, workers=4)
+    assert results[0].passed, (results[0].error, results[0].output)
+    assert [r.passed for r in results[1:]] == [False, False, False]
+    assert all(r.error.startswith("test 1 failed") for r in results[1:])
+
+
+def test_deep_trees_and_locked_directories_never_raise_in_the_trainer(layer: str) -> None:
+    """Attack: a 1,500-deep directory tree made RecursionError escape PassAtOne.update."""
+    depth = 1500 if layer == "namespaces" else 300  # user mode: on the host disk, ~3 ms per rmdir here (the
+    # 1,500-deep case of remove_tree is test_remove_tree_is_iterative_and_total)
+    program = ("import os\nstart = os.getcwd()\nprint(start, flush=True)\nshared = f'/tmp/lit_ft_deep_{os.getpid()}'\n"
+               "os.mkdir(shared)\nfor base in (start, shared):\n    os.chdir(base)\n"
+               f"    for _ in range({depth}):\n        os.mkdir('d')\n        os.chdir('d')\n"
+               "    os.mkdir('locked')\n    open('locked/f', 'w').close()\n    os.chmod('locked', 0)\n"
+               "os.chdir(start)\nos.chmod('d', 0o500)\n")
+    metric = PassAtOne(timeout=20.0, mode=layer)
+    metric.update([ADD_ONE + program, WRONG_ADD_ONE + program], [ADD_ONE_TESTS, ADD_ONE_TESTS])
+    assert [r.passed for r in metric.last_results] == [True, False], metric.last_results
+    workdir = metric.last_results[0].output.split()[0]
+    assert workdir == "/sandbox" if layer == "namespaces" else not Path(workdir).exists()
+    assert not list(Path("/tmp").glob("lit_ft_deep_*"))  # user mode: the program's files in /tmp went too
+
+
+def test_remove_tree_is_iterative_and_total(tmp_path: Path) -> None:
+    top = Path(tempfile.mkdtemp(dir="/dev/shm" if os.access("/dev/shm", os.W_OK) else tmp_path))  # tmpfs: fast
+    fd = os.open(top, os.O_RDONLY)
+    for i in range(1500):  # deeper than the recursion limit, and a path far over PATH_MAX
+        os.mkdir("d" * 50, dir_fd=fd)
+        child = os.open("d" * 50, os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+        if i % 400 == 0:
+            os.close(os.open("f", os.O_CREAT | os.O_WRONLY, 0o000, dir_fd=fd))
+            os.mkdir("locked", mode=0, dir_fd=fd)
+    os.close(fd)
+    sandbox.remove_tree(top)
+    assert not top.exists()
+    sandbox.remove_tree(top)  # gone already: still no exception
+
+
+def test_nothing_outlives_the_run_and_disk_is_capped(tmp_path: Path) -> None:
+    """Attack: files in /dev/shm, /tmp, /var/tmp and SysV shared memory outlived the run; 2 GiB went to the work dir."""
+    if _available("namespaces"):
+        pytest.skip(f"mode namespaces unavailable here: {_available('namespaces')}")
+    name, key = f"lit_ft_left_{os.getpid()}", 0x5A000000 + os.getpid() % 0xFFFFFF
+    program = (
+        "import ctypes, os\n"
+        f"for d in ('/tmp', '/var/tmp', '/dev/shm'):\n    open(os.path.join(d, {name!r}), 'w').write('x')\n"
+        f"libc = ctypes.CDLL(None, use_errno=True)\nshm = libc.shmget({key}, 1 << 20, 0o1666)\n"
+        "written = 0\n"
+        "for target in ('big1', '/tmp/big2', '/dev/shm/big3'):\n"
+        "    try:\n        with open(target, 'wb') as f:\n"
+        "            for _ in range(64):\n                f.write(b'0' * 2**20)\n                written += 2**20\n"
+        "    except OSError as exc:\n        print(target, exc)\n"
+    )
+    start = time.monotonic()
+    result = run_tests(program, ["assert shm >= 0", "assert 8 * 2**20 < written <= 16 * 2**20, written"], disk_mb=16)
+    assert result.passed, (result.error, result.output)
+    assert "No space left on device" in result.output
+    assert time.monotonic() - start < 10
+    for d in ("/tmp", "/var/tmp", "/dev/shm"):
+        assert not (Path(d) / name).exists()
+    keys = [int(line.split()[0]) for line in Path("/proc/sysvipc/shm").read_text().splitlines()[1:]]
+    assert key not in keys
+
+
+def test_user_mode_removes_the_programs_files_and_processes() -> None:
+    if _available("user"):
+        pytest.skip(f"mode user unavailable here: {_available('user')}")
+    name = f"lit_ft_left_{os.getpid()}"
+    program = ("import os, time\n"
+               f"for d in ('/tmp', '/var/tmp', '/dev/shm'):\n    open(os.path.join(d, {name!r}), 'w').write('x')\n"
+               "if os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n")
+    result = run_tests(program, ["assert True"], mode="user")
+    assert result.passed, result.error
+    for d in ("/tmp", "/var/tmp", "/dev/shm"):
+        assert not (Path(d) / name).exists()
+    assert not _sandbox_processes()
+    big = run_tests("open('big', 'wb').write(b'0' * (64 * 2**20))\n", [], mode="user")
+    assert not big.passed and "File too large" in big.error  # RLIMIT_FSIZE
+
+
+CHEATS = {
+    "exec replaced": "import builtins\nbuiltins.exec = lambda *a, **k: None\n",
+    "compile swapped": "import builtins\n_c = builtins.compile\n"
+                       "builtins.compile = lambda *a, **k: _c('pass', '<x>', 'exec')\n",
+    "assert rewritten": "import builtins\nbuiltins.AssertionError = type('Nope', (Exception,), {})\n",
+    "always equal": "class _E:\n    __eq__ = lambda self, other: True\n    __bool__ = lambda self: True\n"
+                    "def add_one(x):\n    return _E()\n",
+    "tests from frames and memory": (
+        "import gc, sys, re\nfound = []\nframe = sys._getframe()\nwhile frame:\n"
+        "    found += [v for v in frame.f_locals.values() if isinstance(v, (str, list, dict))]\n"
+        "    frame = frame.f_back\nfound += [o for o in gc.get_objects() if isinstance(o, (list, dict))]\n"
+        "table = {}\nfor text in re.findall(r'assert add_one\\((-?\\d+)\\) == (-?\\d+)', repr(found)):\n"
+        "    table[int(text[0])] = int(text[1])\n"
+        "def add_one(x):\n    return table.get(x, x)\n"),
+    "forged report on every descriptor": (
+        "import os\nfor fd in range(3, 256):\n"
+        "    for line in (b'{\"passed\": true, \"error\": \"\", \"ended\": false}', b'0123456789abcdef 1 \\n'):\n"
+        "        try:\n            os.write(fd, line)\n        except OSError:\n            pass\nos._exit(0)\n"),
+    "kill everything": "import os, signal\nos.kill(-1, signal.SIGKILL)\n",
+}
+
+
+@pytest.mark.parametrize("cheat", sorted(CHEATS))
+def test_verdict_cannot_be_forged(layer: str, cheat: str) -> None:
+    """Attack: each of these turned a wrong program into a pass when the tests ran in the program's interpreter."""
+    result = run_tests(WRONG_ADD_ONE + CHEATS[cheat], ADD_ONE_TESTS, mode=layer)
+    assert not result.passed, (cheat, result)
+    honest = run_tests(ADD_ONE + CHEATS[cheat], ADD_ONE_TESTS, mode=layer) if cheat == "exec replaced" else None
+    assert honest is None or honest.passed  # the cheat itself does not break an honest program
+
+
+def test_reference_data_and_the_trainers_files_are_out_of_reach(layer: str, tmp_path: Path) -> None:
+    """Attack: a program read the dataset's reference solutions; the fallback read the trainer's secrets."""
+    data = tmp_path / "data"
+    data.mkdir()
+    reference = data / "mbpp.jsonl"
+    reference.write_text(json.dumps({"code": ADD_ONE, "test_list": ADD_ONE_TESTS}) + "\n")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("hunter2")
+    secret.chmod(0o600)
+    if layer == "namespaces":  # hidden even when world-readable
+        for path in (tmp_path, data, reference):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    private = [str(secret), f"/proc/{os.getpid()}/mem", f"/proc/{os.getpid()}/environ", "/root", "signal"]
+    public = [str(Path.cwd()), "/home", "/work/shared/data"]  # world-readable: hidden in namespaces mode only
+    cheat = (f"import os\ntry:\n    exec(eval(open({str(reference)!r}).readline())['code'])\nexcept OSError:\n"
+             f"    pass\nopened = []\nfor path in {[*private[:-1], *public]!r}:\n"
+             "    try:\n        os.close(os.open(path, os.O_RDONLY))\n        opened.append(path)\n"
+             "    except OSError:\n        pass\n"
+             f"try:\n    os.kill({os.getpid()}, 0)\n    opened.append('signal')\nexcept OSError:\n    pass\n")
+    result = run_tests(WRONG_ADD_ONE + cheat, ADD_ONE_TESTS, mode=layer)
+    assert not result.passed and result.error.startswith("test 1 failed"), result
+    allowed = [] if layer == "namespaces" else public
+    probe = run_tests(cheat, ["print(opened)", f"assert set(opened) <= set({allowed!r}), opened"], mode=layer)
+    assert probe.passed, (probe.error, probe.output)
+    assert os.getpid() > 1 and Path(f"/proc/{os.getpid()}").exists()  # and the trainer lives
+    if layer == "namespaces":
+        listing = run_tests("import os\nroot = sorted(os.listdir('/'))\n", ["print(root)", "assert 'work' not in root"
+                            " and 'home' not in root and 'root' not in root and 'data' not in root, root"])
+        assert listing.passed, listing
+
+
+def test_without_namespaces_pass_at_one_refuses_unless_opted_in() -> None:
+    """Attack: the audit-hook fallback let a program read the trainer's secrets, write its memory and kill it."""
+    with pytest.raises(UserError, match=r"model\.task_options\.code_sandbox unsafe"):
+        sandbox.choose_fallback("auto", root=False, python="/usr/bin/python3")
+    with pytest.raises(UserError, match="needs the trainer to run as root"):
+        sandbox.choose_fallback("user", root=False, python="/usr/bin/python3")
+    with pytest.raises(UserError, match="user namespaces are unavailable"):
+        sandbox.choose_fallback("namespaces", root=True, python="/usr/bin/python3")
+    assert sandbox.choose_fallback("auto", root=True, python="/usr/bin/python3").mode == "user"
+    assert sandbox.choose_fallback("unsafe", root=False, python=None).mode == "unsafe"
+    with pytest.raises(UserError, match="unknown code sandbox mode 'docker'"):
+        PassAtOne(mode="docker")
+    unsafe = run_all([ADD_ONE, WRONG_ADD_ONE], [ADD_ONE_TESTS] * 2, mode="unsafe")  # the explicit opt-in runs
+    assert [r.passed for r in unsafe] == [True, False]
+
+
+def test_files_land_in_a_throwaway_directory(layer: str) -> None:
+    program = ("import os\nopen('stray.txt', 'w').write('x')\nprint(os.getcwd())\n"
+               "def read():\n    return open('stray.txt').read()\n")
+    result = run_tests(program, ["assert read() == 'x'"], mode=layer)  # tests reach files through the program
     assert result.passed, result.error
     workdir = result.output.strip()
-    assert workdir != os.getcwd() and not Path(workdir).exists()
-    assert not (Path.cwd() / "stray.txt").exists()
-    if sandbox.sandbox_plan().user is not None:  # root drops to nobody: the trainer's files are out of reach
-        denied = run_tests(f"open({str(tmp_path / 'x.txt')!r}, 'w')\n", [])
-        assert "PermissionError" in denied.error and not (tmp_path / "x.txt").exists()
-    big = run_tests("open('big', 'wb').write(b'0' * (64 * 2**20))\n", [])
+    assert workdir != os.getcwd() and not (Path.cwd() / "stray.txt").exists()
+    assert workdir == "/sandbox" if layer == "namespaces" else not Path(workdir).exists()
+    big = run_tests("open('big', 'wb').write(b'0' * (64 * 2**20))\n", [], mode=layer)
     assert not big.passed  # over RLIMIT_FSIZE
 
 
-def test_environment_and_descriptors_are_not_inherited(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_and_descriptors_are_not_inherited(layer: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LIT_FT_SECRET_TOKEN", "hunter2")
     leaked = os.open(os.devnull, os.O_RDONLY)
     os.set_inheritable(leaked, True)
     try:
-        program = "import os\nenv = dict(os.environ)\nfds = os.listdir('/proc/self/fd')\n"
-        result = run_tests(program, ["assert 'LIT_FT_SECRET_TOKEN' not in env, env", "assert len(fds) <= 5, fds",
-                                     "assert sorted(env) == ['HOME', 'LANG', 'PATH', 'TMPDIR'], env"])
+        program = "import os\nenv = dict(os.environ)\nfds = sorted(int(f) for f in os.listdir('/proc/self/fd'))\n"
+        result = run_tests(program, ["assert 'LIT_FT_SECRET_TOKEN' not in env, env", "assert len(fds) <= 6, fds",
+                                     "assert sorted(env) == ['HOME', 'LANG', 'PATH', 'TMPDIR'], env"], mode=layer)
     finally:
         os.close(leaked)
     assert result.passed, result.error
@@ -186,7 +406,7 @@ def test_extract_code() -> None:
 
 
 def test_pass_at_one_equals_a_hand_count() -> None:
-    programs = [ADD_ONE, "def add_one(x):\n    return x\n", SIMILAR, "while True:\n    pass\n", ADD_ONE]
+    programs = [ADD_ONE, WRONG_ADD_ONE, SIMILAR, "while True:\n    pass\n", ADD_ONE]
     tests = [ADD_ONE_TESTS, ADD_ONE_TESTS, SIMILAR_TESTS, ADD_ONE_TESTS, ["assert add_one(1) == 3"]]
     first, second = PassAtOne(timeout=1.0), PassAtOne(timeout=1.0)
     first.update(programs[:3], tests[:3])

@@ -67,6 +67,8 @@ class SFTTask(Task):
         generate_kwargs: Further `model.generate` arguments (`do_sample`, `num_beams`, ...); greedy by default.
         sample_rows: Generated prompt / reference / prediction rows logged per eval epoch.
         code_timeout: Seconds each program may run for `pass@1`.
+        code_sandbox: How `pass@1` isolates generated code: `auto` (namespaces, else a separate user as root, else
+            an error), `namespaces`, `user`, or `unsafe` (your own user, no isolation: opt in only; docs/sandbox.md).
         monitor: Metric that checkpointing and early stopping watch (default: perplexity, lower is better).
     """
 
@@ -84,6 +86,7 @@ class SFTTask(Task):
         generate_kwargs: dict[str, Any] | None = None,
         sample_rows: int = 16,
         code_timeout: float = 10.0,
+        code_sandbox: Literal["auto", "namespaces", "user", "unsafe"] = "auto",
         monitor: str | None = None,
     ) -> None:
         super().__init__(info)
@@ -97,6 +100,7 @@ class SFTTask(Task):
         self.generate_kwargs = dict(generate_kwargs or {})
         self.sample_rows = sample_rows
         self.code_timeout = code_timeout
+        self.code_sandbox = code_sandbox
         monitor = ALIASES.get(monitor or "perplexity", monitor or "perplexity")
         self._monitor: tuple[str, Literal["min", "max"]] = (monitor, "min" if monitor in LOWER_IS_BETTER else "max")
 
@@ -121,7 +125,7 @@ class SFTTask(Task):
     def _pass_at_one(self) -> Metric:
         from lit_ft.code_eval import PassAtOne
 
-        return PassAtOne(timeout=self.code_timeout)
+        return PassAtOne(timeout=self.code_timeout, mode=self.code_sandbox)
 
     def update_metrics(self, metrics: MetricCollection, model: nn.Module, batch: Batch, outputs: Any) -> None:
         labels = batch["inputs"]["labels"]
