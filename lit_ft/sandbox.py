@@ -26,6 +26,7 @@ import functools
 import json
 import os
 import pwd
+import select
 import shutil
 import signal
 import stat
@@ -202,8 +203,8 @@ def _run(plan: SandboxPlan, program: str, tests: list[str], setup: str, timeout:
             if workdir and uid is not None:
                 os.chown(workdir, uid, uid)
             _send_job(proc, job)
-            timed_out = _wait(proc, timeout, uid, workdir)
-            return _result(timed_out, _read_report(read_fd), _tail(output), timeout)
+            timed_out, report = _wait(proc, read_fd, timeout, uid)
+            return _result(timed_out, report, _tail(output), timeout)
     finally:
         for fd in (read_fd, write_fd):
             if fd >= 0:
@@ -231,36 +232,32 @@ def _send_job(proc: subprocess.Popen, job: dict[str, Any]) -> None:
         proc.stdin.close()
 
 
-def _wait(proc: subprocess.Popen, timeout: float, uid: int | None, workdir: str | None) -> bool:
-    """Wait for the judge, then kill its process group (and `user` mode's uid); True when the wall clock ran out."""
-    deadline, pause, timed_out = time.monotonic() + timeout, 0.002, True
-    while time.monotonic() < deadline:
-        # WNOWAIT leaves the judge a zombie, so its pid (and the uid made from it) is not reused before the cleanup
-        if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
-            timed_out = False
-            break
-        time.sleep(pause)
-        pause = min(pause * 2, 0.05)
+def _wait(proc: subprocess.Popen, read_fd: int, timeout: float, uid: int | None) -> tuple[bool, dict[str, Any] | None]:
+    """Read the judge's verdict until it exits or the wall clock runs out; then kill everything of the run.
+
+    Returns (timed out, the verdict or None). The judge is the only other holder of the pipe, so end of file means
+    it exited. `user` mode's uid is the judge's pid plus a base: the judge stays a zombie (WNOWAIT) until the uid's
+    processes are dead, so neither number is reused meanwhile.
+    """
+    deadline, data, timed_out = time.monotonic() + timeout, b"", True
+    while (left := deadline - time.monotonic()) > 0:
+        if select.select([read_fd], [], [], left)[0]:
+            chunk = os.read(read_fd, 65536)
+            if not chunk:
+                timed_out = False
+                break
+            data = (data + chunk)[-2**20:]
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
+    os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
     if uid is not None:
         _remove_user_traces(uid)
     proc.wait()
-    return timed_out
-
-
-def _read_report(fd: int) -> dict[str, Any] | None:
-    """The judge's verdict; None when it wrote none (killed at the wall clock)."""
-    os.set_blocking(fd, False)
-    data = b""
-    with contextlib.suppress(BlockingIOError):
-        while chunk := os.read(fd, 65536):
-            data += chunk
     try:
         report = json.loads(data)
     except ValueError:
-        return None
-    return report if isinstance(report, dict) else None
+        return timed_out, None
+    return timed_out, report if isinstance(report, dict) and not timed_out else None
 
 
 def _tail(output: IO[bytes]) -> str:
