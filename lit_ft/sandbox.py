@@ -120,13 +120,23 @@ def sandbox_plan(mode: str = "auto") -> SandboxPlan:
     if mode not in MODES:
         raise UserError(f"unknown code sandbox mode {mode!r} ({OPTION_HINT}); choose from {list(MODES)}")
     root = os.geteuid() == 0
-    nobody = _nobody() if root else None
+    python = _interpreter(_nobody() if root else None)
+    if mode in ("auto", "namespaces") and (plan := _namespaces_plan()) is not None:
+        return plan
+    plan = choose_fallback(mode, root, python)
+    if plan.mode == "user" and not _works(plan):  # root of a container that cannot switch uids, say
+        raise UserError(f"mode user does not work here (a trial program failed to run as a uid of its own); set "
+                        f"{OPTION_HINT} unsafe to run generated code as your own user (see docs/sandbox.md)")
+    return plan
+
+
+@functools.cache
+def _namespaces_plan() -> SandboxPlan | None:
+    """The namespaces plan when a real trial run works here (probed once per process, for `auto` and `namespaces`)."""
+    nobody = _nobody() if os.geteuid() == 0 else None
     python = _interpreter(nobody)
-    if mode in ("auto", "namespaces") and python is not None:
-        plan = SandboxPlan("namespaces", python, nobody)
-        if _works(plan):
-            return plan
-    return choose_fallback(mode, root, python)
+    plan = SandboxPlan("namespaces", python, nobody) if python else None
+    return plan if plan and _works(plan) else None
 
 
 def choose_fallback(mode: str, root: bool, python: str | None) -> SandboxPlan:
@@ -159,6 +169,7 @@ def _nobody() -> tuple[int, int]:
         return 65534, 65534
 
 
+@functools.cache
 def _interpreter(user: tuple[int, int] | None) -> str | None:
     """This process's interpreter, or a system one when `user` cannot run it (say a pyenv under /root)."""
     own = os.path.realpath(sys.executable)

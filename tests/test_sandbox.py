@@ -52,6 +52,14 @@ def layer(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture
+def auto() -> None:
+    """For tests that use the default mode: skip where `auto` refuses (no namespaces and not root)."""
+    why = _available("auto")
+    if why:
+        pytest.skip(f"mode auto unavailable here: {why}")
+
+
 def _sandbox_processes() -> list[int]:
     """Live processes of any sandbox (zombies, already dead, wait for the system's init to reap them)."""
     found = []
@@ -76,7 +84,7 @@ def test_correct_program_passes_and_wrong_one_fails(layer: str) -> None:
     assert run_tests("def add_one(x:\n", ADD_ONE_TESTS, mode=layer).error.startswith("program raised: SyntaxError")
 
 
-def test_values_objects_and_exceptions_cross_between_program_and_judge() -> None:
+def test_values_objects_and_exceptions_cross_between_program_and_judge(auto: None) -> None:
     program = ("import collections, math\nclass Node:\n"
                "    def __init__(self, v):\n        self.v, self.left = v, None\n"
                "    def depth(self):\n        return 1 + (self.left.depth() if self.left else 0)\n"
@@ -99,11 +107,11 @@ def test_early_exit_is_not_a_pass(layer: str) -> None:
     for program in exits:
         result = run_tests(program, ["assert False"], mode=layer)
         assert not result.passed, program
-    assert run_tests("import os\nos._exit(0)", ["assert False"]).error.startswith("exited with status 0")
-    assert run_tests("import os\nos.kill(os.getpid(), 9)", []).error.startswith("killed by SIGKILL")
+    assert run_tests("import os\nos._exit(0)", ["assert False"], mode=layer).error.startswith("exited with status 0")
+    assert run_tests("import os\nos.kill(os.getpid(), 9)", [], mode=layer).error.startswith("killed by SIGKILL")
 
 
-def test_mbpp_reference_solutions_pass_and_broken_ones_fail() -> None:
+def test_mbpp_reference_solutions_pass_and_broken_ones_fail(auto: None) -> None:
     rows = {}
     with open(shared_data("mbpp") / "mbpp.jsonl") as f:
         for line in f:
@@ -119,7 +127,7 @@ def test_mbpp_reference_solutions_pass_and_broken_ones_fail() -> None:
     assert metric.compute().item() == pytest.approx(4 / 5)
 
 
-def test_infinite_loop_times_out() -> None:
+def test_infinite_loop_times_out(auto: None) -> None:
     start = time.monotonic()
     result = run_tests("while True:\n    pass\n", ["assert True"], timeout=1.0)
     assert result.timed_out and not result.passed
@@ -140,7 +148,7 @@ def test_fork_bomb_fails_quickly_and_leaves_nothing_behind(layer: str) -> None:
     assert run_tests(ADD_ONE, ADD_ONE_TESTS, mode=layer).passed  # and the machine still runs sandboxes
 
 
-def test_huge_allocation_fails_with_memory_error() -> None:
+def test_huge_allocation_fails_with_memory_error(auto: None) -> None:
     result = run_tests("x = bytearray(10**11)\n", ["assert True"])
     assert not result.passed and not result.timed_out
     assert result.error == "program raised: MemoryError"
@@ -391,7 +399,7 @@ def test_environment_and_descriptors_are_not_inherited(layer: str, monkeypatch: 
     assert result.passed, result.error
 
 
-def test_output_is_captured_with_a_cap() -> None:
+def test_output_is_captured_with_a_cap(auto: None) -> None:
     assert run_tests("print('hello from the sandbox')\n", []).output == "hello from the sandbox\n"
     loud = run_tests("print('x' * 10**6)\n", [])
     assert loud.passed and len(loud.output) == sandbox.OUTPUT_CAP
@@ -405,7 +413,7 @@ def test_extract_code() -> None:
     assert extract_code("def g():\n    return 3") == "def g():\n    return 3"
 
 
-def test_pass_at_one_equals_a_hand_count() -> None:
+def test_pass_at_one_equals_a_hand_count(auto: None) -> None:
     programs = [ADD_ONE, WRONG_ADD_ONE, SIMILAR, "while True:\n    pass\n", ADD_ONE]
     tests = [ADD_ONE_TESTS, ADD_ONE_TESTS, SIMILAR_TESTS, ADD_ONE_TESTS, ["assert add_one(1) == 3"]]
     first, second = PassAtOne(timeout=1.0), PassAtOne(timeout=1.0)
@@ -425,7 +433,7 @@ def test_pass_at_one_equals_a_hand_count() -> None:
         assert first.compute().item() == 0.0
 
 
-def test_run_all_checks_lengths_and_keeps_order() -> None:
+def test_run_all_checks_lengths_and_keeps_order(auto: None) -> None:
     with pytest.raises(ValueError, match="got 2 programs, 1 test lists"):
         run_all([ADD_ONE, ADD_ONE], [ADD_ONE_TESTS])
     results = run_all([f"v = {i}" for i in range(4)], [[f"assert v == {i}"] for i in range(4)])
@@ -433,7 +441,7 @@ def test_run_all_checks_lengths_and_keeps_order() -> None:
 
 
 @pytest.mark.slow
-def test_all_mbpp_test_split_references_pass() -> None:
+def test_all_mbpp_test_split_references_pass(auto: None) -> None:
     with open(shared_data("mbpp") / "mbpp.jsonl") as f:
         rows = [row for row in map(json.loads, f) if 11 <= row["task_id"] <= 510]  # the upstream test split
     assert len(rows) == 500
@@ -441,3 +449,15 @@ def test_all_mbpp_test_split_references_pass() -> None:
     metric.update([r["code"] for r in rows], [r["test_list"] for r in rows], [r["test_setup_code"] for r in rows])
     failures = [(r["task_id"], res.error) for r, res in zip(rows, metric.last_results, strict=True) if not res.passed]
     assert metric.compute().item() == 1.0, failures[:5]
+
+
+def test_sft_task_passes_its_code_sandbox_option_to_pass_at_one() -> None:
+    from lit_ft.tasks.sft.task import SFTTask
+
+    for mode in ("namespaces", "user", "unsafe"):
+        if _available(mode):
+            continue
+        metric = SFTTask({}, metrics=["pass@1"], code_sandbox=mode, code_timeout=3.0).metrics()["pass@1"]
+        assert isinstance(metric, PassAtOne) and metric.plan.mode == mode and metric.timeout == 3.0
+    with pytest.raises(UserError, match="unknown code sandbox mode 'vm'"):
+        SFTTask({}, metrics=["pass@1"], code_sandbox="vm").metrics()  # type: ignore[arg-type]
