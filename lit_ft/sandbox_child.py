@@ -410,10 +410,11 @@ def _judge_tests(job: dict[str, Any], request_fd: int, reply_fd: int, alive: Ali
     if "error" in ready:
         return {"passed": False, "error": str(ready["error"]), "ended": False}
     namespace: dict[str, Any] = {"__name__": "__sandbox__", "__builtins__": builtins}
-    for name, value in ready["names"].items():
+    names: dict[str, Any] = dict(ready["names"])
+    modules = {n for n, v in names.items() if isinstance(v, list) and v[:1] == ["m"]}
+    for name in _visible(names, modules, [job["setup"], *job["tests"]]):
         try:
-            namespace[name] = _import(value[1]) if isinstance(value, list) and value[:1] == ["m"] else \
-                decode(value, judge.proxy)
+            namespace[name] = _import(names[name][1]) if name in modules else decode(names[name], judge.proxy)
         except Exception:
             continue
     stages = [("setup", job["setup"]), *((f"test {i}", t) for i, t in enumerate(job["tests"], 1))]
@@ -425,6 +426,42 @@ def _judge_tests(job: dict[str, Any], request_fd: int, reply_fd: int, alive: Ali
         except BaseException as exc:
             return {"passed": False, "error": describe(stage, source, exc), "ended": False}
     return {"passed": True, "error": "", "ended": False}
+
+
+def _visible(names: dict[str, Any], modules: set[str], sources: list[str]) -> set[str]:
+    """The program's names the tests see. A name that shadows a builtin (`set`) or a standard module (`math` bound
+    to something else) is a way to forge the expected side of `assert set(f(x)) == set([1, 2])`: it is visible only
+    when it is the function under test itself (MBPP task 126 defines `sum`), that is, called innermost on the left
+    of a test's comparison while no other program function is.
+    """
+    stdlib = set(getattr(sys, "stdlib_module_names", ()))
+    shadows = {n for n in names if hasattr(builtins, n) or (n in stdlib and n not in modules)}
+    if not shadows:
+        return set(names)
+    import ast
+
+    under_test: set[str] = set()
+    for source in sources:
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assert):
+                side = node.test.left if isinstance(node.test, ast.Compare) else node.test
+                under_test |= {c.func.id for c in _program_calls(side, names) if not _program_calls(c, names, True)}
+    if under_test - shadows:
+        return set(names) - shadows
+    return (set(names) - shadows) | (under_test & shadows)
+
+
+def _program_calls(node: Any, names: dict[str, Any], inside: bool = False) -> list[Any]:
+    """Calls of the program's names in `node` (only in its arguments when `inside`)."""
+    import ast
+
+    roots = [*node.args, *(k.value for k in node.keywords)] if inside else [node]
+    return [c for root in roots for c in ast.walk(root)
+            if isinstance(c, ast.Call) and isinstance(c.func, ast.Name) and c.func.id in names]
 
 
 def _import(name: str) -> Any:

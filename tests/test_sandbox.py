@@ -315,16 +315,24 @@ CHEATS = {
         "    for line in (b'{\"passed\": true, \"error\": \"\", \"ended\": false}', b'0123456789abcdef 1 \\n'):\n"
         "        try:\n            os.write(fd, line)\n        except OSError:\n            pass\nos._exit(0)\n"),
     "kill everything": "import os, signal\nos.kill(-1, signal.SIGKILL)\n",
+    "builtins and modules shadowed": "import math\nmath = type('M', (), {'isclose': lambda *a, **k: True})\n"
+                                     "def abs(x):\n    return 0\n",
 }
+SHADOW_TESTS = ["assert abs(add_one(1)) == abs(-2)", "assert math.isclose(add_one(-1), 0.0)"]
 
 
 @pytest.mark.parametrize("cheat", sorted(CHEATS))
 def test_verdict_cannot_be_forged(layer: str, cheat: str) -> None:
     """Attack: each of these turned a wrong program into a pass when the tests ran in the program's interpreter."""
-    result = run_tests(WRONG_ADD_ONE + CHEATS[cheat], ADD_ONE_TESTS, mode=layer)
+    tests = SHADOW_TESTS if cheat == "builtins and modules shadowed" else ADD_ONE_TESTS
+    result = run_tests(WRONG_ADD_ONE + CHEATS[cheat], tests, mode=layer)
     assert not result.passed, (cheat, result)
-    honest = run_tests(ADD_ONE + CHEATS[cheat], ADD_ONE_TESTS, mode=layer) if cheat == "exec replaced" else None
-    assert honest is None or honest.passed  # the cheat itself does not break an honest program
+    if cheat == "exec replaced":  # the cheat itself does not break an honest program
+        assert run_tests(ADD_ONE + CHEATS[cheat], ADD_ONE_TESTS, mode=layer).passed
+    if cheat == "builtins and modules shadowed":  # the shadows are not seen, so the real abs and math decide
+        assert run_tests("import math\n" + ADD_ONE, SHADOW_TESTS, mode=layer).passed
+        task_126 = "def sum(a, b):\n    return sum_([i for i in range(1, min(a, b)) if a % i == 0 and b % i == 0])\n"
+        assert run_tests(f"sum_ = sum\n{task_126}", ["assert sum(10, 15) == 6", "assert sum(4, 6) == 3"]).passed
 
 
 def test_reference_data_and_the_trainers_files_are_out_of_reach(layer: str, tmp_path: Path) -> None:
