@@ -236,9 +236,14 @@ def _start_judge(plan: SandboxPlan, output: IO[bytes], report_fd: int, workdir: 
 
 
 def _send_job(proc: subprocess.Popen, job: dict[str, Any]) -> None:
+    """The job by stdin, never through a file others could write: first how to start the program, then the setup
+    and the tests, which the judge reads only once the program's side has been forked off."""
     assert proc.stdin is not None
-    with contextlib.suppress(BrokenPipeError):  # the job goes by stdin: never through a file others could write
-        proc.stdin.write(json.dumps(job).encode())
+    secret = {"setup": job.pop("setup"), "tests": job.pop("tests")}
+    with contextlib.suppress(BrokenPipeError):
+        for message in (job, secret):
+            data = json.dumps(message).encode()
+            proc.stdin.write(len(data).to_bytes(8, "big") + data)
     with contextlib.suppress(BrokenPipeError):
         proc.stdin.close()
 

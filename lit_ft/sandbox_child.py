@@ -474,10 +474,7 @@ def judge() -> int:
     """The trainer's child: read the job, start the program (mode by mode), judge, report on the report fd."""
     import json
 
-    job = json.loads(sys.stdin.buffer.read())
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
+    job = receive(0)  # the first message: how to start the program; the tests stay in the pipe until it has started
     if hasattr(sys, "set_int_max_str_digits"):
         sys.set_int_max_str_digits(0)
     requests, replies = os.pipe(), os.pipe()
@@ -485,6 +482,8 @@ def judge() -> int:
     pid = starter(job, requests[0], replies[1])
     os.close(requests[0])
     os.close(replies[1])
+    job.update(receive(0))  # setup and tests: never in the memory of a process the program's side came from
+    _stdin_null()
     if job["mode"] == "user":  # the judge leaves the program's uid and root behind before running any test code
         os.setgroups([])
         os.setgid(job["judge_user"][1])
@@ -533,6 +532,7 @@ def _prepare_program(job: dict[str, Any], request_fd: int, reply_fd: int) -> Non
 
     libc = _libc()
     libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
+    _stdin_null()  # the judge's stdin still holds the tests
     _close_fds_but(0, 1, 2, request_fd, reply_fd)
     for name, value in job["limits"].items():
         if (which := getattr(resource, name, None)) is None:
@@ -550,6 +550,12 @@ def _exec_program(job: dict[str, Any], request_fd: int, reply_fd: int, home: str
     source = job["source"]
     os.execve(job["python"], [job["python"], "-I", "-S", "-B", "-c", source, "program", str(request_fd),
                               str(reply_fd)], env)
+
+
+def _stdin_null() -> None:
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
 
 
 def _close_fds_but(*keep: int) -> None:
@@ -626,6 +632,7 @@ def _prepare_init(job: dict[str, Any], request_fd: int, reply_fd: int) -> None:
     libc = _libc()
     libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # pid 1 ignores signals without a handler: the program can't stop it
+    _stdin_null()  # the judge's stdin still holds the tests
     _close_fds_but(0, 1, 2, request_fd, reply_fd)
     _check(libc.unshare(CLONE_NEWNS), "unshare(mount)")
     _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)
