@@ -530,8 +530,8 @@ def _start_plain(job: dict[str, Any], request_fd: int, reply_fd: int) -> int:
 def _prepare_program(job: dict[str, Any], request_fd: int, reply_fd: int) -> None:
     import resource
 
-    libc = _libc()
-    libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
+    prctl = getattr(_libc(), "prctl", lambda *args: -1)  # Linux only; elsewhere (unsafe mode) go without
+    prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
     _stdin_null()  # the judge's stdin still holds the tests
     _close_fds_but(0, 1, 2, request_fd, reply_fd)
     for name, value in job["limits"].items():
@@ -540,7 +540,7 @@ def _prepare_program(job: dict[str, Any], request_fd: int, reply_fd: int) -> Non
         hard = resource.getrlimit(which)[1]
         value = value if hard == resource.RLIM_INFINITY else min(value, hard)
         resource.setrlimit(which, (value, value))
-    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
 
 
 def _exec_program(job: dict[str, Any], request_fd: int, reply_fd: int, home: str, tmp: str) -> None:
@@ -560,8 +560,11 @@ def _stdin_null() -> None:
 
 def _close_fds_but(*keep: int) -> None:
     """Close every descriptor but `keep` (the report pipe and the judge's ends of the program's pipes)."""
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:  # no /proc (macOS): the usual range
+        fds = list(range(3, 1024))
+    for fd in fds:
         if fd not in keep:
             try:
                 os.close(fd)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -276,8 +277,7 @@ def test_nothing_outlives_the_run_and_disk_is_capped(tmp_path: Path) -> None:
     assert time.monotonic() - start < 10
     for d in ("/tmp", "/var/tmp", "/dev/shm"):
         assert not (Path(d) / name).exists()
-    keys = [int(line.split()[0]) for line in Path("/proc/sysvipc/shm").read_text().splitlines()[1:]]
-    assert key not in keys
+    assert key not in _shm_keys()
 
 
 def test_user_mode_removes_the_programs_files_and_processes() -> None:
@@ -294,6 +294,17 @@ def test_user_mode_removes_the_programs_files_and_processes() -> None:
     assert not _sandbox_processes()
     big = run_tests("open('big', 'wb').write(b'0' * (64 * 2**20))\n", [], mode="user")
     assert not big.passed and "File too large" in big.error  # RLIMIT_FSIZE
+    # SysV IPC: the audit hook keeps Python's ctypes from the program, but C code need not ask; make one as a uid
+    uid, key = sandbox.USER_UID_BASE + 1, 0x5B000000 + os.getpid() % 0xFFFFFF
+    make = f"import ctypes\nassert ctypes.CDLL(None).shmget({key}, 4096, 0o1600) >= 0"
+    subprocess.run([sandbox.sandbox_plan("user").python, "-I", "-S", "-c", make], user=uid, group=uid, check=True)
+    assert key in _shm_keys()
+    sandbox._remove_user_traces(uid)
+    assert key not in _shm_keys()
+
+
+def _shm_keys() -> list[int]:
+    return [int(line.split()[0]) for line in Path("/proc/sysvipc/shm").read_text().splitlines()[1:]]
 
 
 CHEATS = {
