@@ -177,6 +177,8 @@ def program(request_fd: int, reply_fd: int) -> int:
     import json  # noqa: F401  (imported before the program runs, so its monkeypatches cannot hide the module)
 
     job = receive(request_fd)
+    if hasattr(sys, "set_int_max_str_digits"):
+        sys.set_int_max_str_digits(0)  # a 10,000-digit answer is an answer
     if job["blocked_events"]:
         _install_guard(frozenset(job["blocked_events"]))
     namespace: dict[str, Any] = {"__name__": "__sandbox__", "__builtins__": builtins}
@@ -198,7 +200,7 @@ def program(request_fd: int, reply_fd: int) -> int:
         return len(objects) - 1
 
     _flush()
-    send(reply_fd, {"names": _names(namespace, handle)})
+    _reply(reply_fd, {"names": _names(namespace, handle)})
     while True:
         try:
             call = receive(request_fd)
@@ -206,7 +208,14 @@ def program(request_fd: int, reply_fd: int) -> int:
             os._exit(0)
         answer = _answer(call, objects, handle)
         _flush()  # the judge may end this process as soon as it has the last answer
-        send(reply_fd, answer)
+        _reply(reply_fd, answer)
+
+
+def _reply(fd: int, message: dict[str, Any]) -> None:
+    try:
+        send(fd, message)
+    except (ValueError, TypeError, RecursionError, MemoryError) as exc:  # nothing written yet: say why instead
+        send(fd, {"raise": type(exc).__name__, "message": f"the answer could not be sent: {str(exc)[:500]}"})
 
 
 def _flush() -> None:

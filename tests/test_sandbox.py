@@ -92,12 +92,14 @@ def test_values_objects_and_exceptions_cross_between_program_and_judge(auto: Non
                "def values():\n    return collections.Counter('aab'), (1, [2, {3}]), b'x', 2.5, None, 1 + 2j\n"
                "def evens(n):\n    return (i for i in range(0, n, 2))\n"
                "def fail():\n    raise ValueError('bad input')\n"
+               "def factorial(n):\n    return math.prod(range(1, n + 1))\n"
                "if __name__ == '__main__':\n    input()\n")
     tests = ["counts, nested, raw, half, nothing, z = values()",
              "assert counts == {'a': 2, 'b': 1} and type(counts) is collections.Counter",
              "assert nested == (1, [2, {3}]) and raw == b'x' and half == 2.5 and nothing is None and z == 1 + 2j",
              "assert list(evens(7)) == [0, 2, 4, 6] and 4 in evens(7)",
              "assert root.depth() == 2 and root.left.v == 2 and math.isclose(half, 2.5)",
+             "assert factorial(2000) == math.factorial(2000)",  # 5,736 digits: over Python's default str limit
              "try:\n    fail()\nexcept ValueError as exc:\n    assert str(exc) == 'bad input'\nelse:\n    assert False"]
     result = run_tests(program, tests, setup="root = Node(1)\nroot.left = Node(2)")
     assert result.passed, result.error
