@@ -419,8 +419,15 @@ def _judge_tests(job: dict[str, Any], request_fd: int, reply_fd: int, alive: Ali
     if "error" in ready:
         return {"passed": False, "error": str(ready["error"]), "ended": False}
     namespace: dict[str, Any] = {"__name__": "__sandbox__", "__builtins__": builtins}
-    names: dict[str, Any] = dict(ready["names"])
+    # the program's side may have rewritten its own runner: take only plain names (never `__builtins__`) and
+    # standard modules, which the judge imports itself
+    stdlib = set(getattr(sys, "stdlib_module_names", ()))
+    names = {n: v for n, v in dict(ready["names"]).items()
+             if isinstance(n, str) and n.isidentifier() and not n.startswith("__")}
     modules = {n for n, v in names.items() if isinstance(v, list) and v[:1] == ["m"]}
+    for name in [n for n in modules if str(names[n][1]).partition(".")[0] not in stdlib]:
+        del names[name]
+        modules.discard(name)
     for name in _visible(names, modules, [job["setup"], *job["tests"]]):
         try:
             namespace[name] = _import(names[name][1]) if name in modules else decode(names[name], judge.proxy)

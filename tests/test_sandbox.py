@@ -328,6 +328,11 @@ CHEATS = {
         "    for line in (b'{\"passed\": true, \"error\": \"\", \"ended\": false}', b'0123456789abcdef 1 \\n'):\n"
         "        try:\n            os.write(fd, line)\n        except OSError:\n            pass\nos._exit(0)\n"),
     "kill everything": "import os, signal\nos.kill(-1, signal.SIGKILL)\n",
+    "runner rewritten to send __builtins__": (
+        "import sys, builtins\nrunner = sys.modules['__main__']\n_names = runner._names\n"
+        "fake = dict(vars(builtins), abs=lambda x: 0)\n"
+        "runner._names = lambda ns, handle: {**_names(ns, handle), '__builtins__': ['h', handle(fake)],"
+        " 'math': ['m', 'antigravity']}\n"),
     "builtins and modules shadowed": "import math\nmath = type('M', (), {'isclose': lambda *a, **k: True})\n"
                                      "def abs(x):\n    return 0\n",
 }
@@ -337,7 +342,8 @@ SHADOW_TESTS = ["assert abs(add_one(1)) == abs(-2)", "assert math.isclose(add_on
 @pytest.mark.parametrize("cheat", sorted(CHEATS))
 def test_verdict_cannot_be_forged(layer: str, cheat: str) -> None:
     """Attack: each of these turned a wrong program into a pass when the tests ran in the program's interpreter."""
-    tests = SHADOW_TESTS if cheat == "builtins and modules shadowed" else ADD_ONE_TESTS
+    tests = SHADOW_TESTS if cheat in ("builtins and modules shadowed", "runner rewritten to send __builtins__") \
+        else ADD_ONE_TESTS
     result = run_tests(WRONG_ADD_ONE + CHEATS[cheat], tests, mode=layer)
     assert not result.passed, (cheat, result)
     if cheat == "exec replaced":  # the cheat itself does not break an honest program
