@@ -200,6 +200,7 @@ def _run(plan: SandboxPlan, program: str, tests: list[str], setup: str, timeout:
          disk_mb: int) -> SandboxResult:
     read_fd, write_fd = os.pipe()
     workdir = None if plan.mode == "namespaces" else tempfile.mkdtemp(prefix="lit_ft_sandbox_")
+    proc, uid = None, None
     try:
         with tempfile.TemporaryFile() as output:
             proc = _start_judge(plan, output, write_fd, workdir)
@@ -209,7 +210,7 @@ def _run(plan: SandboxPlan, program: str, tests: list[str], setup: str, timeout:
             uid = USER_UID_BASE + proc.pid if plan.mode == "user" else None
             job = {"mode": plan.mode, "program": program, "setup": setup, "tests": tests, "report_fd": report_fd,
                    "limits": _limits(timeout, memory_mb), "blocked_events": plan.blocked_events,
-                   "python": plan.python, "source": _CHILD_SOURCE.read_text(), "disk_mb": disk_mb,
+                   "python": plan.python, "source": _child_source(), "disk_mb": disk_mb,
                    "workdir": workdir, "program_user": (uid, uid), "judge_user": plan.judge_user}
             if workdir and uid is not None:
                 os.chown(workdir, uid, uid)
@@ -220,15 +221,26 @@ def _run(plan: SandboxPlan, program: str, tests: list[str], setup: str, timeout:
         for fd in (read_fd, write_fd):
             if fd >= 0:
                 os.close(fd)
+        if proc is not None and proc.returncode is None:  # an error of our own midway: still end the run
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            if uid is not None:
+                _remove_user_traces(uid)
+            proc.wait()
         if workdir:
             remove_tree(workdir)
+
+
+@functools.cache
+def _child_source() -> str:
+    return _CHILD_SOURCE.read_text()
 
 
 def _start_judge(plan: SandboxPlan, output: IO[bytes], report_fd: int, workdir: str | None) -> subprocess.Popen:
     user = plan.judge_user if plan.mode == "namespaces" else None  # user mode: the judge drops root itself
     extra: dict[str, Any] = {"user": user[0], "group": user[1], "extra_groups": []} if user else {}
     return subprocess.Popen(
-        [plan.python, "-I", "-S", "-B", "-c", _CHILD_SOURCE.read_text(), "judge"],
+        [plan.python, "-I", "-S", "-B", "-c", _child_source(), "judge"],
         cwd=workdir or "/", env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, stdin=subprocess.PIPE,
         stdout=output, stderr=output, pass_fds=(report_fd,), start_new_session=True,
         **extra,
