@@ -268,8 +268,10 @@ def _wait(proc: subprocess.Popen, read_fd: int, timeout: float, uid: int | None)
     processes are dead, so neither number is reused meanwhile.
     """
     deadline, data, timed_out = time.monotonic() + timeout, b"", True
+    poller = select.poll()  # not select(): a trainer may hold descriptors above 1024
+    poller.register(read_fd, select.POLLIN)
     while (left := deadline - time.monotonic()) > 0:
-        if select.select([read_fd], [], [], left)[0]:
+        if poller.poll(max(1, int(left * 1000))):
             chunk = os.read(read_fd, 65536)
             if not chunk:
                 timed_out = False

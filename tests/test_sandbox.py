@@ -426,6 +426,22 @@ def test_environment_and_descriptors_are_not_inherited(layer: str, monkeypatch: 
     assert result.passed, result.error
 
 
+def test_a_trainer_with_many_open_descriptors_still_gets_verdicts(auto: None) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if min(hard, 4096) < 1200:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is too low to open 1,100 descriptors")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]  # the sandbox's pipes land above 1024
+    try:
+        assert [r.passed for r in run_all([ADD_ONE, WRONG_ADD_ONE], [ADD_ONE_TESTS] * 2)] == [True, False]
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def test_output_is_captured_with_a_cap(auto: None) -> None:
     assert run_tests("print('hello from the sandbox')\n", []).output == "hello from the sandbox\n"
     loud = run_tests("print('x' * 10**6)\n", [])
