@@ -66,10 +66,11 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object
 
 
 def warmup_steps(warmup: float, total_steps: int) -> int:
-    """`warmup` below 1 is a fraction of the total optimizer steps; 1 or more is a step count."""
+    """`warmup` below 1 is a fraction of the total optimizer steps, rounded up (as the HF Trainer does); 1 or more
+    is a step count."""
     if warmup < 0:
         raise UserError(f"model.warmup must be >= 0, got {warmup}")
-    return int(round(warmup * total_steps)) if warmup < 1 else int(warmup)
+    return math.ceil(round(warmup * total_steps, 6)) if warmup < 1 else int(warmup)  # round: 0.07 * 100 is 7
 
 
 def warmup_schedule(optimizer: Optimizer, warmup: int, total: int, kind: Schedule) -> LambdaLR:

@@ -21,6 +21,7 @@ from lit_ft.summary import RunSummary
 from lit_ft.wandb_setup import SaveConfigToLoggers, ensure_wandb_mode, finish_wandb_run, resume_wandb_run
 
 CHECKPOINT_ALIASES = ("best", "last")
+DEFAULT_GRADIENT_CLIP = 1.0
 
 
 class LitFtCLI(LightningCLI):
@@ -36,6 +37,8 @@ class LitFtCLI(LightningCLI):
         parser.link_arguments("model.backbone", "data.init_args.tokenizer")
         # lit_ft's batch samplers shard across processes themselves (see lit_ft/sampler.py)
         parser.set_defaults({"trainer.use_distributed_sampler": False})
+        # the HF Trainer's max_grad_norm: without it, fine-tuning from a fresh head is seed-fragile (docs/training.md)
+        parser.set_defaults({"trainer.gradient_clip_val": DEFAULT_GRADIENT_CLIP})
 
     def _parse_ckpt_path(self) -> None:
         """`--ckpt_path best|last` in a new process (`fit --ckpt_path last` resumes): read `checkpoints/best.json`."""

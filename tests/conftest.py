@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -28,3 +29,17 @@ def sentiment_files(tmp_path: Path) -> dict[str, str]:
 def llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Llama-style causal LM with an offline byte-level tokenizer and a chat template."""
     return make_causal_lm(tmp_path_factory.mktemp("llama"))
+
+
+@pytest.fixture(scope="session")
+def tagger_bert(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`tiny_bert` with its vocabulary really loaded: under transformers 5 `BertTokenizerFast(vocab_file=...)`
+    ignores the file (every word becomes [UNK]), so the tokenizer is rebuilt with `vocab=`."""
+    from transformers import BertTokenizerFast
+
+    out = tmp_path_factory.mktemp("tagger_bert")
+    shutil.copytree(tiny_bert, out, dirs_exist_ok=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (out / name).unlink(missing_ok=True)
+    BertTokenizerFast(vocab=str(out / "vocab.txt"), do_lower_case=True).save_pretrained(out)
+    return out

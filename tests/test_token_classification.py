@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import shutil
 from pathlib import Path
 
 import datasets
@@ -31,20 +30,6 @@ TYPES = ["PER", "LOC", "ORG"]
 
 
 # ---- fixtures ----------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def tagger_bert(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`tiny_bert` with its vocabulary really loaded: under transformers 5 `BertTokenizerFast(vocab_file=...)`
-    ignores the file (every word becomes [UNK]), so the tokenizer is rebuilt with `vocab=`."""
-    from transformers import BertTokenizerFast
-
-    out = tmp_path_factory.mktemp("tagger_bert")
-    shutil.copytree(tiny_bert, out, dirs_exist_ok=True)
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        (out / name).unlink(missing_ok=True)
-    BertTokenizerFast(vocab=str(out / "vocab.txt"), do_lower_case=True).save_pretrained(out)
-    return out
-
-
 def _sentence(rng: random.Random) -> tuple[list[str], list[str]]:
     """Words from the tiny vocabulary (one sub-token each), IOB1 tags: john = PER, cities = LOC, 'red cat' = ORG."""
     tokens, tags = [], []
