@@ -100,7 +100,7 @@ def load_plugin_module(spec: str) -> ModuleType:
     path = Path(spec)
     if spec.endswith(".py") or path.exists():
         if not path.is_file():
-            raise FileNotFoundError(f"plugin module '{spec}' not found; give a .py file or an importable module name")
+            raise UserError(f"plugin module '{spec}' not found; give a .py file or an importable module name")
         name = f"lit_ft_plugin_{path.stem}"
         module_spec = importlib.util.spec_from_file_location(name, path)
         assert module_spec is not None and module_spec.loader is not None
@@ -109,7 +109,12 @@ def load_plugin_module(spec: str) -> ModuleType:
         module_spec.loader.exec_module(module)
         source = f"local module {path}"
     else:
-        module = importlib.import_module(spec)
+        try:
+            module = importlib.import_module(spec)
+        except ModuleNotFoundError as err:
+            if not err.name or not spec.startswith(err.name):
+                raise  # the plugin itself imports something missing: show that
+            raise UserError(f"plugin module '{spec}' not found; give a .py file or an importable module name") from err
         source = f"local module {spec}"
     from lit_ft.task import Task
 

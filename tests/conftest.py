@@ -43,3 +43,11 @@ def tagger_bert(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
         (out / name).unlink(missing_ok=True)
     BertTokenizerFast(vocab=str(out / "vocab.txt"), do_lower_case=True).save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def stand_in_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny models standing in for the recipes' backbones (tests/stand_ins.py), built once per session."""
+    from stand_ins import build_models
+
+    return build_models(tmp_path_factory.mktemp("stand_ins"))

@@ -157,3 +157,12 @@ def test_lit_ft_cli_still_exports_the_lightning_cli_class() -> None:
     from lit_ft.trainer_cli import LitFtCLI
 
     assert lit_cli.LitFtCLI is LitFtCLI
+
+
+@pytest.mark.parametrize("spec", ["missing_task.py", "no_such_plugin_module"])
+def test_tasks_with_a_missing_plugin_is_one_line(spec: str, tmp_path: Path) -> None:
+    done = lit_ft("tasks", "--plugins", spec)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"lit_ft: error: plugin module '{spec}' not found; give a .py file or an importable module name"
+    )

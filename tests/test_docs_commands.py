@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 from builders import SHARED_DATA, shared_data
-from stand_ins import RECIPES, ROOT, build_models, overlays
+from stand_ins import RECIPES, ROOT, overlays
 
 from lit_ft.cli import OVERLAY_ENV, main
 
@@ -68,8 +68,12 @@ def code_blocks(text: str) -> Iterator[tuple[int, list[str]]]:
 
 def commands(doc: str) -> list[tuple[int, str]]:
     """(line number, command) of every command line in the document's code blocks, continuations joined."""
+    return commands_in((ROOT / doc).read_text())
+
+
+def commands_in(text: str) -> list[tuple[int, str]]:
     found = []
-    for first, block in code_blocks((ROOT / doc).read_text()):
+    for first, block in code_blocks(text):
         logical: list[tuple[int, str]] = []
         for n, line in enumerate(block, first):
             if logical and logical[-1][1].endswith("\\"):
@@ -81,6 +85,18 @@ def commands(doc: str) -> list[tuple[int, str]]:
             if command.split(" ", 1)[0] in COMMAND_WORDS:
                 found.append((n, command))
     return found
+
+
+def test_commands_are_found_in_fenced_and_indented_blocks() -> None:
+    text = (
+        "Intro `lit_ft inline` is prose.\n\n"
+        "    lit_ft fit --config a.yaml \\\n      --trainer.max_steps 2   # a comment\n    lit_ft: output line\n\n"
+        "```bash\nmake demo\npython -c 'print(1)'\n```\n\n"
+        "- a list item\n    continued, not a block\n\n"
+        "```python\nfrom lit_ft import Task\n```\n"
+    )
+    assert commands_in(text) == [(3, "lit_ft fit --config a.yaml --trainer.max_steps 2"), (8, "make demo"),
+                                 (9, "python -c 'print(1)'")]
 
 
 def test_the_docs_hold_commands_and_every_unrunnable_one_is_listed_with_its_reason() -> None:
@@ -107,11 +123,6 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return build_models(tmp_path_factory.mktemp("stand_ins"))
 
 
 def checkout(tmp_path: Path) -> Path:
@@ -156,7 +167,7 @@ def run_command(command: str, repo: Path, models: dict[str, Path], scratch: Path
 
 
 @pytest.mark.parametrize("doc", DOCS)
-def test_documented_commands_run(doc: str, models: dict[str, Path], tmp_path: Path,
+def test_documented_commands_run(doc: str, stand_in_models: dict[str, Path], tmp_path: Path,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     runnable = [(n, c) for n, c in commands(doc) if c not in UNRUNNABLE]
     if not runnable:
@@ -164,5 +175,5 @@ def test_documented_commands_run(doc: str, models: dict[str, Path], tmp_path: Pa
     repo = checkout(tmp_path)
     monkeypatch.chdir(repo)
     for n, command in runnable:
-        failure = run_command(command, repo, models, tmp_path / f"overlay_{n}")
+        failure = run_command(command, repo, stand_in_models, tmp_path / f"overlay_{n}")
         assert failure is None, f"{doc}:{n}: `{command}` failed: {failure}"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from builders import SHARED_DATA, shared_data
-from stand_ins import RECIPES, ROOT, STEPS, build_models, offline_piece, overlays, read_recipe
+from stand_ins import RECIPES, ROOT, STEPS, offline_piece, overlays, read_recipe
 
 from lit_ft.cli import OVERLAY_ENV, run
 
@@ -23,11 +23,6 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return build_models(tmp_path_factory.mktemp("stand_ins"))
 
 
 def checkout(tmp_path: Path) -> Path:
@@ -53,10 +48,10 @@ def test_every_hub_recipe_has_an_offline_piece_and_nothing_else_does() -> None:
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=[r.stem for r in RECIPES])
-def test_recipe_runs_with_its_own_settings(recipe: Path, models: dict[str, Path], tmp_path: Path,
+def test_recipe_runs_with_its_own_settings(recipe: Path, stand_in_models: dict[str, Path], tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(checkout(tmp_path))
-    monkeypatch.setenv(OVERLAY_ENV, os.pathsep.join(map(str, overlays(recipe, models, tmp_path / "overlay"))))
+    monkeypatch.setenv(OVERLAY_ENV, os.pathsep.join(map(str, overlays(recipe, stand_in_models, tmp_path / "overlay"))))
     result = run(["fit", "--config", str(recipe)])
     assert result is not None
     own, trainer = read_recipe(recipe)["trainer"], result.trainer
