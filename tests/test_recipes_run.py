@@ -14,6 +14,7 @@ from builders import SHARED_DATA, shared_data
 from stand_ins import RECIPES, ROOT, STEPS, offline_piece, overlays, read_recipe
 
 from lit_ft.cli import OVERLAY_ENV, run
+from lit_ft.trainer_cli import DEFAULT_GRADIENT_CLIP
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -59,7 +60,7 @@ def test_recipe_runs_with_its_own_settings(recipe: Path, stand_in_models: dict[s
     assert trainer.global_step == STEPS
     assert trainer.fit_loop.epoch_loop.batch_progress.total.completed == STEPS * accumulate
     assert trainer.precision == own.get("precision", "32-true")
-    assert trainer.gradient_clip_val == own.get("gradient_clip_val")
+    assert trainer.gradient_clip_val == own.get("gradient_clip_val", DEFAULT_GRADIENT_CLIP)
     assert trainer.accumulate_grad_batches == accumulate
     if logger_classes(own) is not None:
         assert [type(lg).__name__ for lg in trainer.loggers] == logger_classes(own)
