@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
@@ -18,43 +18,79 @@ from lit_ft.io import write_text
 POINTER = "best.json"
 
 
-def _task_monitor(pl_module: LightningModule) -> tuple[str, str]:
-    monitor = getattr(pl_module, "monitor", None)
-    if not callable(monitor):
-        raise UserError("set `monitor` explicitly: the model does not name a primary metric")
-    name, mode = monitor()
-    return str(name), str(mode)
+def _task_monitor(pl_module: LightningModule, monitor: str | None) -> tuple[str, str]:
+    """The task's primary metric and its direction, or the direction of an explicitly given `monitor`."""
+    if monitor is None:
+        primary = getattr(pl_module, "monitor", None)
+        if not callable(primary):
+            raise UserError("set `monitor` explicitly: the model does not name a primary metric")
+        name, mode = primary()
+        return str(name), str(mode)
+    mode_of = getattr(pl_module, "monitor_mode", None)
+    if not callable(mode_of):
+        raise UserError(f"set `mode` (min or max) for monitor '{monitor}': the model does not know its direction")
+    return monitor, str(mode_of(monitor))
 
 
 class TaskCheckpoint(ModelCheckpoint):
     """ModelCheckpoint that watches the task's primary metric unless `monitor` is given.
 
-    Checkpoints go to `<trainer.default_root_dir>/checkpoints` unless `dirpath` is set. After every save it
-    writes `best.json` there (best and last paths, score, metric), which `--ckpt_path best` and
-    `lit_ft export RUN_DIR` read in later processes.
+    The direction (`mode`) is the metric's own (`higher_is_better`) unless given. Checkpoints go to
+    `<trainer.default_root_dir>/checkpoints` unless `dirpath` is set. After every save it writes `best.json` there
+    (best and last paths, score, metric), which `--ckpt_path best` and `lit_ft export RUN_DIR` read in later
+    processes.
+
+    A fit always ends validated: when no validation ran after the last optimizer step (a `max_steps` fit shorter
+    than an epoch, `check_val_every_n_epoch` skipping the last epoch, ...), the final model is validated before
+    the last checkpoint is written, so the best checkpoint is scored and includes the final weights.
+
+    Args:
+        dirpath: Checkpoint directory; default `<trainer.default_root_dir>/checkpoints`.
+        monitor: Logged key to watch (`val/<metric>`); default the task's primary metric.
+        mode: `min` or `max`; default the monitored metric's own direction.
+        save_last: Also keep `last.ckpt` (for resuming).
+        save_top_k: Best checkpoints kept.
+        validate_at_end: Validate the final model when no validation ran after the last optimizer step.
+        **kwargs: Further `ModelCheckpoint` arguments.
     """
 
     def __init__(
         self,
         dirpath: str | None = None,
         monitor: str | None = None,
-        mode: str = "min",
+        mode: Literal["min", "max"] | None = None,
         save_last: bool | None = True,
         save_top_k: int = 1,
+        validate_at_end: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(dirpath=dirpath, monitor=monitor, mode=mode, save_last=save_last, save_top_k=save_top_k,
-                         **kwargs)
-        self._auto_monitor = monitor is None
+        super().__init__(dirpath=dirpath, monitor=monitor, mode=mode or "min", save_last=save_last,
+                         save_top_k=save_top_k, **kwargs)
+        self._given_monitor = monitor
+        self._auto_mode = mode is None
+        self.validate_at_end = validate_at_end
+        self.last_validated_step = -1
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.dirpath is None:
             self.dirpath = os.path.join(trainer.default_root_dir, "checkpoints")
-        if self._auto_monitor:
-            self.monitor, mode = _task_monitor(pl_module)
-            inf = torch.tensor(torch.inf)
-            self.kth_value, self.mode = (inf, "min") if mode == "min" else (-inf, "max")
+        if self._given_monitor is None or self._auto_mode:
+            self.monitor, mode = _task_monitor(pl_module, self._given_monitor)
+            if self._auto_mode:
+                inf = torch.tensor(torch.inf)
+                self.kth_value, self.mode = (inf, "min") if mode == "min" else (-inf, "max")
         super().setup(trainer, pl_module, stage)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.last_validated_step = trainer.global_step
+        super().on_validation_end(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        unvalidated = self.last_validated_step != trainer.global_step
+        if self.validate_at_end and unvalidated and _fit_ends_after_this_epoch(trainer):
+            _validate_now(trainer, self.last_validated_step)
+        super().on_train_epoch_end(trainer, pl_module)
 
     def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
         super()._save_checkpoint(trainer, filepath)
@@ -72,17 +108,54 @@ class TaskCheckpoint(ModelCheckpoint):
             write_text(json.dumps(pointer, indent=2), Path(self.dirpath) / POINTER)
 
 
-class TaskEarlyStopping(EarlyStopping):
-    """EarlyStopping on the task's primary metric unless `monitor` is given."""
+def _fit_ends_after_this_epoch(trainer: Trainer) -> bool:
+    """Whether the fit loop stops after the epoch now ending (max_steps, max_epochs or a requested stop)."""
+    loop = trainer.fit_loop
+    if loop.max_steps != -1 and trainer.global_step >= loop.max_steps:
+        return True
+    max_epochs = loop.max_epochs
+    if max_epochs is not None and max_epochs != -1 and trainer.current_epoch + 1 >= max_epochs:
+        return True
+    return trainer.should_stop and loop._can_stop_early
 
-    def __init__(self, monitor: str | None = None, patience: int = 3, mode: str = "max", **kwargs: Any) -> None:
-        super().__init__(monitor=monitor or "", patience=patience, mode=mode, **kwargs)
-        self._auto_monitor = monitor is None
+
+def _validate_now(trainer: Trainer, last_validated: int) -> None:
+    """Run the fit's validation loop on the current weights, as Lightning does within an epoch."""
+    if not trainer.enable_validation or trainer.global_step == 0:
+        return
+    since = "no validation ran yet" if last_validated < 0 else f"the last one was at step {last_validated}"
+    if trainer.is_global_zero:
+        print(f"lit_ft: validating the final model at step {trainer.global_step} ({since}), so the best "
+              "checkpoint is scored", flush=True)
+    trainer.validating = True
+    trainer.fit_loop.epoch_loop.val_loop.run()
+    trainer.training = True
+
+
+class TaskEarlyStopping(EarlyStopping):
+    """EarlyStopping on the task's primary metric unless `monitor` is given.
+
+    Args:
+        monitor: Logged key to watch (`val/<metric>`); default the task's primary metric.
+        patience: Validations without improvement before stopping.
+        mode: `min` or `max`; default the monitored metric's own direction.
+        **kwargs: Further `EarlyStopping` arguments.
+    """
+
+    def __init__(self, monitor: str | None = None, patience: int = 3, mode: Literal["min", "max"] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(monitor=monitor or "", patience=patience, mode=mode or "min", **kwargs)
+        self._given_monitor = monitor
+        self._auto_mode = mode is None
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if self._auto_monitor:
-            self.monitor, self.mode = _task_monitor(pl_module)
-            self.best_score = torch.tensor(torch.inf if self.mode == "min" else -torch.inf)
+        if self._given_monitor is None or self._auto_mode:
+            self.monitor, mode = _task_monitor(pl_module, self._given_monitor)
+            if self._auto_mode:
+                self.mode = mode
+                # EarlyStopping signs min_delta and starts best_score by the mode given to __init__
+                self.min_delta = abs(self.min_delta) * (1 if self.monitor_op == torch.gt else -1)
+                self.best_score = torch.tensor(torch.inf if self.mode == "min" else -torch.inf)
         super().setup(trainer, pl_module, stage)
 
 

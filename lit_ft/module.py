@@ -16,6 +16,7 @@ from lit_ft.datamodule import DEFAULT_BACKBONE, TaskDataModule
 from lit_ft.errors import UserError
 from lit_ft.freeze import freeze
 from lit_ft.lora import LoraSettings, apply_lora, exportable, is_adapter_model
+from lit_ft.monitor import Mode, monitor_mode
 from lit_ft.optim import AdamW, Schedule, clip_gradients, decay_groups, unscale_outside, warmup_schedule, warmup_steps
 from lit_ft.registry import get_task
 from lit_ft.samples import log_samples
@@ -76,7 +77,7 @@ class FineTuner(LightningModule):
         try:
             self.plugin: Task = task_cls(info, **(self.hparams["task_options"] or {}))
         except TypeError as err:
-            raise TypeError(f"model.task_options for task '{self.hparams['task']}': {err}") from err
+            raise UserError(f"model.task_options for task '{self.hparams['task']}': {err}") from err
         self.hparams["info"] = info
         self.model = self.plugin.build_model(resolve_backbone(self.hparams["backbone"]))
         freeze(self.model, self.hparams["freeze_backbone"], self.hparams["freeze_layers"])
@@ -116,12 +117,26 @@ class FineTuner(LightningModule):
         for logger in self.loggers:
             logger.log_hyperparams({"info": self.hparams["info"]})
 
-    def monitor(self) -> tuple[str, Literal["min", "max"]]:
-        """The logged key of the task's primary validation metric, and its direction."""
+    def monitor(self) -> tuple[str, Mode]:
+        """The logged key of the task's primary validation metric, and its direction (the metric's own)."""
+        name = self._plugin().monitor()
+        return f"val/{name}", self.monitor_mode(f"val/{name}")
+
+    def monitor_mode(self, key: str) -> Mode:
+        """Whether a logged `val/<name>` key is minimised or maximised, from the metric's `higher_is_better`."""
+        stage, _, name = key.partition("/")
+        if key == "train/loss":
+            return "min"
+        if stage != "val" or not name:
+            raise UserError(f"monitor '{key}': lit_ft knows the direction of val/<metric> keys and train/loss; "
+                            "give the metric as val/<name>, or set the callback's mode (min or max)")
+        self._plugin()  # builds the model (and its metrics) from the data if that has not happened yet
+        return monitor_mode(name, self._metrics("val"), self.hparams["task"])
+
+    def _plugin(self) -> Task:
         if self.model is None:
             self.bind_data()
-        name, mode = self.plugin.monitor()
-        return f"val/{name}", mode
+        return self.plugin
 
     # ---- steps ---------------------------------------------------------------------------------
     def _model(self) -> nn.Module:

@@ -8,12 +8,15 @@ task's name.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 from torchmetrics import MetricCollection
+
+from lit_ft.errors import UserError
 
 if TYPE_CHECKING:
     from lit_ft.datamodule import TaskDataModule
@@ -38,6 +41,10 @@ class Task:
     """The `transformers.pipeline` task name an export loads in, if any."""
     peft_task_type: ClassVar[str | None] = None
     """The `peft.TaskType` name used when LoRA wraps this task's model."""
+    model_options: ClassVar[frozenset[str]] = frozenset()
+    """The `task_options` that shape the model `build_model` makes (a head's size, say): fixed by training, so
+    validate / test / predict from a checkpoint with a different value is an error naming the option. Every other
+    option only steers decoding, scoring or monitoring and may be changed then. None by default."""
 
     def __init__(self, info: dict[str, Any], **options: Any) -> None:
         if options:
@@ -71,8 +78,10 @@ class Task:
         """One JSON-ready record per input of the batch, each carrying the input's `id`."""
         raise NotImplementedError
 
-    def monitor(self) -> tuple[str, Literal["min", "max"]]:
-        """The primary metric (name within the stage's collection) and whether higher is better."""
+    def monitor(self) -> str:
+        """The primary metric: its logged name within a stage (`accuracy` for `val/accuracy`), or `loss`.
+
+        Its direction is the metric's own `higher_is_better` (see `lit_ft.monitor`), never the task's choice."""
         raise NotImplementedError
 
     def samples(self, metrics: MetricCollection) -> list[dict[str, Any]]:
@@ -89,3 +98,25 @@ class Task:
 
     def export_extras(self, out_dir: Path) -> None:
         """Write task files an export needs besides the model and tokenizer (none by default)."""
+
+
+def restored_options(task: type[Task], saved: dict[str, Any] | None, given: dict[str, Any] | None) -> dict[str, Any]:
+    """The task options of a model rebuilt from a checkpoint: the saved ones, updated by those given now.
+
+    `given` are the options of the current config (recipe and command line), so decoding and scoring settings
+    (`num_beams`, `version_2_with_negative`, `threshold`, ...) can change at validate / test / predict, key by key.
+    An option of `task.model_options` given with a value other than the checkpoint's is a UserError.
+    """
+    merged = dict(saved or {})
+    defaults = {n: p.default for n, p in inspect.signature(task.__init__).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    for key, value in (given or {}).items():
+        trained = merged.get(key, defaults.get(key))
+        if key in task.model_options and value != trained:
+            raise UserError(
+                f"model.task_options.{key} is {value!r} but the checkpoint was trained with {trained!r}; "
+                f"'{key}' shapes the {task.name} model, so it cannot change after training: drop it from the "
+                f"config and command line, or set it to {trained!r}"
+            )
+        merged[key] = value
+    return merged

@@ -142,8 +142,8 @@ def text_metric(name: str, use_stemmer: bool = True) -> Metric:
     raise UserError(f"unknown text metric '{name}'; choose from {list(TEXT_METRICS)}")
 
 
-def text_metrics(names: Sequence[str], use_stemmer: bool = True) -> MetricCollection:
-    """A collection whose `.update(predictions, references)` feeds every named metric.
+def text_metrics(names: Sequence[str], use_stemmer: bool = True) -> GenerationMetrics:
+    """A collection whose `.update(predictions, references)` feeds every named metric (and that keeps samples).
 
     Args:
         names: Metric names from `TEXT_METRICS`.
@@ -151,5 +151,24 @@ def text_metrics(names: Sequence[str], use_stemmer: bool = True) -> MetricCollec
     """
     if not names:
         raise UserError(f"no text metrics named; choose from {list(TEXT_METRICS)}")
-    # compute groups off: two ROUGE types with equal states after the first batch must not be merged
-    return MetricCollection({n: text_metric(n, use_stemmer) for n in names}, compute_groups=False)
+    return GenerationMetrics({n: text_metric(n, use_stemmer) for n in names})
+
+
+class GenerationMetrics(MetricCollection):
+    """A task's metrics plus the generated samples of the epoch (`keep`), which `reset` clears with them.
+
+    Keeping the samples in the collection ties them to its epoch: the sanity check's reset drops the untrained
+    model's generations, so the first epoch shows its own.
+    """
+
+    def __init__(self, metrics: dict[str, Metric | MetricCollection]) -> None:
+        super().__init__(metrics, compute_groups=False)  # equal states after one batch must not be merged
+        self.samples: list[dict[str, Any]] = []
+
+    def keep(self, rows: Sequence[dict[str, Any]], limit: int) -> None:
+        """Add sample rows until `limit` are kept."""
+        self.samples.extend(rows[: max(limit - len(self.samples), 0)])
+
+    def reset(self) -> None:
+        super().reset()
+        self.samples.clear()

@@ -17,7 +17,9 @@ from lit_ft.datamodule import TaskDataModule
 from lit_ft.export import ExportBest
 from lit_ft.module import FineTuner
 from lit_ft.predictions import PredictionWriter
+from lit_ft.registry import get_task
 from lit_ft.summary import RunSummary
+from lit_ft.task import restored_options
 from lit_ft.wandb_setup import SaveConfigToLoggers, ensure_wandb_mode, finish_wandb_run, resume_wandb_run
 
 CHECKPOINT_ALIASES = ("best", "last")
@@ -41,12 +43,25 @@ class LitFtCLI(LightningCLI):
         parser.set_defaults({"trainer.gradient_clip_val": DEFAULT_GRADIENT_CLIP})
 
     def _parse_ckpt_path(self) -> None:
-        """`--ckpt_path best|last` in a new process (`fit --ckpt_path last` resumes): read `checkpoints/best.json`."""
+        """`--ckpt_path best|last` in a new process (`fit --ckpt_path last` resumes): read `checkpoints/best.json`.
+
+        Lightning then rebuilds the model from the checkpoint's hyperparameters, replacing the config's; the task
+        options given now (recipe and command line) are put back over the saved ones, key by key, so decoding and
+        scoring settings apply (`restored_options`: an option that shapes the model must not change)."""
         sub = self.config.get("subcommand")
-        if sub and self.config[sub].get("ckpt_path") in CHECKPOINT_ALIASES:
-            cfg = self.config[sub]
+        if not sub:
+            return super()._parse_ckpt_path()
+        cfg = self.config[sub]
+        if cfg.get("ckpt_path") in CHECKPOINT_ALIASES:
             cfg.ckpt_path = find_checkpoint(_checkpoint_dir(cfg), cfg.ckpt_path)
+        given = cfg.model.get("task_options")
+        if not cfg.get("ckpt_path"):
+            return super()._parse_ckpt_path()
+        cfg.model.task_options = None  # so what Lightning parses from the checkpoint is the saved options alone
         super()._parse_ckpt_path()
+        model = self.config[sub].model
+        if given:
+            model.task_options = restored_options(get_task(model.task), model.get("task_options"), given)
 
     def _run_subcommand(self, subcommand: str) -> None:
         try:

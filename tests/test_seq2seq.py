@@ -263,7 +263,7 @@ def test_translation_recipe_on_parallel_files_with_lora(tiny_t5: Path, tmp_path:
     args = cli_args(str(CONFIGS / "translation_multi30k.yaml"), tiny_t5, tmp_path / "run", *files, *lora)
     cli = run(["fit", *args, "--trainer.max_steps", "2"])
     assert cli is not None and cli.trainer.global_step == 2
-    assert cli.model.plugin.monitor() == ("bleu", "max")
+    assert cli.model.monitor() == ("val/bleu", "max")
     assert {"val/bleu", "val/chrf"} <= set(cli.trainer.callback_metrics)
     # adapters only: q and v of 6 attention blocks (2 encoder self, 2 decoder self + 2 cross), r 4, in + out 32
     assert sum(p.numel() for p in cli.model.parameters() if p.requires_grad) == 6 * 2 * 4 * (32 + 32)

@@ -17,6 +17,7 @@ from seqeval.metrics.sequence_labeling import precision_recall_fscore_support
 
 from lit_ft.cli import run
 from lit_ft.io import read_jsonl
+from lit_ft.monitor import monitorable
 from lit_ft.source import DataSource
 from lit_ft.tasks.token_classification import TokenClassificationData, TokenClassificationTask
 from lit_ft.tasks.token_classification.conll import read_sentences
@@ -228,7 +229,9 @@ def test_class_label_names_schemes_and_errors(tagger_bert: Path, tmp_path: Path)
         _ = TokenClassificationData(source=pos, tokenizer=str(tagger_bert)).info
     plain = TokenClassificationData(source=pos, tokenizer=str(tagger_bert), tag_scheme="none")
     assert plain.info == {"label_names": ["DT", "NN"], "tag_scheme": "none"}
-    assert TokenClassificationTask(plain.info).monitor() == ("token_accuracy", "max")
+    plain_task = TokenClassificationTask(plain.info)
+    assert plain_task.monitor() == "token_accuracy"
+    assert monitorable(plain_task.metrics()) == {"token_accuracy": "max", "loss": "min"}
     assert list(TokenClassificationTask(plain.info).metrics().keys()) == ["token_accuracy"]
     with pytest.raises(ValueError, match="target_scheme"):
         TokenClassificationData(tag_scheme="none", target_scheme="IOB2")

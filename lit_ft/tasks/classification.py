@@ -30,11 +30,14 @@ HF_PROBLEM_TYPES = {
     "multi_label": "multi_label_classification",
     "regression": "regression",
 }
-DEFAULT_MONITOR: dict[str, tuple[str, Literal["min", "max"]]] = {
-    "single_label": ("accuracy", "max"),
-    "multi_label": ("f1", "max"),
-    "regression": ("mse", "min"),
-}
+DEFAULT_MONITOR = {"single_label": "accuracy", "multi_label": "f1", "regression": "mse"}
+
+
+class Pearson(PearsonCorrCoef):
+    """Pearson's r as a training target: higher is better (torchmetrics leaves the direction of a correlation
+    unset, as -1 is as strong a relation as +1; checkpointing and early stopping need one, see lit_ft.monitor)."""
+
+    higher_is_better = True
 
 
 class ClassificationData(TaskDataModule):
@@ -184,8 +187,7 @@ class ClassificationTask(Task):
         self.problem_type: str = info["problem_type"]
         self.names: list[str] = info["label_names"]
         self.threshold = threshold
-        default_name, default_mode = DEFAULT_MONITOR[self.problem_type]
-        self._monitor = (monitor or default_name, "min" if monitor in ("mse", "loss") else default_mode)
+        self._monitor = monitor or DEFAULT_MONITOR[self.problem_type]
 
     def build_model(self, backbone: str) -> nn.Module:
         config = AutoConfig.from_pretrained(
@@ -205,7 +207,7 @@ class ClassificationTask(Task):
         n = len(self.names)
         if self.problem_type == "regression":
             return MetricCollection(
-                {"mse": MeanSquaredError(), "pearson": PearsonCorrCoef(), "spearman": SpearmanCorrCoef()}
+                {"mse": MeanSquaredError(), "pearson": Pearson(), "spearman": SpearmanCorrCoef()}
             )
         if self.problem_type == "multi_label":
             t = self.threshold
@@ -249,5 +251,5 @@ class ClassificationTask(Task):
             records.append(record)
         return records
 
-    def monitor(self) -> tuple[str, Literal["min", "max"]]:
+    def monitor(self) -> str:
         return self._monitor

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, cast
 
 import datasets
 from torch import nn
@@ -16,7 +16,7 @@ from lit_ft.datamodule import TaskDataModule
 from lit_ft.errors import UserError
 from lit_ft.source import FILE_FORMATS, local_path
 from lit_ft.task import Batch, Task
-from lit_ft.text_metrics import TEXT_METRICS, text_metrics
+from lit_ft.text_metrics import TEXT_METRICS, GenerationMetrics, text_metrics
 
 SUMMARIZATION_METRICS = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
 TRANSLATION_METRICS = ["bleu", "chrf"]
@@ -216,13 +216,10 @@ class Seq2SeqTask(Task):
             raise UserError(f"unknown metrics {unknown} in task_options.metrics; choose from {list(TEXT_METRICS)}")
         default = next((m for m in ("bleu", "rougeL") if m in self.metric_names), self.metric_names[0])
         self._monitor = monitor or default
-        if self._monitor not in [*self.metric_names, "loss"]:
-            raise UserError(f"task_options.monitor '{monitor}' is not one of {self.metric_names} or 'loss'")
         self.num_beams = num_beams
         self.max_new_tokens = max_new_tokens
         self.num_samples = num_samples
         self.rouge_stemmer = rouge_stemmer
-        self._samples: dict[int, list[dict[str, Any]]] = {}
 
     def build_model(self, backbone: str) -> nn.Module:
         self.tokenizer = load_tokenizer(backbone)
@@ -247,13 +244,12 @@ class Seq2SeqTask(Task):
     def update_metrics(self, metrics: MetricCollection, model: nn.Module, batch: Batch, outputs: Any) -> None:
         predictions = self.generate(model, batch)
         metrics.update(predictions, batch["references"])
-        kept = self._samples.setdefault(id(metrics), [])
-        for source, refs, pred in zip(batch["sources"], batch["references"], predictions, strict=True):
-            if len(kept) < self.num_samples:
-                kept.append({"source": source, "reference": refs[0] if len(refs) == 1 else refs, "prediction": pred})
+        rows = [{"source": source, "reference": refs[0] if len(refs) == 1 else refs, "prediction": pred}
+                for source, refs, pred in zip(batch["sources"], batch["references"], predictions, strict=True)]
+        cast(GenerationMetrics, metrics).keep(rows, self.num_samples)
 
     def samples(self, metrics: MetricCollection) -> list[dict[str, Any]]:
-        return self._samples.pop(id(metrics), [])
+        return list(cast(GenerationMetrics, metrics).samples)
 
     def predictions(self, model: nn.Module, batch: Batch, outputs: Any) -> list[dict[str, Any]]:
         references = batch.get("references") or [None] * len(batch["id"])
@@ -266,8 +262,8 @@ class Seq2SeqTask(Task):
             records.append({**record, "prediction": pred})
         return records
 
-    def monitor(self) -> tuple[str, Literal["min", "max"]]:
-        return self._monitor, "min" if self._monitor == "loss" else "max"
+    def monitor(self) -> str:
+        return self._monitor
 
     def export_extras(self, out_dir: Path) -> None:
         """Make `model.generate` of the export decode as evaluation did (beams, output length)."""

@@ -78,6 +78,8 @@ class SquadMetric(Metric):
 
     full_state_update = False
     higher_is_better = True
+    output_keys = ("exact_match", "f1")
+    """Keys `compute` always returns (the v2.0 HasAns / NoAns ones only when the split has such questions)."""
 
     def __init__(self, version_2_with_negative: bool = False, null_threshold: float = 0.0, keep_samples: int = 5,
                  **kwargs: Any) -> None:

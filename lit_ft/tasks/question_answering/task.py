@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from torch import nn
 from torchmetrics import MetricCollection
@@ -104,5 +104,5 @@ class QuestionAnsweringTask(Task):
         assert isinstance(metric, SquadMetric)
         return list(metric.last_samples)
 
-    def monitor(self) -> tuple[str, Literal["min", "max"]]:
-        return "f1", "max"
+    def monitor(self) -> str:
+        return "f1"

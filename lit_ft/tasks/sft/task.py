@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import nn
@@ -14,11 +14,10 @@ from lit_ft.errors import UserError
 from lit_ft.task import Batch, Task
 from lit_ft.tasks.sft.data import IGNORE, POSITION, SFTData
 from lit_ft.tasks.sft.generate import extract_code, generate
-from lit_ft.text_metrics import TEXT_METRICS, text_metric
+from lit_ft.text_metrics import TEXT_METRICS, GenerationMetrics, text_metric
 
 PASS_AT_1 = "pass@1"
 ALIASES = {"pass_at_1": PASS_AT_1}
-LOWER_IS_BETTER = ("perplexity", "loss")
 
 
 class Perplexity(Metric):
@@ -40,18 +39,6 @@ class Perplexity(Metric):
 
     def compute(self) -> torch.Tensor:
         return torch.exp(self.nll / self.tokens.clamp(min=1)).float()
-
-
-class GenerationMetrics(MetricCollection):
-    """The task's metrics plus the generated samples of the epoch, which `reset` clears with them."""
-
-    def __init__(self, metrics: dict[str, Metric | MetricCollection]) -> None:
-        super().__init__(metrics, compute_groups=False)
-        self.samples: list[dict[str, str]] = []
-
-    def reset(self) -> None:
-        super().reset()
-        self.samples.clear()
 
 
 class SFTTask(Task):
@@ -101,8 +88,7 @@ class SFTTask(Task):
         self.sample_rows = sample_rows
         self.code_timeout = code_timeout
         self.code_sandbox = code_sandbox
-        monitor = ALIASES.get(monitor or "perplexity", monitor or "perplexity")
-        self._monitor: tuple[str, Literal["min", "max"]] = (monitor, "min" if monitor in LOWER_IS_BETTER else "max")
+        self._monitor = ALIASES.get(monitor or "perplexity", monitor or "perplexity")
 
     def build_model(self, backbone: str) -> nn.Module:
         self.tokenizer = load_tokenizer(backbone)
@@ -143,13 +129,11 @@ class SFTTask(Task):
             if "tests" not in batch:
                 raise UserError("metric pass@1 needs test asserts: set data.tests_column (for MBPP: test_list)")
             metrics[PASS_AT_1].update([extract_code(t) for t in texts], [batch["tests"][i] for i in chosen])
-        samples: list[dict[str, str]] = getattr(metrics, "samples", [])
-        room = self.sample_rows - len(samples)
         rows = [
             {"prompt": batch["prompt"][i], "reference": r, "prediction": t}
             for i, r, t in zip(chosen, references, texts, strict=True)
         ]
-        samples.extend(rows[: max(room, 0)])
+        cast(GenerationMetrics, metrics).keep(rows, self.sample_rows)
 
     def _generate(self, model: nn.Module, prompts: list[list[int]]) -> list[str]:
         return generate(model, self.tokenizer, prompts, self.max_new_tokens, **self.generate_kwargs)
@@ -161,7 +145,7 @@ class SFTTask(Task):
         ]
 
     def samples(self, metrics: MetricCollection) -> list[dict[str, Any]]:
-        return list(getattr(metrics, "samples", []))
+        return list(cast(GenerationMetrics, metrics).samples)
 
-    def monitor(self) -> tuple[str, Literal["min", "max"]]:
+    def monitor(self) -> str:
         return self._monitor

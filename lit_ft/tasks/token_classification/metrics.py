@@ -46,6 +46,7 @@ class EntityScores(Metric):
     """
 
     full_state_update = False
+    higher_is_better = True
     tp: Tensor  # (types,) true positives
     n_pred: Tensor  # (types,) predicted entities
     n_true: Tensor  # (types,) gold entities
@@ -55,6 +56,9 @@ class EntityScores(Metric):
         self.label_names = list(label_names)
         self.types = sorted({split_tag(n)[1] for n in label_names if n != "O"})
         self._type_index = {t: i for i, t in enumerate(self.types)}
+        # the keys `compute` returns, which checkpointing can monitor (see lit_ft.monitor)
+        parts = ["", *(f"/{t}" for t in self.types)]
+        self.output_keys = [f"{m}{part}" for part in parts for m in ("precision", "recall", "f1")]
         for state in ("tp", "n_pred", "n_true"):
             self.add_state(state, torch.zeros(len(self.types), dtype=torch.long), dist_reduce_fx="sum")
 
@@ -89,6 +93,7 @@ class TokenAccuracy(Metric):
     """Share of words whose predicted tag equals the gold tag (seqeval's `accuracy_score`)."""
 
     full_state_update = False
+    higher_is_better = True
     correct: Tensor
     total: Tensor
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from torch import nn
 from torchmetrics import MetricCollection
@@ -36,7 +36,7 @@ class TokenClassificationTask(Task):
         self.names: list[str] = info["label_names"]
         self.entity_level = info.get("tag_scheme", "IOB2") != "none"
         default = "f1" if self.entity_level else "token_accuracy"
-        self._monitor: tuple[str, Literal["min", "max"]] = (monitor or default, "min" if monitor == "loss" else "max")
+        self._monitor = monitor or default
 
     def build_model(self, backbone: str) -> nn.Module:
         config = AutoConfig.from_pretrained(
@@ -75,7 +75,7 @@ class TokenClassificationTask(Task):
         record["truncated"] = truncated
         return record
 
-    def monitor(self) -> tuple[str, Literal["min", "max"]]:
+    def monitor(self) -> str:
         return self._monitor
 
 

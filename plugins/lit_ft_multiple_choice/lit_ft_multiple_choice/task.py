@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from lit_ft import Batch, Task
@@ -50,5 +50,5 @@ class MultipleChoiceTask(Task):
             for row_id, k, endings, p in zip(batch["id"], best, batch["endings"], probs.tolist(), strict=True)
         ]
 
-    def monitor(self) -> tuple[str, Literal["min", "max"]]:
-        return "accuracy", "max"
+    def monitor(self) -> str:
+        return "accuracy"

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from lit_ft.cli import run
+from lit_ft.monitor import monitorable
 from lit_ft.registry import available_tasks
 from sklearn.metrics import accuracy_score
 from transformers import AutoModelForMultipleChoice, AutoTokenizer
@@ -109,7 +110,8 @@ def test_accuracy_equals_sklearn_over_several_batches() -> None:
         all_labels.append(labels.numpy())
     expected = accuracy_score(np.concatenate(all_labels), np.concatenate(all_logits).argmax(-1))
     assert metrics.compute()["accuracy"].item() == pytest.approx(expected, abs=1e-7)
-    assert task.monitor() == ("accuracy", "max")
+    assert task.monitor() == "accuracy"
+    assert monitorable(metrics) == {"accuracy": "max", "loss": "min"}
 
 
 # ---- the recipe end to end -------------------------------------------------------------------------
