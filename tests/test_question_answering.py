@@ -412,6 +412,33 @@ def test_recipe_fit_validate_predict_export(tiny_bert: Path, tmp_path: Path) -> 
     _pipeline_answers(run_dir / "export")
 
 
+def test_v2_scoring_and_decoding_options_apply_at_test_time(tiny_bert: Path, tmp_path: Path) -> None:
+    """The documented command: a v1.1 model tested on v2.0 data with --model.task_options.version_2_with_negative."""
+    answerable = [row(i, s, s.split()[i % 3]) for i, s in enumerate(SENTENCES * 2)]
+    (tmp_path / "v1.json").write_text(json.dumps(nested(answerable)))
+    v2 = nested(answerable + [row(100 + i, s, None, "where did it go") for i, s in enumerate(SENTENCES)], True)
+    (tmp_path / "v2.json").write_text(json.dumps(v2))
+    run_dir = tmp_path / "run"
+    _cli("fit", tiny_bert, run_dir, "--data.init_args.source.train", str(tmp_path / "v1.json"),
+         "--data.init_args.source.validation", str(tmp_path / "v1.json"), "--trainer.max_steps", "1",
+         "--export.enabled", "false")
+    none = ("--data.init_args.source.train", "null", "--data.init_args.source.validation", "null")
+    test = _cli("test", tiny_bert, run_dir, "--ckpt_path", "best", "--data.init_args.source.test",
+                str(tmp_path / "v2.json"), *none, "--model.task_options.version_2_with_negative", "true",
+                "--model.task_options.null_threshold", "-1000")
+    assert test.model.plugin.version_2 and test.model.hparams["task_options"]["max_answer_length"] == 30
+    logged = {k: float(v) for k, v in test.trainer.callback_metrics.items()}
+    # a threshold far below any margin answers "" everywhere, scored by the v2.0 rules
+    everyone = [qa["id"] for article in v2["data"] for para in article["paragraphs"] for qa in para["qas"]]
+    official = official_v2_evaluate(v2["data"], dict.fromkeys(everyone, ""))
+    assert logged["test/no_ans_f1"] == 100.0 == official["NoAns_f1"]
+    assert logged["test/has_ans_f1"] == pytest.approx(official["HasAns_f1"]) and official["HasAns_f1"] < 50
+    _cli("predict", tiny_bert, run_dir, "--ckpt_path", "best", "--data.init_args.source.predict",
+         str(tmp_path / "v2.json"), *none, "--model.task_options.n_best", "2")
+    records = read_jsonl(run_dir / "predictions.jsonl")
+    assert len(records) == 15 and all(1 <= len(r["n_best"]) <= 2 for r in records)
+
+
 def _pipeline_answers(export: Path) -> None:
     """`pipeline("question-answering")` where this Transformers has it (v5 removed it: see docs/tasks)."""
     from transformers.pipelines import SUPPORTED_TASKS, pipeline

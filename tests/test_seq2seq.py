@@ -335,3 +335,43 @@ def test_recipes_on_shared_data(tiny_t5: Path, tmp_path: Path) -> None:
     cli = run(["fit", *trans, *short])
     assert cli is not None and cli.datamodule.raw("validation")[0]["translation"]["de"].startswith("Eine Gruppe")
     assert cli.datamodule.features("train").num_rows == 10000 and "val/bleu" in cli.trainer.callback_metrics
+
+
+# ---- samples of the right epoch; decoding options changed at test time ------------------------------------
+def _generate(model_dir: Path | None, module: Any, batch: dict[str, Any]) -> list[str]:
+    from transformers import AutoModelForSeq2SeqLM
+
+    model = module.model if model_dir is None else AutoModelForSeq2SeqLM.from_pretrained(model_dir)
+    model.eval()
+    with torch.no_grad():
+        return module.plugin.generate(model, batch)
+
+
+def test_first_epoch_samples_come_from_the_trained_model(tiny_t5: Path, tmp_path: Path) -> None:
+    train = write_summaries(tmp_path / "train.jsonl", 16)
+    val = write_summaries(tmp_path / "val.jsonl", 4, seed=1)
+    files = ["--data.init_args.source.train", train, "--data.init_args.source.validation", val,
+             "--data.init_args.source.test", val, "--data.init_args.id_column", "fname",
+             "--data.init_args.batch_size", "4", "--model.learning_rate", "1e-2", "--model.warmup", "0"]
+    args = cli_args(str(CONFIGS / "summarization_dialogsum.yaml"), tiny_t5, tmp_path / "run", *files)
+    # the sanity check validates the untrained model first; then one epoch of 4 steps, validated at its end
+    fitted = run(["fit", *args, "--trainer.max_epochs", "1", "--trainer.num_sanity_val_steps", "1",
+                  "--export.enabled", "false"])
+    assert fitted is not None and fitted.trainer.global_step == 4
+    tables = sorted((tmp_path / "run" / "samples").glob("val_samples_*.jsonl"))
+    assert [t.name for t in tables] == ["val_samples_step4.jsonl"]
+    shown = [r["prediction"] for r in read_jsonl(tables[0])]
+    batch = next(iter(fitted.datamodule.val_dataloader()))
+    trained, untrained = _generate(None, fitted.model, batch), _generate(tiny_t5, fitted.model, batch)
+    assert trained != untrained  # else the check below could not tell the two apart
+    assert shown == trained
+
+    # decoding options given at test time apply over the checkpoint's, key by key (the recipe's others stay)
+    tested = run(["test", *args, "--ckpt_path", "best", "--model.task_options.num_beams", "3",
+                  "--model.task_options.max_new_tokens", "2"])
+    assert tested is not None
+    options = tested.model.hparams["task_options"]
+    assert options == {"metrics": ROUGE, "monitor": "rougeL", "num_beams": 3, "max_new_tokens": 2}
+    assert (tested.model.plugin.num_beams, tested.model.plugin.max_new_tokens) == (3, 2)
+    tables = sorted((tmp_path / "run" / "samples").glob("test_samples_*.jsonl"))
+    assert tables and all(len(r["prediction"].split()) <= 2 for r in read_jsonl(tables[-1]))
