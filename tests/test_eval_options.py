@@ -158,9 +158,9 @@ def test_unknown_monitor_lists_the_valid_names(tmp_path: Path, tiny_bert: Path,
 def test_explicit_checkpoint_monitor_gets_the_metric_direction(tmp_path: Path, tiny_bert: Path,
                                                                sentiment_files: dict[str, str]) -> None:
     args = tiny_args(tmp_path / "run", tiny_bert, sentiment_files)
-    result = cli("fit", "--config", QUICKSTART, *args, "--trainer.max_steps", "1", "--checkpoint.monitor", "val/loss",
+    result = cli("fit", "--config", QUICKSTART, *args, "--trainer.max_steps", "1", "--checkpoint.monitor", "val/f1",
                  "--export.enabled", "false")
-    assert (result.trainer.checkpoint_callback.monitor, result.trainer.checkpoint_callback.mode) == ("val/loss", "min")
+    assert (result.trainer.checkpoint_callback.monitor, result.trainer.checkpoint_callback.mode) == ("val/f1", "max")
 
 
 # ---- every fit ends validated, with a scored best checkpoint ----------------------------------------------
