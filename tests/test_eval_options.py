@@ -78,7 +78,7 @@ def test_options_given_with_ckpt_path_apply_and_model_options_must_match(
             "--model.task", "headed_classification", "--data.class_path", f"{__name__}.HeadData",
             "--data.init_args.problem_type", "multi_label", "--data.init_args.batch_size", "8"]
     recipe = ["--config", QUICKSTART]
-    fitted = cli("fit", *recipe, *args, "--trainer.max_steps", "2", "--model.task_options",
+    fitted = cli("fit", *recipe, *args, "--trainer.max_epochs", "1", "--model.task_options",
                  '{"threshold": 0.5, "head_size": 8, "monitor": "f1_macro"}')
     assert fitted.model.hparams["task_options"] == {"threshold": 0.5, "head_size": 8, "monitor": "f1_macro"}
     # one key on the command line: it applies (scoring and prediction), the other saved options stay
