@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
 
 # Hub ids whose weights also ship in a pip package, so they resolve without network.
 PACKAGED_MODELS: dict[str, str] = {
@@ -44,3 +44,23 @@ def load_tokenizer(name: str, **kwargs: Any) -> PreTrainedTokenizerBase:
             f"could not load the tokenizer of backbone '{name}' (resolved to '{path}'): {err}. "
             "Give a local model directory or a hub id that is cached (HF_HUB_OFFLINE=1 uses only the cache)."
         ) from err
+
+
+# offset of the position ids of models that number positions after the padding index (RoBERTa family)
+_POSITION_OFFSET_MODELS = ("roberta", "xlm-roberta", "camembert", "longformer")
+
+
+def position_limit(name: str) -> int | None:
+    """Longest input the backbone's learned position table holds; None when unknown or not fixed (RoPE, T5)."""
+    try:
+        config = AutoConfig.from_pretrained(resolve_backbone(name))
+    except (OSError, ValueError):
+        return None  # the tokenizer or model load says what is wrong with the name
+    if any(getattr(config, a, None) is not None for a in ("rope_theta", "rope_scaling", "rope_parameters")):
+        return None
+    limit = getattr(config, "max_position_embeddings", None)
+    if not isinstance(limit, int):
+        return None
+    if config.model_type in _POSITION_OFFSET_MODELS:
+        limit -= (config.pad_token_id or 0) + 1
+    return limit

@@ -24,6 +24,7 @@ from lit_ft.errors import (
     one_line,
     user_error_in_chain,
 )
+from lit_ft.preflight import config_files, load_yaml
 
 if TYPE_CHECKING:
     from lit_ft.trainer_cli import LitFtCLI
@@ -71,7 +72,11 @@ def export_main(argv: list[str]) -> None:
 
     for spec in filter(None, args.plugins.split(",")):
         load_plugin_module(spec)
-    module = load_checkpoint_module(find_checkpoint(args.checkpoint, args.which))
+    try:
+        found = find_checkpoint(args.checkpoint, args.which)
+    except FileNotFoundError as err:
+        raise UserError(str(err)) from err
+    module = load_checkpoint_module(found)
     out = export_model(module, args.output_dir, merge=not args.adapter_only)
     print(f"lit_ft: exported to {out}")
 
@@ -114,7 +119,7 @@ def plugin_specs(argv: list[str]) -> list[str]:
         if key == "--plugins":
             specs.extend(yaml.safe_load(value) if value.startswith("[") else filter(None, value.split(",")))
         elif key in ("--config", "-c") and Path(value).is_file():
-            loaded = yaml.safe_load(Path(value).read_text()) or {}
+            loaded = load_yaml(Path(value)) or {}
             specs.extend(loaded.get("plugins") or [] if isinstance(loaded, dict) else [])
     return specs
 
@@ -180,6 +185,7 @@ def _run_trainer(argv: list[str]) -> LitFtCLI:
     from lit_ft.registry import available_tasks, load_plugin_module
     from lit_ft.trainer_cli import run_trainer
 
+    config_files(argv)  # each exists and is YAML, or one line names the file and line
     for spec in plugin_specs(argv):
         load_plugin_module(spec)
     available_tasks()  # imports every task's data module, so `--data.help ClassificationData` resolves short names

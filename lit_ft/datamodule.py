@@ -11,10 +11,10 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
-from lit_ft.backbone import load_tokenizer
+from lit_ft.backbone import load_tokenizer, position_limit
 from lit_ft.errors import UserError
 from lit_ft.sampler import LengthGroupedBatchSampler, ShardedEvalBatchSampler
-from lit_ft.source import DataSource
+from lit_ft.source import TEXT_COLUMN, DataSource
 from lit_ft.task import Batch
 
 DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
@@ -70,6 +70,12 @@ class TaskDataModule(LightningDataModule):
         self.num_workers = num_workers
         self._info: dict[str, Any] | None = None
         self._features: dict[str, datasets.Dataset] = {}
+        self._checked_lengths = False
+        check_positive({"data.batch_size": batch_size, "data.eval_batch_size": eval_batch_size,
+                        "data.max_length": max_length, "data.group_batches": group_batches})
+        if num_workers < 0:
+            raise UserError(f"data.num_workers must be 0 or more (got {num_workers}); 0 loads batches in the main "
+                            "process")
 
     # ---- what subclasses implement -------------------------------------------------------------
     def encode(self, rows: dict[str, list[Any]], split: str) -> dict[str, list[Any]]:
@@ -121,7 +127,24 @@ class TaskDataModule(LightningDataModule):
 
     def _numbered(self, split: str) -> datasets.Dataset | None:
         ds = self.load_split(split)
-        return None if ds is None else self._with_ids(ds)
+        return None if ds is None else self._with_ids(self._text_lines(ds, split))
+
+    def _text_lines(self, ds: datasets.Dataset, split: str) -> datasets.Dataset:
+        """Rows of a plain text file arrive in a `text` column: rename it to the task's `line_column`."""
+        where = self.source.location(split)
+        if self.source.hub or where is None or self.source.file_format(where) != "text":
+            return ds
+        column = self.line_column_name()
+        if column is None:
+            raise UserError(
+                f"{self.source.describe(split)} is read as plain text (one example per line), which task "
+                            f"'{self.task_name}' cannot use; give csv/json/jsonl/parquet rows or fix data.source.format"
+            )
+        return ds if column == TEXT_COLUMN else ds.rename_column(TEXT_COLUMN, column)
+
+    def line_column_name(self) -> str | None:
+        """The column a plain text file's lines become; None when the task reads no plain text files."""
+        return None
 
     def load_split(self, split: str) -> datasets.Dataset | None:
         """The rows of one configured split as `data.source` gives them; a task may read other layouts here."""
@@ -173,13 +196,30 @@ class TaskDataModule(LightningDataModule):
         if info is not None:
             self.use_info(info)
 
+    def length_settings(self) -> dict[str, int]:
+        """Token lengths that must fit the backbone's position table, by setting name."""
+        return {"data.max_length": self.max_length}
+
+    def check_lengths(self) -> None:
+        """Fail before any data is read when a length setting exceeds the backbone's positions (once)."""
+        if self._checked_lengths:
+            return
+        self._checked_lengths = True
+        limit = position_limit(self.tokenizer_name)
+        for setting, value in self.length_settings().items():
+            if limit is not None and value > limit:
+                raise UserError(f"{setting} is {value}, but backbone '{self.tokenizer_name}' has {limit} positions; "
+                                f"set {setting} to {limit} or less")
+
     def prepare_data(self) -> None:
+        self.check_lengths()
         self._adopt_model_info()
         # runs on one process first, so the other ranks find the tokenized cache
         for split in ("train", "validation", "test", "predict"):
             self.features(split)
 
     def setup(self, stage: str) -> None:
+        self.check_lengths()
         self._adopt_model_info()
         for split in STAGE_SPLITS.get(stage, ()):
             if self.features(split) is None and split != "validation":
@@ -192,10 +232,19 @@ class TaskDataModule(LightningDataModule):
         for setting, column in columns.items():
             if column is not None and column not in rows:
                 found = sorted(k for k in rows if k != "id")
-                raise KeyError(
+                raise UserError(
                     f"{setting} '{column}' not found in {self.source.describe(split)}; columns are {found}: "
                     f"set data.{setting}"
                 )
+
+    def texts(self, rows: dict[str, list[Any]], split: str, setting: str, column: str) -> list[str]:
+        """The values of a text column as strings; an empty or missing text fails naming the row."""
+        values = rows[column]
+        for value, row_id in zip(values, rows["id"], strict=True):
+            if value is None or (isinstance(value, str) and not value.strip()):
+                raise UserError(f"row '{row_id}' of {self.source.describe(split)} has an empty {setting} '{column}'; "
+                                "fill it or drop the row")
+        return [v if isinstance(v, str) else str(v) for v in values]
 
     def _require(self, split: str) -> datasets.Dataset:
         ds = self.features(split)
@@ -232,3 +281,10 @@ class TaskDataModule(LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._eval_loader("predict")
+
+
+def check_positive(settings: dict[str, int | None]) -> None:
+    """Every given setting is a positive integer, or the error names it."""
+    for setting, value in settings.items():
+        if value is not None and value < 1:
+            raise UserError(f"{setting} must be a positive integer (got {value}); set {setting} to 1 or more")

@@ -88,7 +88,7 @@ def available_tasks() -> dict[str, TaskEntry]:
 def get_task(name: str) -> type[Task]:
     tasks = available_tasks()
     if name not in tasks:
-        raise KeyError(
+        raise UserError(
             f"unknown task '{name}'; registered tasks are {sorted(tasks)}. Install the plugin package, or name a "
             "local module with `--plugins path/to/module.py` (or `plugins: [...]` in the config)"
         )
@@ -97,28 +97,44 @@ def get_task(name: str) -> type[Task]:
 
 def load_plugin_module(spec: str) -> ModuleType:
     """Import a local plugin from a file path or a module name and register the tasks it defines."""
+    before = dict(_local)
     path = Path(spec)
     if spec.endswith(".py") or path.exists():
-        if not path.is_file():
-            raise UserError(f"plugin module '{spec}' not found; give a .py file or an importable module name")
-        name = f"lit_ft_plugin_{path.stem}"
-        module_spec = importlib.util.spec_from_file_location(name, path)
-        assert module_spec is not None and module_spec.loader is not None
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[name] = module
-        module_spec.loader.exec_module(module)
-        source = f"local module {path}"
+        module, source = _exec_file(spec, path), f"local module {path}"
     else:
         try:
             module = importlib.import_module(spec)
         except ModuleNotFoundError as err:
-            if not err.name or not spec.startswith(err.name):
-                raise  # the plugin itself imports something missing: show that
-            raise UserError(f"plugin module '{spec}' not found; give a .py file or an importable module name") from err
+            if err.name and spec.startswith(err.name):
+                raise UserError(f"plugin module '{spec}' not found; give a .py file or an importable module name"
+                                ) from err
+            raise UserError(f"plugin module '{spec}' imports what is not installed ({err}); install it") from err
         source = f"local module {spec}"
     from lit_ft.task import Task
 
     for _, obj in inspect.getmembers(module, inspect.isclass):
         if issubclass(obj, Task) and obj is not Task and obj.name and obj.__module__ == module.__name__:
             register_task(obj, source)
+    if all(before.get(name) is entry for name, entry in _local.items()):
+        raise UserError(f"plugin module '{spec}' registers no task: define a `lit_ft.task.Task` subclass with a "
+                        "`name` in it (or call `lit_ft.registry.register_task`)")
+    return module
+
+
+def _exec_file(spec: str, path: Path) -> ModuleType:
+    if not path.is_file():
+        raise UserError(f"plugin module '{spec}' not found; give a .py file or an importable module name")
+    name = f"lit_ft_plugin_{path.stem}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except SyntaxError as err:
+        del sys.modules[name]
+        raise UserError(f"{path}:{err.lineno}: syntax error in plugin module ({err.msg}); fix the plugin") from err
+    except ImportError as err:
+        del sys.modules[name]
+        raise UserError(f"plugin module '{path}' imports what is not installed ({err}); install it") from err
     return module

@@ -4,23 +4,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import datasets
 
 from lit_ft.errors import UserError
+from lit_ft.file_errors import check_readable, check_shape, explain_read_error, quiet_datasets_logs
 
 SPLITS = ("train", "validation", "test", "predict")
 
-# file suffix -> (datasets builder, extra builder kwargs)
-FILE_FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
-    ".csv": ("csv", {}),
-    ".tsv": ("csv", {"sep": "\t", "quoting": 3}),  # 3 = csv.QUOTE_NONE: GLUE-style TSV has bare quotes
-    ".json": ("json", {}),
-    ".jsonl": ("json", {}),
-    ".parquet": ("parquet", {}),
+FileFormat = Literal["auto", "csv", "tsv", "json", "jsonl", "parquet", "text"]
+# format -> (datasets builder, extra builder kwargs)
+BUILDERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "csv": ("csv", {}),
+    "tsv": ("csv", {"sep": "\t", "quoting": 3}),  # 3 = csv.QUOTE_NONE: GLUE-style TSV has bare quotes
+    "json": ("json", {}),
+    "jsonl": ("json", {}),
+    "parquet": ("parquet", {}),
+    "text": ("text", {}),
 }
-
+# file suffix -> format, for `format: auto`
+FILE_FORMATS: dict[str, str] = {f".{name}": name for name in BUILDERS if name != "text"} | {".txt": "text"}
+TEXT_COLUMN = "text"  # the column a plain text file's lines arrive in
 
 @dataclass
 class DataSource:
@@ -29,7 +34,7 @@ class DataSource:
     Args:
         hub: Hugging Face hub dataset name (for example `glue` or `stanfordnlp/sst2`). When set, `train`,
             `validation`, `test` and `predict` are split names of that dataset; otherwise they are local files
-            (.csv, .tsv, .json, .jsonl, .parquet).
+            (.csv, .tsv, .json, .jsonl, .parquet, .txt; any other suffix with `format`).
         hub_config: The hub dataset's configuration name (for example `sst2`).
         train: Training split name or file.
         validation: Validation split name or file; when missing, `validation_fraction` of train is held out.
@@ -37,7 +42,12 @@ class DataSource:
         predict: Split name or file to predict on (labels not needed).
         validation_fraction: Share of train held out for validation when no validation split is given.
         seed: Seed of that held-out split.
-        encoding: Text encoding of local csv/tsv files (for example `latin-1`).
+        format: Format of the local files: `auto` (from the suffix), `csv`, `tsv`, `json` (a list of rows, or
+            rows under `field`), `jsonl` (one row per line), `parquet` or `text` (one example per line).
+        field: Key of the rows list in a JSON file holding one object (for example `data` for
+            `{"version": 2, "data": [...]}`).
+        encoding: Text encoding of local csv/tsv/text files (for example `latin-1`).
+        delimiter: Field separator of local csv files when not a comma (for example `;`).
         column_names: Column names of local csv/tsv files that have no header row.
     """
 
@@ -49,14 +59,20 @@ class DataSource:
     predict: str | None = None
     validation_fraction: float = 0.1
     seed: int = 42
+    format: FileFormat = "auto"
+    field: str | None = None
     encoding: str = "utf-8"
+    delimiter: str | None = None
     column_names: list[str] | None = None
 
     def __post_init__(self) -> None:
         # jsonargparse turns `--data.source.X null` given after a config value into the string "None"
-        for name in ("hub", "hub_config", *SPLITS):
+        for name in ("hub", "hub_config", "field", "delimiter", *SPLITS):
             if getattr(self, name) in ("None", "null"):
                 setattr(self, name, None)
+        if not 0 < self.validation_fraction < 1:
+            raise UserError(f"data.source.validation_fraction must be between 0 and 1 (got {self.validation_fraction})"
+                            "; 0.1 holds out a tenth of train")
 
     def location(self, split: str) -> str | None:
         return getattr(self, split)
@@ -65,6 +81,10 @@ class DataSource:
         where = self.location(split)
         return f"hub dataset '{self.hub}' split '{where}'" if self.hub else f"file '{where}'"
 
+    def file_format(self, path: str) -> str | None:
+        """The format a local file is read in: `format`, or the one its suffix names (None: unknown suffix)."""
+        return self.format if self.format != "auto" else FILE_FORMATS.get(local_path(path).suffix.lower())
+
     def load(self, split: str) -> datasets.Dataset | None:
         """Load one split as a `datasets.Dataset` (cached by `datasets`), or None when not configured."""
         where = self.location(split)
@@ -72,7 +92,8 @@ class DataSource:
             return None
         if self.hub:
             return _load_hub(self.hub, self.hub_config, where)
-        return load_file(where, encoding=self.encoding, column_names=self.column_names, key=f"data.source.{split}")
+        return load_file(where, self.file_format(where), key=f"data.source.{split}", encoding=self.encoding,
+                         column_names=self.column_names, field=self.field, delimiter=self.delimiter)
 
 
 def _load_hub(name: str, config: str | None, split: str) -> datasets.Dataset:
@@ -98,23 +119,45 @@ def local_path(path: str) -> Path:
 
 
 def load_file(
-    path: str, encoding: str = "utf-8", column_names: list[str] | None = None, key: str = "data file"
+    path: str, fmt: str | None = None, key: str = "data file", encoding: str = "utf-8",
+    column_names: list[str] | None = None, field: str | None = None, delimiter: str | None = None,
 ) -> datasets.Dataset:
-    """Load a local csv/tsv/json/jsonl/parquet file with the `datasets` builder (converted once, then cached)."""
+    """Load a local csv/tsv/json/jsonl/parquet/text file with the `datasets` builder (converted once, then cached).
+
+    `fmt` None means: from the suffix. A file that cannot be read fails with one line naming the file, the line
+    where known, and the setting to change (see `lit_ft.file_errors`).
+    """
     file = local_path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"{key}: '{path}' does not exist; fix the path or set {key} to null")
-    fmt = FILE_FORMATS.get(file.suffix.lower())
+    check_readable(file, path, key)
+    fmt = fmt or FILE_FORMATS.get(file.suffix.lower())
     if fmt is None:
-        raise UserError(f"{key}: '{path}' has an unsupported suffix; use one of {sorted(FILE_FORMATS)}")
-    builder, kwargs = fmt
-    if builder == "csv":
-        kwargs = {**kwargs, "encoding": encoding}
-        if column_names:
-            kwargs["column_names"] = column_names
-    try:
-        ds = datasets.load_dataset(builder, data_files={"data": str(file.resolve())}, split="data", **kwargs)
-    except Exception as err:
-        raise UserError(f"{key}: could not read '{path}' as {builder}: {err}") from err
+        raise UserError(f"{key}: '{path}' has an unknown suffix; use one of {sorted(FILE_FORMATS)} or name the "
+                        f"format with data.source.format ({', '.join(BUILDERS)})")
+    builder, kwargs = BUILDERS[fmt]
+    kwargs = {**kwargs, **_format_options(fmt, encoding, column_names, field, delimiter)}
+    with quiet_datasets_logs():
+        try:
+            ds = datasets.load_dataset(builder, data_files={"data": str(file.resolve())}, split="data", **kwargs)
+        except Exception as err:
+            raise explain_read_error(err, file, path, key, fmt, encoding) from err
     assert isinstance(ds, datasets.Dataset)
+    if fmt == "text":  # one example per line; blank lines separate nothing
+        ds = ds.filter(lambda row: bool(row[TEXT_COLUMN].strip()), desc="skipping blank lines")
+    check_shape(ds, path, key, fmt, field)
     return ds
+
+
+def _format_options(fmt: str, encoding: str, column_names: list[str] | None, field: str | None,
+                    delimiter: str | None) -> dict[str, Any]:
+    if fmt in ("csv", "tsv"):
+        options: dict[str, Any] = {"encoding": encoding}
+        if column_names:
+            options["column_names"] = column_names
+        if delimiter:
+            options["sep"] = delimiter
+        return options
+    if fmt == "json" and field:
+        return {"field": field}
+    if fmt == "text":
+        return {"encoding": encoding}
+    return {}

@@ -6,17 +6,21 @@ Kept apart from `lit_ft.cli` (the `lit_ft` entry point) so that `lit_ft --help`,
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lit_ft.checkpoint import TaskCheckpoint, find_checkpoint, run_id_of
 from lit_ft.datamodule import TaskDataModule
+from lit_ft.errors import UserError, one_line
 from lit_ft.export import ExportBest
 from lit_ft.module import FineTuner
 from lit_ft.predictions import PredictionWriter
+from lit_ft.preflight import check_task_and_data, check_writable, condense_parse_error
 from lit_ft.registry import get_task
 from lit_ft.summary import RunSummary
 from lit_ft.task import restored_options
@@ -24,6 +28,14 @@ from lit_ft.wandb_setup import SaveConfigToLoggers, ensure_wandb_mode, finish_wa
 
 CHECKPOINT_ALIASES = ("best", "last")
 DEFAULT_GRADIENT_CLIP = 1.0
+
+
+class LitFtParser(LightningArgumentParser):
+    """jsonargparse parser that raises its errors (nested parsers report into their parent's message);
+    `run_trainer` turns the top-level one into a one-line `UserError` with `condense_parse_error`."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        raise argparse.ArgumentError(None, message) from ex
 
 
 class LitFtCLI(LightningCLI):
@@ -47,21 +59,42 @@ class LitFtCLI(LightningCLI):
 
         Lightning then rebuilds the model from the checkpoint's hyperparameters, replacing the config's; the task
         options given now (recipe and command line) are put back over the saved ones, key by key, so decoding and
-        scoring settings apply (`restored_options`: an option that shapes the model must not change)."""
+        scoring settings apply (`restored_options`: an option that shapes the model must not change). A file that
+        is not a checkpoint, or one of another task, fails here with one line."""
         sub = self.config.get("subcommand")
-        if not sub:
+        if not sub or not self.config[sub].get("ckpt_path"):
             return super()._parse_ckpt_path()
         cfg = self.config[sub]
-        if cfg.get("ckpt_path") in CHECKPOINT_ALIASES:
-            cfg.ckpt_path = find_checkpoint(_checkpoint_dir(cfg), cfg.ckpt_path)
-        given = cfg.model.get("task_options")
-        if not cfg.get("ckpt_path"):
-            return super()._parse_ckpt_path()
+        if cfg.ckpt_path in CHECKPOINT_ALIASES:
+            try:
+                cfg.ckpt_path = find_checkpoint(_checkpoint_dir(cfg), cfg.ckpt_path)
+            except FileNotFoundError as err:
+                raise UserError(str(err)) from err
+        if "://" not in str(cfg.ckpt_path) and not Path(cfg.ckpt_path).is_file():
+            raise UserError(f"--ckpt_path '{cfg.ckpt_path}' does not exist; give a .ckpt file, `best` or `last`")
+        task, given = cfg.model.task, cfg.model.get("task_options")
         cfg.model.task_options = None  # so what Lightning parses from the checkpoint is the saved options alone
-        super()._parse_ckpt_path()
+        self._parse_saved_settings(str(cfg.ckpt_path), sub)
         model = self.config[sub].model
+        if model.task != task:
+            raise UserError(f"--ckpt_path '{cfg.ckpt_path}' holds a '{model.task}' model, but model.task is '{task}'; "
+                            f"give a checkpoint trained for '{task}', or the config of the run that wrote it")
         if given:
             model.task_options = restored_options(get_task(model.task), model.get("task_options"), given)
+
+    def _parse_saved_settings(self, ckpt_path: str, sub: str) -> None:
+        """Lightning's reading of the checkpoint's hyperparameters, with one-line errors."""
+        try:
+            super()._parse_ckpt_path()
+        except UserError as err:
+            raise UserError(f"--ckpt_path '{ckpt_path}': its saved settings do not parse: {err}") from err
+        except argparse.ArgumentError as err:
+            raise UserError(f"--ckpt_path '{ckpt_path}': its saved settings do not parse: "
+                            f"{condense_parse_error(err.message, sub)}") from err
+        except Exception as err:
+            reason = one_line(str(err)).split(". ")[0][:200]
+            raise UserError(f"--ckpt_path '{ckpt_path}' is not a readable lit_ft checkpoint "
+                            f"({type(err).__name__}: {reason}); give a .ckpt written by `lit_ft fit`") from err
 
     def _run_subcommand(self, subcommand: str) -> None:
         try:
@@ -72,6 +105,10 @@ class LitFtCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         sub = self.config.get("subcommand")
         cfg = self.config[sub] if sub else self.config
+        check_task_and_data(cfg)
+        check_writable(cfg.trainer.default_root_dir or ".", "trainer.default_root_dir")
+        if sub == "fit" and cfg.checkpoint.dirpath:
+            check_writable(cfg.checkpoint.dirpath, "checkpoint.dirpath")
         loggers = cfg.trainer.logger
         wandb_loggers = [lg for lg in (loggers if isinstance(loggers, list) else [loggers])
                          if "Wandb" in str(getattr(lg, "class_path", ""))]
@@ -92,13 +129,18 @@ def trainer_verbs() -> list[str]:
 
 
 def run_trainer(argv: list[str]) -> LitFtCLI:
-    """Parse `argv` (a trainer verb first) and run it."""
-    return LitFtCLI(
-        FineTuner,
-        TaskDataModule,
-        subclass_mode_data=True,
-        save_config_callback=SaveConfigToLoggers,
-        save_config_kwargs={"overwrite": True},
-        args=argv,
-        auto_configure_optimizers=False,
-    )
+    """Parse `argv` (a trainer verb first) and run it; a parse error is one line (`UserError`)."""
+    try:
+        return LitFtCLI(
+            FineTuner,
+            TaskDataModule,
+            subclass_mode_data=True,
+            save_config_callback=SaveConfigToLoggers,
+            save_config_kwargs={"overwrite": True},
+            args=argv,
+            auto_configure_optimizers=False,
+            parser_class=LitFtParser,
+        )
+    except argparse.ArgumentError as err:
+        command = argv[0] if argv and argv[0] in LitFtCLI.subcommands() else ""
+        raise UserError(condense_parse_error(err.message, command)) from err

@@ -92,7 +92,12 @@ class ClassificationData(TaskDataModule):
     def _label_list(self, value: Any) -> list[str]:
         if isinstance(value, str):
             return [self._name(v.strip()) for v in value.split(self.label_separator) if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            return [self._name(value)]
         return [self._name(v) for v in value]
+
+    def line_column_name(self) -> str | None:
+        return self.text_column
 
     def build_info(self) -> dict[str, Any]:
         if self.problem_type == "regression":
@@ -110,13 +115,25 @@ class ClassificationData(TaskDataModule):
         names = getattr(feature, "names", None) or getattr(getattr(feature, "feature", None), "names", None)
         if names is None:
             names = discover_labels(train[self.label_column], self._label_list, self.problem_type)
+            self._check_not_scores(names)
             names = [self._name(n) for n in names] if self.problem_type == "single_label" else names
         return {"problem_type": self.problem_type, "label_names": list(names)}
 
+    def _check_not_scores(self, names: list[str]) -> None:
+        """Fractional numbers as class names are almost always scores meant for regression."""
+        scores = [n for n in names if _is_fraction(n)]
+        if scores:
+            raise UserError(
+                f"label column '{self.label_column}' of {self.source.describe('train')} holds fractional numbers "
+                f"such as {scores[0]}, which {self.problem_type} classification would treat as {len(names)} classes; "
+                "for scores set data.problem_type regression, for classes use whole numbers or names"
+            )
+
     def encode(self, rows: dict[str, list[Any]], split: str) -> dict[str, list[Any]]:
         self.require_columns(rows, split, {"text_column": self.text_column, "text_pair_column": self.text_pair_column})
-        pairs = rows[self.text_pair_column] if self.text_pair_column else None
-        out = dict(self.tokenizer(rows[self.text_column], pairs, truncation=True, max_length=self.max_length))
+        texts = self.texts(rows, split, "text_column", self.text_column)
+        pairs = self.texts(rows, split, "text_pair_column", self.text_pair_column) if self.text_pair_column else None
+        out = dict(self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length))
         if self.label_column in rows:
             raw = self.raw(split)
             feature = raw.features.get(self.label_column) if raw is not None else None
@@ -135,7 +152,14 @@ class ClassificationData(TaskDataModule):
                 "unlabelled splits (like GLUE test sets) belong in data.source.predict"
             )
         if self.problem_type == "regression":
-            return float(value)
+            try:
+                return float(value)
+            except (TypeError, ValueError):
+                raise UserError(
+                    f"label {value!r} of row '{row_id}' in {self.source.describe(split)} (column "
+                    f"'{self.label_column}') is not a number, which data.problem_type regression needs; for class "
+                    "names set data.problem_type single_label"
+                ) from None
         names = self.info["label_names"]
         index = self._label_index
         if self.problem_type == "multi_label":
@@ -153,6 +177,13 @@ class ClassificationData(TaskDataModule):
                 f"is not one of the label names {names}; add it to data.label_names or fix the row"
             )
         return hot if self.problem_type == "multi_label" else index[value]
+
+
+def _is_fraction(name: str) -> bool:
+    try:
+        return not float(name).is_integer()
+    except ValueError:
+        return False
 
 
 def discover_labels(values: list[Any], split_labels: Any, problem_type: str) -> list[str]:

@@ -12,7 +12,7 @@ from torchmetrics import MetricCollection
 from transformers import AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq, GenerationConfig
 
 from lit_ft.backbone import load_tokenizer
-from lit_ft.datamodule import TaskDataModule
+from lit_ft.datamodule import TaskDataModule, check_positive
 from lit_ft.errors import UserError
 from lit_ft.source import FILE_FORMATS, local_path
 from lit_ft.task import Batch, Task
@@ -69,6 +69,13 @@ class Seq2SeqData(TaskDataModule):
         self.target_lang = target_lang
         self.translation_column = translation_column
         self.max_target_length = max_target_length
+        check_positive({"data.max_target_length": max_target_length})
+
+    def line_column_name(self) -> str | None:
+        return self.source_column
+
+    def length_settings(self) -> dict[str, int]:
+        return {**super().length_settings(), "data.max_target_length": self.max_target_length}
 
     def build_info(self) -> dict[str, Any]:
         return {"source_lang": self.source_lang, "target_lang": self.target_lang, "source_prefix": self.source_prefix}
@@ -76,7 +83,7 @@ class Seq2SeqData(TaskDataModule):
     def load_split(self, split: str) -> datasets.Dataset | None:
         where = self.source.location(split)
         parallel = where is not None and self.source.hub is None and self.source_lang is not None
-        if not parallel or Path(str(where)).suffix.lower() in FILE_FORMATS:
+        if not parallel or self.source.format != "auto" or Path(str(where)).suffix.lower() in FILE_FORMATS:
             return super().load_split(split)
         assert where is not None and self.source_lang is not None and self.target_lang is not None
         return load_parallel_text(where, self.source_lang, self.target_lang, self.translation_column,
@@ -113,11 +120,8 @@ class Seq2SeqData(TaskDataModule):
         return sources, labels, [[str(v) for v in vs if v is not None] for vs in zip(*columns, strict=True)]
 
     def _column(self, rows: dict[str, list[Any]], column: str, split: str) -> list[str]:
-        for value, row_id in zip(rows[column], rows["id"], strict=True):
-            if value is None:
-                raise UserError(f"row '{row_id}' of {self.source.describe(split)} has no value in column "
-                                 f"'{column}'; fill it or drop the row")
-        return [str(v) for v in rows[column]]
+        setting = "source_column" if column == self.source_column else "target column"
+        return self.texts(rows, split, setting, column)
 
     def _translation_texts(self, rows: dict[str, list[Any]], split: str) -> tuple[list[str], list[str] | None, Any]:
         pairs, source_lang, target_lang = rows[self.translation_column], str(self.source_lang), str(self.target_lang)
@@ -159,7 +163,7 @@ def load_parallel_text(stem: str, source_lang: str, target_lang: str, column: st
     """Line-aligned `<stem>.<source_lang>` and (optional) `<stem>.<target_lang>` as rows of `{column: {lang: text}}`."""
     files = {lang: local_path(f"{stem}.{lang}") for lang in (source_lang, target_lang)}
     if not files[source_lang].is_file():
-        raise FileNotFoundError(
+        raise UserError(
             f"{key}: '{stem}' is neither a data file ({sorted(FILE_FORMATS)}) nor the stem of parallel text files: "
             f"'{files[source_lang]}' does not exist; fix the path or data.source_lang"
         )

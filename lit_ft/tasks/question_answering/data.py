@@ -64,11 +64,15 @@ class QuestionAnsweringData(TaskDataModule):
         self.context_column = context_column
         self.answers_column = answers_column
         self.stride = stride
+        if not 0 <= stride < max_length:
+            raise UserError(f"data.stride ({stride}) must be 0 or more and below data.max_length ({max_length}): "
+                            "consecutive windows share `stride` tokens; lower data.stride")
 
     # ---- raw rows: SQuAD JSON read here, everything else by the base -----------------------------
     def load_split(self, split: str) -> datasets.Dataset | None:
         where = self.source.location(split)
-        if where is not None and not self.source.hub and is_squad_json(local_path(where)):
+        own_reader = self.source.field is None and self.source.format in ("auto", "json")
+        if where is not None and not self.source.hub and own_reader and is_squad_json(local_path(where)):
             return load_squad_json(local_path(where), f"data.source.{split}")
         return super().load_split(split)
 
@@ -89,10 +93,11 @@ class QuestionAnsweringData(TaskDataModule):
         self.require_columns(rows, split, {"question_column": self.question_column,
                                            "context_column": self.context_column})
         # leading spaces of a question only waste window room (some SQuAD questions have many)
-        questions = [q.lstrip() for q in rows[self.question_column]]
+        questions = [q.lstrip() for q in self.texts(rows, split, "question_column", self.question_column)]
+        contexts = self.texts(rows, split, "context_column", self.context_column)
         try:
             enc = self.tokenizer(
-                questions, rows[self.context_column], truncation="only_second", max_length=self.max_length,
+                questions, contexts, truncation="only_second", max_length=self.max_length,
                 stride=self.stride, return_overflowing_tokens=True, return_offsets_mapping=True,
             )
         except Exception as err:

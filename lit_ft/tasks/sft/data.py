@@ -113,10 +113,15 @@ class SFTData(TaskDataModule):
     def renderer(self) -> ChatRenderer:
         return ChatRenderer(self.tokenizer, self.chat_template)
 
-    def resolve_format(self, rows: dict[str, list[Any]]) -> Format:
+    def line_column_name(self) -> str | None:
+        return self.columns["prompt_column"]
+
+    def resolve_format(self, rows: dict[str, list[Any]], split: str = "train") -> Format:
         if self.format != "auto":
             return self.format
         c: dict[str, Any] = self.columns
+        if split == "predict" and c["prompt_column"] in rows and c["messages_column"] not in rows:
+            return "prompt_completion"  # prompts to complete (a plain text file: one prompt per line)
         return detect_format(
             list(rows),
             c["messages_column"],
@@ -174,7 +179,7 @@ class SFTData(TaskDataModule):
         return enc["input_ids"], enc["offset_mapping"]
 
     def encode(self, rows: dict[str, list[Any]], split: str) -> dict[str, list[Any]]:
-        fmt = self.resolve_format(rows)
+        fmt = self.resolve_format(rows, split)
         self.require_columns(rows, split, self._required(fmt, split))
         where = self._where(split)
         out: dict[str, list[Any]] = {"input_ids": [], "attention_mask": [], "truncated": [], "id": []}

@@ -129,7 +129,7 @@ def fill_template(template: str, row: dict[str, Any]) -> str:
     try:
         return template.format(**values)
     except KeyError as err:
-        raise KeyError(
+        raise UserError(
             f"data.prompt_template names column {err} which the data lacks; columns are {sorted(row)}"
         ) from err
 

@@ -74,7 +74,7 @@ def load_conll(path: str, token_column: str, tag_column: str, token_index: int =
     """A CoNLL file as rows of token and tag lists (built once with `Dataset.from_generator`, then cached)."""
     file = local_path(path)
     if not file.is_file():
-        raise FileNotFoundError(f"{key}: '{path}' does not exist; fix the path or set {key} to null")
+        raise UserError(f"{key}: '{path}' does not exist; fix the path or set {key} to null")
     resolved = str(file.resolve())
     has_tags = tag_column_present(resolved, token_index, tag_index, encoding)
     strings = datasets.Sequence(datasets.Value("string"))
@@ -113,7 +113,8 @@ class ConllSource(DataSource):
 
     def load(self, split: str) -> datasets.Dataset | None:
         where = self.location(split)
-        if where is None or self.hub or not is_conll(where, self.data_format):
+        explicit = self.format != "auto" and self.data_format != "conll"  # data.source.format names another format
+        if where is None or self.hub or explicit or not is_conll(where, self.data_format):
             return super().load(split)
         return load_conll(where, self.token_column, self.tag_column, self.token_index, self.tag_index,
                           self.encoding, key=f"data.source.{split}")

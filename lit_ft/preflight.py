@@ -1,0 +1,125 @@
+"""Checks of the command line and config that need no data and no model: they run before anything is loaded.
+
+Light to import (no Lightning, torch or transformers): `lit_ft.cli` uses the YAML checks at startup.
+
+Each failure is a `UserError` naming the file, key or value and the fix, so `lit_ft` prints one line (exit 2):
+YAML syntax errors with file and line, jsonargparse's multi-line parse errors condensed to the key and the
+problem, an unknown task with the registered ones, a data module of another task, an output directory that
+cannot be written, and a `--ckpt_path` that is not a readable checkpoint or holds another task's model.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lit_ft.errors import UserError
+
+
+def config_files(argv: list[str]) -> list[str]:
+    """The `--config`/`-c` files of a command line, checked: each exists and is valid YAML."""
+    found = []
+    for i, arg in enumerate(argv):
+        key, eq, value = arg.partition("=")
+        if key not in ("--config", "-c"):
+            continue
+        value = value if eq else (argv[i + 1] if i + 1 < len(argv) else "")
+        path = Path(value)
+        if not path.is_file():
+            raise UserError(f"config file '{value}' does not exist; fix the --config path")
+        load_yaml(path)
+        found.append(value)
+    return found
+
+
+def load_yaml(path: Path) -> Any:
+    """A YAML file's content; a syntax error names the file, line and column."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = err.problem or err.context or "invalid YAML"
+        raise UserError(f"{where}: YAML syntax error: {problem}; fix that line of the config") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise UserError(f"config file '{path}' is not valid YAML ({err}); fix the file") from None
+
+
+_KEY = re.compile(r'Parser key "([^"]+)"')
+_DETAILS = (
+    re.compile(r"(Option '[^']+' is not accepted)"),
+    re.compile(r"(Expected a (?!<class 'NoneType'>).*)"),
+    re.compile(r"(Unrecognized arguments: .*)"),
+    re.compile(r"(Import path .* does not .*)"),
+    re.compile(r"(.*is not a subclass of .*)"),
+    re.compile(r"(Key \"[^\"]+\" is required.*)"),
+)
+
+
+def condense_parse_error(message: str, prog: str = "lit_ft") -> str:
+    """jsonargparse's error report (a tree of Union alternatives) as `key: problem; see --help`."""
+    keys = _KEY.findall(message)
+    if len(keys) > 1 and "class_path" in message:
+        keys.insert(1, "init_args")
+    option = re.search(r"Option '([^']+)' is not accepted", message)
+    if option:
+        keys.append(option.group(1))
+    detail = next((m.group(1).strip() for pattern in _DETAILS for m in [pattern.search(message)] if m), None)
+    detail = detail or " ".join(message.split()).split(" Given value type:")[0]
+    where = ".".join(keys)
+    command = " ".join(prog.replace("[options]", "").split()[1:]) or "COMMAND"
+    return f"{where + ': ' if where else ''}{detail}; see `lit_ft {command} --help`"
+
+
+def check_task_and_data(cfg: Any) -> None:
+    """model.task is registered, and data.class_path is a data module of that task."""
+    from lit_ft.registry import available_tasks
+
+    task = cfg.model.task
+    tasks = available_tasks()
+    if task not in tasks:
+        raise UserError(f"unknown task '{task}' (model.task); registered tasks are {sorted(tasks)}: fix model.task, "
+                        "or load a plugin with --plugins path/to/module.py")
+    data_class = _data_class(cfg)
+    data_task = getattr(data_class, "task_name", "") if data_class is not None else ""
+    if data_class is not None and data_task and data_task != task:
+        expected = getattr(tasks[task].task, "datamodule", None)
+        fix = f"set data.class_path to {expected.__module__}.{expected.__qualname__}" if expected else "fix data"
+        raise UserError(f"model.task is '{task}' but data.class_path {data_class.__qualname__} reads data for task "
+                        f"'{data_task}'; {fix} or model.task to '{data_task}'")
+
+
+def _data_class(cfg: Any) -> type | None:
+    path = getattr(cfg.get("data"), "class_path", None) if cfg.get("data") is not None else None
+    if not path:
+        return None
+    module, _, name = str(path).rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+    except (ImportError, AttributeError):
+        return None  # jsonargparse has already resolved it; nothing more to say
+
+
+def check_writable(directory: str, setting: str) -> None:
+    """An output directory lit_ft can create and write, checked before any data or model is loaded."""
+    path = Path(directory).expanduser().absolute()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{setting} '{directory}' cannot be created: '{existing}' is a file; choose another "
+                        f"directory for {setting}")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise UserError(f"{setting} '{directory}' is not writable ({err.strerror} in '{existing}'); choose a "
+                        f"writable directory for {setting}") from None
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{setting} '{directory}' is not writable; choose a writable directory for {setting}")
