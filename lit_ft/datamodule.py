@@ -121,7 +121,14 @@ class TaskDataModule(LightningDataModule):
         if carve and split in ("train", "validation"):
             train = self._numbered("train")  # ids count rows of the file, before the held-out split
             assert train is not None
-            parts = train.train_test_split(test_size=self.source.validation_fraction, seed=self.source.seed)
+            try:
+                parts = train.train_test_split(test_size=self.source.validation_fraction, seed=self.source.seed)
+            except ValueError as err:  # a split would be empty
+                raise UserError(
+                    f"{self.source.describe('train')} has {len(train)} rows, too few to hold out "
+                    f"data.source.validation_fraction={self.source.validation_fraction} of them for validation; "
+                    "set data.source.validation to a file or add rows"
+                ) from err
             return parts["train" if split == "train" else "test"]
         return self._numbered(split)
 
@@ -221,6 +228,7 @@ class TaskDataModule(LightningDataModule):
     def setup(self, stage: str) -> None:
         self.check_lengths()
         self._adopt_model_info()
+        stage = str(getattr(stage, "value", stage))  # Lightning passes a str enum
         for split in STAGE_SPLITS.get(stage, ()):
             if self.features(split) is None and split != "validation":
                 raise UserError(

@@ -9,6 +9,7 @@ loading, translate the cause after a failure, and catch files that load but cann
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import re
 from collections.abc import Iterator
@@ -73,7 +74,7 @@ def explain_read_error(err: BaseException, file: Path, path: str, key: str, fmt:
     if fmt in ("csv", "tsv"):
         return _csv_error(message, where)
     if fmt in ("json", "jsonl"):
-        return _json_error(file, where, message, encoding)
+        return _json_error(file, where, message, encoding, fmt)
     if fmt == "parquet":
         return UserError(f"{where} is not a readable parquet file ({message}); re-write it, or set data.source.format "
                          "if it is another format")
@@ -108,7 +109,7 @@ def _csv_error(message: str, where: str) -> UserError:
     return UserError(f"{where} is not valid CSV ({message}); fix the file or set data.source.format")
 
 
-def _json_error(file: Path, where: str, message: str, encoding: str) -> UserError:
+def _json_error(file: Path, where: str, message: str, encoding: str, fmt: str) -> UserError:
     text = file.read_text(encoding=encoding, errors="replace")
     lines = text.splitlines()
     first = next((line for line in lines if line.strip()), "")
@@ -116,7 +117,7 @@ def _json_error(file: Path, where: str, message: str, encoding: str) -> UserErro
         json.loads(first)
         one_row_per_line = True
     except json.JSONDecodeError:
-        one_row_per_line = False
+        one_row_per_line = fmt == "jsonl"
     if one_row_per_line:
         for number, line in enumerate(lines, 1):
             if not line.strip():
@@ -135,12 +136,13 @@ def _json_error(file: Path, where: str, message: str, encoding: str) -> UserErro
                      "set data.source.field to the key that holds the rows")
 
 
-def check_shape(ds: datasets.Dataset, path: str, key: str, fmt: str, field: str | None) -> None:
+def check_shape(ds: datasets.Dataset, file: Path, path: str, key: str, fmt: str, field: str | None) -> None:
     """Files that load but cannot be what the user meant."""
     where = f"{key}: '{path}'"
     columns = ds.column_names
     if fmt in ("csv", "tsv") and "__index_level_0__" in columns:
-        raise UserError(f"{where}: some lines have more fields than the header {columns[1:]}; quote fields that "
+        line = _first_long_line(file, "\t" if fmt == "tsv" else ",")
+        raise UserError(f"{where}: line {line} has more fields than the header {columns[1:]}; quote fields that "
                         "contain the delimiter, or set data.source.delimiter")
     if fmt == "csv" and len(columns) == 1:
         sep = next((s for s in _SEPARATORS if s in columns[0]), None)
@@ -155,6 +157,17 @@ def check_shape(ds: datasets.Dataset, path: str, key: str, fmt: str, field: str 
                             f"data.source.field {nested[0]}")
     if len(ds) == 0:
         raise UserError(f"{where} has no rows; add rows or set {key} to null")
+
+
+def _first_long_line(file: Path, delimiter: str) -> int | str:
+    """1-based line of the first CSV record with more fields than the header ('?' when none is found)."""
+    with open(file, newline="", encoding="utf-8", errors="replace") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        header = next(reader, [])
+        for record in reader:
+            if len(record) > len(header):
+                return reader.line_num
+    return "?"
 
 
 def _is_rows(value: object) -> bool:

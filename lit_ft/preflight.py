@@ -43,7 +43,8 @@ def load_yaml(path: Path) -> Any:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
+        at_end = "stream end" in str(err.problem) or "end of the stream" in str(err.problem)
+        mark = err.context_mark if at_end and err.context_mark is not None else err.problem_mark or err.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
         problem = err.problem or err.context or "invalid YAML"
         raise UserError(f"{where}: YAML syntax error: {problem}; fix that line of the config") from None
@@ -54,27 +55,28 @@ def load_yaml(path: Path) -> Any:
 _KEY = re.compile(r'Parser key "([^"]+)"')
 _DETAILS = (
     re.compile(r"(Option '[^']+' is not accepted)"),
-    re.compile(r"(Expected a (?!<class 'NoneType'>).*)"),
-    re.compile(r"(Unrecognized arguments: .*)"),
-    re.compile(r"(Import path .* does not .*)"),
-    re.compile(r"(.*is not a subclass of .*)"),
-    re.compile(r"(Key \"[^\"]+\" is required.*)"),
+    re.compile(r"(Expected a (?!<class 'NoneType'>).*?)(?: - Expected a <class 'NoneType'>| Given value type:|$)"),
+    re.compile(r"Problem with given class_path ('[^']+': (?!Parser key).*?)(?: - Expected a <class 'NoneType'>|$)"),
+    re.compile(r"((?:U|u)nrecognized arguments: .*)"),
+    re.compile(r"(.*invalid choice.*)"),
 )
 
 
-def condense_parse_error(message: str, prog: str = "lit_ft") -> str:
+def condense_parse_error(message: str, command: str = "") -> str:
     """jsonargparse's error report (a tree of Union alternatives) as `key: problem; see --help`."""
-    keys = _KEY.findall(message)
-    if len(keys) > 1 and "class_path" in message:
-        keys.insert(1, "init_args")
-    option = re.search(r"Option '([^']+)' is not accepted", message)
+    flat = " ".join(message.split())
+    keys = _KEY.findall(flat)
+    option = re.search(r"Option '([^']+)' is not accepted", flat)
     if option:
         keys.append(option.group(1))
-    detail = next((m.group(1).strip() for pattern in _DETAILS for m in [pattern.search(message)] if m), None)
-    detail = detail or " ".join(message.split()).split(" Given value type:")[0]
+    if len(keys) > 1 and "class_path" in flat:
+        keys.insert(1, "init_args")
+    detail = next((m.group(1).strip() for pattern in _DETAILS for m in [pattern.search(flat)] if m), flat)
     where = ".".join(keys)
-    command = " ".join(prog.replace("[options]", "").split()[1:]) or "COMMAND"
-    return f"{where + ': ' if where else ''}{detail}; see `lit_ft {command} --help`"
+    if where and detail.startswith(f'Parser key "{keys[0]}":'):
+        detail = detail.split(":", 1)[1].strip()
+    help_command = f"lit_ft {command} --help" if command else "lit_ft --help"
+    return f"{where + ': ' if where else ''}{detail}; see `{help_command}`"
 
 
 def check_task_and_data(cfg: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -70,6 +71,11 @@ class DataSource:
         for name in ("hub", "hub_config", "field", "delimiter", *SPLITS):
             if getattr(self, name) in ("None", "null"):
                 setattr(self, name, None)
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise UserError(f"data.source.encoding '{self.encoding}' is not a known text encoding; use for example "
+                            "utf-8, latin-1 or cp1252") from None
         if not 0 < self.validation_fraction < 1:
             raise UserError(f"data.source.validation_fraction must be between 0 and 1 (got {self.validation_fraction})"
                             "; 0.1 holds out a tenth of train")
@@ -143,7 +149,7 @@ def load_file(
     assert isinstance(ds, datasets.Dataset)
     if fmt == "text":  # one example per line; blank lines separate nothing
         ds = ds.filter(lambda row: bool(row[TEXT_COLUMN].strip()), desc="skipping blank lines")
-    check_shape(ds, path, key, fmt, field)
+    check_shape(ds, file, path, key, fmt, field)
     return ds
 
 

@@ -75,7 +75,7 @@ class ClassificationData(TaskDataModule):
         self.label_names = label_names
         self.problem_type = problem_type
         self.label_separator = label_separator
-        self.label_map = label_map or {}
+        self.label_map = {str(k): str(v) for k, v in (label_map or {}).items()}  # YAML `{1: World}` has int keys
         self._index_names: tuple[str, ...] = ()
         self._index: dict[str, int] = {}
 

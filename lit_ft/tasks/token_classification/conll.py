@@ -10,6 +10,7 @@ from typing import Any
 import datasets
 
 from lit_ft.errors import UserError
+from lit_ft.file_errors import check_readable
 from lit_ft.source import FILE_FORMATS, DataSource, local_path
 
 CONLL_SUFFIXES = (".conll", ".conllu", ".txt", ".iob", ".bio")
@@ -41,6 +42,8 @@ def read_sentences(path: str | Path, token_index: int, tag_index: int | None, en
             try:
                 tokens.append(cols[token_index])
                 if tag_index is not None:
+                    if tag_index % len(cols) == token_index % len(cols):  # the tag column is missing on this line
+                        raise IndexError(tag_index)
                     tags.append(cols[tag_index])
             except IndexError:
                 raise UserError(
@@ -51,15 +54,20 @@ def read_sentences(path: str | Path, token_index: int, tag_index: int | None, en
         yield tokens, tags
 
 
-def tag_column_present(path: str | Path, token_index: int, tag_index: int, encoding: str = "utf-8") -> bool:
-    """Whether the first token line has a tag column distinct from the token column (else: tokens only)."""
+def first_token_line(path: str | Path, encoding: str = "utf-8") -> tuple[int, list[str]]:
+    """Line number and columns of the first token line (0, [] when there is none)."""
     with open(path, encoding=encoding) as f:
-        for line in f:
+        for lineno, line in enumerate(f, 1):
             cols = line.split()
             if cols and cols[0] != DOCSTART:
-                n = len(cols)
-                return -n <= tag_index < n and tag_index % n != token_index % n
-    return False
+                return lineno, cols
+    return 0, []
+
+
+def tag_column_present(path: str | Path, token_index: int, tag_index: int, encoding: str = "utf-8") -> bool:
+    """Whether the first token line has a tag column distinct from the token column (else: tokens only)."""
+    n = len(first_token_line(path, encoding)[1])
+    return n > 0 and -n <= tag_index < n and tag_index % n != token_index % n
 
 
 def _generate(path: str, token_index: int, tag_index: int | None, encoding: str, token_column: str,
@@ -70,13 +78,19 @@ def _generate(path: str, token_index: int, tag_index: int | None, encoding: str,
 
 
 def load_conll(path: str, token_column: str, tag_column: str, token_index: int = 0, tag_index: int = -1,
-               encoding: str = "utf-8", key: str = "data file") -> datasets.Dataset:
-    """A CoNLL file as rows of token and tag lists (built once with `Dataset.from_generator`, then cached)."""
+               encoding: str = "utf-8", key: str = "data file", need_tags: bool = False) -> datasets.Dataset:
+    """A CoNLL file as rows of token and tag lists (built once with `Dataset.from_generator`, then cached).
+
+    Without a tag column the rows hold tokens only, which only a predict split may (`need_tags` False)."""
     file = local_path(path)
-    if not file.is_file():
-        raise UserError(f"{key}: '{path}' does not exist; fix the path or set {key} to null")
+    check_readable(file, path, key)
     resolved = str(file.resolve())
     has_tags = tag_column_present(resolved, token_index, tag_index, encoding)
+    if need_tags and not has_tags:
+        lineno, cols = first_token_line(resolved, encoding)
+        raise UserError(f"{key}: '{path}' line {lineno} has {len(cols)} columns, so data.conll_tag_index={tag_index} "
+                        f"names no tag column distinct from the token column {token_index}; set "
+                        "data.conll_tag_index (-1: the last column) or give a file with tags")
     strings = datasets.Sequence(datasets.Value("string"))
     features = datasets.Features({token_column: strings, **({tag_column: strings} if has_tags else {})})
     stat = file.stat()
@@ -117,4 +131,4 @@ class ConllSource(DataSource):
         if where is None or self.hub or explicit or not is_conll(where, self.data_format):
             return super().load(split)
         return load_conll(where, self.token_column, self.tag_column, self.token_index, self.tag_index,
-                          self.encoding, key=f"data.source.{split}")
+                          self.encoding, key=f"data.source.{split}", need_tags=split != "predict")

@@ -1,0 +1,488 @@
+"""The bad-input catalogue: what a careless or hostile user gives lit_ft, and what lit_ft must answer.
+
+Every case runs `lit_ft` in-process (`lit_ft.cli.main`; two run as real subprocesses) and asserts:
+- exit status 2 (a user error);
+- stderr holds ONE error line, `lit_ft: error: ...`, the last line, that names what is wrong, where (file and
+  line, key, column, value) and the fix, and no traceback or other error line;
+- nothing was left half-written: no checkpoints, export or predictions; cases that need no data or model fail
+  before the run directory is even created.
+
+Cases are data (`CASES`): a name, the files to write, the command line, and the patterns the line must match.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pytest
+from helpers import QUIET, cli
+
+from lit_ft.cli import main
+
+CLASSIFICATION_DATA = "lit_ft.tasks.classification.ClassificationData"
+DATA_CLASS = {
+    "classification": CLASSIFICATION_DATA,
+    "token_classification": "lit_ft.tasks.token_classification.TokenClassificationData",
+    "question_answering": "lit_ft.tasks.question_answering.QuestionAnsweringData",
+    "seq2seq": "lit_ft.tasks.seq2seq.Seq2SeqData",
+    "sft": "lit_ft.tasks.sft.SFTData",
+}
+GOOD_CSV = "text,label\n" + "the film was good,positive\nthe plot was dull,negative\n" * 4
+GOOD_CONLL = "John B-PER\nvisited O\nParis B-LOC\n\nthe O\ncat O\n"
+SQUAD_ROW = {"id": "q0", "question": "where did john go", "context": "john visited paris in may",
+             "answers": {"text": ["paris"], "answer_start": [13]}}
+SUMMARY_ROW = {"source": "the cat sat on the mat", "target": "cat sat"}
+PC_ROW = {"prompt": "say cat twice:", "completion": " cat cat"}
+
+
+def jsonl(*rows: dict[str, Any]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in rows)
+
+
+@dataclass
+class Case:
+    """One bad input.
+
+    Attributes:
+        task: Task whose minimal command line the case starts from.
+        args: Extra command-line arguments; `{d}` is the data folder, `{root}` the run directory.
+        files: Files to write in the data folder (text or bytes).
+        expect: Regular expressions the error line must match (what, where, fix).
+        train: The training file (in the data folder) of the base command line; None: no train split.
+        command: `fit`, `validate`, `test` or `predict`.
+        early: The check needs no data or model: the run directory must not even exist afterwards.
+        base: Start from the task's base command line (False: only `args`, for the `lit_ft` verbs).
+    """
+
+    task: str
+    args: list[str]
+    expect: list[str]
+    files: dict[str, str | bytes] = field(default_factory=dict)
+    train: str | None = "train.csv"
+    command: str = "fit"
+    early: bool = False
+    base: bool = True
+
+
+def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement per case
+    c: dict[str, Case] = {}
+    cls = "classification"
+    # ---- data files that do not parse -------------------------------------------------------------
+    c["empty_file"] = Case(cls, [], [r"data.source.train: '.*train.csv' is empty", "give a file with rows"],
+                           {"train.csv": ""})
+    c["whitespace_only_file"] = Case(cls, [], [r"'.*train.csv' is empty"], {"train.csv": "\n  \n"})
+    c["header_only"] = Case(cls, [], [r"'.*train.csv' has no rows", "add rows or set data.source.train to null"],
+                            {"train.csv": "text,label\n"})
+    c["bad_quote"] = Case(cls, [], [r"'.*train.csv': a quoted field starting at line 3 never closes",
+                                    "close the quote"],
+                          {"train.csv": 'text,label\ngood,positive\n"bad film,negative\nfun,positive\n'})
+    c["wrong_encoding"] = Case(cls, [], [r"'.*train.csv' is not utf-8 text at line 3",
+                                         "set data.source.encoding .*latin-1"],
+                               {"train.csv": b"text,label\ngood,positive\ncaf\xe9 dull,negative\n"})
+    c["unknown_encoding"] = Case(cls, ["--data.init_args.source.encoding", "klingon"],
+                                 ["data.source.encoding 'klingon' is not a known text encoding"],
+                                 {"train.csv": GOOD_CSV}, early=True)
+    c["broken_jsonl_line"] = Case(cls, [], [r"'.*train.jsonl': line 2 is not valid JSON", "fix that line"],
+                                  {"train.jsonl": '{"text": "good", "label": "positive"}\n{"text": "bad",\n'
+                                                  '{"text": "fun", "label": "positive"}\n'}, train="train.jsonl")
+    c["broken_json_document"] = Case(cls, [], [r"'.*train.json': invalid JSON at line 3"],
+                                     {"train.json": '[\n {"text": "good", "label": "positive"},\n {"text": }\n]\n'},
+                                     train="train.json")
+    c["semicolon_delimiter"] = Case(cls, [], [r"has one column 'text;label'", r"separated by ';'",
+                                              "set data.source.delimiter ';'"],
+                                    {"train.csv": "text;label\ngood;positive\nbad;negative\n"})
+    c["tabs_in_csv"] = Case(cls, [], [r"separated by a tab", "set data.source.format tsv"],
+                            {"train.csv": "text\tlabel\ngood\tpositive\nbad\tnegative\n"})
+    c["extra_fields"] = Case(cls, [], [r"'.*train.csv': line 3 has 3 fields but the lines before have 2",
+                                       "quote fields that contain the delimiter"],
+                             {"train.csv": "text,label\ngood,positive\nfun, really fun,positive\n"})
+    c["extra_fields_in_every_row"] = Case(cls, [], [r"'.*train.csv': line 2 has more fields than the header",
+                                                    "quote fields that contain the delimiter"],
+                                          {"train.csv": "text,label\nfun, really fun,positive\ngood, bad,negative\n"})
+    c["corrupt_parquet"] = Case(cls, [], [r"'.*train.parquet' is not a readable parquet file"],
+                                {"train.parquet": b"PAR1 this is not parquet"}, train="train.parquet")
+    c["unknown_suffix"] = Case(cls, [], [r"'.*train.xlsx' has an unknown suffix", "data.source.format"],
+                               {"train.xlsx": GOOD_CSV}, train="train.xlsx")
+    c["missing_file"] = Case(cls, [], [r"data.source.train: '.*train.csv' does not exist", "fix the path"])
+    c["directory_as_file"] = Case(cls, ["--data.init_args.source.train", "{d}"],
+                                  [r"data.source.train: '.*' is a directory", "name a data file"])
+    c["nested_json_without_field"] = Case(
+        cls, [], [r"'.*train.json' holds one JSON object", "set data.source.field rows"],
+        {"train.json": json.dumps({"version": 1, "rows": [{"text": "good", "label": "positive"}] * 4})},
+        train="train.json")
+    c["json_field_not_in_file"] = Case(
+        cls, ["--data.init_args.source.field", "data"], [r"'.*train.json'", "data.source.field"],
+        {"train.json": json.dumps({"rows": [{"text": "good", "label": "positive"}] * 4})}, train="train.json")
+    c["empty_json_list"] = Case(cls, [], [r"'.*train.json' has no rows"], {"train.json": "[]"}, train="train.json")
+    c["too_few_rows_to_hold_out_validation"] = Case(
+        cls, ["--data.init_args.source.validation", "null"],
+        [r"file '.*train.csv' has 1 rows, too few to hold out data.source.validation_fraction=0.1",
+         "set data.source.validation"], {"train.csv": "text,label\ngood,positive\n"})
+    c["predict_file_is_broken"] = Case(
+        cls, ["--data.init_args.label_names", "[negative,positive]", "--data.init_args.source.predict",
+              "{d}/inputs.jsonl"], [r"data.source.predict: '.*inputs.jsonl': line 1 is not valid JSON"],
+        {"inputs.jsonl": '{"text": "good"\n'}, train=None, command="predict")
+    # ---- rows and columns ------------------------------------------------------------------------
+    c["missing_text_column"] = Case(cls, ["--data.init_args.text_column", "sentence"],
+                                    [r"text_column 'sentence' not found in file '.*train.csv'", r"\['label', 'text'\]",
+                                     "set data.text_column"], {"train.csv": GOOD_CSV})
+    c["missing_label_column"] = Case(cls, ["--data.init_args.label_column", "sentiment"],
+                                     [r"label_column 'sentiment' not found", "set data.label_column"],
+                                     {"train.csv": GOOD_CSV})
+    c["missing_text_pair_column"] = Case(cls, ["--data.init_args.text_pair_column", "hypothesis"],
+                                         [r"text_pair_column 'hypothesis' not found", "set data.text_pair_column"],
+                                         {"train.csv": GOOD_CSV})
+    c["empty_text_cell"] = Case(cls, [], [r"row '8' of file '.*train.csv' has an empty text_column 'text'",
+                                          "fill it or drop the row"],
+                                {"train.csv": GOOD_CSV + ",positive\n"})
+    c["whitespace_text_cell"] = Case(cls, [], [r"row '8' of file '.*train.csv' has an empty text_column 'text'"],
+                                     {"train.csv": GOOD_CSV + '"   ",negative\n'})
+    c["float_labels_for_classification"] = Case(
+        cls, [], [r"label column 'label' of file '.*train.csv' holds fractional numbers such as 0.25",
+                  "set data.problem_type regression"],
+        {"train.csv": "text,label\ngood,4.75\nbad,0.25\nfun,3.5\ndull,1.0\n"})
+    c["names_for_regression"] = Case(
+        cls, ["--data.init_args.problem_type", "regression"],
+        [r"label 'positive' of row '\d+' in file '.*train.csv' \(column 'label'\) is not a number",
+         "set data.problem_type single_label"], {"train.csv": GOOD_CSV})
+    c["label_not_in_label_names"] = Case(
+        cls, ["--data.init_args.label_names", "[positive,neutral]"],
+        [r"label \['negative'\] of row '\d+' in file '.*train.csv'", "add it to data.label_names"],
+        {"train.csv": GOOD_CSV})
+    c["missing_label_value"] = Case(cls, [], [r"row '8' of file '.*train.csv' has no label", "data.source.predict"],
+                                    {"train.csv": GOOD_CSV + "fun film,\n"})
+    c["multi_label_unknown_name"] = Case(
+        cls, ["--data.init_args.problem_type", "multi_label", "--data.init_args.label_names", "[action,drama]"],
+        [r"label \['comedy'\] of row '1'", "add it to data.label_names"],
+        {"train.csv": 'text,label\ngood,action\nfun,"action,comedy"\n'})
+    c["label_map_of_numbered_file_missing"] = Case(
+        cls, ["--data.init_args.label_names", "[World,Sports]", "--data.init_args.label_map", "{1: World, 2: Sports}"],
+        [r"label \['Sci'\] of row '2'", "data.label_names"], {"train.csv": "text,label\ngood,1\nfun,2\nnew,Sci\n"})
+    # ---- settings checked before any data or model is loaded -------------------------------------
+    early = {"early": True, "files": {"train.csv": GOOD_CSV}}
+    c["batch_size_zero"] = Case(cls, ["--data.init_args.batch_size", "0"],
+                                ["data.batch_size must be a positive integer \\(got 0\\)", "set data.batch_size"],
+                                **early)
+    c["batch_size_negative"] = Case(cls, ["--data.init_args.batch_size", "-4"], [r"data.batch_size .*\(got -4\)"],
+                                    **early)
+    c["eval_batch_size_zero"] = Case(cls, ["--data.init_args.eval_batch_size", "0"], [r"data.eval_batch_size"],
+                                     **early)
+    c["batch_size_not_a_number"] = Case(cls, ["--data.init_args.batch_size", "many"],
+                                        [r"data.init_args.batch_size: Expected a <class 'int'>. Got value: many",
+                                         "see `lit_ft fit --help`"], **early)
+    c["misspelt_option"] = Case(cls, ["--data.init_args.bach_size", "8"],
+                                [r"data.init_args.bach_size: Option 'bach_size' is not accepted", "--help"], **early)
+    c["unknown_argument"] = Case(cls, ["--trainer.max_epochz", "3"],
+                                 [r"(?i)unrecognized arguments: --trainer.max_epochz"], **early)
+    c["problem_type_typo"] = Case(cls, ["--data.init_args.problem_type", "multilabel"],
+                                  [r"data.init_args.problem_type: Expected .*'multi_label'.*Got value: multilabel"],
+                                  **early)
+    c["source_format_unknown"] = Case(cls, ["--data.init_args.source.format", "xml"],
+                                      [r"data.init_args.source.format: Expected .*'parquet'.*Got value: xml"], **early)
+    c["max_length_zero"] = Case(cls, ["--data.init_args.max_length", "0"], [r"data.max_length must be a positive"],
+                                **early)
+    c["max_length_beyond_positions"] = Case(
+        cls, ["--data.init_args.max_length", "1024"],
+        [r"data.max_length is 1024, but backbone '.*' has 512 positions", "set data.max_length to 512 or less"],
+        **early)
+    c["validation_fraction_out_of_range"] = Case(cls, ["--data.init_args.source.validation_fraction", "1.5"],
+                                                 [r"data.source.validation_fraction must be between 0 and 1"], **early)
+    c["num_workers_negative"] = Case(cls, ["--data.init_args.num_workers", "-1"], [r"data.num_workers .*-1"], **early)
+    c["unknown_task"] = Case(cls, ["--model.task", "sentiment"],
+                             [r"unknown task 'sentiment' \(model.task\)", r"registered tasks are \[.*'classification'",
+                              "--plugins"], **early)
+    c["task_and_data_disagree"] = Case(
+        cls, ["--model.task", "seq2seq"],
+        [r"model.task is 'seq2seq' but data.class_path ClassificationData reads data for task 'classification'",
+         "set data.class_path to lit_ft.tasks.seq2seq.Seq2SeqData"], **early)
+    c["unknown_data_class"] = Case(cls, ["--data.class_path", "lit_ft.tasks.NoSuchData"],
+                                   [r"data: 'lit_ft.tasks.NoSuchData'.*NoSuchData"], **early)
+    c["output_dir_under_a_file"] = Case(
+        cls, ["--trainer.default_root_dir", "{d}/train.csv/run"],
+        [r"trainer.default_root_dir '.*train.csv/run' cannot be created: '.*train.csv' is a file",
+         "choose another directory"], **early)
+    c["checkpoint_dir_under_a_file"] = Case(
+        cls, ["--checkpoint.dirpath", "{d}/train.csv/ckpts"], [r"checkpoint.dirpath '.*' cannot be created"], **early)
+    c["predict_output_under_a_file"] = Case(
+        cls, ["--trainer.default_root_dir", "{d}/train.csv/run", "--data.init_args.label_names", "[a,b]"],
+        [r"trainer.default_root_dir '.*' cannot be created"], command="predict", **early)
+    c["predict_without_predict_split"] = Case(
+        cls, ["--data.init_args.label_names", "[negative,positive]"],
+        [r"`predict` needs a predict split, but data.source.predict is not set"], train=None, command="predict")
+    c["test_without_test_split"] = Case(cls, ["--data.init_args.label_names", "[negative,positive]"],
+                                        [r"`test` needs a test split"], train=None, command="test")
+    c["ckpt_path_missing"] = Case(cls, ["--ckpt_path", "{d}/nope.ckpt"],
+                                  [r"--ckpt_path '.*nope.ckpt' does not exist", "`best` or `last`"],
+                                  command="test", **early)
+    c["ckpt_best_without_a_run"] = Case(cls, ["--ckpt_path", "best"], [r"no checkpoint found at '.*checkpoints'",
+                                                                        "lit_ft fit"], command="test", **early)
+    c["corrupt_checkpoint"] = Case(cls, ["--ckpt_path", "{d}/garbage.ckpt"],
+                                   [r"--ckpt_path '.*garbage.ckpt' is not a readable lit_ft checkpoint",
+                                    "written by `lit_ft fit`"],
+                                   {"garbage.ckpt": b"\x80\x04not a checkpoint at all" * 10}, command="test",
+                                   early=True)
+    c["empty_checkpoint"] = Case(cls, ["--ckpt_path", "{d}/empty.ckpt"], [r"'.*empty.ckpt' is not a readable"],
+                                 {"empty.ckpt": b""}, command="test", early=True)
+    # ---- config files and plugins ----------------------------------------------------------------
+    c["yaml_syntax_error"] = Case(cls, ["--config", "{d}/bad.yaml"],
+                                  [r"'?.*bad.yaml:3:\d+: YAML syntax error", "fix that line"],
+                                  {"bad.yaml": "model:\n  task: classification\n  backbone: [unclosed\n"}, early=True)
+    c["yaml_tab_indent"] = Case(cls, ["--config", "{d}/tabs.yaml"], [r"tabs.yaml:2:\d+: YAML syntax error"],
+                                {"tabs.yaml": "model:\n\ttask: classification\n"}, early=True)
+    c["config_file_missing"] = Case(cls, ["--config", "{d}/nope.yaml"],
+                                    [r"config file '.*nope.yaml' does not exist", "--config"], early=True)
+    c["plugin_file_missing"] = Case(cls, ["--plugins", "{d}/my_task.py"],
+                                    [r"plugin module '.*my_task.py' not found"], early=True)
+    c["plugin_registers_nothing"] = Case(
+        cls, ["--plugins", "{d}/empty_plugin.py"],
+        [r"plugin module '.*empty_plugin.py' registers no task", "define a `lit_ft.task.Task` subclass with a `name`"],
+        {"empty_plugin.py": "from lit_ft.task import Task\n\nclass Helper:\n    pass\n"}, early=True)
+    c["plugin_syntax_error"] = Case(cls, ["--plugins", "{d}/broken_plugin.py"],
+                                    [r"broken_plugin.py:2: syntax error in plugin module"],
+                                    {"broken_plugin.py": "import os\ndef oops(:\n"}, early=True)
+    c["plugin_module_not_importable"] = Case(cls, ["--plugins", "no_such_plugin_module"],
+                                             [r"plugin module 'no_such_plugin_module' cannot be imported"], early=True)
+    c["unknown_verb"] = Case(cls, ["frob"], [r"invalid choice: 'frob'", "lit_ft --help"], early=True, base=False)
+    c["export_missing_checkpoint"] = Case(cls, ["export", "{d}/nope.ckpt", "--output_dir", "{root}"],
+                                          [r"no checkpoint found at '.*nope.ckpt'"], early=True, base=False)
+    # ---- token classification --------------------------------------------------------------------
+    tok = "token_classification"
+    c["conll_missing_tag_column"] = Case(tok, ["--data.init_args.conll_tag_index", "3"],
+                                         [r"'.*train.conll' line 1 has 2 columns, so data.conll_tag_index=3 names no "
+                                          "tag column", "set data.conll_tag_index"],
+                                         {"train.conll": GOOD_CONLL}, train="train.conll")
+    c["conll_line_short_of_the_tag_column"] = Case(
+        tok, [], [r"train.conll:3: line 'Paris' has 1 columns", "set data.conll_token_index / data.conll_tag_index"],
+        {"train.conll": "John B-PER\nvisited O\nParis\n"}, train="train.conll")
+    c["conll_empty_file"] = Case(tok, [], [r"data.source.train: '.*train.conll' is empty"], {"train.conll": "\n\n"},
+                                 train="train.conll")
+    c["conll_missing_file"] = Case(tok, [], [r"'.*train.conll' does not exist"], train="train.conll")
+    c["tokens_and_tags_differ"] = Case(tok, [], [r"row '0' in file '.*train.jsonl' has 3 tokens but 2 tags"],
+                                       {"train.jsonl": jsonl({"tokens": ["a", "b", "c"], "tags": ["O", "B-PER"]})},
+                                       train="train.jsonl")
+    c["tag_not_in_scheme"] = Case(tok, [], [r"tag 'X-PER' of row .* is not a IOB2 tag", "set data.tag_scheme"],
+                                  {"train.jsonl": jsonl({"tokens": ["john"], "tags": ["X-PER"]})},
+                                  train="train.jsonl")
+    c["token_column_missing"] = Case(tok, [], [r"token_column 'tokens' not found", "set data.token_column"],
+                                     {"train.jsonl": jsonl({"words": ["john"], "tags": ["B-PER"]})},
+                                     train="train.jsonl")
+    c["tag_ids_without_names"] = Case(tok, [], [r"tags of file '.*train.jsonl' \(column 'tags'\) are ids",
+                                                "set data.label_names"],
+                                      {"train.jsonl": jsonl({"tokens": ["john"], "tags": [1]})}, train="train.jsonl")
+    c["label_names_without_O"] = Case(tok, ["--data.init_args.label_names", "[B-PER,I-PER]"],
+                                      [r"have no 'O' tag", "add 'O' to data.label_names"],
+                                      {"train.conll": GOOD_CONLL}, train="train.conll")
+    c["plain_tags_with_entity_target"] = Case(tok, ["--data.init_args.tag_scheme", "none",
+                                                    "--data.init_args.target_scheme", "IOB2"],
+                                              [r"data.tag_scheme is 'none'", "set data.target_scheme to none"],
+                                              {"train.conll": GOOD_CONLL}, train="train.conll", early=True)
+    # ---- question answering ----------------------------------------------------------------------
+    qa = "question_answering"
+    c["answer_not_in_context"] = Case(qa, [], [r"answer 'berlin' of row 'q0' .* is not in its context"],
+                                      {"train.jsonl": jsonl({**SQUAD_ROW, "answers": {"text": ["berlin"],
+                                                                                      "answer_start": [0]}})},
+                                      train="train.jsonl")
+    c["question_column_missing"] = Case(qa, ["--data.init_args.question_column", "query"],
+                                        [r"question_column 'query' not found", "set data.question_column"],
+                                        {"train.jsonl": jsonl(SQUAD_ROW)}, train="train.jsonl")
+    c["stride_not_below_max_length"] = Case(qa, ["--data.init_args.stride", "64"],
+                                            [r"data.stride \(64\) must be .* below data.max_length \(48\)"],
+                                            {"train.jsonl": jsonl(SQUAD_ROW)}, train="train.jsonl", early=True)
+    c["duplicate_question_ids"] = Case(qa, [], [r"ids \['q0'\] repeat in file '.*train.jsonl'"],
+                                       {"train.jsonl": jsonl(SQUAD_ROW, SQUAD_ROW)}, train="train.jsonl")
+    c["empty_context"] = Case(qa, [], [r"row 'q0' of file '.*train.jsonl' has an empty context_column 'context'"],
+                              {"train.jsonl": jsonl({**SQUAD_ROW, "context": " "})}, train="train.jsonl")
+    c["truncated_squad_json"] = Case(qa, [], [r"'.*train.json': invalid JSON at line 2"],
+                                     {"train.json": '{"version": "1.1",\n "data": [{"title": "x", "paragraphs": ['},
+                                     train="train.json")
+    # ---- sequence to sequence --------------------------------------------------------------------
+    s2s = "seq2seq"
+    c["one_language_only"] = Case(s2s, ["--data.init_args.source_lang", "en"],
+                                  [r"set both data.source_lang and data.target_lang \(got 'en', None\)"],
+                                  {"train.jsonl": jsonl(SUMMARY_ROW)}, train="train.jsonl", early=True)
+    c["target_column_missing"] = Case(s2s, ["--data.init_args.target_column", "summary"],
+                                      [r"target_column 'summary' not found in file '.*train.jsonl'",
+                                       "set data.target_column"], {"train.jsonl": jsonl(SUMMARY_ROW)},
+                                      train="train.jsonl")
+    c["empty_source_text"] = Case(s2s, [], [r"row '1' of file '.*train.jsonl' has an empty source_column 'source'"],
+                                  {"train.jsonl": jsonl(SUMMARY_ROW, {**SUMMARY_ROW, "source": ""})},
+                                  train="train.jsonl")
+    c["parallel_files_differ_in_length"] = Case(
+        s2s, ["--data.init_args.source_lang", "en", "--data.init_args.target_lang", "de"],
+        [r"data.source.train: parallel files must have the same number of lines"],
+        {"train.en": "a cat\nthe mat\n", "train.de": "eine katze\n"}, train="train")
+    c["parallel_stem_missing"] = Case(
+        s2s, ["--data.init_args.source_lang", "en", "--data.init_args.target_lang", "de"],
+        [r"'.*corpus' is neither a data file .* nor the stem of parallel text files", "data.source_lang"],
+        train="corpus")
+    c["max_target_length_zero"] = Case(s2s, ["--data.init_args.max_target_length", "0"],
+                                       [r"data.max_target_length must be a positive integer"],
+                                       {"train.jsonl": jsonl(SUMMARY_ROW)}, train="train.jsonl", early=True)
+    c["text_file_for_question_answering"] = Case(
+        qa, ["--data.init_args.source.format", "text"],
+        [r"read as plain text \(one example per line\), which task 'question_answering' cannot use"],
+        {"train.txt": "where is paris\n"}, train="train.txt")
+    # ---- supervised fine-tuning ------------------------------------------------------------------
+    sft = "sft"
+    c["sft_shape_unknown"] = Case(sft, [], [r"cannot tell the data shape from the columns \['answer', 'question'\]",
+                                            "set data.format"],
+                                  {"train.jsonl": jsonl({"question": "hi", "answer": "hello"})}, train="train.jsonl")
+    c["sft_template_names_missing_column"] = Case(
+        sft, ["--data.init_args.prompt_template", "{instruction}: {context}"],
+        [r"data.prompt_template names column 'instruction' which the data lacks"], {"train.jsonl": jsonl(PC_ROW)},
+        train="train.jsonl")
+    c["sft_response_cut_away"] = Case(sft, ["--data.init_args.max_length", "3"],
+                                      [r"row '0' in file '.*train.jsonl' has no response token to train on",
+                                       "data.drop_untrainable"],
+                                      {"train.jsonl": jsonl({"prompt": "say cat twice please now:",
+                                                             "completion": " cat cat"})}, train="train.jsonl")
+    c["sft_chat_column_missing"] = Case(sft, ["--data.init_args.format", "chat"],
+                                        [r"messages_column 'messages' not found", "set data.messages_column"],
+                                        {"train.jsonl": jsonl(PC_ROW)}, train="train.jsonl")
+    return c
+
+
+CASES = _cases()
+
+
+@pytest.fixture(scope="module")
+def backbones(tiny_bert: Path, llama: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from test_seq2seq import make_tiny_t5
+
+    t5 = make_tiny_t5(tmp_path_factory.mktemp("t5"), ["the", "cat", "sat", "on", "mat", "a"])
+    return {"classification": tiny_bert, "token_classification": tiny_bert, "question_answering": tiny_bert,
+            "seq2seq": t5, "sft": llama}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def quiet_progress() -> Iterator[None]:
+    datasets.disable_progress_bars()
+    yield
+    datasets.enable_progress_bars()
+
+
+def base_args(case: Case, backbone: Path, d: Path, root: Path) -> list[str]:
+    args = [case.command, "--model.task", case.task, "--model.backbone", str(backbone),
+            "--data.class_path", DATA_CLASS[case.task], "--trainer.default_root_dir", str(root),
+            "--trainer.logger", "false", "--trainer.accelerator", "cpu", "--trainer.max_steps", "2", *QUIET]
+    for split in ("train", "validation"):  # validation reads the train file: no held-out split to carve
+        args += [f"--data.init_args.source.{split}", str(d / case.train) if case.train else "null"]
+    if case.task == "question_answering":
+        args += ["--data.init_args.max_length", "48", "--data.init_args.stride", "16"]
+    return args
+
+
+def fill(arg: str, d: Path, root: Path) -> str:
+    return arg.replace("{d}", str(d)).replace("{root}", str(root))
+
+
+def run_case(case: Case, backbone: Path, d: Path, root: Path, capfd: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    d.mkdir(parents=True, exist_ok=True)
+    for name, content in case.files.items():
+        path = d / name
+        path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    extra = [fill(a, d, root) for a in case.args]
+    argv = [*base_args(case, backbone, d, root), *extra] if case.base else extra
+    capfd.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    return int(exited.value.code or 0), capfd.readouterr().err
+
+
+def assert_one_actionable_line(err: str, expect: list[str]) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err, err[-3000:]
+    errors = [line for line in lines if re.search(r"(?i)\berror\b|exception", line)]
+    assert len(errors) == 1 and lines[-1] == errors[0], f"want one error line, last; got:\n{err[-3000:]}"
+    line = errors[0]
+    assert line.startswith("lit_ft: error: "), line
+    for pattern in expect:
+        assert re.search(pattern, line), f"{pattern!r} not in {line!r}"
+    return line
+
+
+def assert_nothing_half_written(root: Path, early: bool) -> None:
+    if early:
+        assert not root.exists(), f"{root} was created by a run that should have stopped before starting"
+        return
+    for name in ("checkpoints", "export"):
+        assert not (root / name).exists() or not any((root / name).iterdir()), f"{name} left in {root}"
+    leftovers = [p.name for p in root.glob("*") if p.name.startswith(("predictions", ".export", "export"))]
+    assert not leftovers, leftovers
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input(name: str, backbones: dict[str, Path], tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    case = CASES[name]
+    root = tmp_path / "run"
+    code, err = run_case(case, backbones[case.task], tmp_path / "data", root, capfd)
+    assert code == 2, err[-3000:]
+    assert_one_actionable_line(err, case.expect)
+    assert_nothing_half_written(root, case.early)
+
+
+def test_catalogue_covers_every_task_and_has_at_least_50_cases() -> None:
+    tasks = {case.task for case in CASES.values()}
+    assert len(CASES) >= 50 and tasks == set(DATA_CLASS)
+
+
+def test_debug_shows_the_traceback(backbones: dict[str, Path], tmp_path: Path) -> None:
+    case = CASES["batch_size_zero"]
+    argv = [*base_args(case, backbones["classification"], tmp_path, tmp_path / "run"), *case.args, "--debug"]
+    with pytest.raises(ValueError, match="data.batch_size must be a positive integer"):
+        main(argv)
+
+
+# ---- a trained checkpoint of another task -------------------------------------------------------
+@pytest.fixture(scope="module")
+def classification_checkpoint(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("cls_run")
+    (d / "train.csv").write_text(GOOD_CSV)
+    root = d / "run"
+    case = Case("classification", [], [])
+    done = cli(*base_args(case, tiny_bert, d, root), "--trainer.max_steps", "1", "--export.enabled", "false")
+    path = Path(done.trainer.checkpoint_callback.best_model_path or done.trainer.checkpoint_callback.last_model_path)
+    assert path.is_file()
+    return path
+
+
+@pytest.mark.parametrize("task", ["token_classification", "seq2seq"])
+def test_checkpoint_of_another_task(task: str, classification_checkpoint: Path, backbones: dict[str, Path],
+                                    tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    case = Case(task, ["--ckpt_path", str(classification_checkpoint)],
+                [rf"--ckpt_path '.*\.ckpt' holds a 'classification' model, but model.task is '{task}'",
+                 f"give a checkpoint trained for '{task}'"],
+                {"train.jsonl": jsonl({"tokens": ["a"], "tags": ["O"]}, SUMMARY_ROW)}, train="train.jsonl",
+                command="test", early=True)
+    code, err = run_case(case, backbones[task], tmp_path / "data", tmp_path / "run", capfd)
+    assert code == 2
+    assert_one_actionable_line(err, case.expect)
+    assert_nothing_half_written(tmp_path / "run", early=True)
+
+
+# ---- as a real subprocess -----------------------------------------------------------------------
+def _subprocess(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lit_ft", *argv], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("name", ["yaml_syntax_error", "bad_quote"])
+def test_bad_input_in_a_subprocess(name: str, backbones: dict[str, Path], tmp_path: Path) -> None:
+    case = CASES[name]
+    d, root = tmp_path / "data", tmp_path / "run"
+    d.mkdir()
+    for file, content in case.files.items():
+        (d / file).write_bytes(content) if isinstance(content, bytes) else (d / file).write_text(content)
+    argv = [*base_args(case, backbones[case.task], d, root), *[fill(a, d, root) for a in case.args]]
+    done = _subprocess(argv)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert_one_actionable_line(done.stderr, case.expect)
+    assert_nothing_half_written(root, case.early)
+
