@@ -11,6 +11,7 @@ import pytest
 from helpers import QUIET, cli, tiny_args
 from transformers import pipeline
 
+from lit_ft.errors import UserError
 from lit_ft.io import read_jsonl
 
 QUICKSTART = "configs/quickstart.yaml"
@@ -109,7 +110,7 @@ def test_real_subprocess_fit(tmp_path: Path, tiny_bert: Path, sentiment_files: d
 
 def test_missing_column_names_file_column_and_fix(tmp_path: Path, tiny_bert: Path, sentiment_files: dict) -> None:
     args = tiny_args(tmp_path / "run", tiny_bert, sentiment_files)
-    with pytest.raises(KeyError, match=r"text_column 'sentence' not found in file '.*train.csv'.*set data.text_column"):
+    with pytest.raises(UserError, match=r"text_column .sentence. not found in file .*train.csv.*set data.text_column"):
         cli("fit", "--config", QUICKSTART, *args, "--data.init_args.text_column", "sentence")
 
 
@@ -122,7 +123,7 @@ def test_unknown_label_is_reported_with_row_and_fix(tmp_path: Path, tiny_bert: P
 
 def test_missing_file_is_named(tmp_path: Path, tiny_bert: Path, sentiment_files: dict) -> None:
     files = {**sentiment_files, "train": str(tmp_path / "nope.csv")}
-    with pytest.raises(FileNotFoundError, match=r"data.source.train: '.*nope.csv' does not exist"):
+    with pytest.raises(UserError, match=r"data.source.train: '.*nope.csv' does not exist"):
         cli("fit", "--config", QUICKSTART, *tiny_args(tmp_path / "run", tiny_bert, files), *QUIET)
 
 

@@ -15,6 +15,7 @@ from builders import shared_data
 from transformers import AutoModelForQuestionAnswering
 
 from lit_ft.cli import run
+from lit_ft.errors import UserError
 from lit_ft.io import read_jsonl
 from lit_ft.source import DataSource
 from lit_ft.tasks.question_answering import QuestionAnsweringData
@@ -208,7 +209,7 @@ def test_misplaced_answer_start_is_repaired_or_reported(tiny_bert: Path, tmp_pat
     bad = {**moved, "answers": {"text": ["dog"], "answer_start": [3]}}
     with pytest.raises(ValueError, match="answer 'dog' of row 'q0'.*not in its context"):
         qa_data(tiny_bert, tmp_path / "b", [bad], max_length=32).features("train")
-    with pytest.raises(KeyError, match="question_column 'query' not found.*set data.question_column"):
+    with pytest.raises(UserError, match="question_column 'query' not found.*set data.question_column"):
         qa_data(tiny_bert, tmp_path / "c", [moved], max_length=32, question_column="query").features("train")
 
 

@@ -14,6 +14,7 @@ import torch
 from builders import WORDS, shared_data
 
 from lit_ft.cli import run
+from lit_ft.errors import UserError
 from lit_ft.io import read_jsonl
 from lit_ft.tasks.seq2seq import Seq2SeqData, Seq2SeqTask, load_parallel_text
 from lit_ft.text_metrics import sentence_lines, text_metrics
@@ -175,7 +176,7 @@ def test_parallel_text_files_and_translation_rows(tmp_path: Path) -> None:
     (tmp_path / "val.de").write_text("only one line\n")
     with pytest.raises(ValueError, match="same number of lines"):
         load_parallel_text(stem, "en", "de")
-    with pytest.raises(FileNotFoundError, match="nor the stem of parallel text files"):
+    with pytest.raises(UserError, match="nor the stem of parallel text files"):
         load_parallel_text(str(tmp_path / "missing"), "en", "de")
     only_source = load_parallel_text(write_parallel(tmp_path / "new", 3, target=False), "en", "de")
     assert set(only_source[0]["translation"]) == {"en"}
@@ -198,7 +199,7 @@ def test_encode_prefix_targets_and_references(tiny_t5: Path, tmp_path: Path) -> 
     data.source.test, data.reference_columns = test_file, None
     data.raw.cache_clear()
     data._features.clear()
-    with pytest.raises(KeyError, match="target_column 'summary' not found"):
+    with pytest.raises(UserError, match="target_column 'summary' not found"):
         data.features("test")
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 from lit_ft import Batch, TaskDataModule
+from lit_ft.errors import UserError
 
 SPLIT_ORDER = ("train", "validation", "test", "predict")
 
@@ -114,9 +115,9 @@ class MultipleChoiceData(TaskDataModule):
             names = self.ending_names(list(rows))
             if len(names) < 2:
                 found = sorted(k for k in rows if k != "id")
-                raise KeyError(f"no ending columns '{self.ending_prefix}0', '{self.ending_prefix}1', ... in "
-                               f"{self.source.describe(split)}; columns are {found}: set data.ending_prefix, "
-                               "data.ending_columns or data.endings_column")
+                raise UserError(f"no ending columns '{self.ending_prefix}0', '{self.ending_prefix}1', ... in "
+                                f"{self.source.describe(split)}; columns are {found}: set data.ending_prefix, "
+                                "data.ending_columns or data.endings_column")
             for name in names:
                 self.require_columns(rows, split, {"ending_columns": name})
             endings = [list(row) for row in zip(*(rows[name] for name in names), strict=True)]

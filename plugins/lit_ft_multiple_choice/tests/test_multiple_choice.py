@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from lit_ft.cli import run
+from lit_ft.errors import UserError
 from lit_ft.monitor import monitorable
 from lit_ft.registry import available_tasks
 from sklearn.metrics import accuracy_score
@@ -88,11 +89,11 @@ def test_column_and_label_errors_name_the_fix(tiny_bert_dir: Path, tmp_path: Pat
 
     with pytest.raises(ValueError, match=r"label 5 of row '0' in file '.*bad.jsonl'.*not an ending index 0..1"):
         setup()
-    with pytest.raises(KeyError, match=r"context_column 'ctx' not found.*set data.context_column"):
+    with pytest.raises(UserError, match=r"context_column 'ctx' not found.*set data.context_column"):
         setup(context_column="ctx")
-    with pytest.raises(KeyError, match=r"no ending columns 'end_0', 'end_1'.*set data.ending_prefix"):
+    with pytest.raises(UserError, match=r"no ending columns 'end_0', 'end_1'.*set data.ending_prefix"):
         setup(ending_prefix="end_")
-    with pytest.raises(KeyError, match=r"ending_columns 'ending2' not found.*set data.ending_columns"):
+    with pytest.raises(UserError, match=r"ending_columns 'ending2' not found.*set data.ending_columns"):
         setup(ending_columns=["ending0", "ending2"])
 
 
