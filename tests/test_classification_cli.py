@@ -137,3 +137,10 @@ def test_predict_needs_only_the_checkpoint_and_the_inputs(trained: tuple[Path, l
     predictions = read_jsonl(root / "predictions.jsonl")
     assert [p["id"] for p in predictions] == ["a", "b"]
     assert set(predictions[0]["probabilities"]) == {"negative", "positive"}
+    lines = tmp_path / "inputs.txt"  # plain text: one input per line, numbered from 0; blank lines skipped
+    lines.write_text("the film was good\n\nawful plot\nthe music was fun\n")
+    cli("predict", "--config", QUICKSTART, *no_labels, "--data.init_args.source.predict", str(lines),
+        "--ckpt_path", "best")
+    from_text = read_jsonl(root / "predictions.jsonl")
+    assert [p["id"] for p in from_text] == ["0", "1", "2"]
+    assert from_text[0]["probabilities"] == pytest.approx(predictions[0]["probabilities"], abs=1e-5)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from lit_ft.errors import UserError
 from lit_ft.sampler import LengthGroupedBatchSampler, ShardedEvalBatchSampler
 from lit_ft.source import DataSource
 from lit_ft.tasks.classification import ClassificationData
@@ -135,3 +136,70 @@ def test_eval_shards_see_every_example_exactly_once() -> None:
     shards = [list(ShardedEvalBatchSampler(lengths, 8, rank=r, world_size=3)) for r in range(3)]
     seen = sorted(i for shard in shards for b in shard for i in b)
     assert seen == list(range(101)) and all(shards)
+
+
+# ---- data formats a user meets: nested JSON, any suffix with source.format, plain text lines -------------------
+def test_nested_json_rows_under_a_field(tmp_path: Path, tiny_bert: Path) -> None:
+    path = tmp_path / "nested.json"
+    path.write_text(json.dumps({"version": 2, "data": ROWS}))
+    dm = ClassificationData(source=DataSource(train=str(path), validation=str(path), field="data"),
+                            tokenizer=str(tiny_bert))
+    assert dm.raw("train")["text"] == [r["text"] for r in ROWS]  # type: ignore[index]
+    assert dm.info["label_names"] == ["neg", "pos"]
+    unset = ClassificationData(source=DataSource(train=str(path), validation=str(path)), tokenizer=str(tiny_bert))
+    with pytest.raises(UserError, match=r"'.*nested.json' holds one JSON object .* set data.source.field data$"):
+        unset.raw("train")
+
+
+@pytest.mark.parametrize(("fmt", "written_as", "name"), [
+    ("csv", "csv", "rows.data"), ("tsv", "tsv", "rows.tab"), ("jsonl", "jsonl", "rows.log"),
+    ("json", "json", "rows.txt"), ("parquet", "parquet", "rows.bin"),
+])
+def test_any_suffix_reads_with_an_explicit_format(tmp_path: Path, tiny_bert: Path, fmt: str, written_as: str,
+                                                  name: str) -> None:
+    path = tmp_path / name
+    _write_all_formats(tmp_path)[written_as].rename(path)
+    dm = ClassificationData(source=DataSource(train=str(path), validation=str(path), format=fmt),  # type: ignore[arg-type]
+                            tokenizer=str(tiny_bert))
+    assert dm.raw("train")["text"] == [r["text"] for r in ROWS]  # type: ignore[index]
+    auto = ClassificationData(source=DataSource(train=str(path), validation=str(path)), tokenizer=str(tiny_bert))
+    if fmt != "json":  # .txt is a known suffix (plain text lines): only json-in-.txt is read, wrongly, without format
+        with pytest.raises(UserError, match=rf"'.*{name}' has an unknown suffix.*data.source.format"):
+            auto.raw("train")
+
+
+def test_semicolon_delimiter(tmp_path: Path, tiny_bert: Path) -> None:
+    path = tmp_path / "semi.csv"
+    pd.DataFrame(ROWS).to_csv(path, index=False, sep=";")
+    dm = ClassificationData(source=DataSource(train=str(path), validation=str(path), delimiter=";"),
+                            tokenizer=str(tiny_bert))
+    assert dm.raw("train")["label"] == [r["label"] for r in ROWS]  # type: ignore[index]
+
+
+LINES = "the film was good\n\nawful plot, really\n  \nthe cat sat on the mat\n"  # blank lines are skipped
+TEXTS = ["the film was good", "awful plot, really", "the cat sat on the mat"]
+
+
+def test_plain_text_lines_are_predict_inputs_of_each_task(tmp_path: Path, tiny_bert: Path, llama: Path) -> None:
+    from lit_ft.tasks.question_answering import QuestionAnsweringData
+    from lit_ft.tasks.seq2seq import Seq2SeqData
+    from lit_ft.tasks.sft import SFTData
+
+    path = tmp_path / "inputs.txt"
+    path.write_text(LINES)
+    lines = tmp_path / "inputs.lines"  # any suffix with format: text
+    lines.write_text(LINES)
+    classify = ClassificationData(source=DataSource(predict=str(path)), tokenizer=str(tiny_bert),
+                                  label_names=["neg", "pos"])
+    features = classify.features("predict")
+    assert classify.raw("predict")["text"] == TEXTS and features["id"] == ["0", "1", "2"]  # type: ignore[index]
+    assert features["input_ids"] == classify.tokenizer(TEXTS)["input_ids"]  # type: ignore[index]
+    seq2seq = Seq2SeqData(source=DataSource(predict=str(lines), format="text"), tokenizer=str(tiny_bert),
+                          source_column="document")
+    assert seq2seq.features("predict")["source_text"] == TEXTS  # type: ignore[index]
+    sft = SFTData(source=DataSource(predict=str(path)), tokenizer=str(llama))
+    assert sft.features("predict")["prompt"] == TEXTS  # type: ignore[index]
+    qa = QuestionAnsweringData(source=DataSource(predict=str(path)), tokenizer=str(tiny_bert), max_length=32,
+                               stride=8)
+    with pytest.raises(UserError, match=r"read as plain text .* which task 'question_answering' cannot use"):
+        qa.raw("predict")
