@@ -139,8 +139,9 @@ class TaskDataModule(LightningDataModule):
     def _text_lines(self, ds: datasets.Dataset, split: str) -> datasets.Dataset:
         """Rows of a plain text file arrive in a `text` column: rename it to the task's `line_column`."""
         where = self.source.location(split)
-        if self.source.hub or where is None or self.source.file_format(where) != "text":
-            return ds
+        as_text = not self.source.hub and where is not None and self.source.file_format(where) == "text"
+        if not as_text or ds.column_names != [TEXT_COLUMN]:
+            return ds  # not read as plain text (a task's own reader, such as CoNLL for .txt, took it)
         column = self.line_column_name()
         if column is None:
             raise UserError(

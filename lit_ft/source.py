@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -97,18 +98,24 @@ class DataSource:
         if where is None:
             return None
         if self.hub:
-            return _load_hub(self.hub, self.hub_config, where)
+            return _load_hub(self.hub, self.hub_config, where, key=f"data.source.{split}")
         return load_file(where, self.file_format(where), key=f"data.source.{split}", encoding=self.encoding,
                          column_names=self.column_names, field=self.field, delimiter=self.delimiter)
 
 
-def _load_hub(name: str, config: str | None, split: str) -> datasets.Dataset:
+def _load_hub(name: str, config: str | None, split: str, key: str = "data.source") -> datasets.Dataset:
     try:
-        ds = datasets.load_dataset(name, config, split=split)
+        with quiet_datasets_logs():
+            ds = datasets.load_dataset(name, config, split=split)
     except Exception as err:
-        raise RuntimeError(
-            f"could not load hub dataset '{name}' (config {config!r}, split '{split}'): {err}. Without network, "
-            "point data.source.train/validation/test at local files and set data.source.hub to null"
+        unknown = re.search(r"[Uu]nknown split \"?([^\".]+)\"?\. Should be one of (\[[^\]]*\])", str(err))
+        if unknown:
+            raise UserError(f"{key}: hub dataset '{name}' has no split '{split}'; its splits are {unknown.group(2)}: "
+                            f"fix {key}") from err
+        reason = " ".join(str(err).split())[:300]
+        raise UserError(
+            f"could not load hub dataset '{name}' (config {config!r}, split '{split}'): {reason}. Without network, "
+            "point data.source.train/validation/test/predict at local files and set data.source.hub to null"
         ) from err
     assert isinstance(ds, datasets.Dataset)
     return ds

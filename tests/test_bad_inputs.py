@@ -126,6 +126,14 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
         cls, ["--data.init_args.source.validation", "null"],
         [r"file '.*train.csv' has 1 rows, too few to hold out data.source.validation_fraction=0.1",
          "set data.source.validation"], {"train.csv": "text,label\ngood,positive\n"})
+    c["unknown_split"] = Case(
+        cls, ["--data.init_args.source.hub", "{d}/hubset", "--data.init_args.source.train", "train",
+              "--data.init_args.source.validation", "validaton"],
+        [r"data.source.validation: hub dataset '.*hubset' has no split 'validaton'; its splits are \['train', 'test'\]",
+         "fix data.source.validation"], {"hubset/train.csv": GOOD_CSV, "hubset/test.csv": GOOD_CSV})
+    c["hub_dataset_unreachable_offline"] = Case(
+        cls, ["--data.init_args.source.hub", "no-such-org/no-such-set", "--data.init_args.source.train", "train"],
+        [r"could not load hub dataset 'no-such-org/no-such-set'", "set data.source.hub to null"])
     c["predict_file_is_broken"] = Case(
         cls, ["--data.init_args.label_names", "[negative,positive]", "--data.init_args.source.predict",
               "{d}/inputs.jsonl"], [r"data.source.predict: '.*inputs.jsonl': line 1 is not valid JSON"],
@@ -388,6 +396,7 @@ def run_case(case: Case, backbone: Path, d: Path, root: Path, capfd: pytest.Capt
     d.mkdir(parents=True, exist_ok=True)
     for name, content in case.files.items():
         path = d / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
     extra = [fill(a, d, root) for a in case.args]
     argv = [*base_args(case, backbone, d, root), *extra] if case.base else extra
@@ -469,20 +478,20 @@ def test_checkpoint_of_another_task(task: str, classification_checkpoint: Path, 
 
 
 # ---- as a real subprocess -----------------------------------------------------------------------
-def _subprocess(argv: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lit_ft", *argv], capture_output=True, text=True, timeout=300)
-
-
-@pytest.mark.parametrize("name", ["yaml_syntax_error", "bad_quote"])
-def test_bad_input_in_a_subprocess(name: str, backbones: dict[str, Path], tmp_path: Path) -> None:
-    case = CASES[name]
-    d, root = tmp_path / "data", tmp_path / "run"
-    d.mkdir()
-    for file, content in case.files.items():
-        (d / file).write_bytes(content) if isinstance(content, bytes) else (d / file).write_text(content)
-    argv = [*base_args(case, backbones[case.task], d, root), *[fill(a, d, root) for a in case.args]]
-    done = _subprocess(argv)
-    assert done.returncode == 2, done.stderr[-3000:]
-    assert_one_actionable_line(done.stderr, case.expect)
-    assert_nothing_half_written(root, case.early)
-
+def test_bad_inputs_in_real_subprocesses(backbones: dict[str, Path], tmp_path: Path) -> None:
+    """`python -m lit_ft` itself: exit status 2 and the one line, for a config error and a data error (run at once)."""
+    running = {}
+    for name in ("yaml_syntax_error", "bad_quote"):
+        case = CASES[name]
+        d, root = tmp_path / name / "data", tmp_path / name / "run"
+        d.mkdir(parents=True)
+        for file, content in case.files.items():
+            (d / file).write_bytes(content) if isinstance(content, bytes) else (d / file).write_text(content)
+        argv = [*base_args(case, backbones[case.task], d, root), *[fill(a, d, root) for a in case.args]]
+        running[name] = (root, subprocess.Popen([sys.executable, "-m", "lit_ft", *argv], stdout=subprocess.PIPE,
+                                                stderr=subprocess.PIPE, text=True))
+    for name, (root, process) in running.items():
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 2, err[-3000:]
+        assert_one_actionable_line(err, CASES[name].expect)
+        assert_nothing_half_written(root, CASES[name].early)
