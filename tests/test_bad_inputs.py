@@ -199,7 +199,7 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
                                 **early)
     c["max_length_beyond_positions"] = Case(
         cls, ["--data.init_args.max_length", "1024"],
-        [r"data.max_length is 1024, but backbone '.*' has 512 positions", "set data.max_length to 512 or less"],
+        [r"data.max_length is 1024, but backbone '.*' has 128 positions", "set data.max_length to 128 or less"],
         **early)
     c["validation_fraction_out_of_range"] = Case(cls, ["--data.init_args.source.validation_fraction", "1.5"],
                                                  [r"data.source.validation_fraction must be between 0 and 1"], **early)
@@ -258,7 +258,8 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
                                     {"broken_plugin.py": "import os\ndef oops(:\n"}, early=True)
     c["plugin_module_not_importable"] = Case(cls, ["--plugins", "no_such_plugin_module"],
                                              [r"plugin module 'no_such_plugin_module' cannot be imported"], early=True)
-    c["unknown_verb"] = Case(cls, ["frob"], [r"invalid choice: 'frob'", "lit_ft --help"], early=True, base=False)
+    c["unknown_verb"] = Case(cls, ["frob"], [r"unknown command 'frob'; the commands are fit, validate",
+                                             "lit_ft --help"], early=True, base=False)
     c["export_missing_checkpoint"] = Case(cls, ["export", "{d}/nope.ckpt", "--output_dir", "{root}"],
                                           [r"no checkpoint found at '.*nope.ckpt'"], early=True, base=False)
     # ---- token classification --------------------------------------------------------------------
