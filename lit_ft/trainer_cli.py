@@ -39,6 +39,24 @@ class LitFtParser(LightningArgumentParser):
 
 
 class LitFtCLI(LightningCLI):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        argv = kwargs.get("args")
+        verb = argv[0] if isinstance(argv, list) and argv else None
+        self._verb = verb if verb in LightningCLI.subcommands() else None
+        super().__init__(*args, **kwargs)
+
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
+        """Build the parser of the verb being run only: each verb's parser costs about a second to build."""
+        if self._verb is None:
+            super()._add_subcommands(parser, **kwargs)
+            return
+        verb = self._verb
+        self.subcommands = lambda: {verb: LightningCLI.subcommands()[verb]}  # type: ignore[method-assign]
+        try:
+            super()._add_subcommands(parser, **kwargs)
+        finally:
+            del self.subcommands
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
             "--plugins", type=list[str] | str | None, default=None,  # str: `a.py,b.py`, see cli.plugin_specs
