@@ -182,10 +182,10 @@ def _run_trainer(argv: list[str]) -> LitFtCLI:
     warnings.filterwarnings("ignore", ".*custom batch sampler.*for prediction.*")
     warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\).*")
     warnings.filterwarnings("ignore", ".*args parameter is intended to run from within Python.*")
+    config_files(argv)  # each exists and is YAML, or one line names the file and line (before the slow imports)
     from lit_ft.registry import available_tasks, load_plugin_module
     from lit_ft.trainer_cli import run_trainer
 
-    config_files(argv)  # each exists and is YAML, or one line names the file and line
     for spec in plugin_specs(argv):
         load_plugin_module(spec)
     available_tasks()  # imports every task's data module, so `--data.help ClassificationData` resolves short names
