@@ -146,7 +146,7 @@ class TaskDataModule(LightningDataModule):
         if column is None:
             raise UserError(
                 f"{self.source.describe(split)} is read as plain text (one example per line), which task "
-                            f"'{self.task_name}' cannot use; give csv/json/jsonl/parquet rows or fix data.source.format"
+                f"'{self.task_name}' cannot use; give csv/json/jsonl/parquet rows or fix data.source.format"
             )
         return ds if column == TEXT_COLUMN else ds.rename_column(TEXT_COLUMN, column)
 
