@@ -257,7 +257,8 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
                                     [r"broken_plugin.py:2: syntax error in plugin module"],
                                     {"broken_plugin.py": "import os\ndef oops(:\n"}, early=True)
     c["plugin_module_not_importable"] = Case(cls, ["--plugins", "no_such_plugin_module"],
-                                             [r"plugin module 'no_such_plugin_module' cannot be imported"], early=True)
+                                             [r"plugin module 'no_such_plugin_module' not found; give a .py file"],
+                                             early=True)
     c["unknown_verb"] = Case(cls, ["frob"], [r"unknown command 'frob'; the commands are fit, validate",
                                              "lit_ft --help"], early=True, base=False)
     c["export_missing_checkpoint"] = Case(cls, ["export", "{d}/nope.ckpt", "--output_dir", "{root}"],
