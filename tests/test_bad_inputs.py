@@ -357,6 +357,18 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
     c["sft_chat_column_missing"] = Case(sft, ["--data.init_args.format", "chat"],
                                         [r"messages_column 'messages' not found", "set data.messages_column"],
                                         {"train.jsonl": jsonl(PC_ROW)}, train="train.jsonl")
+    c["sft_message_without_role"] = Case(
+        sft, [], [r"row '0' in file '.*train.jsonl': message 0 of column 'messages' needs a text 'role' and 'content'",
+                  r"it has \['content'\]"],
+        {"train.jsonl": jsonl({"messages": [{"content": "hi"}, {"role": "assistant", "content": "hello"}]})},
+        train="train.jsonl")
+    c["sft_messages_not_a_list"] = Case(
+        sft, [], [r"column 'messages' must hold a list of \{role, content\} messages, not str"],
+        {"train.jsonl": jsonl({"messages": "hello there"})}, train="train.jsonl")
+    c["sft_missing_completion"] = Case(
+        sft, [], [r"row '1' in file '.*train.jsonl' has no completion_column 'completion' value",
+                  "data.source.predict"],
+        {"train.jsonl": jsonl(PC_ROW, {"prompt": "say mat:", "completion": None})}, train="train.jsonl")
     return c
 
 

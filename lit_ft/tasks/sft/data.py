@@ -17,6 +17,7 @@ from lit_ft.tasks.sft.render import (
     Format,
     Rendered,
     alpaca_prompt,
+    check_messages,
     detect_format,
     fill_template,
     history_messages,
@@ -134,7 +135,8 @@ class SFTData(TaskDataModule):
     def render(self, row: dict[str, Any], fmt: Format, where: str) -> Rendered:
         c: dict[str, Any] = self.columns
         if fmt == "chat":
-            return self.renderer.render(with_system(row[c["messages_column"]], self.system_prompt), row["id"], where)
+            messages = check_messages(row[c["messages_column"]], row["id"], where, c["messages_column"])
+            return self.renderer.render(with_system(messages, self.system_prompt), row["id"], where)
         if fmt == "alpaca":
             prompt_col, answer_col = c["instruction_column"], c["output_column"]
             prompt = (
@@ -169,6 +171,14 @@ class SFTData(TaskDataModule):
             found.pop("output_column", None), found.pop("completion_column", None)
         return found
 
+    def _check_response(self, row: dict[str, Any], fmt: Format, where: str) -> None:
+        """A row to train or score on has a response (a missing cell, not an empty string, is a data error)."""
+        setting = {"alpaca": "output_column", "prompt_completion": "completion_column"}.get(fmt)
+        column = self.columns.get(setting or "")
+        if column and row.get(column, "") is None:
+            raise UserError(f"row '{row['id']}' in {where} has no {setting} '{column}' value; fill it, drop the row, "
+                            "or put rows without responses in data.source.predict")
+
     # ---- text -> features ----------------------------------------------------------------------
     def _tokenize(self, text: str, special: bool) -> tuple[list[int], list[tuple[int, int]]]:
         if not self.tokenizer.is_fast:
@@ -189,6 +199,8 @@ class SFTData(TaskDataModule):
             out.update({k: [] for k in EVAL_KEYS if k != "tests" or self.columns["tests_column"]})
         for i in range(len(rows["id"])):
             row = {k: v[i] for k, v in rows.items()}
+            if split != "predict":
+                self._check_response(row, fmt, where)
             self._encode_row(row, self.render(row, fmt, where), split, where, out)
         return out
 

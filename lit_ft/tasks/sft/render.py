@@ -107,6 +107,18 @@ class ChatRenderer:
         return text
 
 
+def check_messages(messages: Any, row_id: str, where: str, column: str) -> list[Message]:
+    """A conversation as `{role, content}` dicts with text values, or an error naming the row and message."""
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise UserError(f"row '{row_id}' in {where}: column '{column}' must hold a list of {{role, content}} "
+                        f"messages, not {type(messages).__name__}; fix the row or set data.messages_column")
+    for i, message in enumerate(messages):
+        if not isinstance(message.get("role"), str) or not isinstance(message.get("content"), str):
+            raise UserError(f"row '{row_id}' in {where}: message {i} of column '{column}' needs a text 'role' and "
+                            f"'content' (it has {sorted(message)}); fix the row")
+    return messages
+
+
 def with_system(messages: list[Message], system_prompt: str | None) -> list[Message]:
     """Prepend the system prompt unless the conversation starts with its own."""
     if not system_prompt or (messages and messages[0].get("role") == "system"):
