@@ -44,6 +44,10 @@ class TaskCheckpoint(ModelCheckpoint):
     than an epoch, `check_val_every_n_epoch` skipping the last epoch, ...), the final model is validated before
     the last checkpoint is written, so the best checkpoint is scored and includes the final weights.
 
+    The best checkpoints hold the weights only (`save_weights_only_best`; about a third of a full one with
+    AdamW's two moments), enough for validate / test / predict / export; `last` keeps the optimizer,
+    scheduler and loop state that `fit --ckpt_path last` resumes from.
+
     Args:
         dirpath: Checkpoint directory; default `<trainer.default_root_dir>/checkpoints`.
         monitor: Logged key to watch (`val/<metric>`); default the task's primary metric.
@@ -51,6 +55,7 @@ class TaskCheckpoint(ModelCheckpoint):
         save_last: Also keep `last.ckpt` (for resuming).
         save_top_k: Best checkpoints kept.
         validate_at_end: Validate the final model when no validation ran after the last optimizer step.
+        save_weights_only_best: Save the monitored (best) checkpoints without optimizer state.
         **kwargs: Further `ModelCheckpoint` arguments.
     """
 
@@ -62,6 +67,7 @@ class TaskCheckpoint(ModelCheckpoint):
         save_last: bool | None = True,
         save_top_k: int = 1,
         validate_at_end: bool = True,
+        save_weights_only_best: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(dirpath=dirpath, monitor=monitor, mode=mode or "min", save_last=save_last,
@@ -70,6 +76,7 @@ class TaskCheckpoint(ModelCheckpoint):
         self._auto_mode = mode is None
         self.validate_at_end = validate_at_end
         self.last_validated_step = -1
+        self.save_weights_only_best = save_weights_only_best
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.dirpath is None:
@@ -93,7 +100,13 @@ class TaskCheckpoint(ModelCheckpoint):
         super().on_train_epoch_end(trainer, pl_module)
 
     def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
-        super()._save_checkpoint(trainer, filepath)
+        full = self.save_weights_only
+        # Lightning sets last_model_path before saving `last`; every other file here is a best (top-k) one
+        self.save_weights_only = full or (self.save_weights_only_best and filepath != self.last_model_path)
+        try:
+            super()._save_checkpoint(trainer, filepath)
+        finally:
+            self.save_weights_only = full
         if trainer.is_global_zero and self.dirpath is not None:
             score = self.best_model_score
             wandb_ids = [lg.version for lg in trainer.loggers if isinstance(lg, WandbLogger)]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,11 +177,10 @@ def run(args: list[str] | None = None) -> LitFtCLI | None:
 
 def _run_trainer(argv: list[str]) -> LitFtCLI:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*custom batch sampler.*for prediction.*")
-    warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\).*")
-    warnings.filterwarnings("ignore", ".*args parameter is intended to run from within Python.*")
     config_files(argv)  # each exists and is YAML, or one line names the file and line (before the slow imports)
+    from lit_ft import quiet
+
+    quiet.install()  # warnings, library tips and reports that are noise in a lit_ft run (listed there)
     from lit_ft.registry import available_tasks, load_plugin_module
     from lit_ft.trainer_cli import run_trainer
 

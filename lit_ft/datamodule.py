@@ -86,6 +86,10 @@ class TaskDataModule(LightningDataModule):
         """What the model must know about the data (saved with the checkpoint); nothing by default."""
         return {}
 
+    def label_counts(self, split: str) -> dict[str, int]:
+        """Examples per label name in a loaded split, for the data line a run prints; none by default."""
+        return {}
+
     def collate(self, rows: list[dict[str, Any]]) -> Batch:
         ids = [row.pop("id") for row in rows]
         for row in rows:

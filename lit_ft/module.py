@@ -18,6 +18,7 @@ from lit_ft.freeze import freeze
 from lit_ft.lora import LoraSettings, apply_lora, exportable, is_adapter_model
 from lit_ft.monitor import Mode, monitor_mode
 from lit_ft.optim import AdamW, Schedule, clip_gradients, decay_groups, unscale_outside, warmup_schedule, warmup_steps
+from lit_ft.quiet import restoring
 from lit_ft.registry import get_task
 from lit_ft.samples import log_samples
 from lit_ft.task import Batch, Task
@@ -68,7 +69,8 @@ class FineTuner(LightningModule):
         self.optimizer = optimizer
         self.model: nn.Module | None = None
         if info is not None:
-            self.build(info)
+            with restoring():  # the checkpoint brings the head's weights: no "newly initialised" report
+                self.build(info)
 
     # ---- building ------------------------------------------------------------------------------
     def build(self, info: dict[str, Any]) -> None:

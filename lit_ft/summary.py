@@ -32,9 +32,9 @@ class RunSummary(Callback):
             lines.append(f"  best checkpoint : {ckpt.best_model_path}")  # type: ignore[attr-defined]
             if score is not None:
                 lines.append(f"  best {ckpt.monitor}: {float(score):.4f}")  # type: ignore[attr-defined]
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/") and v.numel() == 1}
-        if metrics:
-            lines.append("  last validation : " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
+        metrics_dir = Path(trainer.default_root_dir) / "metrics"
+        if metrics_dir.is_dir():  # the tables printed each epoch, with every metric (per class too)
+            lines.append(f"  metrics         : {metrics_dir}")
         for cb in trainer.callbacks:  # type: ignore[attr-defined]
             if isinstance(cb, ExportBest) and cb.exported is not None:
                 lines.append(f"  exported model  : {cb.exported}")

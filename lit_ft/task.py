@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -45,6 +45,8 @@ class Task:
     """The `task_options` that shape the model `build_model` makes (a head's size, say): fixed by training, so
     validate / test / predict from a checkpoint with a different value is an error naming the option. Every other
     option only steers decoding, scoring or monitoring and may be changed then. None by default."""
+    throughput_unit: ClassVar[Literal["samples", "tokens"]] = "samples"
+    """What the progress bar counts per second: examples, or input tokens (generation tasks)."""
 
     def __init__(self, info: dict[str, Any], **options: Any) -> None:
         if options:

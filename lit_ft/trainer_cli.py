@@ -12,19 +12,30 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from lightning.pytorch import Callback, Trainer
+from lightning.pytorch.callbacks import ModelSummary, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lit_ft.checkpoint import TaskCheckpoint, find_checkpoint, run_id_of
 from lit_ft.datamodule import TaskDataModule
 from lit_ft.errors import UserError, one_line
 from lit_ft.export import ExportBest
+from lit_ft.model_summary import ModelLine
 from lit_ft.module import FineTuner
 from lit_ft.predictions import PredictionWriter
 from lit_ft.preflight import check_task_and_data, check_writable, condense_parse_error
+from lit_ft.progress import LitFtProgressBar
 from lit_ft.registry import get_task
 from lit_ft.summary import RunSummary
 from lit_ft.task import restored_options
-from lit_ft.wandb_setup import SaveConfigToLoggers, ensure_wandb_mode, finish_wandb_run, resume_wandb_run
+from lit_ft.wandb_setup import (
+    SaveConfigToLoggers,
+    drop_unset_anonymous,
+    ensure_wandb_mode,
+    finish_wandb_run,
+    group_wandb_runs,
+    resume_wandb_run,
+)
 
 CHECKPOINT_ALIASES = ("best", "last")
 DEFAULT_GRADIENT_CLIP = 1.0
@@ -71,6 +82,12 @@ class LitFtCLI(LightningCLI):
         parser.set_defaults({"trainer.use_distributed_sampler": False})
         # the HF Trainer's max_grad_norm: without it, fine-tuning from a fresh head is seed-fragile (docs/training.md)
         parser.set_defaults({"trainer.gradient_clip_val": DEFAULT_GRADIENT_CLIP})
+
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand in ("validate", "test"):
+            parser.set_defaults({"verbose": False})  # lit_ft's progress bar prints a short metrics table instead
+        return parser
 
     def _parse_ckpt_path(self) -> None:
         """`--ckpt_path best|last` in a new process (`fit --ckpt_path last` resumes): read `checkpoints/best.json`.
@@ -133,8 +150,36 @@ class LitFtCLI(LightningCLI):
         message = ensure_wandb_mode(bool(wandb_loggers))
         if message:
             print(message, file=sys.stderr)
+        follow_root_dir(loggers, cfg.trainer.default_root_dir or ".")
         if sub == "fit" and cfg.get("ckpt_path"):
             resume_wandb_run(wandb_loggers, run_id_of(_checkpoint_dir(cfg)))
+        if sub:
+            group_wandb_runs(wandb_loggers, sub, run_id_of(_checkpoint_dir(cfg)) if sub != "fit" else None)
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
+        """lit_ft's progress bar and one-line model summary, unless turned off or the config brings its own."""
+        given = [*callbacks, *_as_list(config.get("callbacks"))]
+        if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in given):
+            callbacks = [*callbacks, LitFtProgressBar()]
+        if config.get("enable_model_summary") is not False and not any(isinstance(c, ModelSummary) for c in given):
+            callbacks = [*callbacks, ModelLine()]
+        trainer = super()._instantiate_trainer(config, callbacks)
+        drop_unset_anonymous(trainer.loggers)
+        return trainer
+
+
+def _as_list(value: Any) -> list[Any]:
+    return [] if value is None else value if isinstance(value, list) else [value]
+
+
+def follow_root_dir(loggers: Any, root: str) -> None:
+    """Loggers without their own `save_dir` write under `trainer.default_root_dir`, so one option moves a run."""
+    for logger in _as_list(loggers):
+        init_args = getattr(logger, "init_args", None)
+        if init_args is None or "save_dir" not in init_args or init_args.get("dir"):
+            continue
+        if init_args.get("save_dir") in (None, "."):
+            init_args["save_dir"] = root
 
 
 def _checkpoint_dir(cfg: Any) -> str:

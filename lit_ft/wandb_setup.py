@@ -5,6 +5,7 @@ from __future__ import annotations
 import netrc
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
@@ -26,8 +27,15 @@ def ensure_wandb_mode(uses_wandb: bool) -> str | None:
     if not uses_wandb or os.environ.get("WANDB_MODE") or has_wandb_credentials():
         return None
     os.environ["WANDB_MODE"] = "offline"
-    return ("lit_ft: no W&B credentials (WANDB_API_KEY or `wandb login`): logging offline. "
-            "Upload later with `wandb sync <run dir>` (printed at the end of training).")
+    return "lit_ft: W&B logs offline (no WANDB_API_KEY or `wandb login`); the run's end says how to upload it"
+
+
+def drop_unset_anonymous(loggers: list[Any]) -> None:
+    """Lightning hands W&B `anonymous=None`, which W&B answers with a deprecation warning: leave it out."""
+    for logger in loggers:
+        init = getattr(logger, "_wandb_init", None) if isinstance(logger, WandbLogger) else None
+        if isinstance(init, dict) and init.get("anonymous") is None:
+            init.pop("anonymous", None)
 
 
 def finish_wandb_run(trainer: Trainer) -> None:
@@ -49,8 +57,43 @@ def resume_wandb_run(logger_configs: list[Any], run_id: str | None) -> None:
             print(f"lit_ft: resuming W&B run {run_id} with the checkpoint", file=sys.stderr)
 
 
+def group_wandb_runs(logger_configs: list[Any], subcommand: str, fit_run_id: str | None) -> None:
+    """One W&B group per training run: `fit` is its own group (job `fit`); `validate`/`test`/`predict` with that
+    run's checkpoints join the fit's group as a job of their name (`<name>-test`), instead of a stray run."""
+    for cfg in logger_configs:
+        init_args = cfg.init_args
+        if subcommand == "fit":
+            if not init_args.get("id") and not init_args.get("version"):
+                from wandb.sdk.lib.runid import generate_id
+
+                init_args["id"] = generate_id()
+            init_args["group"] = init_args.get("group") or init_args.get("id") or init_args.get("version")
+        elif fit_run_id and not init_args.get("group"):
+            init_args["group"] = fit_run_id
+            if init_args.get("name"):
+                init_args["name"] = f"{init_args['name']}-{subcommand}"
+        init_args["job_type"] = init_args.get("job_type") or subcommand
+
+
 class SaveConfigToLoggers(SaveConfigCallback):
-    """Saves config.yaml in the log directory and logs the full parsed config to every logger (W&B: run config)."""
+    """Saves the config at the run root (`<default_root_dir>/config.yaml` for fit, `config_<command>.yaml` for
+    the others, so a later test does not replace the training config) and logs the full parsed config to every
+    logger (W&B: run config)."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self.already_saved:
+            return
+        if self.save_to_log_dir and trainer.is_global_zero:
+            command = str(getattr(stage, "value", stage))  # a TrainerFn, whose str() is `TrainerFn.TESTING`
+            name = self.config_filename if command == "fit" else f"{Path(self.config_filename).stem}_{command}.yaml"
+            path = Path(trainer.default_root_dir) / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.parser.save(self.config, str(path), skip_none=False, overwrite=self.overwrite,
+                             multifile=self.multifile)
+        if trainer.is_global_zero:
+            self.save_config(trainer, pl_module, stage)
+            self.already_saved = True
+        self.already_saved = trainer.strategy.broadcast(self.already_saved)
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         config: dict[str, Any] = self.config.as_dict()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 from typing import Any, Literal
 
 import datasets
@@ -144,6 +145,17 @@ class ClassificationData(TaskDataModule):
         elif split != "predict":
             self.require_columns(rows, split, {"label_column": self.label_column})
         return out
+
+    def label_counts(self, split: str) -> dict[str, int]:
+        ds = self.features(split)
+        if ds is None or "labels" not in ds.column_names or self.problem_type == "regression":
+            return {}
+        names = self.info["label_names"]
+        if self.problem_type == "multi_label":
+            totals = [sum(col) for col in zip(*ds["labels"], strict=True)]
+            return {name: int(n) for name, n in zip(names, totals, strict=True)}
+        counts = collections.Counter(ds["labels"])
+        return {names[i]: counts[i] for i in sorted(counts)}
 
     def _encode_label(self, value: Any, row_id: str, split: str) -> Any:
         if value is None:

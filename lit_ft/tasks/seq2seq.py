@@ -201,6 +201,7 @@ class Seq2SeqTask(Task):
     datamodule = Seq2SeqData
     pipeline_tag = "text2text-generation"
     peft_task_type = "SEQ_2_SEQ_LM"
+    throughput_unit = "tokens"
 
     def __init__(
         self,

@@ -63,6 +63,7 @@ class SFTTask(Task):
     datamodule = SFTData
     pipeline_tag = "text-generation"
     peft_task_type = "CAUSAL_LM"
+    throughput_unit = "tokens"
 
     def __init__(
         self,

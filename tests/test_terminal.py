@@ -1,0 +1,125 @@
+"""What a run prints and where it writes: a real `lit_ft fit` (then `test`) subprocess on a tiny model, read as a
+pipe reads it, with the quickstart's own loggers (W&B offline + CSV) moved by `--trainer.default_root_dir` only."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import wandb_reader
+from builders import write_sentiment_csvs
+from helpers import cli, tiny_args
+
+QUICKSTART = "configs/quickstart.yaml"
+MAX_LINES = 25  # the README's promise for a 3-epoch quickstart
+NOISE = ["Tip", "litlogger", "LOAD REPORT", "MISSING", "wandb: WARNING", "Run history", "Run summary", "v_num",
+         "FLOPs", "GPU available but not used", "Epoch 0", "anonymous", "git root", "Loading weights", "tokenizing"]
+TABLE_HEADER = re.compile(r"^  val +loss +accuracy +f1 +precision +recall$")
+
+
+def _lit_ft(*args: Any, cwd: Path, home: Path) -> str:
+    env = {**os.environ, "PYTHONPATH": str(Path.cwd()), "HOME": str(home), "WANDB_DIR": str(home)}
+    for key in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_SILENT"):
+        env.pop(key, None)  # as a user runs it: no credentials, no W&B settings
+    done = subprocess.run([sys.executable, "-m", "lit_ft", *map(str, args)], cwd=cwd, env=env, timeout=600,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert done.returncode == 0, done.stdout[-4000:]
+    return done.stdout
+
+
+def _run_args(root: Path, backbone: Path, files: dict[str, str]) -> list[str]:
+    """The quickstart with its loggers, progress bar and model summary; only the model, data and root swapped."""
+    args = [QUICKSTART, "--model.backbone", backbone, "--trainer.default_root_dir", root,
+            "--data.init_args.batch_size", "8", "--trainer.log_every_n_steps", "2"]
+    for split in ("train", "validation", "test"):
+        args += [f"--data.init_args.source.{split}", files[split]]
+    return [*args, "--data.init_args.source.predict", "null"]
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> tuple[Path, list[str], str]:
+    base = tmp_path_factory.mktemp("terminal")
+    files = write_sentiment_csvs(base / "data", n_train=32, n_eval=16)
+    root = base / "run"
+    args = _run_args(root, tiny_bert, files)
+    repo = Path(__file__).resolve().parents[1]
+    out = _lit_ft("fit", "--config", *[repo / a if a == QUICKSTART else a for a in args], cwd=base, home=base)
+    return root, [str(repo / QUICKSTART), *args[1:]], out
+
+
+def test_fit_prints_a_short_readable_log(fitted: tuple[Path, list[str], str]) -> None:
+    root, _, out = fitted
+    lines = out.splitlines()
+    assert "\r" not in out, "a pipe gets no carriage-return redraws"
+    assert len(lines) <= MAX_LINES, out
+    for noise in NOISE:
+        assert noise not in out, f"{noise!r} in:\n{out}"
+    assert [ln.split()[1] for ln in lines if ln.startswith("Epoch ")] == ["1/3", "2/3", "3/3"], out
+    epoch = next(ln for ln in lines if ln.startswith("Epoch 3/3"))
+    assert re.fullmatch(r"Epoch 3/3  4/4 batches  [\d.]+s  [\d,]+ samples/s  loss \d\.\d{4}", epoch), epoch
+    headers = [i for i, ln in enumerate(lines) if TABLE_HEADER.match(ln)]
+    assert len(headers) == 3, out
+    values = [float(v) for v in lines[headers[-1] + 1].split()]
+    final = json.loads((root / "metrics" / "val_epoch_3.json").read_text())["metrics"]
+    assert values == pytest.approx([final[k] for k in ("val/loss", "val/accuracy", "val/f1", "val/precision",
+                                                       "val/recall")], abs=5e-5)
+    assert "val/f1/negative" in final and "f1/negative" not in out  # per class: the file, not the terminal
+    data = next(ln for ln in lines if ln.startswith("data: "))
+    assert re.match(r"data: train 32 \(\w+ \d+, \w+ \d+\), validation 16, test 16 rows; 0 of 64 inputs", data), data
+    # the new classifier head is reported once, in one line; restoring it for the export reports nothing
+    assert out.count("new weights in BertForSequenceClassification") == 1
+    assert "lit_ft: W&B logs offline" in out and f"wandb sync {root}/wandb/offline-run-" in out
+
+
+def test_outputs_follow_default_root_dir(fitted: tuple[Path, list[str], str]) -> None:
+    root, _, _ = fitted
+    assert (root / "config.yaml").is_file() and (root / "csv" / "version_0" / "metrics.csv").is_file()
+    assert len(list((root / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
+    assert not (root.parent / "runs").exists(), "nothing may land in the recipe's own runs/ directory"
+
+
+def test_best_checkpoint_holds_weights_only_and_last_resumes(fitted: tuple[Path, list[str], str]) -> None:
+    root, _, _ = fitted
+    pointer = json.loads((root / "checkpoints" / "best.json").read_text())
+    best = torch.load(pointer["best"], map_location="cpu", weights_only=False)
+    last = torch.load(pointer["last"], map_location="cpu", weights_only=False)
+    assert "optimizer_states" not in best and "lr_schedulers" not in best
+    assert best["hyper_parameters"]["info"]["label_names"] == ["negative", "positive"]
+    assert len(last["optimizer_states"]) == 1 and last["optimizer_states"][0]["state"]
+    assert set(best["state_dict"]) == set(last["state_dict"])
+
+
+def test_test_joins_the_fit_wandb_group_and_prints_a_table(fitted: tuple[Path, list[str], str]) -> None:
+    root, args, _ = fitted
+    out = _lit_ft("test", "--config", *args, "--ckpt_path", "best", cwd=root.parent, home=root.parent)
+    assert "LOAD REPORT" not in out and "new weights" not in out  # the checkpoint brings the head
+    assert re.search(r"^Test  1/1 batches  [\d.]+s  [\d,]+ samples/s$", out, re.M), out
+    assert re.search(r"^  test +loss +accuracy +f1 +precision +recall$", out, re.M), out
+    assert "test/f1/negative" in json.loads((root / "metrics" / "test.json").read_text())["metrics"]
+    assert (root / "config_test.yaml").is_file() and (root / "config.yaml").is_file()
+    runs = {}
+    for path in (root / "wandb").glob("offline-run-*/run-*.wandb"):
+        run = next(r.run for r in wandb_reader.records(path) if r.WhichOneof("record_type") == "run")
+        runs[run.job_type] = run
+    fit_id = json.loads((root / "checkpoints" / "best.json").read_text())["wandb_run_id"]
+    assert set(runs) == {"fit", "test"}
+    assert runs["fit"].run_id == fit_id and runs["fit"].run_group == fit_id
+    assert runs["test"].run_group == fit_id and runs["test"].run_id != fit_id
+    assert runs["test"].display_name == "quickstart-test"
+
+
+def test_logger_piece_writes_under_default_root_dir(tmp_path: Path, tiny_bert: Path, sentiment_files: dict) -> None:
+    args = tiny_args(tmp_path / "run", tiny_bert, sentiment_files)
+    at = args.index("--trainer.logger")
+    args = [*args[:at], *args[at + 2 :]]
+    result = cli("fit", "--config", QUICKSTART, "--config", "configs/logger/tensorboard.yaml", *args,
+                 "--trainer.max_steps", "1", "--trainer.limit_val_batches", "1", "--export.enabled", "false")
+    assert result.trainer.logger.log_dir == str(tmp_path / "run" / "tensorboard" / "version_0")
+    assert list((tmp_path / "run" / "tensorboard" / "version_0").glob("events.out.tfevents.*"))
