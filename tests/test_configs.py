@@ -79,7 +79,7 @@ def test_piece_combines_with_quickstart(piece: str, tmp_path: Path, tiny_bert: P
 
 
 # ---- the GPU pieces: what they set up, from the parsed and instantiated config -------------------------------
-QUICKSTART_LOGGERS = ["lightning.pytorch.loggers.WandbLogger", "lightning.pytorch.loggers.CSVLogger"]
+QUICKSTART_LOGGERS = ["lightning.pytorch.loggers.WandbLogger", "lit_ft.loggers.CSVLogger"]
 
 
 def _resolved_trainer(capsys: pytest.CaptureFixture[str], piece: str) -> dict[str, Any]:
