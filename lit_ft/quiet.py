@@ -19,6 +19,7 @@ IGNORED_WARNINGS = (
     ".*custom batch sampler.*for prediction.*",  # lit_ft's samplers shard on their own
     ".*isinstance\\(treespec, LeafSpec\\).*",
     ".*LightningCLI's args parameter is intended to run from within Python.*",  # `main()` passes argv itself
+    ".*will save all targets and predictions in the buffer.*",  # torchmetrics' Pearson/Spearman, by design
 )
 # Lightning's rank-zero info lines that are advertising or restate the obvious
 LIGHTNING_NOISE = re.compile(

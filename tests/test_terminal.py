@@ -123,3 +123,22 @@ def test_logger_piece_writes_under_default_root_dir(tmp_path: Path, tiny_bert: P
                  "--trainer.max_steps", "1", "--trainer.limit_val_batches", "1", "--export.enabled", "false")
     assert result.trainer.logger.log_dir == str(tmp_path / "run" / "tensorboard" / "version_0")
     assert list((tmp_path / "run" / "tensorboard" / "version_0").glob("events.out.tfevents.*"))
+
+
+def test_generation_tasks_report_tokens_per_second(tmp_path: Path, llama: Path) -> None:
+    from sft_fixtures import chat_rows, write_jsonl
+
+    from lit_ft.progress import _Meter
+    from lit_ft.registry import get_task
+    from lit_ft.source import DataSource
+    from lit_ft.tasks.sft import SFTData
+
+    assert get_task("sft").throughput_unit == "tokens" and get_task("seq2seq").throughput_unit == "tokens"
+    assert get_task("classification").throughput_unit == "samples"
+    dm = SFTData(source=DataSource(train=write_jsonl(chat_rows(4), tmp_path / "rows.jsonl")),
+                 tokenizer=str(llama), batch_size=4)
+    batch = next(iter(dm.train_dataloader()))
+    meter = _Meter("tokens")
+    meter.add(batch, world_size=2)
+    assert meter.count == 2 * sum(dm.features("train")["length"])  # real tokens, not padding; both processes
+    assert re.fullmatch(r"Epoch 1  1 batches  [\d.]+s  [\d,]+ tokens/s", meter.line("Epoch 1", None))
