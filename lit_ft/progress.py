@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import TQDMProgressBar
-from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm, convert_inf
 
 from lit_ft.data_summary import data_summary
 from lit_ft.io import write_text
@@ -121,13 +121,35 @@ class LitFtProgressBar(TQDMProgressBar):
         return self._bar("Epoch")
 
     def init_validation_tqdm(self) -> Tqdm:
-        return self._bar("Validation", position=int(self.trainer.state.fn == "fit"))
+        return self._bar("Validation", position=int(self._train_open))  # below a still-running epoch bar
 
     def init_test_tqdm(self) -> Tqdm:
         return self._bar("Test")
 
     def init_predict_tqdm(self) -> Tqdm:
         return self._bar("Predict")
+
+    @staticmethod
+    def _restart(bar: Tqdm, total: int | float, desc: str) -> None:
+        """A new eval dataloader: reset the bar, labelled by the stage alone (Lightning adds `DataLoader 0`)."""
+        bar.reset(total=convert_inf(total))
+        bar.set_description(desc)
+
+    def on_validation_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int,
+                                  dataloader_idx: int = 0) -> None:
+        if self.has_dataloader_changed(dataloader_idx):
+            desc = "Sanity check" if trainer.sanity_checking else "Validation"
+            self._restart(self.val_progress_bar, self.total_val_batches_current_dataloader, desc)
+
+    def on_test_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int,
+                            dataloader_idx: int = 0) -> None:
+        if self.has_dataloader_changed(dataloader_idx):
+            self._restart(self.test_progress_bar, self.total_test_batches_current_dataloader, "Test")
+
+    def on_predict_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int,
+                               dataloader_idx: int = 0) -> None:
+        if self.has_dataloader_changed(dataloader_idx):
+            self._restart(self.predict_progress_bar, self.total_predict_batches_current_dataloader, "Predict")
 
     def get_metrics(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
         shown = {k.rsplit("/", 1)[-1]: f"{float(v):.4f}" for k, v in trainer.progress_bar_metrics.items()}

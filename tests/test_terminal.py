@@ -142,3 +142,38 @@ def test_generation_tasks_report_tokens_per_second(tmp_path: Path, llama: Path) 
     meter.add(batch, world_size=2)
     assert meter.count == 2 * sum(dm.features("train")["length"])  # real tokens, not padding; both processes
     assert re.fullmatch(r"Epoch 1  1 batches  [\d.]+s  [\d,]+ tokens/s", meter.line("Epoch 1", None))
+
+
+def test_a_terminal_gets_live_bars_that_give_way_to_the_stage_line(tmp_path: Path, tiny_bert: Path,
+                                                                   sentiment_files: dict) -> None:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    args = tiny_args(tmp_path / "run", tiny_bert, sentiment_files)
+    at = args.index("--trainer.enable_progress_bar")
+    args[at + 1] = "true"
+    primary, replica = pty.openpty()
+    fcntl.ioctl(replica, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
+    env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
+    proc = subprocess.Popen([sys.executable, "-m", "lit_ft", "fit", "--config", QUICKSTART, *args,
+                             "--trainer.max_epochs", "1", "--export.enabled", "false"],
+                            stdout=replica, stderr=replica, stdin=replica, env=env, close_fds=True)
+    os.close(replica)
+    shown = b""
+    while chunk := _read(primary):
+        shown += chunk
+    assert proc.wait(timeout=300) == 0, shown.decode()[-3000:]
+    text = shown.decode(errors="replace")
+    assert re.search(r"\rEpoch 1/1: +\d+%\|", text), "a live bar while the epoch runs"
+    assert re.search(r"\rValidation: +\d+%\|", text)
+    assert re.search(r"\rEpoch 1/1  \d+/\d+ batches  [\d.]+s  [\d,]+ samples/s  loss [\d.]+\r\n", text), text
+    assert "v_num" not in text and "DataLoader 0" not in text.split("Epoch 1/1  ")[-1]
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # the child closed the terminal
+        return b""
