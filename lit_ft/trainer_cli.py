@@ -100,6 +100,9 @@ class LitFtCLI(LightningCLI):
         if not sub or not self.config[sub].get("ckpt_path"):
             return super()._parse_ckpt_path()
         cfg = self.config[sub]
+        if sub == "fit" and cfg.ckpt_path == "best" and cfg.checkpoint.get("save_weights_only_best", True):
+            raise UserError("`fit --ckpt_path best`: the best checkpoint holds the weights only (no optimizer state); "
+                            "resume with `--ckpt_path last`")
         if cfg.ckpt_path in CHECKPOINT_ALIASES:
             try:
                 cfg.ckpt_path = find_checkpoint(_checkpoint_dir(cfg), cfg.ckpt_path)

@@ -177,3 +177,15 @@ def _read(fd: int) -> bytes:
         return os.read(fd, 65536)
     except OSError:  # the child closed the terminal
         return b""
+
+
+def test_best_keeps_optimizer_state_when_configured(tmp_path: Path, tiny_bert: Path, sentiment_files: dict) -> None:
+    from lit_ft.errors import UserError
+
+    args = [*tiny_args(tmp_path / "run", tiny_bert, sentiment_files), "--export.enabled", "false"]
+    result = cli("fit", "--config", QUICKSTART, *args, "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
+                 "--checkpoint.save_weights_only_best", "false")
+    best = torch.load(result.trainer.checkpoint_callback.best_model_path, map_location="cpu", weights_only=False)
+    assert best["optimizer_states"][0]["state"]
+    with pytest.raises(UserError, match=r"holds the weights only .* resume with `--ckpt_path last`"):
+        cli("fit", "--config", QUICKSTART, *args, "--ckpt_path", "best")
