@@ -92,12 +92,22 @@ class TaskCheckpoint(ModelCheckpoint):
         if not trainer.sanity_checking:
             self.last_validated_step = trainer.global_step
         super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._keep_last_current(trainer)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         unvalidated = self.last_validated_step != trainer.global_step
         if self.validate_at_end and unvalidated and _fit_ends_after_this_epoch(trainer):
             _validate_now(trainer, self.last_validated_step)
         super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._keep_last_current(trainer)
+
+    def _keep_last_current(self, trainer: Trainer) -> None:
+        """Lightning writes `last` only when a best checkpoint is written at the same step; resuming from `last`
+        must continue from the latest state, so write it whenever the step has not been saved."""
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
         full = self.save_weights_only

@@ -93,6 +93,7 @@ def test_best_checkpoint_holds_weights_only_and_last_resumes(fitted: tuple[Path,
     assert "optimizer_states" not in best and "lr_schedulers" not in best
     assert best["hyper_parameters"]["info"]["label_names"] == ["negative", "positive"]
     assert len(last["optimizer_states"]) == 1 and last["optimizer_states"][0]["state"]
+    assert best["global_step"] == 4 and last["global_step"] == 12  # last is the latest even when best is older
     assert set(best["state_dict"]) == set(last["state_dict"])
 
 
