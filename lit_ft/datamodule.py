@@ -6,6 +6,7 @@ import functools
 from typing import Any, ClassVar
 
 import datasets
+import torch
 from datasets.fingerprint import Hasher
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Sampler
@@ -13,7 +14,7 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from lit_ft.backbone import load_tokenizer, position_limit
 from lit_ft.errors import UserError
-from lit_ft.sampler import LengthGroupedBatchSampler, ShardedEvalBatchSampler
+from lit_ft.sampler import LengthGroupedBatchSampler, ResumableLoader, ShardedEvalBatchSampler
 from lit_ft.source import TEXT_COLUMN, DataSource
 from lit_ft.task import Batch
 
@@ -270,7 +271,14 @@ class TaskDataModule(LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def _loader(self, ds: datasets.Dataset, sampler: Sampler[list[int]]) -> DataLoader:
-        return DataLoader(ds, batch_sampler=sampler, collate_fn=self.collate, num_workers=self.num_workers)  # type: ignore[arg-type]
+        # a private generator: creating an iterator does not draw from the global RNG (exact resume)
+        return DataLoader(ds, batch_sampler=sampler, collate_fn=self.collate, num_workers=self.num_workers,  # type: ignore[arg-type]
+                          generator=torch.Generator().manual_seed(0))
+
+    def _batches_done(self) -> int:
+        """Training batches finished in the current epoch (saved with checkpoints as the sampler's position)."""
+        trainer = self.trainer
+        return 0 if trainer is None else trainer.fit_loop.epoch_loop.batch_progress.current.completed
 
     def train_dataloader(self) -> DataLoader:
         ds = self._require("train")
@@ -279,7 +287,8 @@ class TaskDataModule(LightningDataModule):
             ds["length"], self.batch_size, seed=self.shuffle_seed, group_batches=self.group_batches,
             rank=rank, world_size=world,
         )
-        return self._loader(ds, sampler)
+        return ResumableLoader(ds, batch_sampler=sampler, collate_fn=self.collate, num_workers=self.num_workers,  # type: ignore[arg-type]
+                               batches_done=self._batches_done)
 
     def _eval_loader(self, split: str) -> DataLoader:
         ds = self._require(split)

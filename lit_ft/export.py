@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
 from lit_ft.backbone import load_tokenizer
+from lit_ft.errors import UserError
+from lit_ft.io import clean_stale_temps, remove_path, replace_dir, temp_name
+from lit_ft.nan_guard import NonFiniteError, non_finite_parameters
+from lit_ft.safe_load import load_checkpoint_file
 
 if TYPE_CHECKING:
     from lit_ft.module import FineTuner
@@ -23,6 +25,9 @@ MANIFEST = "lit_ft.json"
 def export_model(module: FineTuner, out_dir: str | Path, merge: bool = True) -> Path:
     """Write `module`'s model and tokenizer to `out_dir`, atomically: a failed export leaves nothing behind.
 
+    The files are written to a hidden temporary directory next to `out_dir`, then swapped in; a killed export's
+    temporary directory is removed by the next export or fit in that directory.
+
     Args:
         module: A built FineTuner.
         out_dir: Target directory; replaced if it exists.
@@ -31,8 +36,11 @@ def export_model(module: FineTuner, out_dir: str | Path, merge: bool = True) -> 
     """
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    clean_stale_temps(out.parent)
+    bad = non_finite_parameters(module)
+    if bad:
+        raise NonFiniteError(f"not exporting to {out}: parameter '{bad}' holds NaN or inf (the run diverged)")
+    tmp = temp_name(out)
     try:
         model: Any = module.exportable_model(merge)
         model.save_pretrained(tmp)
@@ -41,19 +49,31 @@ def export_model(module: FineTuner, out_dir: str | Path, merge: bool = True) -> 
         module.plugin.export_extras(tmp)
         manifest = {k: module.hparams.get(k) for k in ("task", "backbone", "info", "task_options")}
         (tmp / MANIFEST).write_text(json.dumps({**manifest, "pipeline_tag": module.plugin.pipeline_tag}, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_path(tmp)
         raise
     return out
 
 
 def load_checkpoint_module(ckpt_path: str) -> FineTuner:
+    """Rebuild the FineTuner a checkpoint was saved from (safe load: no pickle code runs)."""
     from lit_ft.module import FineTuner
 
-    return FineTuner.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=False)
+    checkpoint = load_checkpoint_file(ckpt_path)
+    hparams = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if not k.startswith("_")}
+    if not hparams.get("info") and "info" in hparams:
+        raise UserError(f"checkpoint {ckpt_path} has no data info saved: it was not written by `lit_ft fit`")
+    try:
+        module = FineTuner(**hparams)
+    except TypeError as err:
+        raise UserError(f"checkpoint {ckpt_path} was not saved by lit_ft's FineTuner ({err})") from err
+    if module.model is None:
+        raise UserError(f"checkpoint {ckpt_path} has no model settings (hyper_parameters): it was not written by "
+                        "`lit_ft fit`")
+    module.on_load_checkpoint(checkpoint)
+    module.load_state_dict(checkpoint["state_dict"])
+    return module
 
 
 class ExportBest(Callback):
@@ -76,8 +96,7 @@ class ExportBest(Callback):
             return
         best = getattr(trainer.checkpoint_callback, "best_model_path", "")
         if best and Path(best).is_file():
-            state: dict[str, Any] = torch.load(best, map_location="cpu", weights_only=False)
-            pl_module.load_state_dict(state["state_dict"])
+            pl_module.load_state_dict(load_checkpoint_file(best)["state_dict"])
         target = self.dir or os.path.join(trainer.default_root_dir, "export")
         self.exported = export_model(pl_module, target, merge=self.merge)  # type: ignore[arg-type]
         rank_zero_info(f"lit_ft: exported {'the best checkpoint' if best else 'the final model'} to {self.exported}")

@@ -1,13 +1,23 @@
-"""Small file helpers: writes that never leave half a file behind."""
+"""File helpers: every output is written to a temporary name in its own directory and renamed into place.
+
+A rename within one directory is atomic, so a reader (or a resumed run) sees the previous good file or the
+new one, never half a file. Temporary names carry the writer's process id (`.<name>.lit_ft-tmp-<pid>-...`);
+`clean_stale_temps` removes those whose process is gone (a killed run), at the next start.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import tempfile
-from collections.abc import Iterable
+import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+TMP_MARK = ".lit_ft-tmp-"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def write_jsonl(records: Iterable[dict[str, Any]], path: str | Path) -> None:
@@ -16,18 +26,100 @@ def write_jsonl(records: Iterable[dict[str, Any]], path: str | Path) -> None:
 
 
 def write_text(text: str, path: str | Path) -> None:
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def temp_name(path: str | Path) -> Path:
+    """A hidden sibling of `path` for this process: `.<name>.lit_ft-tmp-<pid>-<random>`."""
+    path = Path(path)
+    return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{os.urandom(4).hex()}")
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success it is flushed to disk and renamed to `path`.
+
+    On any failure (including KeyboardInterrupt) the temporary file is removed and `path` is left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = temp_name(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        yield tmp
+        commit(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        remove_path(tmp)
         raise
+
+
+def commit(tmp: Path, path: Path) -> None:
+    """Put the finished temporary file (or directory) `tmp` in place of `path`."""
+    if tmp.is_dir():
+        replace_dir(tmp, path)
+        return
+    _fsync(tmp)
+    os.chmod(tmp, 0o666 & ~_UMASK)
+    os.replace(tmp, path)
+
+
+def replace_dir(tmp: Path, target: Path) -> None:
+    """Move a finished directory `tmp` to `target`, replacing an existing `target` (kept aside until the swap)."""
+    old = temp_name(target) if target.exists() else None
+    if old is not None:
+        os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        remove_path(old)
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file or a whole tree, quietly (also non-recursive for deep trees: shutil walks iteratively)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def clean_stale_temps(directory: str | Path) -> list[Path]:
+    """Remove temporary outputs left in `directory` by processes that no longer run (a killed write)."""
+    removed = []
+    directory = Path(directory)
+    if not directory.is_dir():
+        return removed
+    for entry in directory.glob(f".*{TMP_MARK}*"):
+        pid = entry.name.rpartition(TMP_MARK)[2].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            remove_path(entry)
+            removed.append(entry)
+    return removed
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync(path: Path) -> None:
+    if path.is_file():
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+
+

@@ -14,10 +14,11 @@ for any number of processes at the same global batch size.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
 from lit_ft.errors import UserError
 
@@ -55,9 +56,24 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         self.world_size = world_size
         self.drop_last = drop_last
         self.epoch = 0
+        self._skip = 0  # batches of `self.epoch` already trained (set by load_state_dict on resume)
+        # Lightning calls `set_epoch` on `batch_sampler.sampler` (not on the batch sampler) at each epoch start
+        self.sampler = _EpochHook(self)
 
     def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self._skip = 0
         self.epoch = epoch
+
+    def state_dict(self, batches_done: int) -> dict[str, int]:
+        """The position to resume from: this epoch and how many of its batches were trained."""
+        return {"epoch": self.epoch, "batches_done": batches_done}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue after `batches_done` batches of `epoch` (the next epoch when that one was complete)."""
+        self.epoch, self._skip = int(state["epoch"]), int(state["batches_done"])
+        if self._skip >= len(self):
+            self.epoch, self._skip = self.epoch + 1, 0
 
     def global_batches(self) -> list[list[int]]:
         """This epoch's global batches, identical on every rank."""
@@ -81,12 +97,21 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         return [batches[i] for i in order]
 
     def __iter__(self) -> Iterator[list[int]]:
-        for batch in self.global_batches():
+        skip, self._skip = self._skip, 0  # a resumed epoch skips its trained batches once
+        for batch in self.global_batches()[skip:]:
             yield batch[self.rank :: self.world_size]
 
     def __len__(self) -> int:
         size = self.per_rank * self.world_size
         return len(self.lengths) // size if self.drop_last else math.ceil(len(self.lengths) / size)
+
+
+class _EpochHook:
+    def __init__(self, owner: LengthGroupedBatchSampler) -> None:
+        self.owner = owner
+
+    def set_epoch(self, epoch: int) -> None:
+        self.owner.set_epoch(epoch)
 
 
 class ShardedEvalBatchSampler(Sampler[list[int]]):
@@ -108,3 +133,27 @@ class ShardedEvalBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return len(self.batches)
+
+
+class ResumableLoader(DataLoader):
+    """A training DataLoader that Lightning saves and restores with checkpoints (its `_Stateful` hooks).
+
+    The position saved is the number of batches the trainer has finished in this epoch (`batches_done`, read
+    from the trainer when the checkpoint is written), not what the sampler has handed out: the loader runs
+    ahead of training by its prefetched batches. A private generator keeps iterator creation off the global
+    torch RNG, so the RNG sequence of training does not depend on when the loader was (re)started.
+    """
+
+    def __init__(self, *args: Any, batches_done: Callable[[], int], **kwargs: Any) -> None:
+        super().__init__(*args, generator=torch.Generator().manual_seed(0), **kwargs)
+        self._batches_done = batches_done
+
+    def state_dict(self) -> dict[str, int]:
+        sampler = self.batch_sampler
+        assert isinstance(sampler, LengthGroupedBatchSampler)
+        return sampler.state_dict(self._batches_done())
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        sampler = self.batch_sampler
+        assert isinstance(sampler, LengthGroupedBatchSampler)
+        sampler.load_state_dict(state)

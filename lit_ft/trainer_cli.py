@@ -16,16 +16,20 @@ from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelSummary, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from lit_ft.checkpoint import TaskCheckpoint, find_checkpoint, run_id_of
+from lit_ft.checkpoint import TaskCheckpoint, find_checkpoint, read_pointer, run_id_of
 from lit_ft.datamodule import TaskDataModule
 from lit_ft.errors import UserError, one_line
 from lit_ft.export import ExportBest
+from lit_ft.io import remove_path
 from lit_ft.model_summary import ModelLine
 from lit_ft.module import FineTuner
+from lit_ft.nan_guard import NanGuard
 from lit_ft.predictions import PredictionWriter
 from lit_ft.preflight import check_task_and_data, check_writable, condense_parse_error
 from lit_ft.progress import LitFtProgressBar
 from lit_ft.registry import get_task
+from lit_ft.resume import resume_logger_runs
+from lit_ft.safe_load import load_checkpoint_file
 from lit_ft.summary import RunSummary
 from lit_ft.task import restored_options
 from lit_ft.wandb_setup import (
@@ -34,7 +38,6 @@ from lit_ft.wandb_setup import (
     ensure_wandb_mode,
     finish_wandb_run,
     group_wandb_runs,
-    resume_wandb_run,
 )
 
 CHECKPOINT_ALIASES = ("best", "last")
@@ -73,7 +76,12 @@ class LitFtCLI(LightningCLI):
             "--plugins", type=list[str] | str | None, default=None,  # str: `a.py,b.py`, see cli.plugin_specs
             help="Local task-plugin modules (.py files or module names) to load before parsing",
         )
+        parser.add_argument(
+            "--overwrite", type=bool, default=False,
+            help="fit: replace the run in trainer.default_root_dir (its checkpoints/, export/ and samples/)",
+        )
         parser.add_lightning_class_args(TaskCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(NanGuard, "nan_guard")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.add_lightning_class_args(ExportBest, "export")
         parser.add_lightning_class_args(RunSummary, "summary")
@@ -95,7 +103,9 @@ class LitFtCLI(LightningCLI):
         Lightning then rebuilds the model from the checkpoint's hyperparameters, replacing the config's; the task
         options given now (recipe and command line) are put back over the saved ones, key by key, so decoding and
         scoring settings apply (`restored_options`: an option that shapes the model must not change). A file that
-        is not a checkpoint, or one of another task, fails here with one line."""
+        is not a checkpoint, or one of another task, fails here with one line: it is first loaded safely
+        (weights_only=True, `lit_ft.safe_load`), so no code in a foreign file runs; Lightning then loads it with
+        weights_only=True too."""
         sub = self.config.get("subcommand")
         if not sub or not self.config[sub].get("ckpt_path"):
             return super()._parse_ckpt_path()
@@ -110,6 +120,9 @@ class LitFtCLI(LightningCLI):
                 raise UserError(str(err)) from err
         if "://" not in str(cfg.ckpt_path) and not Path(cfg.ckpt_path).is_file():
             raise UserError(f"--ckpt_path '{cfg.ckpt_path}' does not exist; give a .ckpt file, `best` or `last`")
+        load_checkpoint_file(cfg.ckpt_path, mmap=True, label="--ckpt_path")
+        if "weights_only" in cfg:
+            cfg.weights_only = True
         task, given = cfg.model.task, cfg.model.get("task_options")
         cfg.model.task_options = None  # so what Lightning parses from the checkpoint is the saved options alone
         self._parse_saved_settings(str(cfg.ckpt_path), sub)
@@ -155,7 +168,10 @@ class LitFtCLI(LightningCLI):
             print(message, file=sys.stderr)
         follow_root_dir(loggers, cfg.trainer.default_root_dir or ".")
         if sub == "fit" and cfg.get("ckpt_path"):
-            resume_wandb_run(wandb_loggers, run_id_of(_checkpoint_dir(cfg)))
+            resume_logger_runs([c for c in _as_list(loggers) if getattr(c, "class_path", None)],
+                               read_pointer(_checkpoint_dir(cfg)))
+        elif sub == "fit":
+            _claim_run_dir(cfg)
         if sub:
             group_wandb_runs(wandb_loggers, sub, run_id_of(_checkpoint_dir(cfg)) if sub != "fit" else None)
 
@@ -183,6 +199,26 @@ def follow_root_dir(loggers: Any, root: str) -> None:
             continue
         if init_args.get("save_dir") in (None, "."):
             init_args["save_dir"] = root
+
+
+def _claim_run_dir(cfg: Any) -> None:
+    """One run directory, one run: a new fit refuses a directory holding a run, unless `--overwrite`."""
+    if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
+        return  # the launching process (rank 0) has checked already
+    root = Path(cfg.trainer.default_root_dir or ".")
+    checkpoints = Path(_checkpoint_dir(cfg))
+    export = Path(cfg.export.dir or root / "export")
+    held = [p for p in (checkpoints / "best.json", *sorted(checkpoints.glob("*.ckpt"))[:1], export) if p.exists()]
+    if not held:
+        return
+    if not cfg.get("overwrite"):
+        raise UserError(
+            f"{root} already holds a run ({', '.join(str(p) for p in held)}): resume it with --ckpt_path last, "
+            "write to a new --trainer.default_root_dir, or replace it with --overwrite true"
+        )
+    for path in (checkpoints, export, root / "samples"):
+        remove_path(path)
+    print(f"lit_ft: --overwrite: removed the previous run's checkpoints and export in {root}", file=sys.stderr)
 
 
 def _checkpoint_dir(cfg: Any) -> str:
