@@ -99,7 +99,7 @@ class TaskCheckpoint(ModelCheckpoint):
         self.last_validated_step = -1
         self.save_weights_only_best = save_weights_only_best
         self.last_every_n_steps = every_n_train_steps or 0
-        self.last_every_seconds = train_time_interval.total_seconds() if train_time_interval else None
+        self.last_every_seconds = None if train_time_interval is None else train_time_interval.total_seconds()
         self._last_resume_save = time.monotonic()
         self._step_at_batch_start = -1
         self._between_batches = False
@@ -166,7 +166,7 @@ class TaskCheckpoint(ModelCheckpoint):
 
     def _ensure_last(self, trainer: Trainer) -> None:
         """Lightning writes `last` only together with a top-k save: write it after every validation/epoch."""
-        if not (trainer.sanity_checking or trainer.state.fn != "fit" or trainer.fast_dev_run):
+        if not (trainer.sanity_checking or trainer.state.fn != "fit" or bool(getattr(trainer, "fast_dev_run", False))):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def _save_last_checkpoint(self, trainer: Trainer, monitor_candidates: dict[str, torch.Tensor]) -> None:
@@ -246,8 +246,8 @@ class TaskCheckpoint(ModelCheckpoint):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Resume in a moved run directory: the saved paths are rebased onto this checkpoint directory."""
         old = state_dict.get("dirpath")
-        if old and self.dirpath and os.path.abspath(old) != self.dirpath:
-            state_dict = _rebase(state_dict, old, self.dirpath)
+        if old and self.dirpath and os.path.abspath(old) != os.path.abspath(self.dirpath):
+            state_dict = _rebase(state_dict, old, str(self.dirpath))
         super().load_state_dict(state_dict)
 
 

@@ -88,7 +88,7 @@ def remove_path(path: Path) -> None:
 
 def clean_stale_temps(directory: str | Path) -> list[Path]:
     """Remove temporary outputs left in `directory` by processes that no longer run (a killed write)."""
-    removed = []
+    removed: list[Path] = []
     directory = Path(directory)
     if not directory.is_dir():
         return removed

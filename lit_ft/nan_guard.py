@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from lit_ft.errors import UserError
@@ -70,11 +70,12 @@ class NanGuard(Callback):
         if bad_loss is None and bad_grad is None:
             return
         what = f"loss ({bad_loss})" if bad_loss is not None else f"gradient of '{bad_grad}'"
-        where = f"at step {trainer.global_step + 1} (epoch {trainer.current_epoch}, batch {trainer.fit_loop.epoch_loop.batch_idx})"
+        batch = trainer.fit_loop.epoch_loop.batch_idx
+        where = f"at optimizer step {trainer.global_step + 1} (epoch {trainer.current_epoch}, batch {batch})"
         if self.skipped < self.skip_steps:
             self.skipped += 1
             optimizer.zero_grad(set_to_none=True)  # params without gradients are left as they are
-            rank_zero_warn(f"lit_ft: non-finite {what} {where}: update skipped ({self.skipped} of at most "
+            rank_zero_info(f"lit_ft: non-finite {what} {where}: update skipped ({self.skipped} of at most "
                            f"{self.skip_steps})")
             return
         lr = pl_module.hparams.get("learning_rate")

@@ -145,7 +145,8 @@ class ResumableLoader(DataLoader):
     """
 
     def __init__(self, *args: Any, batches_done: Callable[[], int], **kwargs: Any) -> None:
-        super().__init__(*args, generator=torch.Generator().manual_seed(0), **kwargs)
+        kwargs.setdefault("generator", torch.Generator().manual_seed(0))
+        super().__init__(*args, **kwargs)
         self._batches_done = batches_done
 
     def state_dict(self) -> dict[str, int]:
