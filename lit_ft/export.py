@@ -62,8 +62,6 @@ def load_checkpoint_module(ckpt_path: str) -> FineTuner:
 
     checkpoint = load_checkpoint_file(ckpt_path)
     hparams = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if not k.startswith("_")}
-    if not hparams.get("info") and "info" in hparams:
-        raise UserError(f"checkpoint {ckpt_path} has no data info saved: it was not written by `lit_ft fit`")
     try:
         module = FineTuner(**hparams)
     except TypeError as err:

@@ -29,7 +29,7 @@ def trained(tmp_path: Path, tiny_bert: Path, sentiment_files: dict[str, str]) ->
 def test_fit_writes_checkpoint_pointer_and_export(trained: tuple[Path, list[str]]) -> None:
     root, _ = trained
     pointer = json.loads((root / "checkpoints" / "best.json").read_text())
-    assert Path(pointer["best"]).is_file() and pointer["monitor"] == "val/accuracy"
+    assert (root / "checkpoints" / pointer["best"]).is_file() and pointer["monitor"] == "val/accuracy"  # relative
     assert (root / "export" / "config.json").is_file() and (root / "export" / "lit_ft.json").is_file()
     config = json.loads((root / "export" / "config.json").read_text())
     assert config["id2label"] == {"0": "negative", "1": "positive"}
