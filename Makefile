@@ -34,7 +34,7 @@ typecheck:  ## mypy
 	$(BIN)/mypy lit_ft
 
 demo:  ## the quickstart: fine-tune the packaged MiniLM on the packaged sentiment set, then test and predict
-	$(BIN)/lit_ft fit --config configs/quickstart.yaml
+	$(BIN)/lit_ft fit --config configs/quickstart.yaml --overwrite true
 	$(BIN)/lit_ft test --config configs/quickstart.yaml --ckpt_path best
 	$(BIN)/lit_ft predict --config configs/quickstart.yaml --ckpt_path best
 
