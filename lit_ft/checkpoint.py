@@ -117,6 +117,7 @@ class TaskCheckpoint(ModelCheckpoint):
                 self.kth_value, self.mode = (inf, "min") if mode == "min" else (-inf, "max")
         if trainer.is_global_zero:
             clean_stale_temps(self.dirpath)
+            clean_stale_temps(trainer.default_root_dir)  # a killed export's or prediction writer's temporaries
         super().setup(trainer, pl_module, stage)
 
     # ---- when to save ----------------------------------------------------------------------------

@@ -188,7 +188,7 @@ def test_kill_during_checkpoint_save_keeps_previous_and_cleans_up(
     tmp_path: Path, tiny_bert: Path, sentiment_files: dict[str, str]
 ) -> None:
     root = tmp_path / "run"
-    args = ["fit", "--config", QUICKSTART, *tiny_args(root, tiny_bert, sentiment_files), "--trainer.max_epochs", "3",
+    args = ["fit", "--config", QUICKSTART, *tiny_args(root, tiny_bert, sentiment_files), "--trainer.max_epochs", "2",
             "--export.enabled", "false"]
     marker = tmp_path / "stalled"
     # the third checkpoint write stops half-way (after two: epoch 0's best and last)
