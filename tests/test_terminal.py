@@ -88,8 +88,8 @@ def test_outputs_follow_default_root_dir(fitted: tuple[Path, list[str], str]) ->
 def test_best_checkpoint_holds_weights_only_and_last_resumes(fitted: tuple[Path, list[str], str]) -> None:
     root, _, _ = fitted
     pointer = json.loads((root / "checkpoints" / "best.json").read_text())
-    best = torch.load(pointer["best"], map_location="cpu", weights_only=False)
-    last = torch.load(pointer["last"], map_location="cpu", weights_only=False)
+    best = torch.load(root / "checkpoints" / pointer["best"], map_location="cpu", weights_only=True)  # relative
+    last = torch.load(root / "checkpoints" / pointer["last"], map_location="cpu", weights_only=True)
     assert "optimizer_states" not in best and "lr_schedulers" not in best
     assert best["hyper_parameters"]["info"]["label_names"] == ["negative", "positive"]
     assert len(last["optimizer_states"]) == 1 and last["optimizer_states"][0]["state"]
