@@ -239,8 +239,8 @@ class LitFtProgressBar(TQDMProgressBar):
         super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        super().on_predict_end(trainer, pl_module)
-        self.say(self._meters["predict"].line("Predict", self.total_predict_batches_current_dataloader))
+        super().on_predict_end(trainer, pl_module)  # resets the current dataloader index: count from the trainer
+        self.say(self._meters["predict"].line("Predict", sum(trainer.num_predict_batches)))
 
     def _metrics_name(self, trainer: Trainer) -> str:
         if trainer.state.fn != "fit":
