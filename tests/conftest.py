@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from builders import make_tiny_bert, write_sentiment_csvs
 from sft_fixtures import make_causal_lm
 
@@ -51,3 +53,13 @@ def stand_in_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
     from stand_ins import build_models
 
     return build_models(tmp_path_factory.mktemp("stand_ins"))
+
+
+@pytest.fixture(scope="module")
+def single_thread() -> Iterator[None]:
+    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine the thread hand-offs make each
+    small op some 20x slower. Modules opt in with `pytestmark = pytest.mark.usefixtures("single_thread")`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

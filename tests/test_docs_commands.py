@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 from builders import SHARED_DATA, shared_data
 from stand_ins import RECIPES, ROOT, overlays
 
@@ -117,12 +116,7 @@ def test_commands_are_copy_pasteable(doc: str) -> None:
                 assert (ROOT / word).exists(), f"{doc}:{n}: {word} does not exist"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def checkout(tmp_path: Path) -> Path:

@@ -5,7 +5,6 @@ for 2 optimizer steps, with only the backbone (and hub data) swapped for stand-i
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,7 @@ from stand_ins import RECIPES, ROOT, STEPS, offline_piece, overlays, read_recipe
 from lit_ft.cli import OVERLAY_ENV, run
 from lit_ft.trainer_cli import DEFAULT_GRADIENT_CLIP
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from intra-op threads; on a busy 2-core machine they only add hand-offs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def checkout(tmp_path: Path) -> Path:

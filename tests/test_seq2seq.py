@@ -45,14 +45,7 @@ def make_tiny_t5(out: Path, words: list[str], d_model: int = 32, layers: int = 2
     return out
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Any:
-    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine the thread hand-offs make each
-    small op some 20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
