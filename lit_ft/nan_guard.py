@@ -21,7 +21,7 @@ def _first_non_finite(named: list[tuple[str, torch.Tensor]]) -> str | None:
         return None
     # one reduction per tensor and a single host sync: max |x| is inf for inf and NaN for NaN
     norms = torch._foreach_norm([t.detach() for _, t in named], float("inf"))
-    finite = torch.isfinite(torch.stack([n.float().cpu() for n in norms]))
+    finite = torch.isfinite(torch.stack([n.float() for n in norms])).cpu()  # stacked on the device, then one copy
     if bool(finite.all()):
         return None
     return named[int((~finite).nonzero()[0])][0]
