@@ -5,6 +5,7 @@ without Lightning, torch or transformers (`python bench/startup.py` measures it)
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable
@@ -36,7 +37,15 @@ CHECKPOINT_ALIASES = ("best", "last")
 @dataclass(frozen=True)
 class Command:
     help: str
-    main: Callable[[list[str]], None] | None = None  # None: a LightningCLI trainer verb
+    main: Callable[[list[str]], None] | str | None = None  # None: a LightningCLI trainer verb
+    # a "module:function" string names a verb whose code is imported only when it runs (`lit_ft --help` stays fast)
+
+    def entry(self) -> Callable[[list[str]], None] | None:
+        if not isinstance(self.main, str):
+            return self.main
+        module, _, function = self.main.partition(":")
+        found: Callable[[list[str]], None] = getattr(importlib.import_module(module), function)
+        return found
 
 
 def list_tasks_main(argv: list[str]) -> None:
@@ -169,8 +178,9 @@ def run(args: list[str] | None = None) -> LitFtCLI | None:
     if verb not in COMMANDS and not verb.startswith("-"):
         raise UserError(f"unknown command '{verb}'; the commands are {', '.join(COMMANDS)} (see `lit_ft --help`)")
     command = COMMANDS.get(verb)
-    if command is not None and command.main is not None:
-        command.main(argv[1:])
+    entry = command.entry() if command is not None else None
+    if entry is not None:
+        entry(argv[1:])
         return None
     return _run_trainer(with_overlays(argv))
 
