@@ -29,7 +29,7 @@ CLASSIFICATION = ["configs/quickstart.yaml", "configs/sentiment_sst2.yaml", "con
                   "configs/hf_trainer_classic.yaml", "configs/regression_stsb.yaml"]
 # pieces this CPU-only machine can parse but not run: the tests below check what they set up instead
 NEEDS_GPU = {"configs/precision/16-mixed.yaml", "configs/strategy/fsdp.yaml", "configs/strategy/deepspeed.yaml",
-             "configs/strategy/multinode.yaml", "configs/strategy/ddp.yaml"}  # ddp: see test_ddp_cpu.py
+             "configs/strategy/multinode.yaml", "configs/strategy/ddp.yaml"}  # ddp: see test_conformance.py
 
 
 @pytest.mark.parametrize("recipe", RECIPES)

@@ -1,0 +1,24 @@
+"""Conformance tests a task plugin runs on itself (needs pytest): fit, prediction order, checkpoint round trip,
+export, DDP metric equality.
+
+A plugin's test module subclasses `TaskConformance` and gives it a class-scoped `conformance` fixture naming a
+recipe and the overrides that make it small (a tiny backbone, small data files):
+
+    import pytest
+    from lit_ft.testing import Conformance, TaskConformance, make_tiny_bert
+
+    class TestMyTask(TaskConformance):
+        @pytest.fixture(scope="class")
+        def conformance(self, tmp_path_factory: pytest.TempPathFactory) -> Conformance:
+            backbone = make_tiny_bert(tmp_path_factory.mktemp("bert"), words=["some", "words"])
+            return Conformance(recipe="configs/my_task.yaml", args=["--model.backbone", str(backbone)])
+
+The checks share one 2-step fit per class. The DDP check starts two `python -m lit_ft fit` runs (one and two CPU
+processes) and is marked `slow`: register that marker in the plugin's pytest settings.
+"""
+
+from lit_ft.testing.conformance import TaskConformance
+from lit_ft.testing.runs import STEPS, Conformance, Fitted, assert_close
+from lit_ft.testing.tiny import make_tiny_bert
+
+__all__ = ["STEPS", "Conformance", "Fitted", "TaskConformance", "assert_close", "make_tiny_bert"]

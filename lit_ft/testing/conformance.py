@@ -1,0 +1,93 @@
+"""`TaskConformance`: the checks every task plugin must pass, as pytest tests a plugin's test class inherits."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from lit_ft.cli import main as lit_ft_main
+from lit_ft.io import read_jsonl
+from lit_ft.testing.runs import (
+    STEPS,
+    Conformance,
+    Fitted,
+    assert_close,
+    collapsed,
+    ddp_fit,
+    fit_and_predict,
+    one_thread,
+    predictions_file,
+)
+
+
+class TaskConformance:
+    """Base class of a plugin's conformance tests; subclass it as `class TestMyTask(TaskConformance)` and define a
+    class-scoped fixture `conformance` returning a `Conformance` (its recipe and small overrides).
+
+    The first four tests share one 2-step fit (`fitted`); the DDP test fits twice more in subprocesses (slow).
+    """
+
+    @pytest.fixture(scope="class")
+    def conformance(self) -> Conformance:
+        raise NotImplementedError(f"{type(self).__name__}: define a class-scoped fixture `conformance` that returns "
+                                  "lit_ft.testing.Conformance(recipe=..., args=[...])")
+
+    @pytest.fixture(scope="class")
+    def fitted(self, conformance: Conformance, tmp_path_factory: pytest.TempPathFactory) -> Fitted:
+        with one_thread():
+            return fit_and_predict(conformance, tmp_path_factory.mktemp("conformance") / "run")
+
+    def test_fit_runs_two_steps_and_keeps_a_validated_best_checkpoint(self, fitted: Fitted) -> None:
+        trainer = fitted.cli.trainer
+        assert trainer.global_step == STEPS
+        best = json.loads((fitted.root / "checkpoints" / "best.json").read_text())
+        assert (fitted.root / "checkpoints" / best["best"]).is_file()
+        monitored = f"val/{fitted.cli.model.plugin.monitor()}"
+        assert monitored in fitted.fit_metrics, f"{monitored} not logged; logged: {sorted(fitted.fit_metrics)}"
+        assert math.isfinite(fitted.fit_metrics[monitored]) and math.isfinite(fitted.fit_metrics["val/loss"])
+
+    def test_predictions_carry_the_ids_in_input_order(self, fitted: Fitted) -> None:
+        raw = fitted.cli.datamodule.raw("predict")
+        assert raw is not None, "the recipe (with Conformance.args) has no predict split: set data.source.predict"
+        assert fitted.in_process and all("id" in record for record in fitted.in_process)
+        ids = collapsed(record["id"] for record in fitted.in_process)
+        assert ids == list(raw["id"])
+
+    def test_checkpoint_round_trip_predicts_what_the_fitted_model_did(self, fitted: Fitted) -> None:
+        with one_thread():
+            later = fitted.conformance.run("predict", fitted.root, "--ckpt_path", "best")
+        assert_close(read_jsonl(predictions_file(later)), fitted.in_process, "predictions")
+
+    def test_export_loads_in_transformers_with_the_best_weights(self, fitted: Fitted, tmp_path: Path) -> None:
+        import transformers
+
+        out = tmp_path / "export"
+        plugins = ["--plugins", ",".join(map(str, fitted.conformance.plugins))] if fitted.conformance.plugins else []
+        lit_ft_main(["export", str(fitted.root), "--output_dir", str(out), *plugins])
+        config = transformers.AutoConfig.from_pretrained(out)
+        loaded = getattr(transformers, config.architectures[0]).from_pretrained(out)
+        expected = fitted.cli.model.exportable_model().state_dict()
+        assert loaded.state_dict().keys() == expected.keys()
+        for name, tensor in loaded.state_dict().items():
+            assert torch.equal(tensor, expected[name]), f"exported {name} differs from the best checkpoint's"
+        transformers.AutoTokenizer.from_pretrained(out)
+        tag = fitted.cli.model.plugin.pipeline_tag
+        if tag is not None:
+            transformers.pipeline(tag, model=str(out))
+
+    @pytest.mark.slow
+    def test_ddp_metrics_match_one_process(self, conformance: Conformance, tmp_path: Path) -> None:
+        if not conformance.ddp:
+            pytest.skip("Conformance.ddp is False")
+        single = ddp_fit(conformance, tmp_path / "one", devices=1)
+        double = ddp_fit(conformance, tmp_path / "two", devices=2)
+        assert single and single.keys() == double.keys()
+        for name, one in single.items():
+            two = double[name]
+            assert one["step"] == two["step"] and one["metrics"].keys() == two["metrics"].keys(), name
+            for key, value in one["metrics"].items():
+                assert two["metrics"][key] == pytest.approx(value, abs=1e-4), f"{name}: {key}"
