@@ -98,6 +98,8 @@ COMMANDS: dict[str, Command] = {
     "export": Command("write a run's best (or last) checkpoint as a Hugging Face model directory", export_main),
     "tasks": Command("list the task plugins and where each comes from (built-in, package, local module)",
                      list_tasks_main),
+    "new-task": Command("scaffold a task-plugin package (task, data module, fixture, recipe, conformance tests)",
+                        "lit_ft.new_task:main"),
 }
 
 

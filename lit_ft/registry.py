@@ -5,8 +5,9 @@ Built-in tasks are registered in the project's own pyproject.toml exactly like a
     [project.entry-points."lit_ft.tasks"]
     classification = "lit_ft.tasks.classification:ClassificationTask"
 
-A local module (a `.py` file or an importable module name) is loaded with `load_plugin_module`; it registers
-its tasks by calling `register_task` (or by defining `Task` subclasses with a `name`, found automatically).
+A local module (a `.py` file, a package directory or an importable module name) is loaded with
+`load_plugin_module`; it registers its tasks by calling `register_task` (or by defining `Task` subclasses with a
+`name`, found automatically; in a package, those its `__init__` imports from its submodules).
 """
 
 from __future__ import annotations
@@ -99,7 +100,9 @@ def load_plugin_module(spec: str) -> ModuleType:
     """Import a local plugin from a file path or a module name and register the tasks it defines."""
     before = dict(_local)
     path = Path(spec)
-    if spec.endswith(".py") or path.exists():
+    if path.is_dir():
+        module, source = _import_package(spec, path), f"local module {path}"
+    elif spec.endswith(".py") or path.exists():
         module, source = _exec_file(spec, path), f"local module {path}"
     else:
         try:
@@ -113,12 +116,29 @@ def load_plugin_module(spec: str) -> ModuleType:
     from lit_ft.task import Task
 
     for _, obj in inspect.getmembers(module, inspect.isclass):
-        if issubclass(obj, Task) and obj is not Task and obj.name and obj.__module__ == module.__name__:
+        # a package's tasks live in its submodules (my_plugin.task) and are re-exported by its __init__
+        own = obj.__module__ == module.__name__ or obj.__module__.startswith(f"{module.__name__}.")
+        if issubclass(obj, Task) and obj is not Task and obj.name and own:
             register_task(obj, source)
     if all(before.get(name) is entry for name, entry in _local.items()):
         raise UserError(f"plugin module '{spec}' registers no task: define a `lit_ft.task.Task` subclass with a "
                         "`name` in it (or call `lit_ft.registry.register_task`)")
     return module
+
+
+def _import_package(spec: str, path: Path) -> ModuleType:
+    """A package directory (a plugin's source, not installed): imported by its name with its parent on sys.path,
+    so its own imports and class paths (`my_plugin.MyData`) resolve as when installed."""
+    if not (path / "__init__.py").is_file():
+        raise UserError(f"plugin '{spec}' is a directory without __init__.py; give a package directory, a .py file "
+                        "or an importable module name")
+    parent = str(path.resolve().parent)
+    if parent not in sys.path:
+        sys.path.insert(0, parent)
+    try:
+        return importlib.import_module(path.resolve().name)
+    except ImportError as err:
+        raise UserError(f"plugin package '{path}' imports what is not installed ({err}); install it") from err
 
 
 def _exec_file(spec: str, path: Path) -> ModuleType:

@@ -122,13 +122,31 @@ def _load_hub(name: str, config: str | None, split: str, key: str = "data.source
 
 
 RESOURCE_SCHEME = "lit_ft://"
+PACKAGE_SCHEME = "package://"
 
 
 def local_path(path: str) -> Path:
-    """A local path; `lit_ft://NAME` names a file shipped in the package's resources folder."""
+    """A local path; `lit_ft://NAME` names a file shipped in lit_ft's resources folder, `package://PKG/NAME` a file
+    inside the importable package PKG (a plugin's own fixtures, installed or loaded with `--plugins`)."""
     if path.startswith(RESOURCE_SCHEME):
         return Path(__file__).parent / "resources" / path[len(RESOURCE_SCHEME) :]
+    if path.startswith(PACKAGE_SCHEME):
+        return _package_file(path)
     return Path(path).expanduser()
+
+
+def _package_file(path: str) -> Path:
+    import importlib.util
+
+    package, _, name = path[len(PACKAGE_SCHEME) :].partition("/")
+    try:
+        spec = importlib.util.find_spec(package) if package.isidentifier() else None
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"'{path}': no importable package '{package}'; install it, load it with `--plugins "
+                        "path/to/package_dir`, or give a file path")
+    return Path(next(iter(spec.submodule_search_locations))) / name
 
 
 def load_file(
