@@ -1,4 +1,4 @@
-"""Fixtures of the plugin's tests: a tiny random BERT and SWAG-format files, written by the tests themselves."""
+"""Fixtures of the plugin's tests: a tiny random BERT (lit_ft.testing) and SWAG-format files, written by the tests."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lit_ft.testing import make_tiny_bert
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -31,29 +32,9 @@ def shared_sample() -> Path:
     return path
 
 
-def make_tiny_bert(out: Path, seed: int = 0) -> Path:
-    """A 2-layer, hidden-32 BERT with random weights and a WordPiece tokenizer over WORDS (plus characters)."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    chars = sorted({c for w in WORDS for c in w} | set("abcdefghijklmnopqrstuvwxyz0123456789.,!?'-"))
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(WORDS)), *chars, *[f"##{c}" for c in chars]]
-    vocab = list(dict.fromkeys(vocab))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizerFast(vocab_file=str(out / "vocab.txt"), do_lower_case=True).save_pretrained(out)
-    config = BertConfig(
-        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=128, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-    )
-    torch.manual_seed(seed)
-    BertModel(config).save_pretrained(out)
-    return out
-
-
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_bert(tmp_path_factory.mktemp("tiny_bert_mc"))
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny_bert_mc"), words=WORDS)
 
 
 def swag_rows(n: int, seed: int, labelled: bool = True) -> list[dict[str, Any]]:
@@ -84,4 +65,13 @@ def swag_files(tmp_path: Path) -> dict[str, str]:
     """train 16, validation 8, test 8 (labelled) and predict 6 (no label column) SWAG-format JSONL files."""
     sizes = {"train": 16, "validation": 8, "test": 8, "predict": 6}
     return {split: write_jsonl(swag_rows(n, seed=i, labelled=split != "predict"), tmp_path / "data" / f"{split}.jsonl")
+            for i, (split, n) in enumerate(sizes.items())}
+
+
+@pytest.fixture(scope="session")
+def swag_session_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """train 16, validation 8 and predict 6 (no label column) SWAG-format JSONL files, written once per session."""
+    out = tmp_path_factory.mktemp("swag")
+    sizes = {"train": 16, "validation": 8, "predict": 6}
+    return {split: write_jsonl(swag_rows(n, seed=i, labelled=split != "predict"), out / f"{split}.jsonl")
             for i, (split, n) in enumerate(sizes.items())}
