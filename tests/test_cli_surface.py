@@ -65,10 +65,10 @@ def test_help_and_tasks_start_without_torch_or_lightning() -> None:
 def test_unknown_verb_and_no_verb_exit_2_with_the_verbs() -> None:
     done = lit_ft("fitt")
     assert done.returncode == 2
-    assert done.stderr.strip() == (
-        "lit_ft: error: unknown command 'fitt'; the commands are fit, validate, test, predict, export, tasks "
-        "(see `lit_ft --help`)"
+    assert done.stderr.strip() == (  # every verb of the one table, in its order
+        f"lit_ft: error: unknown command 'fitt'; the commands are {', '.join(COMMANDS)} (see `lit_ft --help`)"
     )
+    assert list(COMMANDS)[:6] == ["fit", "validate", "test", "predict", "export", "tasks"]
     bare = lit_ft()
     assert bare.returncode == 2 and "commands" in bare.stderr and bare.stdout == ""
 
