@@ -71,9 +71,17 @@ def export_main(argv: list[str]) -> None:
     parser.add_argument("checkpoint", help="a .ckpt file, or a run directory (its best checkpoint is used)")
     parser.add_argument("--output_dir", "-o", required=True, help="directory to write (replaced if it exists)")
     parser.add_argument("--which", choices=CHECKPOINT_ALIASES, default="best", help="checkpoint of a run directory")
+    parser.add_argument("--format", choices=("hf", "onnx"), default="hf",
+                        help="hf: a Hugging Face model directory; onnx: model.onnx with the tokenizer and config "
+                             "(encoder tasks; needs `pip install 'lit_ft[onnx]'`)")
     parser.add_argument("--adapter_only", action="store_true", help="LoRA: write the adapter instead of merging it")
+    parser.add_argument("--atol", type=float, default=1e-3,
+                        help="onnx: largest difference from PyTorch's outputs the check after export accepts")
     parser.add_argument("--plugins", default="", help="comma-separated local plugin modules")
     args = parser.parse_args(argv)
+    if args.format == "onnx" and args.adapter_only:
+        raise UserError("--adapter_only writes a LoRA adapter for Transformers, which an ONNX file cannot hold: "
+                        "drop it (the ONNX export merges the adapter) or use --format hf")
     from lit_ft.checkpoint import find_checkpoint
     from lit_ft.export import export_model, load_checkpoint_module
     from lit_ft.registry import load_plugin_module
@@ -84,6 +92,11 @@ def export_main(argv: list[str]) -> None:
         found = find_checkpoint(args.checkpoint, args.which)
     except FileNotFoundError as err:
         raise UserError(str(err)) from err
+    if args.format == "onnx":
+        from lit_ft.onnx_export import export_onnx_checkpoint
+
+        print(export_onnx_checkpoint(found, args.output_dir, args.atol).summary())
+        return
     module = load_checkpoint_module(found)
     out = export_model(module, args.output_dir, merge=not args.adapter_only)
     print(f"lit_ft: exported to {out}")
@@ -95,7 +108,8 @@ COMMANDS: dict[str, Command] = {
     "validate": Command("evaluate a checkpoint on the validation split (val/... metrics)"),
     "test": Command("evaluate a checkpoint on the test split (test/... metrics)"),
     "predict": Command("write predictions for the predict split, one JSON record per input"),
-    "export": Command("write a run's best (or last) checkpoint as a Hugging Face model directory", export_main),
+    "export": Command("write a run's best (or last) checkpoint as a Hugging Face model directory (or ONNX)",
+                      export_main),
     "tasks": Command("list the task plugins and where each comes from (built-in, package, local module)",
                      list_tasks_main),
     "new-task": Command("scaffold a task-plugin package (task, data module, fixture, recipe, conformance tests)",

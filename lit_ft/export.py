@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,17 @@ def export_model(module: FineTuner, out_dir: str | Path, merge: bool = True) -> 
         merge: For adapter (LoRA) models, merge the adapter into the base weights (True) or write the
             adapter alone (False). Plain models ignore it.
     """
+    def write(tmp: Path) -> None:
+        model: Any = module.exportable_model(merge)
+        model.save_pretrained(tmp)
+        write_tokenizer_and_manifest(module, tmp)
+
+    return write_export_dir(module, out_dir, write)
+
+
+def write_export_dir(module: FineTuner, out_dir: str | Path, write: Callable[[Path], None]) -> Path:
+    """Run `write` on a hidden temporary directory next to `out_dir`, then swap it in (nothing is left behind
+    when `write` fails); refuses a model with non-finite weights before writing anything."""
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(out.parent)
@@ -42,13 +54,8 @@ def export_model(module: FineTuner, out_dir: str | Path, merge: bool = True) -> 
         raise NonFiniteError(f"not exporting to {out}: parameter '{bad}' holds NaN or inf (the run diverged)")
     tmp = temp_name(out)
     try:
-        model: Any = module.exportable_model(merge)
-        model.save_pretrained(tmp)
-        tokenizer = load_tokenizer(module.hparams["backbone"])
-        tokenizer.save_pretrained(tmp)
-        module.plugin.export_extras(tmp)
-        manifest = {k: module.hparams.get(k) for k in ("task", "backbone", "info", "task_options")}
-        (tmp / MANIFEST).write_text(json.dumps({**manifest, "pipeline_tag": module.plugin.pipeline_tag}, indent=2))
+        tmp.mkdir()
+        write(tmp)
         replace_dir(tmp, out)
     except BaseException:
         remove_path(tmp)
@@ -56,11 +63,24 @@ def export_model(module: FineTuner, out_dir: str | Path, merge: bool = True) -> 
     return out
 
 
+def write_tokenizer_and_manifest(module: FineTuner, out: Path, **extra: Any) -> None:
+    """The backbone's tokenizer, the task's extra files and `lit_ft.json` (task, backbone, info, ...)."""
+    load_tokenizer(module.hparams["backbone"]).save_pretrained(out)
+    module.plugin.export_extras(out)
+    manifest = {k: module.hparams.get(k) for k in ("task", "backbone", "info", "task_options")}
+    manifest.update(pipeline_tag=module.plugin.pipeline_tag, **extra)
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+
 def load_checkpoint_module(ckpt_path: str) -> FineTuner:
     """Rebuild the FineTuner a checkpoint was saved from (safe load: no pickle code runs)."""
+    return module_from_checkpoint(load_checkpoint_file(ckpt_path), ckpt_path)
+
+
+def module_from_checkpoint(checkpoint: dict[str, Any], ckpt_path: str) -> FineTuner:
+    """The FineTuner of a loaded checkpoint (`ckpt_path` names it in errors)."""
     from lit_ft.module import FineTuner
 
-    checkpoint = load_checkpoint_file(ckpt_path)
     hparams = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if not k.startswith("_")}
     try:
         module = FineTuner(**hparams)

@@ -47,6 +47,10 @@ class Task:
     option only steers decoding, scoring or monitoring and may be changed then. None by default."""
     throughput_unit: ClassVar[Literal["samples", "tokens"]] = "samples"
     """What the progress bar counts per second: examples, or input tokens (generation tasks)."""
+    onnx_outputs: ClassVar[tuple[str, ...] | None] = None
+    """The model outputs an ONNX export writes (`("logits",)`, say), by their Transformers output names, for models
+    that map the tokenizer's outputs to tensors in one forward pass; None (the default): `lit_ft export --format
+    onnx` refuses the task (generation runs a decoding loop that one ONNX graph does not hold)."""
 
     def __init__(self, info: dict[str, Any], **options: Any) -> None:
         if options:

@@ -224,6 +224,7 @@ class ClassificationTask(Task):
     datamodule = ClassificationData
     pipeline_tag = "text-classification"
     peft_task_type = "SEQ_CLS"
+    onnx_outputs = ("logits",)
 
     def __init__(self, info: dict[str, Any], threshold: float = 0.5, monitor: str | None = None) -> None:
         super().__init__(info)

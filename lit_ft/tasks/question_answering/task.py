@@ -35,6 +35,7 @@ class QuestionAnsweringTask(Task):
     datamodule = QuestionAnsweringData
     pipeline_tag = "question-answering"
     peft_task_type = "QUESTION_ANS"
+    onnx_outputs = ("start_logits", "end_logits")
 
     def __init__(self, info: dict[str, Any], version_2_with_negative: bool = False, null_threshold: float = 0.0,
                  max_answer_length: int = 30, n_best: int = 20) -> None:

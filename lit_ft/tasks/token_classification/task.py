@@ -30,6 +30,7 @@ class TokenClassificationTask(Task):
     datamodule = TokenClassificationData
     pipeline_tag = "token-classification"
     peft_task_type = "TOKEN_CLS"
+    onnx_outputs = ("logits",)
 
     def __init__(self, info: dict[str, Any], monitor: str | None = None) -> None:
         super().__init__(info)
