@@ -82,10 +82,12 @@ def export_main(argv: list[str]) -> None:
     if args.format == "onnx" and args.adapter_only:
         raise UserError("--adapter_only writes a LoRA adapter for Transformers, which an ONNX file cannot hold: "
                         "drop it (the ONNX export merges the adapter) or use --format hf")
+    from lit_ft import quiet
     from lit_ft.checkpoint import find_checkpoint
     from lit_ft.export import export_model, load_checkpoint_module
     from lit_ft.registry import load_plugin_module
 
+    quiet.install()  # no weight-loading bars, no "newly initialised head" report for the restored checkpoint
     for spec in filter(None, args.plugins.split(",")):
         load_plugin_module(spec)
     try:

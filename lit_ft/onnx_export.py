@@ -129,7 +129,8 @@ def export_onnx(module: FineTuner, out_dir: str | Path, atol: float = 1e-3) -> O
             raise UserError(f"the ONNX export of {model.config.model_type} disagrees with PyTorch: outputs differ by "
                             f"up to {diff:.3g} (more than --atol {atol:g}); nothing was written. Use --format hf")
         model.config.save_pretrained(tmp)
-        manifest = {"file": ONNX_FILE, "inputs": named.input_names, "outputs": outputs, "max_abs_diff": diff}
+        manifest = {"file": ONNX_FILE, "opset": opset(tmp / ONNX_FILE), "inputs": named.input_names,
+                    "outputs": outputs, "max_abs_diff": diff}
         write_tokenizer_and_manifest(module, tmp, format="onnx", onnx=manifest)
         written.append(OnnxExport(Path(out_dir), named.input_names, outputs, diff, len(SAMPLE_TEXTS) + 1))
 
@@ -191,6 +192,14 @@ def max_abs_diff(path: Path, model: _NamedOutputs, inputs: tuple[torch.Tensor, .
     with torch.no_grad():
         expected = model(*(t.to(device) for t in inputs))
     return max(float((torch.from_numpy(g) - e.float().cpu()).abs().max()) for g, e in zip(got, expected, strict=True))
+
+
+def opset(path: Path) -> int:
+    """The ONNX operator set the file needs (what a runtime must support)."""
+    import onnx
+
+    found = onnx.load(str(path), load_external_data=False).opset_import
+    return next(int(o.version) for o in found if o.domain in ("", "ai.onnx"))
 
 
 @contextlib.contextmanager

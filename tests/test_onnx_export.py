@@ -27,7 +27,8 @@ from lit_ft.cli import LitFtCLI, main
 from lit_ft.export import load_checkpoint_module
 
 QUICKSTART = "configs/quickstart.yaml"
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
 QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu"]
 TOLERANCE = 1e-4
 
@@ -50,7 +51,7 @@ def assert_onnx_equals_pytorch(out: Path, fitted: LitFtCLI, outputs: list[str]) 
     assert [o.name for o in session.get_outputs()] == outputs
     assert all(i.shape == ["batch", "sequence"] for i in session.get_inputs())
     root = fitted.trainer.default_root_dir
-    model = load_checkpoint_module(find_checkpoint(root)).model.eval()
+    model = load_checkpoint_module(find_checkpoint(str(root))).model.eval()
     worst, rows, padded = 0.0, 0, False
     for batch in fitted.datamodule.test_dataloader():
         inputs = batch["inputs"]
@@ -123,17 +124,35 @@ def classification(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.mark.parametrize("problem", ["single_label", "multi_label", "regression"])
 def test_classification_onnx_equals_pytorch(problem: str, classification: Callable[[str], tuple[LitFtCLI, Path]],
-                                            tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+                                            tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     fitted, run_dir = classification(problem)
-    line = export(run_dir, tmp_path / "onnx", capsys)
-    assert line.startswith(f"lit_ft: exported to {tmp_path / 'onnx' / 'model.onnx'} (inputs input_ids, "
-                           "token_type_ids, attention_mask; outputs logits); onnxruntime vs PyTorch on 4 inputs: "
-                           "max abs diff ")
+    out = tmp_path / "my_model_onnx"
+    line = export(run_dir, out, capsys)
+    assert line.startswith(f"lit_ft: exported to {out / 'model.onnx'} (inputs input_ids, token_type_ids, "
+                           "attention_mask; outputs logits); onnxruntime vs PyTorch on 4 inputs: max abs diff ")
     assert float(line.rsplit(" ", 1)[1]) <= TOLERANCE
-    assert_onnx_equals_pytorch(tmp_path / "onnx", fitted, ["logits"])
-    assert_self_describing(tmp_path / "onnx", fitted, "the film was good")
+    assert_onnx_equals_pytorch(out, fitted, ["logits"])
+    assert_self_describing(out, fitted, "the film was good")
     if fitted.model.hparams["lora"] is not None:  # the adapter trained, so merging it changes the weights
         assert any(p.abs().sum() > 0 for n, p in fitted.model.model.named_parameters() if "lora_B" in n)
+    if problem == "single_label":
+        monkeypatch.chdir(tmp_path)
+        assert_documented_snippet_predicts_like_pytorch(run_dir, capsys)
+
+
+def assert_documented_snippet_predicts_like_pytorch(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/export.md's onnxruntime example, run on `my_model_onnx`, prints PyTorch's label for each text."""
+    snippet = (ROOT / "docs" / "export.md").read_text().split("```python\n", 1)[1].split("```", 1)[0]
+    capsys.readouterr()
+    exec(compile(snippet, "docs/export.md", "exec"), {})
+    printed = [line.split(" ", 1) for line in capsys.readouterr().out.splitlines()]
+    module = load_checkpoint_module(find_checkpoint(str(run_dir)))
+    tokenizer = load_tokenizer(module.hparams["backbone"])
+    with torch.no_grad():
+        logits = module.model.eval()(**tokenizer([t for _, t in printed], padding=True, return_tensors="pt")).logits
+    assert len(printed) == 2 and [label for label, _ in printed] == [
+        module.hparams["info"]["label_names"][i] for i in logits.argmax(-1).tolist()]
 
 
 # ---- token classification and extractive QA ------------------------------------------------------------------
