@@ -112,6 +112,8 @@ COMMANDS: dict[str, Command] = {
     "predict": Command("write predictions for the predict split, one JSON record per input"),
     "export": Command("write a run's best (or last) checkpoint as a Hugging Face model directory (or ONNX)",
                       export_main),
+    "tune": Command("search hyperparameters with Optuna, each trial a `fit`; resumable, prints the best recipe",
+                    "lit_ft.tune.command:main"),
     "tasks": Command("list the task plugins and where each comes from (built-in, package, local module)",
                      list_tasks_main),
     "new-task": Command("scaffold a task-plugin package (task, data module, fixture, recipe, conformance tests)",
@@ -184,8 +186,11 @@ def main(args: list[str] | None = None) -> None:
         sys.exit(EXIT_USER_ERROR)
 
 
-def run(args: list[str] | None = None) -> LitFtCLI | None:
-    """Run a lit_ft command; returns the LightningCLI object for trainer commands (tests inspect it)."""
+def run(args: list[str] | None = None, callbacks: list[Any] | None = None) -> LitFtCLI | None:
+    """Run a lit_ft command; returns the LightningCLI object for trainer commands (tests inspect it).
+
+    `callbacks`: Lightning callbacks added to a trainer command's own (`lit_ft tune` reports trials with one);
+    they are not part of the parsed config, so the config the run saves stays the one given."""
     argv = list(sys.argv[1:] if args is None else args)
     if not argv or argv[0] in ("-h", "--help"):
         print(usage(), end="", file=sys.stdout if argv else sys.stderr)
@@ -200,10 +205,10 @@ def run(args: list[str] | None = None) -> LitFtCLI | None:
     if entry is not None:
         entry(argv[1:])
         return None
-    return _run_trainer(with_overlays(argv))
+    return _run_trainer(with_overlays(argv), callbacks)
 
 
-def _run_trainer(argv: list[str]) -> LitFtCLI:
+def _run_trainer(argv: list[str], callbacks: list[Any] | None = None) -> LitFtCLI:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     config_files(argv)  # each exists and is YAML, or one line names the file and line (before the slow imports)
     from lit_ft import quiet
@@ -215,7 +220,7 @@ def _run_trainer(argv: list[str]) -> LitFtCLI:
     for spec in plugin_specs(argv):
         load_plugin_module(spec)
     available_tasks()  # imports every task's data module, so `--data.help ClassificationData` resolves short names
-    return run_trainer(argv)
+    return run_trainer(argv, callbacks)
 
 
 def __getattr__(name: str) -> Any:

@@ -230,8 +230,9 @@ def trainer_verbs() -> list[str]:
     return list(LitFtCLI.subcommands())
 
 
-def run_trainer(argv: list[str]) -> LitFtCLI:
-    """Parse `argv` (a trainer verb first) and run it; a parse error is one line (`UserError`)."""
+def run_trainer(argv: list[str], callbacks: list[Callback] | None = None) -> LitFtCLI:
+    """Parse `argv` (a trainer verb first) and run it; a parse error is one line (`UserError`). `callbacks` join
+    the trainer's own (Lightning's `trainer_defaults`, which stay out of the parsed and saved config)."""
     try:
         return LitFtCLI(
             FineTuner,
@@ -242,6 +243,7 @@ def run_trainer(argv: list[str]) -> LitFtCLI:
             args=argv,
             auto_configure_optimizers=False,
             parser_class=LitFtParser,
+            trainer_defaults={"callbacks": callbacks} if callbacks else None,
         )
     except argparse.ArgumentError as err:
         command = argv[0] if argv and argv[0] in LitFtCLI.subcommands() else ""

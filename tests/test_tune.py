@@ -1,0 +1,162 @@
+"""`lit_ft tune` on the quickstart with the tiny BERT: the study on disk, resume, pruning, failed trials, the best
+recipe, and one-line errors for bad search spaces. Every trial is a real `lit_ft fit` of 2-3 optimizer steps."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from helpers import cli
+
+from lit_ft.cli import main
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+QUICKSTART = "configs/quickstart.yaml"
+SPACE = {"model.learning_rate": {"type": "float", "low": "1e-4", "high": 1.0e-2, "log": True},
+         "data.init_args.batch_size": {"type": "categorical", "choices": [8, 16]},
+         "pruner": {"type": "none"}}
+COMPLETE, PRUNED, FAIL = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+                          optuna.trial.TrialState.FAIL)
+
+
+def fit_args(root: Path, bert: Path, steps: int = 2) -> list[str]:
+    """The quickstart with the tiny BERT, `steps` optimizer steps validated after each one (on one batch)."""
+    return ["--config", QUICKSTART, "--model.backbone", str(bert), "--trainer.default_root_dir", str(root),
+            "--trainer.max_steps", str(steps), "--trainer.val_check_interval", "1",
+            "--trainer.check_val_every_n_epoch", "null", "--trainer.num_sanity_val_steps", "0",
+            "--trainer.limit_val_batches", "1", "--trainer.logger", "false", "--export.enabled", "false",
+            "--trainer.enable_progress_bar", "false"]
+
+
+def tune(root: Path, bert: Path, space: dict[str, Any], trials: int, steps: int = 2, *extra: str) -> None:
+    path = root.parent / f"{root.name}_space.yaml"
+    path.write_text(yaml.safe_dump(space, sort_keys=False))
+    main(["tune", *fit_args(root, bert, steps), "--search", str(path), "--trials", str(trials), *extra])
+
+
+def study(root: Path) -> optuna.Study:
+    return optuna.load_study(study_name="lit_ft", storage=f"sqlite:///{root / 'tune' / 'study.db'}")
+
+
+def mtimes(root: Path, trial: int) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime for p in (root / "tune" / f"trial_{trial}").rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> tuple[Path, str]:
+    root = tmp_path_factory.mktemp("tune") / "run"
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        tune(root, tiny_bert, SPACE, 2)
+    return root, out.getvalue()
+
+
+def test_each_trial_is_a_fit_in_its_own_directory_scored_by_its_best_checkpoint(searched: tuple[Path, str]) -> None:
+    root, out = searched
+    trials = study(root).trials
+    assert [t.state for t in trials] == [COMPLETE, COMPLETE]
+    assert study(root).direction == optuna.study.StudyDirection.MAXIMIZE  # val/accuracy: higher is better
+    for t in trials:
+        pointer = json.loads((root / "tune" / f"trial_{t.number}" / "checkpoints" / "best.json").read_text())
+        assert pointer["monitor"] == "val/accuracy" and t.value == pytest.approx(pointer["score"], abs=1e-7)
+        assert 1e-4 <= t.params["model.learning_rate"] <= 1e-2 and t.params["data.init_args.batch_size"] in (8, 16)
+        assert sorted(t.intermediate_values) == [1, 2]  # reported at each validation, by optimizer step
+        assert t.value == max(t.intermediate_values.values())
+        assert t.user_attrs["seed"] == 42  # the quickstart's own seed, for every trial
+    assert trials[0].params != trials[1].params
+    table = out[out.index("lit_ft tune: 2 trials"):].splitlines()
+    assert table[1].split() == ["trial", "state", "val/accuracy", "model.learning_rate", "data.init_args.batch_size",
+                                "note"]
+    assert table[2].split()[:3] == ["0", "complete", f"{trials[0].value:.4g}"]
+    assert "importance" in out
+
+
+def test_the_best_recipe_fits_as_is_and_scores_what_its_trial_scored(searched: tuple[Path, str]) -> None:
+    root, _ = searched
+    best = study(root).best_trial
+    recipe = root / "tune" / "best.yaml"
+    loaded = yaml.safe_load(recipe.read_text())
+    assert loaded["model"]["learning_rate"] == best.params["model.learning_rate"]
+    assert loaded["data"]["init_args"]["batch_size"] == best.params["data.init_args.batch_size"]
+    assert loaded["seed_everything"] == 42 and loaded["trainer"]["default_root_dir"] == str(root / "tune" / "best")
+    result = cli("fit", "--config", str(recipe))
+    assert result.trainer.global_step == 2
+    assert float(result.trainer.checkpoint_callback.best_model_score) == pytest.approx(best.value, abs=1e-7)
+
+
+def test_a_rerun_continues_the_study_and_reruns_an_interrupted_trial(searched: tuple[Path, str], tiny_bert: Path,
+                                                                      tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "run"
+    shutil.copytree(searched[0] / "tune", root / "tune")
+    killed = study(root)
+    killed.enqueue_trial({"model.learning_rate": 5e-3, "data.init_args.batch_size": 8})
+    killed.ask(killed.trials[0].distributions)  # trial 2 left running, as a killed search leaves it
+    before = {n: mtimes(root, n) for n in (0, 1)}
+    tune(root, tiny_bert, SPACE, 3)
+    trials = study(root).trials
+    assert [t.state for t in trials] == [COMPLETE, COMPLETE, FAIL, COMPLETE]
+    assert trials[2].user_attrs["interrupted"] and trials[3].user_attrs["retry_of"] == 2
+    assert trials[3].params == {"model.learning_rate": 5e-3, "data.init_args.batch_size": 8}
+    assert {n: mtimes(root, n) for n in (0, 1)} == before  # completed trials were not run again
+    tune(root, tiny_bert, SPACE, 3)  # all 3 done: nothing runs
+    assert len(study(root).trials) == 4
+
+
+def test_pruning_stops_a_trial_and_a_diverging_trial_fails_without_ending_the_search(
+        tmp_path: Path, tiny_bert: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    space = {"model.learning_rate": {"type": "categorical", "choices": [1.0e+30, 1.0e-3]},
+             "pruner": {"type": "threshold", "lower": 1.01, "n_warmup_steps": 2}}  # prunes from step 2 on
+    tune(tmp_path / "run", tiny_bert, space, 2, 3, "--seed", "41", "--model.warmup", "0")
+    trials = study(tmp_path / "run").trials
+    by_rate = {t.params["model.learning_rate"]: t for t in trials}
+    assert set(by_rate) == {1.0e+30, 1.0e-3}, "the seed no longer draws both values: pick another --seed"
+    diverged, pruned = by_rate[1.0e+30], by_rate[1.0e-3]
+    assert diverged.state == FAIL and "NonFiniteError" in diverged.user_attrs["error"]
+    assert pruned.state == PRUNED and sorted(pruned.intermediate_values) == [1, 2]  # stopped before step 3
+    assert not (tmp_path / "run" / "tune" / "best.yaml").exists()
+    assert "best: none (no trial completed)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("space", "message"), [
+    ({"model.learning_rate": {"type": "float", "low": 1e-3, "high": 1e-5}},
+     "'model.learning_rate': 'low' (0.001) must be below 'high' (1e-05)"),
+    ({"model.learning_rate": {"type": "float", "low": 0, "high": 1e-3, "log": True}},
+     "'model.learning_rate': a log-scaled range needs 'low' above 0"),
+    ({"data.init_args.batch_size": {"type": "categorical", "choices": []}},
+     "'data.init_args.batch_size': 'choices' must be a non-empty list"),
+    ({"model.lora.r": {"type": "int", "low": 4, "hihg": 8}}, "'model.lora.r': unknown field(s) ['hihg']"),
+    ({"model.warmup": {"type": "uniform", "low": 0, "high": 1}},
+     "'model.warmup': expected a mapping with type float, int or categorical"),
+    ({"model.learing_rate": {"type": "float", "low": 1e-5, "high": 1e-3}},
+     "'model.learing_rate' does not fit the config: unrecognized arguments: --model.learing_rate=1e-05"),
+    ({"model.learning_rate": {"type": "categorical", "choices": ["fast"]}},
+     "'model.learning_rate' does not fit the config: model.learning_rate: Expected a <class 'float'>"),
+    ({"model.warmup": {"type": "float", "low": 0, "high": 0.1}, "pruner": {"type": "median", "patience": 2}},
+     "pruner 'median' has no setting(s) ['patience']"),
+])
+def test_a_bad_search_space_is_one_line_naming_the_key(space: dict[str, Any], message: str, tmp_path: Path,
+                                                        tiny_bert: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        tune(tmp_path / "run", tiny_bert, space, 2)
+    err = capsys.readouterr().err.strip()
+    assert done.value.code == 2 and len(err.splitlines()) == 1
+    assert err.startswith(f"lit_ft: error: search space {tmp_path / 'run_space.yaml'}: ") and message in err
+    assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_without_optuna_the_error_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str], tiny_bert: Path) -> None:
+    monkeypatch.setitem(sys.modules, "optuna", None)  # what `import optuna` meets where it is not installed
+    with pytest.raises(SystemExit):
+        tune(tmp_path / "run", tiny_bert, SPACE, 1)
+    assert "pip install 'lit_ft[tune]'" in capsys.readouterr().err
