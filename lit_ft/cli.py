@@ -112,12 +112,12 @@ COMMANDS: dict[str, Command] = {
     "predict": Command("write predictions for the predict split, one JSON record per input"),
     "export": Command("write a run's best (or last) checkpoint as a Hugging Face model directory (or ONNX)",
                       export_main),
-    "tune": Command("search hyperparameters with Optuna, each trial a `fit`; resumable, prints the best recipe",
-                    "lit_ft.tune.command:main"),
     "tasks": Command("list the task plugins and where each comes from (built-in, package, local module)",
                      list_tasks_main),
     "new-task": Command("scaffold a task-plugin package (task, data module, fixture, recipe, conformance tests)",
                         "lit_ft.new_task:main"),
+    "tune": Command("search hyperparameters with Optuna, each trial a `fit`; resumable, prints the best recipe",
+                    "lit_ft.tune.command:main"),
 }
 
 

@@ -21,9 +21,11 @@ from lit_ft.trainer_cli import LitFtCLI
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "configs").glob("*.yaml"))
-# configs/offline/<recipe>.yaml are data pieces of one recipe each: tests/test_recipes_run.py runs them with it
+# configs/offline/<recipe>.yaml are data pieces of one recipe each: tests/test_recipes_run.py runs them with it;
+# configs/tune/*.yaml are search spaces of `lit_ft tune`, run by tests/test_docs_commands.py (docs/tune.md)
 PIECES = sorted(
-    p.relative_to(ROOT).as_posix() for p in (ROOT / "configs").glob("*/*.yaml") if p.parent.name not in ("offline", "tune")
+    p.relative_to(ROOT).as_posix() for p in (ROOT / "configs").glob("*/*.yaml")
+    if p.parent.name not in ("offline", "tune")
 )
 CLASSIFICATION = ["configs/quickstart.yaml", "configs/sentiment_sst2.yaml", "configs/topic_ag_news.yaml",
                   "configs/hf_trainer_classic.yaml", "configs/regression_stsb.yaml"]
