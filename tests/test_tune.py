@@ -4,6 +4,8 @@ recipe, and one-line errors for bad search spaces. Every trial is a real `lit_ft
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ import optuna
 import pytest
 import yaml
 from helpers import cli
+from lightning.pytorch import Callback, Trainer
 
 from lit_ft.cli import main
 
@@ -112,6 +115,28 @@ def test_a_rerun_continues_the_study_and_reruns_an_interrupted_trial(searched: t
     assert len(study(root).trials) == 4
 
 
+class SigtermInFirstTrial(Callback):
+    """Sends this process SIGTERM (what a cluster sends a preempted job) after trial 0's first optimizer step."""
+
+    def on_train_batch_end(self, trainer: Trainer, *args: Any) -> None:
+        if Path(trainer.default_root_dir).name == "trial_0" and trainer.global_step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_terminated_search_marks_its_trial_interrupted_and_reruns_its_values(tmp_path: Path,
+                                                                              tiny_bert: Path) -> None:
+    with pytest.raises(SystemExit) as done:
+        tune(tmp_path / "run", tiny_bert, SPACE, 1, 3, "--trainer.callbacks+=test_tune.SigtermInFirstTrial")
+    assert done.value.code == 143
+    stopped = study(tmp_path / "run").trials
+    assert [t.state for t in stopped] == [FAIL, optuna.trial.TrialState.WAITING]  # its values queued to run again
+    assert stopped[0].user_attrs["interrupted"]
+    assert sorted(stopped[0].intermediate_values) == [1]  # Lightning stopped it at the step after the signal
+    tune(tmp_path / "run", tiny_bert, SPACE, 1, 3)
+    trials = study(tmp_path / "run").trials
+    assert [t.state for t in trials] == [FAIL, COMPLETE] and trials[1].params == stopped[0].params
+
+
 def test_pruning_stops_a_trial_and_a_diverging_trial_fails_without_ending_the_search(
         tmp_path: Path, tiny_bert: Path, capsys: pytest.CaptureFixture[str]) -> None:
     space = {"model.learning_rate": {"type": "categorical", "choices": [1.0e+30, 1.0e-3]},
@@ -160,3 +185,48 @@ def test_without_optuna_the_error_names_the_extra(tmp_path: Path, monkeypatch: p
     with pytest.raises(SystemExit):
         tune(tmp_path / "run", tiny_bert, SPACE, 1)
     assert "pip install 'lit_ft[tune]'" in capsys.readouterr().err
+
+
+def test_importance_ranks_the_key_that_decides_the_score_first() -> None:
+    from lit_ft.tune.report import importance_lines
+
+    study = optuna.create_study(direction="maximize")
+    space = {"x": optuna.distributions.FloatDistribution(0, 1), "y": optuna.distributions.FloatDistribution(0, 1)}
+    for i in range(12):  # the score is x alone; y is noise
+        x, y = i / 11, (i * 7 % 12) / 11
+        study.add_trial(optuna.trial.create_trial(params={"x": x, "y": y}, distributions=space, value=x))
+    lines = importance_lines(study, seed=0)
+    assert lines[0].startswith("importance of each key (fANOVA over 12 completed trials")
+    ranked = [line.split() for line in lines[1:]]
+    assert [r[0] for r in ranked] == ["x", "y"] and float(ranked[0][1]) > 0.9
+    assert sum(float(r[1]) for r in ranked) == pytest.approx(1.0, abs=2e-3)
+    few = optuna.create_study()
+    few.add_trial(optuna.trial.create_trial(params={"x": 0.5}, distributions={"x": space["x"]}, value=1.0))
+    assert importance_lines(few, seed=0) == ["importance: needs at least 2 completed trials, this search has 1"]
+
+
+@pytest.mark.slow  # a real `lit_ft tune` process (the imports alone take seconds), killed in its second trial
+def test_a_killed_search_resumes_where_it_stopped(tmp_path: Path, tiny_bert: Path) -> None:
+    import signal
+    import subprocess
+    import time
+
+    root, space_file = tmp_path / "run", tmp_path / "space.yaml"
+    space_file.write_text(yaml.safe_dump(SPACE, sort_keys=False))
+    argv = ["tune", *fit_args(root, tiny_bert, steps=3), "--search", str(space_file), "--trials", "2"]
+    proc = subprocess.Popen([sys.executable, "-m", "lit_ft", *argv], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (root / "tune" / "trial_1" / "config.yaml").exists():  # trial 1's fit has started
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = mtimes(root, 0)
+    killed = study(root).trials
+    assert [t.state for t in killed] == [COMPLETE, optuna.trial.TrialState.RUNNING]
+    main(argv)
+    trials = study(root).trials
+    assert [t.state for t in trials] == [COMPLETE, FAIL, COMPLETE]  # trial 1 interrupted, its values run as trial 2
+    assert trials[1].user_attrs["interrupted"] and trials[2].params == killed[1].params
+    assert trials[0].value == killed[0].value and mtimes(root, 0) == first

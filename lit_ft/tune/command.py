@@ -84,7 +84,7 @@ def search_and_report(search: Search, fit_argv: list[str], trials: int) -> None:
     recipe = write_best_recipe(fit_argv, best, search.monitor(), search.tune_dir / "best.yaml")
     print(f"best: trial {best.number}, {search.monitor()} {best.value:.4f}; recipe {recipe} "
           f"(lit_ft fit --config {recipe})")
-    print("\n".join(importance_lines(search)))
+    print("\n".join(importance_lines(search.study, search.seed)))
 
 
 def _check_not_fixed(params: dict[str, Any], fit_argv: list[str], path: str) -> None:

@@ -21,18 +21,19 @@ def trials_table(search: Search) -> list[str]:
             for row in [header, *rows]]
 
 
-def importance_lines(search: Search) -> list[str]:
+def importance_lines(study: Any, seed: int) -> list[str]:
     """fANOVA importance of each searched key over the completed trials (Optuna's default evaluator, seeded)."""
-    optuna = search.optuna
-    complete = [t for t in search.trials() if t.state == optuna.trial.TrialState.COMPLETE]
+    import optuna
+
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if len(complete) < MIN_FOR_IMPORTANCE:
         return [f"importance: needs at least {MIN_FOR_IMPORTANCE} completed trials, this search has "
                 f"{len(complete)}"]
     if len({t.value for t in complete}) < 2:
         return [f"importance: every completed trial scored {complete[0].value:.4f}, so no key made a difference"]
     try:
-        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=search.seed)
-        found: dict[str, float] = optuna.importance.get_param_importances(search.study, evaluator=evaluator)
+        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
+        found: dict[str, float] = optuna.importance.get_param_importances(study, evaluator=evaluator)
     except ImportError as err:
         return [f"importance: not computed, it needs scikit-learn ({err}): pip install 'lit_ft[tune]'"]
     except (ValueError, RuntimeError) as err:

@@ -52,12 +52,13 @@ def run_trial(search: Search, fit_argv: list[str]) -> None:
 def _failed(search: Search, reporter: TrialReporter, asked: Any, number: int, err: BaseException) -> None:
     """A trial that raised: interrupted (stop, run it again next time), a config error (stop), or a failure."""
     trial = reporter.trial if reporter.trial is not None else asked
-    if isinstance(err, KeyboardInterrupt) or isinstance(err.__context__, KeyboardInterrupt):
+    stopped = _stop_signal(err)
+    if stopped:
         if trial is not None:
             search.interrupted(trial)
-        print(f"lit_ft tune: interrupted in trial {number}; run the same command again to continue (trial {number}'s "
+        print(f"lit_ft tune: {stopped} in trial {number}; run the same command again to continue (trial {number}'s "
               "values run again)", file=sys.stderr, flush=True)
-        raise SystemExit(130) from err
+        raise SystemExit(130 if stopped == "interrupted" else 143) from err
     message = f"{type(err).__name__}: {one_line(str(err))}"[:500]
     if trial is not None:
         trial.set_user_attr("error", message)
@@ -65,6 +66,16 @@ def _failed(search: Search, reporter: TrialReporter, asked: Any, number: int, er
     if isinstance(err, SystemExit) or (isinstance(err, UserError) and not reporter.started) or trial is None:
         raise err
     print(f"lit_ft tune: trial {number} failed: {message}", flush=True)
+
+
+def _stop_signal(err: BaseException) -> str | None:
+    """Ctrl-C (Lightning ends the fit, then exits with the KeyboardInterrupt as context) or SIGTERM (a preempted
+    job: Lightning raises SIGTERMException at the next step): the search stops, the trial is not its values' fault."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    if isinstance(err, KeyboardInterrupt) or isinstance(err.__context__, KeyboardInterrupt):
+        return "interrupted"
+    return "terminated (SIGTERM)" if isinstance(err, SIGTERMException) else None
 
 
 def _end(search: Search, trial: Any, number: int, state: str, message: str) -> None:
