@@ -118,6 +118,10 @@ COMMANDS: dict[str, Command] = {
                         "lit_ft.new_task:main"),
     "tune": Command("search hyperparameters with Optuna, each trial a `fit`; resumable, prints the best recipe",
                     "lit_ft.tune.command:main"),
+    "inspect-data": Command("what the model will see: rows, labels, token lengths, duplicates, train/eval overlap, "
+                            "encoded examples", "lit_ft.inspect_data:main"),
+    "check": Command("pre-flight checks of a recipe (precision, lengths, labels, schedule, LoRA) with their fixes",
+                     "lit_ft.check:main"),
 }
 
 
@@ -209,18 +213,24 @@ def run(args: list[str] | None = None, callbacks: list[Any] | None = None) -> Li
 
 
 def _run_trainer(argv: list[str], callbacks: list[Any] | None = None) -> LitFtCLI:
+    prepare_config_command(argv)
+    from lit_ft.trainer_cli import run_trainer
+
+    return run_trainer(argv, callbacks)
+
+
+def prepare_config_command(argv: list[str]) -> None:
+    """What a command reading a recipe needs before it parses `argv` (fit, and `check` / `inspect-data`)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     config_files(argv)  # each exists and is YAML, or one line names the file and line (before the slow imports)
     from lit_ft import quiet
 
     quiet.install()  # warnings, library tips and reports that are noise in a lit_ft run (listed there)
     from lit_ft.registry import available_tasks, load_plugin_module
-    from lit_ft.trainer_cli import run_trainer
 
     for spec in plugin_specs(argv):
         load_plugin_module(spec)
     available_tasks()  # imports every task's data module, so `--data.help ClassificationData` resolves short names
-    return run_trainer(argv, callbacks)
 
 
 def __getattr__(name: str) -> Any:

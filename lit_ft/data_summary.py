@@ -1,4 +1,7 @@
-"""The data lines a run prints before training: rows per split, label counts, inputs cut at max_length."""
+"""The data lines a run prints before training: rows per split, label counts, inputs cut at max_length.
+
+Its pieces (`split_rows`, `inputs_at_limit`, `format_counts`) also make the fuller `lit_ft inspect-data` report.
+"""
 
 from __future__ import annotations
 
@@ -23,24 +26,34 @@ def data_summary(datamodule: Any) -> list[str]:
         ds = features.get(split)
         if ds is None:
             continue
-        raw = datamodule.raw(split)
-        part = f"{split} {len(raw) if raw is not None else len(ds):,}"
+        part = f"{split} {split_rows(datamodule, split, ds):,}"
         counts = datamodule.label_counts(split) if split == "train" else {}
         if counts:
-            part += f" ({_counts(counts)})"
+            part += f" ({format_counts(counts)})"
         parts.append(part)
         if limit and "length" in ds.column_names:
-            lengths = ds["length"]
-            inputs += len(lengths)
-            at_limit += sum(1 for n in lengths if n >= limit)
+            inputs += len(ds)
+            at_limit += inputs_at_limit(ds, limit)
     line = "data: " + ", ".join(parts) + " rows"
     if limit and inputs:
         line += f"; {at_limit:,} of {inputs:,} inputs reach max_length {limit} (truncated)"
     return [line]
 
 
-def _counts(counts: dict[str, int]) -> str:
+def split_rows(datamodule: Any, split: str, features: Any) -> int:
+    """Rows of a split as read (a task may make several inputs of one row, as QA windows)."""
+    raw = datamodule.raw(split)
+    return len(raw) if raw is not None else len(features)
+
+
+def inputs_at_limit(features: Any, limit: int) -> int:
+    """Tokenized inputs of a split that reach `max_length`: cut there, unless they were exactly that long."""
+    return sum(1 for n in features["length"] if n >= limit)
+
+
+def format_counts(counts: dict[str, int], shown: int = MAX_LABELS_SHOWN) -> str:
+    """`negative 231, positive 169`, most frequent first, the rest counted."""
     ranked = sorted(counts.items(), key=lambda kv: -kv[1])
-    shown = ", ".join(f"{name} {n:,}" for name, n in ranked[:MAX_LABELS_SHOWN])
-    rest = len(ranked) - MAX_LABELS_SHOWN
-    return shown + (f", {rest} more labels" if rest > 0 else "")
+    text = ", ".join(f"{name} {n:,}" for name, n in ranked[:shown])
+    rest = len(ranked) - shown
+    return text + (f", {rest} more labels" if rest > 0 else "")

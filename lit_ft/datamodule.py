@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import collections
 import functools
+import json
 from typing import Any, ClassVar
 
 import datasets
@@ -88,8 +90,37 @@ class TaskDataModule(LightningDataModule):
         return {}
 
     def label_counts(self, split: str) -> dict[str, int]:
-        """Examples per label name in a loaded split, for the data line a run prints; none by default."""
-        return {}
+        """Examples per label name of a split (the data line a run prints, `lit_ft inspect-data`, `lit_ft check`).
+
+        By default the features' `labels` when each example has one whole-number label, named by
+        `info["label_names"]` where the info has them; none for other labels. Tasks whose labels can be read from
+        the raw rows do so, so labels the model does not know are counted rather than failing the encoding."""
+        ds = self.features(split)
+        if ds is None or "labels" not in ds.column_names:
+            return {}
+        names = self.info.get("label_names") or []
+        counts = collections.Counter(ds["labels"])
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in counts):
+            return {}
+        return {names[v] if 0 <= v < len(names) else str(v): n for v, n in sorted(counts.items())}
+
+    def example_keys(self, rows: dict[str, list[Any]]) -> list[str]:
+        """What makes raw rows the same input, for duplicate and train/eval overlap counts (`lit_ft inspect-data`).
+
+        Batched like `encode`. By default the whole row but its `id` (and private `_` columns); tasks narrow it to
+        the input columns, so the same text with another label still counts as seen."""
+        columns = sorted(c for c in rows if c != "id" and not c.startswith("_"))
+        return [json.dumps([rows[c][i] for c in columns], default=str) for i in range(len(rows["id"]))]
+
+    def show_example(self, feature: dict[str, Any]) -> list[str]:
+        """Lines showing one encoded example as the model sees it (`lit_ft inspect-data`).
+
+        By default: the decoded input; tokens with a loss (labels != -100) in `[[...]]` when the labels follow
+        the input token by token (causal LM), or each labelled token's label name (tagging); else the label or
+        the decoded target. Several sequences per example (multiple choice) are shown one per line."""
+        from lit_ft.example_view import default_view
+
+        return default_view(feature, self.tokenizer, self.info.get("label_names"))
 
     def collate(self, rows: list[dict[str, Any]]) -> Batch:
         ids = [row.pop("id") for row in rows]
@@ -213,16 +244,21 @@ class TaskDataModule(LightningDataModule):
         """Token lengths that must fit the backbone's position table, by setting name."""
         return {"data.max_length": self.max_length}
 
+    def length_problems(self) -> list[str]:
+        """Each length setting that exceeds the backbone's position table, as a message with its fix."""
+        limit = position_limit(self.tokenizer_name)
+        return [f"{setting} is {value}, but backbone '{self.tokenizer_name}' has {limit} positions; "
+                f"set {setting} to {limit} or less"
+                for setting, value in self.length_settings().items() if limit is not None and value > limit]
+
     def check_lengths(self) -> None:
         """Fail before any data is read when a length setting exceeds the backbone's positions (once)."""
         if self._checked_lengths:
             return
         self._checked_lengths = True
-        limit = position_limit(self.tokenizer_name)
-        for setting, value in self.length_settings().items():
-            if limit is not None and value > limit:
-                raise UserError(f"{setting} is {value}, but backbone '{self.tokenizer_name}' has {limit} positions; "
-                                f"set {setting} to {limit} or less")
+        problems = self.length_problems()
+        if problems:
+            raise UserError(problems[0])
 
     def prepare_data(self) -> None:
         self.check_lengths()

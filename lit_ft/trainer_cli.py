@@ -16,6 +16,7 @@ from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelSummary, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from lit_ft.check_rules import enforce
 from lit_ft.checkpoint import TaskCheckpoint, find_checkpoint, read_pointer, run_id_of
 from lit_ft.datamodule import TaskDataModule
 from lit_ft.errors import UserError, one_line
@@ -29,6 +30,7 @@ from lit_ft.preflight import check_task_and_data, check_writable, condense_parse
 from lit_ft.progress import LitFtProgressBar
 from lit_ft.registry import get_task
 from lit_ft.resume import resume_logger_runs
+from lit_ft.run_plan import RunPlan
 from lit_ft.safe_load import load_checkpoint_file
 from lit_ft.summary import RunSummary
 from lit_ft.task import restored_options
@@ -157,6 +159,8 @@ class LitFtCLI(LightningCLI):
         sub = self.config.get("subcommand")
         cfg = self.config[sub] if sub else self.config
         check_task_and_data(cfg)
+        if sub == "fit":
+            enforce(RunPlan(cfg), needs_data=False)  # the pre-flight rules that need no data, before the trainer
         check_writable(cfg.trainer.default_root_dir or ".", "trainer.default_root_dir")
         if sub == "fit" and cfg.checkpoint.dirpath:
             check_writable(cfg.checkpoint.dirpath, "checkpoint.dirpath")
@@ -174,6 +178,11 @@ class LitFtCLI(LightningCLI):
             _claim_run_dir(cfg)
         if sub:
             group_wandb_runs(wandb_loggers, sub, run_id_of(_checkpoint_dir(cfg)) if sub != "fit" else None)
+
+    def after_instantiate_classes(self) -> None:
+        """fit: the fatal pre-flight rules that read the data, before any weights load (the model builds at setup)."""
+        if self.config.get("subcommand") == "fit" and isinstance(self.datamodule, TaskDataModule):
+            enforce(RunPlan(self.config["fit"], self.datamodule), needs_data=True)
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
         """lit_ft's progress bar and one-line model summary, unless turned off or the config brings its own."""

@@ -147,15 +147,26 @@ class ClassificationData(TaskDataModule):
         return out
 
     def label_counts(self, split: str) -> dict[str, int]:
-        ds = self.features(split)
-        if ds is None or "labels" not in ds.column_names or self.problem_type == "regression":
+        """Rows per label name, read from the raw rows: names the model does not know are counted too."""
+        raw = self.raw(split)
+        if raw is None or self.label_column not in raw.column_names or self.problem_type == "regression":
             return {}
-        names = self.info["label_names"]
-        if self.problem_type == "multi_label":
-            totals = [sum(col) for col in zip(*ds["labels"], strict=True)]
-            return {name: int(n) for name, n in zip(names, totals, strict=True)}
-        counts = collections.Counter(ds["labels"])
-        return {names[i]: counts[i] for i in sorted(counts)}
+        feature = raw.features[self.label_column]
+        counts: collections.Counter[str] = collections.Counter()
+        for value in raw[self.label_column]:
+            if isinstance(feature, datasets.ClassLabel):
+                value = feature.int2str(value) if value >= 0 else None
+            if value is not None:
+                counts.update(self._label_list(value) if self.problem_type == "multi_label" else [self._name(value)])
+        order = {n: i for i, n in enumerate(self.info["label_names"])}
+        return dict(sorted(counts.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
+
+    def example_keys(self, rows: dict[str, list[Any]]) -> list[str]:
+        if self.text_column not in rows:
+            return super().example_keys(rows)
+        pairs = rows[self.text_pair_column] if self.text_pair_column in rows else [None] * len(rows["id"])
+        return [f"{text}\t{pair}" if pair is not None else str(text)
+                for text, pair in zip(rows[self.text_column], pairs, strict=True)]
 
     def _encode_label(self, value: Any, row_id: str, split: str) -> Any:
         if value is None:

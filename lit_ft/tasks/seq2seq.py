@@ -14,6 +14,7 @@ from transformers import AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq, Generati
 from lit_ft.backbone import load_tokenizer
 from lit_ft.datamodule import TaskDataModule, check_positive
 from lit_ft.errors import UserError
+from lit_ft.example_view import IGNORE, decode, field
 from lit_ft.source import FILE_FORMATS, local_path
 from lit_ft.task import Batch, Task
 from lit_ft.text_metrics import TEXT_METRICS, GenerationMetrics, text_metrics
@@ -99,6 +100,22 @@ class Seq2SeqData(TaskDataModule):
             out["labels"] = targets["input_ids"]
             out["references"] = references
         return out
+
+    def example_keys(self, rows: dict[str, list[Any]]) -> list[str]:
+        if self.source_lang and self.translation_column in rows:
+            return [str((pair or {}).get(self.source_lang)) for pair in rows[self.translation_column]]
+        if self.source_column not in rows:
+            return super().example_keys(rows)
+        return [str(s) for s in rows[self.source_column]]
+
+    def show_example(self, feature: dict[str, Any]) -> list[str]:
+        """The encoder's input, then the target the decoder is trained on (every target token has a loss)."""
+        lines = field("source (encoder input)", decode(self.tokenizer, feature["input_ids"]))
+        labels = feature.get("labels")
+        if labels is None:
+            return [*lines, "target: none (predict split)"]
+        return [*lines, *field(f"target (decoder labels, {len(labels)} tokens with a loss)",
+                               decode(self.tokenizer, [t for t in labels if t != IGNORE]))]
 
     def _texts(self, rows: dict[str, list[Any]], split: str) -> tuple[list[str], list[str] | None, Any]:
         """Source texts, label texts and references per row; no labels or references for a predict split without

@@ -10,6 +10,7 @@ import torch
 
 from lit_ft.datamodule import TaskDataModule
 from lit_ft.errors import UserError
+from lit_ft.example_view import CLOSE, OPEN, field, marked
 from lit_ft.source import local_path
 from lit_ft.task import Batch
 from lit_ft.tasks.question_answering.squad_json import answer_lists, is_squad_json, load_squad_json
@@ -137,6 +138,26 @@ class QuestionAnsweringData(TaskDataModule):
         start += len(text) - len(text.lstrip())
         end -= len(text) - len(text.rstrip())
         return (start, end) if end > start else None
+
+    def example_keys(self, rows: dict[str, list[Any]]) -> list[str]:
+        if self.question_column not in rows or self.context_column not in rows:
+            return super().example_keys(rows)
+        return [f"{q}\n{c}" for q, c in zip(rows[self.question_column], rows[self.context_column], strict=True)]
+
+    def show_example(self, feature: dict[str, Any]) -> list[str]:
+        """One window (question + a stretch of the context) with the answer's tokens in `[[...]]`."""
+        ids = feature["input_ids"]
+        start, end = feature.get("start_positions"), feature.get("end_positions")
+        keep = [start is not None and end is not None and 0 < start <= i <= end for i in range(len(ids))]
+        context = [i for i, s in enumerate(feature["offset_start"]) if s >= 0]
+        where = f"context chars {feature['offset_start'][context[0]]}-{feature['offset_end'][context[-1]]}"
+        if start is None:
+            answer = "no labels"
+        elif any(keep):
+            answer = f"answer tokens {start}-{end} in {OPEN}{CLOSE}"
+        else:
+            answer = "no answer in this window (start and end point at token 0)"
+        return field(f"window ({where if context else 'no context'}; {answer})", marked(self.tokenizer, ids, keep))
 
     def collate(self, rows: list[dict[str, Any]]) -> Batch:
         starts, ends = [r.pop("offset_start") for r in rows], [r.pop("offset_end") for r in rows]

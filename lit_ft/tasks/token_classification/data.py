@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 from typing import Any, Literal
 
@@ -12,6 +13,7 @@ from transformers import DataCollatorForTokenClassification
 
 from lit_ft.datamodule import TaskDataModule
 from lit_ft.errors import UserError
+from lit_ft.example_view import decode, field
 from lit_ft.task import Batch
 from lit_ft.tasks.token_classification.conll import ConllSource
 from lit_ft.tasks.token_classification.metrics import IGNORE
@@ -138,6 +140,34 @@ class TokenClassificationData(TaskDataModule):
             raise UserError(f"tags {unknown} of row '{row_id}' in {self.source.describe(split)} are not among the "
                              f"label names {list(index)}; add them to data.label_names or fix the row")
         return [index[t] for t in tags]
+
+    def label_counts(self, split: str) -> dict[str, int]:
+        """Words per tag (in the target scheme), read from the raw rows."""
+        raw = self.raw(split)
+        if raw is None or self.tag_column not in raw.column_names:
+            return {}
+        counts: collections.Counter[str] = collections.Counter()
+        for tags in self._tag_names(raw[self.tag_column], split):
+            counts.update(convert(tags, self.target_scheme) if self.target_scheme != "none" else tags)
+        order = {n: i for i, n in enumerate(self.info["label_names"])}
+        return dict(sorted(counts.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
+
+    # ---- inspection ----------------------------------------------------------------------------
+    def example_keys(self, rows: dict[str, list[Any]]) -> list[str]:
+        if self.token_column not in rows:
+            return super().example_keys(rows)
+        return [" ".join(str(w) for w in words) for words in rows[self.token_column]]
+
+    def show_example(self, feature: dict[str, Any]) -> list[str]:
+        """Each word with its tag (`EU/B-ORG rejects/O`); words cut off by max_length are listed apart."""
+        words, names = feature["tokens"], self.info["label_names"]
+        tags = feature.get("word_labels") or [None] * len(words)
+        seen = max(feature["word_ids"], default=-1) + 1
+        shown = [w if t is None else f"{w}/{names[t]}" for w, t in zip(words[:seen], tags, strict=False)]
+        lines = field("words/tags", " ".join(shown))
+        if seen < len(words):
+            lines += field(f"cut off by max_length ({len(words) - seen} words)", " ".join(words[seen:]))
+        return [*lines, *field("sub-tokens", decode(self.tokenizer, feature["input_ids"]))]
 
     # ---- features ------------------------------------------------------------------------------
     def encode(self, rows: dict[str, list[Any]], split: str) -> dict[str, list[Any]]:

@@ -1,0 +1,84 @@
+"""Pre-flight rules that read the data (labels, and the schedule the number of training rows makes).
+
+Labels come from the data module's `label_counts` (the task's own reading of its rows), so plugins are checked
+too; tasks without labels (QA, generation) have none and these rules stay silent. See `lit_ft.check_rules`.
+"""
+
+from __future__ import annotations
+
+from lit_ft.check_rules import EVAL_SPLITS, rule
+from lit_ft.run_plan import RunPlan
+
+MAX_NAMES = 8
+
+
+def _names(values: list[str]) -> str:
+    shown = ", ".join(values[:MAX_NAMES])
+    return shown + (f" and {len(values) - MAX_NAMES} more" if len(values) > MAX_NAMES else "")
+
+
+@rule("fatal", needs_data=True)
+def eval_labels_unknown_to_model(plan: RunPlan) -> tuple[str, str] | None:
+    """Validation/test labels the model has no output for (label names come from train or data.label_names)."""
+    known = set(plan.data.info.get("label_names") or [])
+    if not known:
+        return None
+    for split in EVAL_SPLITS:
+        unknown = sorted(set(plan.data.label_counts(split)) - known)
+        if unknown:
+            given = "data.label_names" if plan.data.hparams.get("label_names") else "the training split"
+            return (f"labels {_names(unknown)} of the {split} split are not among the model's labels (from {given})",
+                    "add them to data.label_names (they will still have no training rows) or fix those rows")
+    return None
+
+
+@rule("warning", needs_data=True)
+def labels_never_in_train(plan: RunPlan) -> tuple[str, str] | None:
+    """More label names than the training data has examples of: the model cannot learn the others."""
+    given = plan.data.hparams.get("label_names")
+    counts = plan.data.label_counts("train") if given else {}
+    if not counts:
+        return None
+    absent = [n for n in given if not counts.get(n)]
+    if not absent:
+        return None
+    return (f"data.label_names has {len(given)} labels but the training split has no rows of {_names(absent)}",
+            "add training rows for them or drop them from data.label_names")
+
+
+@rule("warning", needs_data=True)
+def validation_after_run_end(plan: RunPlan) -> tuple[str, str] | None:
+    """Validation first due after the run has ended: nothing chooses a best checkpoint during training."""
+    first, total = plan.first_validation, plan.total_batches
+    if first is None or total is None or first <= total:
+        return None
+    at_end = plan.cfg.get("checkpoint") is None or plan.cfg.checkpoint.get("validate_at_end", True)
+    outcome = ("only the final model is validated (checkpoint.validate_at_end), so 'best' is simply the last"
+               if at_end else "and checkpoint.validate_at_end is false: no best checkpoint at all")
+    interval, every = plan.trainer.val_check_interval or 1.0, plan.trainer.check_val_every_n_epoch
+    return (f"validation first runs after training batch {first:,} (trainer.val_check_interval {interval}, "
+            f"check_val_every_n_epoch {every}) but the run stops after {total:,} batches; {outcome}",
+            "lower trainer.val_check_interval (an int counts batches) or trainer.check_val_every_n_epoch")
+
+
+@rule("warning", needs_data=True)
+def log_interval_beyond_epoch(plan: RunPlan) -> tuple[str, str] | None:
+    """`log_every_n_steps` longer than an epoch: the training curves get fewer points than epochs."""
+    every, steps = plan.trainer.log_every_n_steps, plan.steps_per_epoch
+    if every is None or steps is None or every <= steps:
+        return None
+    return (f"trainer.log_every_n_steps is {every} but an epoch has {steps} optimizer steps "
+            f"({plan.train_rows:,} training rows, {plan.data.batch_size} per batch on {plan.devices} device(s), "
+            f"accumulating {plan.accumulate})", f"set trainer.log_every_n_steps to {max(1, steps // 5)} or less")
+
+
+@rule("warning", needs_data=True)
+def batch_larger_than_train(plan: RunPlan) -> tuple[str, str] | None:
+    """`data.batch_size` is per device: one optimizer step takes batch x devices x accumulation rows."""
+    rows, per_step = plan.train_rows, plan.data.batch_size * plan.devices * plan.accumulate
+    if not rows or per_step <= rows:
+        return None
+    return (f"one optimizer step takes {per_step:,} rows (data.batch_size {plan.data.batch_size} per device x "
+            f"{plan.devices} device(s) x accumulate_grad_batches {plan.accumulate}) but the training split has "
+            f"{rows:,}: every epoch is a single, partial step",
+            "lower data.batch_size or trainer.accumulate_grad_batches (the batch size is per device)")

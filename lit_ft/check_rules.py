@@ -1,0 +1,178 @@
+"""Pre-flight rules: problems of a fit config found before any compute, each with its fix.
+
+A rule is one small function of a `RunPlan` returning `(problem, fix)` or None, registered with a severity:
+`fatal` (the run would fail, or silently do something else than asked) or `warning` (it runs, but wastes compute
+or misleads). `lit_ft check` prints every finding; `lit_ft fit` runs the fatal ones before any weights load
+(`enforce`): rules without data before the trainer is built, rules with data once the data module exists.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from lit_ft.errors import UserError, one_line
+from lit_ft.run_plan import RunPlan
+
+Severity = Literal["fatal", "warning"]
+NATIVE_BF16 = frozenset({"amx_bf16", "avx512_bf16", "bf16"})  # x86 AMX / AVX-512 BF16; ARM `bf16`
+EVAL_SPLITS = ("validation", "test")
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    severity: Severity
+    problem: str
+    fix: str
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    severity: Severity
+    needs_data: bool
+    check: Callable[[RunPlan], tuple[str, str] | None]
+
+
+RULES: list[Rule] = []
+
+
+def rule(severity: Severity, needs_data: bool = False) -> Callable[[Callable[[RunPlan], tuple[str, str] | None]],
+                                                                   Callable[[RunPlan], tuple[str, str] | None]]:
+    def register(check: Callable[[RunPlan], tuple[str, str] | None]) -> Callable[[RunPlan], tuple[str, str] | None]:
+        RULES.append(Rule(check.__name__, severity, needs_data, check))
+        return check
+
+    return register
+
+
+def run_rules(plan: RunPlan, rules: list[Rule]) -> list[Finding]:
+    """Every rule's finding; a rule that cannot run because of the config or data is itself a fatal finding."""
+    found = []
+    for r in rules:
+        try:
+            result = r.check(plan)
+        except UserError as err:
+            found.append(Finding(r.name, "fatal", one_line(str(err)), "fix that first"))
+            continue
+        if result is not None:
+            found.append(Finding(r.name, r.severity, *result))
+    return found
+
+
+def all_rules() -> list[Rule]:
+    """The rules of this module and of `lit_ft.check_data_rules` (rules about the data and the schedule)."""
+    import lit_ft.check_data_rules  # noqa: F401 - registers its rules
+
+    return list(RULES)
+
+
+def enforce(plan: RunPlan, needs_data: bool) -> None:
+    """`fit`: the first fatal finding of the rules with (or without) data, as the one-line error."""
+    rules = [r for r in all_rules() if r.severity == "fatal" and r.needs_data == needs_data]
+    for finding in run_rules(plan, rules):
+        raise UserError(f"{finding.problem}; {finding.fix} (`lit_ft check` lists every pre-flight finding)")
+
+
+# ---- the machine ---------------------------------------------------------------------------------
+def _precision(plan: RunPlan) -> str:
+    given = str(plan.trainer.precision or "32-true")
+    return {"16": "16-mixed", "bf16": "bf16-mixed", "32": "32-true", "64": "64-true"}.get(given, given)
+
+
+@rule("fatal")
+def precision_on_accelerator(plan: RunPlan) -> tuple[str, str] | None:
+    """A precision (or accelerator) this machine cannot run as asked."""
+    precision, device = _precision(plan), plan.accelerator
+    if device == "cuda" and not plan.cuda_count:
+        return (f"trainer.accelerator is '{plan.trainer.accelerator}' but no CUDA device is visible",
+                "set trainer.accelerator cpu (or auto), with trainer.precision 32-true or bf16-mixed")
+    if device == "cpu" and precision in ("16-mixed", "16-true"):
+        return (f"trainer.precision {precision} on the CPU: fp16 runs on CUDA GPUs (on a CPU Lightning swaps "
+                "16-mixed for bf16-mixed)", "set trainer.precision bf16-mixed or 32-true, or train on a GPU")
+    if device != "cuda" and precision.startswith("transformer-engine"):
+        return f"trainer.precision {precision} needs a CUDA GPU", "set trainer.precision 32-true or bf16-mixed"
+    if device == "cuda" and precision.startswith("bf16") and not _cuda_bf16():
+        return (f"trainer.precision {precision}: this GPU has no bf16 support (before Ampere)",
+                "set trainer.precision 16-mixed or 32-true")
+    return None
+
+
+def _cuda_bf16() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+@rule("warning")
+def bf16_on_cpu_without_native_bf16(plan: RunPlan) -> tuple[str, str] | None:
+    """bf16 on a CPU without bf16 instructions is emulated: matmuls some 70x slower than fp32."""
+    flags = plan.cpu_flags
+    if plan.accelerator != "cpu" or not _precision(plan).startswith("bf16") or flags is None or flags & NATIVE_BF16:
+        return None
+    return (f"trainer.precision {_precision(plan)} on a CPU without native bf16 (no amx_bf16 / avx512_bf16 in "
+            "/proc/cpuinfo): bf16 matrix products are emulated, about 70x slower than fp32",
+            "set trainer.precision 32-true on this machine")
+
+
+# ---- the backbone ----------------------------------------------------------------------------------
+@rule("fatal")
+def backbone_needs_remote_code(plan: RunPlan) -> tuple[str, str] | None:
+    """A backbone whose config asks for its own modeling code (`trust_remote_code`), which lit_ft never runs."""
+    config = plan.backbone_config
+    if not config or not config.get("auto_map"):
+        return None
+    from transformers import CONFIG_MAPPING
+
+    model_type = config.get("model_type")
+    if model_type in CONFIG_MAPPING:
+        return None  # Transformers has its own implementation and uses it
+    return (f"backbone '{plan.cfg.model.backbone}' asks for trust_remote_code (config.json has auto_map, and "
+            f"model_type {model_type!r} is not built into Transformers); lit_ft never runs code from a model repo",
+            "choose a backbone Transformers implements itself, or convert the model to one")
+
+
+@rule("fatal", needs_data=True)
+def max_length_beyond_positions(plan: RunPlan) -> tuple[str, str] | None:
+    """A length setting longer than the backbone's position table (`TaskDataModule.length_problems`)."""
+    problems = plan.data.length_problems()
+    if not problems:
+        return None
+    problem, _, fix = problems[0].partition("; ")
+    return problem, fix
+
+
+@rule("fatal")
+def lora_targets_in_backbone(plan: RunPlan) -> tuple[str, str] | None:
+    """`model.lora.target_modules` that name no module of the backbone (peft's own matching)."""
+    lora = plan.cfg.model.get("lora")
+    targets = getattr(lora, "target_modules", None) if lora is not None else None
+    if not targets or targets == "all-linear":
+        return None
+    names = _module_names(str(plan.cfg.model.backbone))
+    if isinstance(targets, str):  # peft reads one string as a regular expression over the full module name
+        missing = [] if any(re.fullmatch(targets, n) for n in names) else [targets]
+    else:  # and a list as name suffixes
+        missing = [t for t in targets if not any(n == t or n.endswith(f".{t}") for n in names)]
+    if not missing:
+        return None
+    leaves = sorted({n.rsplit(".", 1)[-1] for n, linear in names.items() if linear})
+    return (f"model.lora.target_modules {missing} match no module of backbone '{plan.cfg.model.backbone}'",
+            f"name some of its linear layers ({', '.join(leaves)}) or use all-linear")
+
+
+def _module_names(backbone: str) -> dict[str, bool]:
+    """Module names of the backbone (built on the meta device: no weights) -> whether each is a linear layer."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    from lit_ft.backbone import resolve_backbone
+
+    config = AutoConfig.from_pretrained(resolve_backbone(backbone))
+    with torch.device("meta"):
+        model = AutoModel.from_config(config)
+    return {n: isinstance(m, torch.nn.Linear) for n, m in model.named_modules() if n}
+
