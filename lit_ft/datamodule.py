@@ -98,10 +98,11 @@ class TaskDataModule(LightningDataModule):
         ds = self.features(split)
         if ds is None or "labels" not in ds.column_names:
             return {}
-        names = self.info.get("label_names") or []
-        counts = collections.Counter(ds["labels"])
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in counts):
+        labels = ds["labels"]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in labels):
             return {}
+        names = self.info.get("label_names") or []
+        counts = collections.Counter(labels)
         return {names[v] if 0 <= v < len(names) else str(v): n for v, n in sorted(counts.items())}
 
     def example_keys(self, rows: dict[str, list[Any]]) -> list[str]:
