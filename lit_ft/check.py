@@ -31,10 +31,10 @@ def main(argv: list[str]) -> None:
     rules = all_rules()
     findings = run_rules(RunPlan(recipe.cfg, recipe.data), rules)
     if not findings:
-        print(f"lit_ft check: no problems ({len(rules)} rules checked)")
+        print(f"check: no problems ({len(rules)} rules checked)")
         return
     fatal = sum(f.severity == "fatal" for f in findings)
-    print(f"lit_ft check: {len(findings)} problem(s), {fatal} fatal ({len(rules)} rules checked)")
+    print(f"check: {len(findings)} problem(s), {fatal} fatal ({len(rules)} rules checked)")
     for f in findings:
         print(f"  {f.severity:<7}  {f.rule}: {f.problem}\n           fix: {f.fix}")
     if fatal:

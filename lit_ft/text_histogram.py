@@ -19,7 +19,7 @@ def length_histogram(lengths: Sequence[int], limit: int | None, bins: int = 8, w
     for n in lengths:
         counts[min(max(n - 1, 0) // step, len(counts) - 1)] += 1
     peak = max(counts)
-    rows = []  # (low, high, count): runs of empty bins merged, the bin holding `limit` kept apart
+    rows: list[tuple[int, int, int, bool]] = []  # runs of empty bins merged, the bin holding `limit` kept apart
     for i, count in enumerate(counts):
         low, high = i * step + 1, (i + 1) * step
         holds_limit = limit is not None and low <= limit <= high

@@ -157,7 +157,8 @@ def test_seq2seq_shows_source_and_trained_target(capsys: pytest.CaptureFixture[s
     target = tok(text_target=first["summary"])["input_ids"]
     examples = section(out, "examples")
     assert examples[1].startswith("  id d0 (")
-    assert examples[2] == f"    source (encoder input): {tok.decode(tok('summarize: ' + first['dialogue'])['input_ids'])}"
+    source = tok("summarize: " + first["dialogue"])["input_ids"]
+    assert examples[2] == f"    source (encoder input): {tok.decode(source)}"
     assert examples[3] == f"    target (decoder labels, {len(target)} tokens with a loss): {tok.decode(target)}"
 
 
@@ -188,4 +189,5 @@ def test_example_plugin_gets_the_report_from_the_defaults(capsys: pytest.Capture
     assert "  train: 6 of 9 rows repeat an earlier row of the split" in out  # the default key: the whole row
     examples = section(out, "examples")
     assert examples[2:5] == ["    choice 0 (label): [CLS] the man [SEP] he walks [SEP]",
-                             "    choice 1: [CLS] the man [SEP] he sits [SEP]", "    choice 2: [CLS] the man [SEP] he runs [SEP]"]
+                             "    choice 1: [CLS] the man [SEP] he sits [SEP]",
+                             "    choice 2: [CLS] the man [SEP] he runs [SEP]"]

@@ -1,0 +1,157 @@
+"""`lit_ft check`: each pre-flight rule fires on a config that breaks it and on nothing else, the shipped
+quickstart passes, and `fit` refuses a fatal finding with its one-line error before training."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from builders import write_sentiment_csvs
+from helpers import tiny_args
+from jsonargparse import Namespace
+
+from lit_ft.check_rules import all_rules, run_rules
+from lit_ft.cli import main
+from lit_ft.recipe import Recipe, build_data, read_recipe
+from lit_ft.run_plan import RunPlan, cpu_flags
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+N_TRAIN, BATCH = 96, 16  # 6 batches (and optimizer steps) per epoch; quickstart: 3 epochs, log every 5 steps
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    out = tmp_path_factory.mktemp("data")
+    found = write_sentiment_csvs(out, n_train=N_TRAIN, n_eval=16)
+    neutral = out / "validation_neutral.csv"
+    shutil.copy(found["validation"], neutral)
+    with open(neutral, "a", newline="") as f:
+        csv.writer(f).writerow(["the plot was so so", "neutral"])
+    return {**found, "validation_neutral": str(neutral)}
+
+
+@pytest.fixture(scope="module")
+def recipe(tiny_bert: Path, files: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Recipe:
+    root = tmp_path_factory.mktemp("run")
+    return read_recipe(["--config", "configs/quickstart.yaml", *tiny_args(root, tiny_bert, files)], "check")
+
+
+def findings(recipe: Recipe, flags: frozenset[str] = frozenset({"amx_bf16"}), **changes: Any) -> dict[str, Any]:
+    """The findings (by rule) of the recipe with `changes` (dotted keys, `__` for dots) on a machine without CUDA."""
+    cfg = recipe.cfg.clone()
+    for key, value in changes.items():
+        cfg[key.replace("__", ".")] = value
+    plan = RunPlan(cfg, build_data(cfg), cuda_devices=0, flags=flags)
+    return {f.rule: f for f in run_rules(plan, all_rules())}
+
+
+def test_the_tiny_quickstart_is_silent(recipe: Recipe) -> None:
+    assert findings(recipe) == {}
+    assert findings(recipe, trainer__precision="bf16-mixed") == {}  # a CPU with native bf16
+
+
+def lora(*targets: str) -> Namespace:
+    return Namespace(r=8, alpha=16, dropout=0.0, target_modules=list(targets), modules_to_save=None)
+
+
+CASES: dict[str, tuple[dict[str, Any], str]] = {
+    "precision_on_accelerator": ({"trainer__precision": "16-mixed"}, "trainer.precision 16-mixed on the CPU"),
+    "max_length_beyond_positions": ({"data__init_args__max_length": 1000}, "has 128 positions"),
+    "lora_targets_in_backbone": ({"model__lora": lora("query", "q_proj")},
+                                 "target_modules ['q_proj'] match no module"),
+    "labels_never_in_train": ({"data__init_args__label_names": ["negative", "positive", "neutral"]},
+                              "has 3 labels but the training split has no rows of neutral"),
+    # 6 batches an epoch, 3 epochs: validation every 5 epochs would first run after batch 4 x 6 + 6
+    "validation_after_run_end": ({"trainer__check_val_every_n_epoch": 5},
+                                 "validation first runs after training batch 30 (trainer.val_check_interval 1.0, "
+                                 "check_val_every_n_epoch 5) but the run stops after 18 batches"),
+    "log_interval_beyond_epoch": ({"trainer__log_every_n_steps": 10}, "an epoch has 6 optimizer steps"),
+    # data.batch_size is per device: 16 x 2 devices x 4 accumulated batches = 128 rows a step, more than 96
+    "batch_larger_than_train": ({"trainer__devices": 2, "trainer__accumulate_grad_batches": 4,
+                                 "trainer__log_every_n_steps": 1},
+                                "one optimizer step takes 128 rows (data.batch_size 16 per device x 2 device(s) x "
+                                "accumulate_grad_batches 4) but the training split has 96"),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_each_rule_fires_alone(recipe: Recipe, name: str) -> None:
+    changes, expected = CASES[name]
+    found = findings(recipe, **changes)
+    assert list(found) == [name]
+    assert expected in found[name].problem and found[name].fix
+
+
+def test_machine_rules(recipe: Recipe, tmp_path: Path) -> None:
+    found = findings(recipe, trainer__accelerator="gpu")
+    assert list(found) == ["precision_on_accelerator"] and "no CUDA device is visible" in found[
+        "precision_on_accelerator"].problem
+    found = findings(recipe, flags=frozenset({"avx2", "avx512f"}), trainer__precision="bf16-true")
+    assert list(found) == ["bf16_on_cpu_without_native_bf16"] and found["bf16_on_cpu_without_native_bf16"].severity \
+        == "warning"
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512_bf16 amx_tile\n\nprocessor\t: 1\nflags\t\t: fpu\n")
+    assert cpu_flags(info) == {"fpu", "sse2", "avx512_bf16", "amx_tile"}
+    assert cpu_flags(tmp_path / "absent") is None
+
+
+def test_labels_of_validation_unknown_to_the_model(recipe: Recipe, files: dict[str, str]) -> None:
+    found = findings(recipe, data__init_args__source__validation=files["validation_neutral"])
+    assert list(found) == ["eval_labels_unknown_to_model"]
+    assert found["eval_labels_unknown_to_model"].severity == "fatal"
+    assert found["eval_labels_unknown_to_model"].problem == (
+        "labels neutral of the validation split are not among the model's labels (from the training split)")
+
+
+def test_remote_code_and_lora_targets_that_exist(recipe: Recipe, tiny_bert: Path, tmp_path: Path) -> None:
+    custom = tmp_path / "custom"
+    shutil.copytree(tiny_bert, custom)
+    config = json.loads((custom / "config.json").read_text())
+    (custom / "config.json").write_text(json.dumps({**config, "model_type": "my_bert",
+                                                    "auto_map": {"AutoConfig": "configuration_my.MyConfig"}}))
+    found = findings(recipe, model__backbone=str(custom))
+    assert list(found) == ["backbone_needs_remote_code"]
+    assert "model_type 'my_bert' is not built into Transformers" in found["backbone_needs_remote_code"].problem
+    assert findings(recipe, model__lora=lora("query", "value")) == {}
+    regex = Namespace(r=8, alpha=16, dropout=0.0, target_modules=r".*\.attention\.self\.(query|key)",
+                      modules_to_save=None)
+    assert findings(recipe, model__lora=regex) == {}
+
+
+def test_check_prints_every_finding_with_its_fix(capsys: pytest.CaptureFixture[str], tiny_bert: Path,
+                                                 files: dict[str, str], tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["check", "--config", "configs/quickstart.yaml", *tiny_args(tmp_path, tiny_bert, files),
+              "--trainer.precision", "16-mixed", "--trainer.log_every_n_steps", "50"])
+    assert done.value.code == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "check: 2 problem(s), 1 fatal (10 rules checked)"
+    assert out[1].startswith("  fatal    precision_on_accelerator: trainer.precision 16-mixed on the CPU")
+    assert out[2] == "           fix: set trainer.precision bf16-mixed or 32-true, or train on a GPU"
+    assert out[3].startswith("  warning  log_interval_beyond_epoch: trainer.log_every_n_steps is 50")
+    assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("bad", ["precision", "labels"])
+def test_fit_refuses_a_fatal_finding_before_training(bad: str, capsys: pytest.CaptureFixture[str], tiny_bert: Path,
+                                                     files: dict[str, str], tmp_path: Path) -> None:
+    args = {"precision": ["--trainer.precision", "16-mixed"],
+            "labels": ["--data.init_args.source.validation", files["validation_neutral"]]}[bad]
+    with pytest.raises(SystemExit) as done:
+        main(["fit", "--config", "configs/quickstart.yaml", *tiny_args(tmp_path, tiny_bert, files), *args])
+    assert done.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    expected = {"precision": "lit_ft: error: trainer.precision 16-mixed on the CPU: fp16 runs on CUDA GPUs",
+                "labels": "lit_ft: error: labels neutral of the validation split are not among the model's labels"}
+    assert err[-1].startswith(expected[bad]) and err[-1].endswith("(`lit_ft check` lists every pre-flight finding)")
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "export").exists()
+
+
+@pytest.mark.slow
+def test_the_shipped_quickstart_has_no_problems(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["check", "--config", "configs/quickstart.yaml"])
+    assert capsys.readouterr().out == "check: no problems (10 rules checked)\n"
