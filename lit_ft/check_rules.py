@@ -153,6 +153,8 @@ def lora_targets_in_backbone(plan: RunPlan) -> tuple[str, str] | None:
     if not targets or targets == "all-linear":
         return None
     names = _module_names(str(plan.cfg.model.backbone))
+    if names is None:
+        return None  # the backbone cannot be built from its config here; loading it will say why
     if isinstance(targets, str):  # peft reads one string as a regular expression over the full module name
         missing = [] if any(re.fullmatch(targets, n) for n in names) else [targets]
     else:  # and a list as name suffixes
@@ -164,15 +166,18 @@ def lora_targets_in_backbone(plan: RunPlan) -> tuple[str, str] | None:
             f"name some of its linear layers ({', '.join(leaves)}) or use all-linear")
 
 
-def _module_names(backbone: str) -> dict[str, bool]:
+def _module_names(backbone: str) -> dict[str, bool] | None:
     """Module names of the backbone (built on the meta device: no weights) -> whether each is a linear layer."""
     import torch
     from transformers import AutoConfig, AutoModel
 
     from lit_ft.backbone import resolve_backbone
 
-    config = AutoConfig.from_pretrained(resolve_backbone(backbone))
-    with torch.device("meta"):
-        model = AutoModel.from_config(config)
+    try:
+        config = AutoConfig.from_pretrained(resolve_backbone(backbone))
+        with torch.device("meta"):
+            model = AutoModel.from_config(config)
+    except (OSError, ValueError, KeyError):  # not found, or an architecture AutoModel does not know
+        return None
     return {n: isinstance(m, torch.nn.Linear) for n, m in model.named_modules() if n}
 

@@ -48,9 +48,9 @@ class _ParseOnly(LitFtCLI):
 
 def read_recipe(argv: list[str], command: str) -> Recipe:
     """`--config FILE [--config PIECE] [--a.b value ...]` as fit reads them (overlays, plugins), data module built."""
-    argv = with_overlays([command, *argv])[1:]
     if not any(a in ("--config", "-c") or a.startswith("--config=") for a in argv):
         raise UserError(f"`lit_ft {command}` needs the recipe: give --config FILE (the config `lit_ft fit` takes)")
+    argv = with_overlays([command, *argv])[1:]
     prepare_config_command(argv)
     try:
         cli = _ParseOnly(FineTuner, TaskDataModule, subclass_mode_data=True, run=False, args=argv,
