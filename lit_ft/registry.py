@@ -129,16 +129,22 @@ def load_plugin_module(spec: str) -> ModuleType:
 def _import_package(spec: str, path: Path) -> ModuleType:
     """A package directory (a plugin's source, not installed): imported by its name with its parent on sys.path,
     so its own imports and class paths (`my_plugin.MyData`) resolve as when installed."""
-    if not (path / "__init__.py").is_file():
-        raise UserError(f"plugin '{spec}' is a directory without __init__.py; give a package directory, a .py file "
-                        "or an importable module name")
+    name = path.resolve().name
+    if not (path / "__init__.py").is_file() or not name.isidentifier():
+        raise UserError(f"plugin '{spec}' is a directory but not a Python package (an __init__.py in a directory "
+                        "named like a module); give a package directory, a .py file or an importable module name")
     parent = str(path.resolve().parent)
     if parent not in sys.path:
         sys.path.insert(0, parent)
     try:
-        return importlib.import_module(path.resolve().name)
+        module = importlib.import_module(name)
     except ImportError as err:
         raise UserError(f"plugin package '{path}' imports what is not installed ({err}); install it") from err
+    found = Path(module.__file__ or "").resolve().parent
+    if found != path.resolve():
+        raise UserError(f"plugin package '{spec}': a package '{name}' was already imported from {found}; load that "
+                        "one (by its module name) or uninstall it")
+    return module
 
 
 def _exec_file(spec: str, path: Path) -> ModuleType:

@@ -145,3 +145,20 @@ def test_the_generated_package_builds_a_wheel_with_its_entry_point_and_fixture(g
         entry_points = wheel.read("lit_ft_scaffold_probe-0.1.0.dist-info/entry_points.txt").decode()
     assert "lit_ft_scaffold_probe/fixtures/tiny.jsonl" in names and "lit_ft_scaffold_probe/task.py" in names
     assert entry_points.split() == ["[lit_ft.tasks]", "scaffold_probe", "=", "lit_ft_scaffold_probe:ScaffoldProbe"]
+
+
+def test_plugin_directories_that_are_not_packages_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "no_init").mkdir()
+    (tmp_path / "my-plugin").mkdir()
+    (tmp_path / "my-plugin" / "__init__.py").write_text("")
+    for name in ("no_init", "my-plugin"):
+        with pytest.raises(UserError, match=f"plugin '.*{name}' is a directory but not a Python package"):
+            registry.load_plugin_module(str(tmp_path / name))
+
+
+@pytest.mark.usefixtures("isolated_plugins")
+def test_a_plugin_directory_shadowed_by_an_imported_package_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "lit_ft").mkdir()
+    (tmp_path / "lit_ft" / "__init__.py").write_text("")
+    with pytest.raises(UserError, match=r"a package 'lit_ft' was already imported from .*; load that one"):
+        registry.load_plugin_module(str(tmp_path / "lit_ft"))

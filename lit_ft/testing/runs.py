@@ -92,6 +92,9 @@ def fit_and_predict(conformance: Conformance, root: Path) -> Fitted:
     """Fit for STEPS steps, load the best checkpoint's weights into the fitted model and predict with it."""
     cli = conformance.run("fit", root)
     metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if v.numel() == 1}
+    if cli.datamodule.raw("predict") is None:
+        raise AssertionError(f"{conformance.recipe} with Conformance.args has no predict split, which the conformance "
+                             "tests need: add `--data.init_args.source.predict FILE` to the args")
     best = cli.trainer.checkpoint_callback.best_model_path  # type: ignore[union-attr]
     cli.model.load_state_dict(load_checkpoint_file(best)["state_dict"])
     cli.trainer.predict(cli.model, datamodule=cli.datamodule)
