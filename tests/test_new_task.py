@@ -4,6 +4,7 @@ source directory and passes its own tests as generated; bad names and existing d
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -61,6 +62,17 @@ def test_the_package_is_complete_and_every_placeholder_filled(generated: Path) -
     assert 'name = "lit-ft-scaffold-probe"' in pyproject
     assert placeholders("my_2nd_task")["{{Name}}"] == "My2ndTask"
     assert not list(generated.parent.glob(".*lit_ft-tmp*"))  # written under a temporary name, then renamed
+
+
+def test_the_package_is_lint_clean_even_for_a_long_name(tmp_path: Path) -> None:
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (pip install 'lit_ft[dev]')")
+    written = scaffold("customer_support_intent_v2", tmp_path / "pkg")
+    assert len(written) == len(FILES)
+    # the package's own ruff settings (its pyproject): line length 120, pyflakes, isort, bugbear, pyupgrade
+    done = subprocess.run([ruff, "check", "--no-cache", "."], capture_output=True, text=True, cwd=tmp_path / "pkg")
+    assert done.returncode == 0, done.stdout[-3000:]
 
 
 @pytest.mark.parametrize(("name", "why"), [
