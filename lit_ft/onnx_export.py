@@ -140,9 +140,13 @@ def export_onnx(module: FineTuner, out_dir: str | Path, atol: float = 1e-3) -> O
 
 def write_and_check(model: _NamedOutputs, tokenizer: Any, path: Path, max_length: int | None) -> float:
     """Export traced on two rows, then the largest difference from PyTorch on other batch sizes and lengths."""
-    names = model.input_names
-    write_onnx(model, sample_inputs(tokenizer, names, SAMPLE_TEXTS[:2]), path, max_length)
-    checks = [sample_inputs(tokenizer, names, SAMPLE_TEXTS), sample_inputs(tokenizer, names, SAMPLE_TEXTS[-1:])]
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token  # as the data module pads decoder LLMs' rows
+    device = next(model.parameters()).device
+    length = min(MAX_SAMPLE_TOKENS, max_length or MAX_SAMPLE_TOKENS)
+    sample, *checks = (sample_inputs(tokenizer, model.input_names, rows, length)
+                       for rows in (SAMPLE_TEXTS[:2], SAMPLE_TEXTS, SAMPLE_TEXTS[-1:]))
+    write_onnx(model, tuple(t.to(device) for t in sample), path, max_length)
     return max(max_abs_diff(path, model, check) for check in checks)
 
 
@@ -158,11 +162,12 @@ def model_input_names(model: nn.Module, tokenizer: Any) -> list[str]:
     return names
 
 
-def sample_inputs(tokenizer: Any, names: list[str], pairs: list[tuple[str, str]]) -> tuple[torch.Tensor, ...]:
+def sample_inputs(tokenizer: Any, names: list[str], pairs: list[tuple[str, str]], max_length: int
+                  ) -> tuple[torch.Tensor, ...]:
     """Tokenized text pairs, padded to the longest, as tensors in `names` order."""
     questions, contexts = zip(*pairs, strict=True)
-    encoded = tokenizer(list(questions), list(contexts), padding=True, truncation=True,
-                        max_length=MAX_SAMPLE_TOKENS, return_tensors="pt")
+    encoded = tokenizer(list(questions), list(contexts), padding=True, truncation=True, max_length=max_length,
+                        return_tensors="pt")
     return tuple(encoded[name] for name in names)
 
 
