@@ -123,6 +123,12 @@ class TaskDataModule(LightningDataModule):
 
         return default_view(feature, self.tokenizer, self.info.get("label_names"))
 
+    def prediction_inputs(self, split: str) -> dict[str, dict[str, Any]]:
+        """Per row id, the input fields that prediction records carry (the text, and the gold labels when the
+        split has them), so errors read without a join; `lit_ft predict` and `lit_ft test` add them to each
+        record next to its `id`. Keys a task's records already hold keep the task's value. None by default."""
+        return {}
+
     def collate(self, rows: list[dict[str, Any]]) -> Batch:
         ids = [row.pop("id") for row in rows]
         for row in rows:

@@ -25,6 +25,11 @@ def write_jsonl(records: Iterable[dict[str, Any]], path: str | Path) -> None:
     write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), path)
 
 
+def write_bytes(data: bytes, path: str | Path) -> None:
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+
+
 def write_text(text: str, path: str | Path) -> None:
     with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(text)

@@ -159,16 +159,22 @@ class FineTuner(LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["id"]))
         return loss
 
-    def _eval_step(self, batch: Batch, stage: Stage) -> None:
+    def _eval_step(self, batch: Batch, stage: Stage) -> Any:
         outputs = self._forward(batch)
         self._loss(stage).update(self.plugin.loss(outputs, batch), weight=len(batch["id"]))
         self.plugin.update_metrics(self._metrics(stage), self._model(), batch, outputs)
+        return outputs
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._eval_step(batch, "val")
 
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
+    def test_step(self, batch: Batch, batch_idx: int) -> Any:
+        """Test metrics; also the prediction records when the task makes them from the same forward pass
+        (`Task.predictions_at_test`), which `PredictionWriter` writes to `test_predictions.jsonl`."""
+        outputs = self._eval_step(batch, "test")
+        if not self.plugin.predictions_at_test:
+            return None
+        return self.plugin.predictions(self._model(), batch, outputs)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Any]]:
         return self.plugin.predictions(self._model(), batch, self._forward(batch))

@@ -1,4 +1,5 @@
-"""Writing predictions: gathered from every process, in input order, one record per input."""
+"""Writing predictions: gathered from every process, in input order, one record per input, with the input's
+text and gold labels (when the split has them) next to the prediction, so errors read without a join."""
 
 from __future__ import annotations
 
@@ -14,15 +15,24 @@ from lit_ft.task import Task
 
 
 class PredictionWriter(Callback):
-    """Collects `lit_ft predict` records and writes them once, on rank 0, in the order of the input file.
+    """Collects `lit_ft predict` records (and `lit_ft test` records of tasks that make them from the evaluation
+    forward pass, `Task.predictions_at_test`) and writes them once, on rank 0, in the order of the input file.
+
+    Each record carries the input's `id`, then its input fields from the data module (`prediction_inputs`: the
+    text, and the gold labels when the split has them), then the task's prediction fields.
 
     Args:
         path: Output file (JSONL); default `<trainer.default_root_dir>/predictions.jsonl`. Tasks may write
             extra formats next to it (question answering adds `predictions.json`).
+        test_path: Where `lit_ft test` writes the test split's records; default
+            `<trainer.default_root_dir>/test_predictions.jsonl`.
+        at_test: Write the test records at all (only tasks with `Task.predictions_at_test` make them).
     """
 
-    def __init__(self, path: str | None = None) -> None:
+    def __init__(self, path: str | None = None, test_path: str | None = None, at_test: bool = True) -> None:
         self.path = path
+        self.test_path = test_path
+        self.at_test = at_test
         self.records: list[dict[str, Any]] = []
         self.written: list[Path] = []
 
@@ -36,20 +46,57 @@ class PredictionWriter(Callback):
         self.records.extend(outputs)
 
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        records = self.records
-        if trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
-            gathered: list[list[dict[str, Any]] | None] = [None] * trainer.world_size
-            dist.all_gather_object(gathered, records)
-            records = [r for part in gathered for r in (part or [])]
+        self._write(trainer, pl_module, "predict", self.path, "predictions.jsonl")
+
+    def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.records = []
+
+    def on_test_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if self.at_test and isinstance(outputs, list):
+            self.records.extend(outputs)
+
+    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        plugin = getattr(pl_module, "plugin", None)
+        if self.at_test and getattr(plugin, "predictions_at_test", False):
+            self._write(trainer, pl_module, "test", self.test_path, "test_predictions.jsonl")
+
+    def _write(self, trainer: Trainer, pl_module: LightningModule, split: str, given: str | None,
+               default: str) -> None:
+        records = gather(self.records, trainer.world_size)
+        self.records = []
         if not trainer.is_global_zero:
             return
         datamodule = getattr(trainer, "datamodule", None)
-        raw = datamodule.raw("predict") if datamodule is not None and hasattr(datamodule, "raw") else None
+        raw = datamodule.raw(split) if datamodule is not None and hasattr(datamodule, "raw") else None
         if raw is not None:
             position = {row_id: i for i, row_id in enumerate(raw["id"])}
             records.sort(key=lambda r: position.get(r.get("id"), len(position)))
-        path = Path(self.path or os.path.join(trainer.default_root_dir, "predictions.jsonl"))
+        fields = getattr(datamodule, "prediction_inputs", None)
+        inputs = fields(split) if fields is not None else {}
+        records = [with_inputs(r, inputs.get(r.get("id"), {})) for r in records]
+        path = Path(given or os.path.join(trainer.default_root_dir, default))
         plugin: Task = pl_module.plugin  # type: ignore[assignment]
         self.written = plugin.write_predictions(records, path)
-        inputs = len({r.get("id") for r in records})  # tasks may emit several records per input (QA windows)
-        rank_zero_info(f"lit_ft: wrote predictions for {inputs} inputs to {', '.join(map(str, self.written))}")
+        examples = len({r.get("id") for r in records})  # tasks may emit several records per input (QA windows)
+        what = "predictions" if split == "predict" else f"{split} predictions"
+        rank_zero_info(f"lit_ft: wrote {what} for {examples} inputs to {', '.join(map(str, self.written))}")
+
+
+def gather(records: list[dict[str, Any]], world_size: int) -> list[dict[str, Any]]:
+    """Every process's records, concatenated (the input order is restored by the caller)."""
+    if world_size <= 1 or not dist.is_available() or not dist.is_initialized():
+        return list(records)
+    gathered: list[list[dict[str, Any]] | None] = [None] * world_size
+    dist.all_gather_object(gathered, records)
+    return [r for part in gathered for r in (part or [])]
+
+
+def with_inputs(record: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """`id` first, then the input fields the record does not hold yet, then the task's own fields."""
+    if not inputs:
+        return record
+    head = {"id": record["id"]} if "id" in record else {}
+    return {**head, **{k: v for k, v in inputs.items() if k not in record}, **record}

@@ -38,7 +38,7 @@ class _Meter:
 
     def add(self, batch: Any, world_size: int) -> None:
         self.batches += 1
-        self.count += world_size * _batch_count(batch, self.unit)
+        self.count += world_size * batch_count(batch, self.unit)
 
     def line(self, label: str, total: int | float | None) -> str:
         elapsed = max(time.monotonic() - self.start, 1e-6)
@@ -49,7 +49,7 @@ class _Meter:
         return f"{self.count / max(time.monotonic() - self.start, 1e-6):,.0f}"
 
 
-def _batch_count(batch: Any, unit: str) -> int:
+def batch_count(batch: Any, unit: str) -> int:
     if not isinstance(batch, dict):
         return 0
     if unit == "tokens":
@@ -59,7 +59,7 @@ def _batch_count(batch: Any, unit: str) -> int:
     return len(batch.get("id", ()))
 
 
-def _unit(pl_module: LightningModule) -> str:
+def task_unit(pl_module: LightningModule) -> str:
     return str(getattr(getattr(pl_module, "plugin", None), "throughput_unit", "samples"))
 
 
@@ -171,7 +171,7 @@ class LitFtProgressBar(TQDMProgressBar):
     def on_train_epoch_start(self, trainer: Trainer, *_: Any) -> None:
         super().on_train_epoch_start(trainer)
         self.train_progress_bar.set_description(epoch_label(trainer))
-        self._meters["train"] = _Meter(_unit(trainer.lightning_module))
+        self._meters["train"] = _Meter(task_unit(trainer.lightning_module))
         self._train_open = True
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
@@ -195,7 +195,7 @@ class LitFtProgressBar(TQDMProgressBar):
 
     # ---- evaluation -----------------------------------------------------------------------------
     def _start(self, stage: str, pl_module: LightningModule) -> None:
-        self._meters[stage] = _Meter(_unit(pl_module))
+        self._meters[stage] = _Meter(task_unit(pl_module))
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         meter = self._meters.get("train")

@@ -20,6 +20,8 @@ from lit_ft.errors import UserError
 
 if TYPE_CHECKING:
     from lit_ft.datamodule import TaskDataModule
+    from lit_ft.report.run import RunFiles
+    from lit_ft.report.section import Section
 
 Batch = dict[str, Any]
 """A batch: `inputs` (the model's keyword arguments, tensors) plus task keys such as `id`."""
@@ -51,6 +53,10 @@ class Task:
     """The model outputs an ONNX export writes (`("logits",)`, say), by their Transformers output names, for models
     that map the tokenizer's outputs to tensors in one forward pass; None (the default): `lit_ft export --format
     onnx` refuses the task (generation runs a decoding loop that one ONNX graph does not hold)."""
+    predictions_at_test: ClassVar[bool] = False
+    """Whether `predictions` only reads the outputs of the evaluation forward pass (no generation): then
+    `lit_ft test` writes them too, with the gold labels, to `test_predictions.jsonl` (error analysis, the
+    report's confusion matrix) at almost no cost. Off by default."""
 
     def __init__(self, info: dict[str, Any], **options: Any) -> None:
         if options:
@@ -104,6 +110,13 @@ class Task:
 
     def export_extras(self, out_dir: Path) -> None:
         """Write task files an export needs besides the model and tokenizer (none by default)."""
+
+    @classmethod
+    def report_sections(cls, run: RunFiles) -> list[Section]:
+        """The task's own sections of `lit_ft report` (a confusion matrix, per-type scores, error examples),
+        built from what a run wrote (`run.predictions(...)`, `run.metric_files`, ...). A class method: the report
+        builds no model. None by default: every task gets the generic curves, metric tables and sample tables."""
+        return []
 
 
 def restored_options(task: type[Task], saved: dict[str, Any] | None, given: dict[str, Any] | None) -> dict[str, Any]:

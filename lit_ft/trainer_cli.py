@@ -34,6 +34,7 @@ from lit_ft.run_plan import RunPlan
 from lit_ft.safe_load import load_checkpoint_file
 from lit_ft.summary import RunSummary
 from lit_ft.task import restored_options
+from lit_ft.train_rates import TrainRates
 from lit_ft.wandb_setup import (
     SaveConfigToLoggers,
     drop_unset_anonymous,
@@ -185,8 +186,11 @@ class LitFtCLI(LightningCLI):
             enforce(RunPlan(self.config["fit"], self.datamodule), needs_data=True)
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
-        """lit_ft's progress bar and one-line model summary, unless turned off or the config brings its own."""
+        """lit_ft's progress bar and one-line model summary, unless turned off or the config brings its own, and
+        the logged learning rate and throughput (`TrainRates`)."""
         given = [*callbacks, *_as_list(config.get("callbacks"))]
+        if not any(isinstance(c, TrainRates) for c in given):
+            callbacks = [*callbacks, TrainRates()]
         if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in given):
             callbacks = [*callbacks, LitFtProgressBar()]
         if config.get("enable_model_summary") is not False and not any(isinstance(c, ModelSummary) for c in given):

@@ -74,7 +74,9 @@ def csv_rows(root: Path) -> list[dict[str, str]]:
     versions = sorted((root / "lightning_logs").iterdir())
     assert [v.name for v in versions] == ["version_0"], "a resumed run continues the same CSV log"
     with open(versions[0] / "metrics.csv", newline="") as f:
-        return list(csv.DictReader(f))
+        rows = list(csv.DictReader(f))
+    assert any(row.get("train/samples_per_sec") for row in rows) and any(row.get("train/lr") for row in rows)
+    return [{k: v for k, v in row.items() if k != "train/samples_per_sec"} for row in rows]  # wall clock varies
 
 
 def weights(ckpt: Path) -> dict[str, torch.Tensor]:
@@ -109,7 +111,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(
     a, b = weights(tmp_path / "straight" / "checkpoints" / "last.ckpt"), weights(killed / "checkpoints" / "last.ckpt")
     assert a.keys() == b.keys()
     assert [k for k in a if not torch.equal(a[k], b[k])] == []  # bitwise: data order, dropout RNG, optimizer
-    assert csv_rows(killed) == csv_rows(tmp_path / "straight")  # every logged value, no gaps, no repeats
+    assert csv_rows(killed) == csv_rows(tmp_path / "straight")  # every logged value (but the clock), no gaps
     assert debris(killed) == []
 
 

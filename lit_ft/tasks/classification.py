@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import collections
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import datasets
 import torch
@@ -24,6 +24,10 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from lit_ft.datamodule import TaskDataModule
 from lit_ft.errors import UserError
 from lit_ft.task import Batch, Task
+
+if TYPE_CHECKING:
+    from lit_ft.report.run import RunFiles
+    from lit_ft.report.section import Section
 
 ProblemType = Literal["single_label", "multi_label", "regression"]
 HF_PROBLEM_TYPES = {
@@ -146,6 +150,29 @@ class ClassificationData(TaskDataModule):
             self.require_columns(rows, split, {"label_column": self.label_column})
         return out
 
+    def prediction_inputs(self, split: str) -> dict[str, dict[str, Any]]:
+        """`text`, `text_pair` (pair tasks) and, when the split has labels, `gold_label` (`gold_labels` for
+        multi-label, `gold_score` for regression) as the model's label names."""
+        raw = self.raw(split)
+        if raw is None:
+            return {}
+        columns = {"text": self.text_column, "text_pair": self.text_pair_column}
+        fields = {key: raw[column] for key, column in columns.items() if column and column in raw.column_names}
+        if self.label_column in raw.column_names:
+            key, values = self._gold(raw[self.label_column], raw.features.get(self.label_column))
+            fields[key] = values
+        return {row_id: {k: v[i] for k, v in fields.items()} for i, row_id in enumerate(raw["id"])}
+
+    def _gold(self, values: list[Any], feature: Any) -> tuple[str, list[Any]]:
+        """The gold labels of raw label values, as `encode` reads them (ClassLabel ids, `label_map`)."""
+        if isinstance(feature, datasets.ClassLabel):
+            values = [feature.int2str(v) if v is not None and v >= 0 else None for v in values]
+        if self.problem_type == "regression":
+            return "gold_score", [None if v is None else float(v) for v in values]
+        if self.problem_type == "multi_label":
+            return "gold_labels", [None if v is None else self._label_list(v) for v in values]
+        return "gold_label", [None if v is None else self._name(v) for v in values]
+
     def label_counts(self, split: str) -> dict[str, int]:
         """Rows per label name, read from the raw rows: names the model does not know are counted too."""
         raw = self.raw(split)
@@ -234,6 +261,7 @@ class ClassificationTask(Task):
     name = "classification"
     datamodule = ClassificationData
     pipeline_tag = "text-classification"
+    predictions_at_test = True
     peft_task_type = "SEQ_CLS"
     onnx_outputs = ("logits",)
 
@@ -308,3 +336,9 @@ class ClassificationTask(Task):
 
     def monitor(self) -> str:
         return self._monitor
+
+    @classmethod
+    def report_sections(cls, run: RunFiles) -> list[Section]:
+        from lit_ft.tasks.classification_report import classification_sections
+
+        return classification_sections(run)

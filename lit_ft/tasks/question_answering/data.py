@@ -89,6 +89,17 @@ class QuestionAnsweringData(TaskDataModule):
         return SplitRows(list(ds["id"]), list(ds[self.question_column]), list(ds[self.context_column]),
                          [answer_lists(a)["text"] for a in answers], self.source.describe(split))
 
+    def prediction_inputs(self, split: str) -> dict[str, dict[str, Any]]:
+        """`question`, `context` and, when the split has answers, `gold_answers` (texts; [] = unanswerable)."""
+        raw = self.raw(split)
+        if raw is None:
+            return {}
+        rows, gold = self.rows(split), self.answers_column in raw.column_names
+        return {
+            row_id: {"question": q, "context": c, **({"gold_answers": a} if gold else {})}
+            for row_id, q, c, a in zip(rows.ids, rows.questions, rows.contexts, rows.answers, strict=True)
+        }
+
     # ---- features ------------------------------------------------------------------------------
     def encode(self, rows: dict[str, list[Any]], split: str) -> dict[str, list[Any]]:
         self.require_columns(rows, split, {"question_column": self.question_column,

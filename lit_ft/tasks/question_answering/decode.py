@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import torch
 
 NO_SPAN = float("-inf")
+WINDOW_KEYS = ("id", "null_score", "candidates")
 
 
 class WindowSpans(NamedTuple):
@@ -76,7 +77,8 @@ def merge_windows(records: list[dict[str, Any]], n_best: int) -> dict[str, dict[
     """
     merged: dict[str, dict[str, Any]] = {}
     for record in records:
-        entry = merged.setdefault(record["id"], {"null_score": record["null_score"], "spans": {}})
+        fields = {k: v for k, v in record.items() if k not in WINDOW_KEYS}  # the example's inputs, if given
+        entry = merged.setdefault(record["id"], {"null_score": record["null_score"], "spans": {}, "fields": fields})
         entry["null_score"] = min(entry["null_score"], record["null_score"])
         for cand in record["candidates"]:
             key = (cand["start"], cand["end"])  # overlapping windows find the same span twice
@@ -90,7 +92,8 @@ def merge_windows(records: list[dict[str, Any]], n_best: int) -> dict[str, dict[
 def choose_answers(
     merged: dict[str, dict[str, Any]], version_2_with_negative: bool, null_threshold: float
 ) -> list[dict[str, Any]]:
-    """One record per example: `id`, `answer` ("" for no answer), `score`, `null_score`, `n_best`."""
+    """One record per example: `id`, the example's input fields carried by its windows (question, context, gold
+    answers), `answer` ("" for no answer), `score`, `null_score`, `n_best`."""
     out = []
     for example_id, entry in merged.items():
         best = entry["n_best"][0] if entry["n_best"] else None
@@ -98,6 +101,7 @@ def choose_answers(
         empty = says_no_answer(best_score, entry["null_score"], version_2_with_negative, null_threshold)
         out.append({
             "id": example_id,
+            **entry.get("fields", {}),
             "answer": "" if empty or best is None else best["text"],
             "score": None if best is None else best_score,
             "null_score": entry["null_score"],

@@ -34,6 +34,7 @@ class QuestionAnsweringTask(Task):
     name = "question_answering"
     datamodule = QuestionAnsweringData
     pipeline_tag = "question-answering"
+    predictions_at_test = True
     peft_task_type = "QUESTION_ANS"
     onnx_outputs = ("start_logits", "end_logits")
 
@@ -92,11 +93,11 @@ class QuestionAnsweringTask(Task):
         return records
 
     def write_predictions(self, records: list[dict[str, Any]], path: Path) -> list[Path]:
-        """`path` (JSONL: answer, score, null score, n-best per example) and `predictions.json` next to it in the
-        official SQuAD `{id: answer}` format."""
+        """`path` (JSONL: inputs, answer, score, null score, n-best per example) and the same name with `.json`
+        next to it (`predictions.json`, `test_predictions.json`) in the official SQuAD `{id: answer}` format."""
         answers = choose_answers(merge_windows(records, self.n_best), self.version_2, self.null_threshold)
         write_jsonl(answers, path)
-        official = path.with_name("predictions.json")
+        official = path.with_suffix(".json")  # predictions.jsonl -> predictions.json
         write_text(json.dumps({a["id"]: a["answer"] for a in answers}, ensure_ascii=False, indent=1), official)
         return [path, official]
 

@@ -169,6 +169,16 @@ class TokenClassificationData(TaskDataModule):
             lines += field(f"cut off by max_length ({len(words) - seen} words)", " ".join(words[seen:]))
         return [*lines, *field("sub-tokens", decode(self.tokenizer, feature["input_ids"]))]
 
+    def prediction_inputs(self, split: str) -> dict[str, dict[str, Any]]:
+        """`gold_tags` (in the model's scheme) when the split has tags; the records hold the tokens already."""
+        raw = self.raw(split)
+        if raw is None or self.tag_column not in raw.column_names:
+            return {}
+        rows = self._tag_names(raw[self.tag_column], split)
+        if self.target_scheme != "none":
+            rows = [convert(tags, self.target_scheme) for tags in rows]
+        return {row_id: {"gold_tags": tags} for row_id, tags in zip(raw["id"], rows, strict=True)}
+
     # ---- features ------------------------------------------------------------------------------
     def encode(self, rows: dict[str, list[Any]], split: str) -> dict[str, list[Any]]:
         self.require_columns(rows, split, {"token_column": self.token_column})

@@ -29,6 +29,7 @@ class TokenClassificationTask(Task):
     name = "token_classification"
     datamodule = TokenClassificationData
     pipeline_tag = "token-classification"
+    predictions_at_test = True
     peft_task_type = "TOKEN_CLS"
     onnx_outputs = ("logits",)
 

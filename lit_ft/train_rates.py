@@ -1,0 +1,45 @@
+"""Learning rate and training throughput as logged metrics, so every logger (CSV, TensorBoard, W&B) holds them
+next to `train/loss` and `lit_ft report` can draw them.
+
+Logged at each training step (the loggers keep every `trainer.log_every_n_steps`-th value):
+- `train/lr`: the learning rate of the step (first parameter group; lit_ft sets the same rate on every group),
+  read before the step as Lightning's `LearningRateMonitor` does;
+- `train/samples_per_sec` (or `train/tokens_per_sec` for tasks whose `Task.throughput_unit` is tokens): examples
+  (or non-padding input tokens) per second since the epoch started, over all processes: the same number the
+  epoch's terminal line shows when the epoch ends.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+from lit_ft.progress import batch_count, task_unit
+
+
+class TrainRates(Callback):
+    """Logs `train/lr` and `train/<unit>_per_sec` at every training step (added by the lit_ft CLI)."""
+
+    def __init__(self) -> None:
+        self._start = time.monotonic()
+        self._count = 0
+        self._lr: float | None = None
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._start = time.monotonic()
+        self._count = 0
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        groups = trainer.optimizers[0].param_groups if trainer.optimizers else []
+        self._lr = float(groups[0]["lr"]) if groups else None
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        unit = task_unit(pl_module)
+        self._count += trainer.world_size * batch_count(batch, unit)
+        values = {f"train/{unit}_per_sec": self._count / max(time.monotonic() - self._start, 1e-6)}
+        if self._lr is not None:
+            values["train/lr"] = self._lr
+        pl_module.log_dict(values, on_step=True, on_epoch=False, batch_size=1, sync_dist=False)
