@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 from torchmetrics import MetricCollection
@@ -17,6 +17,10 @@ from lit_ft.task import Batch, Task
 from lit_ft.tasks.question_answering.data import QuestionAnsweringData, SplitRows
 from lit_ft.tasks.question_answering.decode import choose_answers, merge_windows, window_spans
 from lit_ft.tasks.question_answering.squad_metric import SquadMetric
+
+if TYPE_CHECKING:
+    from lit_ft.report.run import RunFiles
+    from lit_ft.report.section import Section
 
 
 class QuestionAnsweringTask(Task):
@@ -108,3 +112,9 @@ class QuestionAnsweringTask(Task):
 
     def monitor(self) -> str:
         return "f1"
+
+    @classmethod
+    def report_sections(cls, run: RunFiles) -> list[Section]:
+        from lit_ft.tasks.question_answering.report import question_answering_sections
+
+        return question_answering_sections(run)

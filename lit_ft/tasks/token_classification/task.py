@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 from torchmetrics import MetricCollection
@@ -12,6 +12,10 @@ from lit_ft.task import Batch, Task
 from lit_ft.tasks.token_classification.data import TokenClassificationData
 from lit_ft.tasks.token_classification.metrics import EntityScores, TokenAccuracy, word_predictions
 from lit_ft.tasks.token_classification.schemes import get_entities
+
+if TYPE_CHECKING:
+    from lit_ft.report.run import RunFiles
+    from lit_ft.report.section import Section
 
 
 class TokenClassificationTask(Task):
@@ -79,6 +83,12 @@ class TokenClassificationTask(Task):
 
     def monitor(self) -> str:
         return self._monitor
+
+    @classmethod
+    def report_sections(cls, run: RunFiles) -> list[Section]:
+        from lit_ft.tasks.token_classification.report import token_classification_sections
+
+        return token_classification_sections(run)
 
 
 def entity_records(tokens: list[str], tags: list[str]) -> list[dict[str, Any]]:
