@@ -10,11 +10,11 @@ from typing import Any
 from lit_ft.report.charts import bar_chart
 from lit_ft.report.run import RunFiles
 from lit_ft.report.section import Section, Table
-from lit_ft.tasks.question_answering.squad_metric import normalize_answer, score_example
+from lit_ft.tasks.question_answering.squad_metric import score_example
 
 ERRORS_SHOWN = 10
 TITLE = "Question answering analysis"
-# (label, shortest, longest) gold answer length in normalised words
+# (label, shortest, longest) gold answer length in words
 LENGTHS = [("no answer", 0, 0), ("1 word", 1, 1), ("2 words", 2, 2), ("3-4 words", 3, 4), ("5-8 words", 5, 8),
            ("9+ words", 9, 10**9)]
 
@@ -29,7 +29,7 @@ def question_answering_sections(run: RunFiles) -> list[Section]:
     version_2 = bool(options.get("version_2_with_negative")) or any(not r["gold_answers"] for r in records)
     scored = [(r, *score_example(r["gold_answers"], r["answer"], version_2)) for r in records]
     by_length = groups(scored, answer_length)
-    by_kind = groups(scored, lambda r: "has answer" if answer_length(r) else "no answer")
+    by_kind = groups(scored, lambda r: "has answer" if r["gold_answers"] else "no answer")
     chart = bar_chart("scores_by_answer_length", "exact match / F1 by gold answer length", list(by_length),
                       {"exact match": [g[1] for g in by_length.values()], "f1": [g[2] for g in by_length.values()]},
                       ylim=(0.0, 100.0))
@@ -42,9 +42,9 @@ def question_answering_sections(run: RunFiles) -> list[Section]:
 
 
 def answer_length(record: dict[str, Any]) -> str:
-    """The length bucket of the question's first gold answer that is not empty after normalisation."""
-    golds = [normalize_answer(g) for g in record["gold_answers"]]
-    words = next((len(g.split()) for g in golds if g), 0)
+    """The length bucket of the question's first gold answer, in words; `no answer` when it has none."""
+    golds = record["gold_answers"]
+    words = max(len(golds[0].split()), 1) if golds else 0
     return next(label for label, low, high in LENGTHS if low <= words <= high)
 
 

@@ -1,0 +1,371 @@
+"""`lit_ft report`: the HTML report of real (tiny) runs, its numbers checked against scikit-learn, seqeval and the
+official SQuAD scoring, its images decoded, and the page opened in headless Chromium where it is installed.
+Also the run outputs the report reads: logged learning rate and throughput, prediction records with the inputs
+and gold labels, and the test predictions `lit_ft test` writes."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from builders import write_sentiment_csvs
+from helpers import QUIET, cli
+from matplotlib.image import imread
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from test_question_answering import RECIPE as QA_RECIPE
+from test_question_answering import SENTENCES, nested, official_v2_evaluate, row
+from test_token_classification import RECIPE as NER_RECIPE
+from test_token_classification import source_args, write_conll
+
+from lit_ft.cli import main
+from lit_ft.io import read_jsonl
+from lit_ft.report.history import read_history
+
+QUICKSTART = "configs/quickstart.yaml"
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+# ---- reading a report back -------------------------------------------------------------------------
+class Page(HTMLParser):
+    """The tables (by `data-table`), images and chart data of a report page."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.images: list[dict[str, str]] = []
+        self.sections: list[str] = []
+        self.data: dict[str, Any] = {}
+        self._table: str | None = None
+        self._cell: list[str] | None = None
+        self._tag = ""
+        self._script = False
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        self._tag = tag
+        if tag == "table":
+            self._table = a["data-table"]
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table:
+            self.tables[self._table].append([])
+        elif tag in ("td", "th") and self._table:
+            self._cell = []
+        elif tag == "img":
+            self.images.append(a)
+        elif tag == "script" and a.get("id") == "chart-data":
+            self._script = True
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None and self._table:
+            self.tables[self._table][-1].append("".join(self._cell))
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+        elif tag == "script":
+            self._script = False
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+        elif self._script:
+            self.data = json.loads(data)
+        elif self._tag == "h2":
+            self.sections.append(data)
+            self._tag = ""
+
+
+def report(*runs: Path, output: Path) -> Page:
+    main(["report", *map(str, runs), "--output", str(output)])
+    return Page(output.read_text(encoding="utf-8"))
+
+
+def table_dicts(page: Page, name: str) -> list[dict[str, str]]:
+    head, *rows = page.tables[name]
+    return [dict(zip(head, r, strict=True)) for r in rows]
+
+
+def csv_columns(root: Path) -> dict[str, list[tuple[int, float]]]:
+    with open(root / "csv" / "version_0" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {k: [(int(r["step"]), float(r[k])) for r in rows if r[k]] for k in rows[0] if k not in ("epoch", "step")}
+
+
+# ---- runs shared by the module ---------------------------------------------------------------------
+def _classification_run(root: Path, bert: Path, files: dict[str, str], *extra: str) -> Path:
+    args = ["--config", QUICKSTART, "--model.backbone", str(bert), "--trainer.default_root_dir", str(root),
+            "--data.init_args.source.train", files["train"], "--data.init_args.source.validation",
+            files["validation"], "--data.init_args.source.test", files["test"],
+            "--data.init_args.source.predict", files["test"], "--trainer.logger", "lit_ft.loggers.CSVLogger",
+            "--trainer.enable_model_summary", "false"]  # the progress bar writes metrics/*.json
+    cli("fit", *args, "--trainer.max_epochs", "2", "--trainer.log_every_n_steps", "1",
+        "--export.enabled", "false", *extra)
+    cli("test", *args, "--ckpt_path", "best")
+    return root
+
+
+@pytest.fixture(scope="module")
+def sentiment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return write_sentiment_csvs(tmp_path_factory.mktemp("sentiment"))
+
+
+@pytest.fixture(scope="module")
+def run_a(tiny_bert: Path, sentiment: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = _classification_run(tmp_path_factory.mktemp("a") / "run_a", tiny_bert, sentiment,
+                               "--model.learning_rate", "3e-3")
+    args = ["--config", QUICKSTART, "--model.backbone", str(tiny_bert), "--trainer.default_root_dir", str(root),
+            "--data.init_args.source.predict", sentiment["test"], "--trainer.logger", "false", *QUIET]
+    cli("predict", *args, "--ckpt_path", "best")  # a labelled predict split: records carry the gold labels too
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_b(tiny_bert: Path, sentiment: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _classification_run(tmp_path_factory.mktemp("b") / "run_b", tiny_bert, sentiment,
+                               "--model.learning_rate", "1e-3", "--data.init_args.batch_size", "32")
+
+
+# ---- what runs write --------------------------------------------------------------------------------
+def test_training_logs_learning_rate_and_throughput(run_a: Path) -> None:
+    logged = csv_columns(run_a)
+    lr = [v for _, v in logged["train/lr"]]
+    assert len(lr) == 8  # 64 rows, batch 16, 2 epochs, a value per step (log_every_n_steps 1)
+    # peak 3e-3, the quickstart's warmup of 10% of 8 steps (1 step), then linear decay to 0 at step 8
+    assert lr == pytest.approx([0.0, *(3e-3 * (8 - s) / 7 for s in range(1, 8))], rel=1e-5)
+    rates = [v for _, v in logged["train/samples_per_sec"]]
+    assert len(rates) == 8 and all(r > 0 for r in rates)
+
+
+def test_prediction_records_carry_the_input_and_gold_label(run_a: Path, sentiment: dict[str, str]) -> None:
+    with open(sentiment["test"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    tested = read_jsonl(run_a / "test_predictions.jsonl")
+    predicted = read_jsonl(run_a / "predictions.jsonl")
+    assert [r["id"] for r in tested] == [str(i) for i in range(len(rows))]  # every test row, in file order
+    for t, p, source in zip(tested, predicted, rows, strict=True):
+        assert list(t) == ["id", "text", "gold_label", "label", "probabilities"]
+        assert (t["text"], t["gold_label"]) == (source["text"], source["label"]) == (p["text"], p["gold_label"])
+        assert t["label"] == p["label"] == max(t["probabilities"], key=t["probabilities"].get)
+        assert t["probabilities"] == pytest.approx(p["probabilities"], abs=1e-6)  # same model, same inputs
+    accuracy = float(np.mean([r["label"] == r["gold_label"] for r in tested]))
+    logged = json.loads((run_a / "metrics" / "test.json").read_text())["metrics"]["test/accuracy"]
+    assert accuracy == pytest.approx(logged, abs=1e-6)
+
+
+# ---- one run -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def page_a(run_a: Path) -> Page:
+    return report(run_a, output=run_a / "report.html")
+
+
+def test_confusion_matrix_and_per_class_scores_equal_sklearn(run_a: Path, page_a: Page) -> None:
+    records = read_jsonl(run_a / "test_predictions.jsonl")
+    labels = ["negative", "positive"]
+    gold, pred = [r["gold_label"] for r in records], [r["label"] for r in records]
+    expected = confusion_matrix(gold, pred, labels=labels).tolist()
+    assert len(set(pred)) == 2  # the model predicts both classes, so every cell is exercised
+    counts = page_a.data["part0-confusion_matrix"]
+    assert counts["labels"] == labels and counts["matrix"] == expected
+    shown = page_a.tables["part0-confusion_matrix"]
+    assert [[int(c) for c in r[1:]] for r in shown[1:]] == expected  # the HTML table says the same
+    normalised = page_a.data["part0-confusion_matrix_normalised"]["matrix"]
+    np.testing.assert_allclose(normalised, [[c / max(sum(r), 1) for c in r] for r in expected])
+    p, r, f1, support = precision_recall_fscore_support(gold, pred, labels=labels, zero_division=0)
+    bars = page_a.data["part0-per_class_scores"]["values"]
+    assert bars["precision"] == pytest.approx(p) and bars["recall"] == pytest.approx(r)
+    assert bars["f1"] == pytest.approx(f1)
+    assert [int(row["support"]) for row in table_dicts(page_a, "part0-per_class")] == support.tolist()
+
+
+def test_most_confident_errors_are_the_surest_wrong_predictions(run_a: Path, page_a: Page) -> None:
+    records = read_jsonl(run_a / "test_predictions.jsonl")
+    wrong = sorted((r for r in records if r["label"] != r["gold_label"]), key=lambda r: -max(r["probabilities"].values()))
+    shown = table_dicts(page_a, "part0-confident_errors")
+    assert wrong and [row["id"] for row in shown] == [r["id"] for r in wrong[:10]]
+    assert shown[0]["text"] == wrong[0]["text"] and shown[0]["gold"] == wrong[0]["gold_label"]
+
+
+def test_curves_hold_the_logged_values_and_mark_the_best_checkpoint(run_a: Path, page_a: Page) -> None:
+    logged = csv_columns(run_a)
+    loss = page_a.data["part0-curve_loss"]
+    np.testing.assert_allclose(loss["lines"]["train/loss"], logged["train/loss"], rtol=1e-6)
+    np.testing.assert_allclose(loss["lines"]["val/loss"], logged["val/loss"], rtol=1e-6)
+    np.testing.assert_allclose(page_a.data["part0-curve_learning_rate"]["lines"]["train/lr"], logged["train/lr"])
+    assert "part0-curve_throughput" in page_a.data and "part0-curve_f1_by_label" in page_a.data
+    pointer = json.loads((run_a / "checkpoints" / "best.json").read_text())
+    step = int(pointer["best"].split("step=")[1].split(".")[0])
+    marked = loss["mark_step"]
+    # the validation that chose the checkpoint: its accuracy is the checkpoint's score
+    assert marked == max(s for s, _ in logged["val/accuracy"] if s <= step)
+    assert dict(logged["val/accuracy"])[marked] == pytest.approx(pointer["score"])
+    best = table_dicts(page_a, "part0-best_checkpoint")[0]
+    assert best["checkpoint"] == pointer["best"] and best["monitor"] == "val/accuracy"
+    metrics = {row["metric"]: row for row in table_dicts(page_a, "part0-metrics")}
+    assert float(metrics["val/accuracy"]["final"]) == pytest.approx(logged["val/accuracy"][-1][1], abs=1e-4)
+
+
+def test_images_are_inline_pngs_of_their_stated_size_and_not_blank(run_a: Path, page_a: Page) -> None:
+    files = sorted((run_a / "report_files").glob("*.png"))
+    assert len(page_a.images) == len(files) == len(page_a.data) >= 10
+    on_disk = json.loads((run_a / "report_files" / "data.json").read_text())
+    assert on_disk == page_a.data
+    for img in page_a.images:
+        name = img["data-chart"]
+        png = base64.b64decode(img["src"].removeprefix("data:image/png;base64,"))
+        assert png == (run_a / "report_files" / f"{name}.png").read_bytes()
+        pixels = imread(run_a / "report_files" / f"{name}.png")
+        height, width = pixels.shape[:2]
+        assert [width, height] == page_a.data[name]["pixels"] == [int(img["width"]), int(img["height"])]
+        assert pixels[..., :3].std() > 0.01  # drawn on, not a blank canvas
+    assert {"Summary", "Curves", "Classification analysis"} <= set(page_a.sections)
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium is not installed")
+def test_headless_chromium_renders_every_image_offline(run_a: Path, page_a: Page, tmp_path: Path) -> None:
+    page = run_a / "report.html"
+    base = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-extensions",
+            f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*base, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    assert f'data-images-decoded="{len(page_a.images)}"' in dom  # the browser decoded every inline PNG
+    rendered = Page(dom)
+    assert rendered.tables["part0-confusion_matrix"] == page_a.tables["part0-confusion_matrix"]
+    shot = tmp_path / "shot.png"
+    subprocess.run([*base, "--window-size=1200,900", f"--screenshot={shot}", page.as_uri()], capture_output=True,
+                   timeout=120)
+    pixels = imread(shot)
+    assert pixels.shape[:2] == (900, 1200) and pixels[..., :3].std() > 0.01
+
+
+# ---- several runs ------------------------------------------------------------------------------------
+def test_several_runs_overlay_curves_and_list_differing_config_keys(run_a: Path, run_b: Path,
+                                                                    tmp_path: Path) -> None:
+    page = report(run_a, run_b, output=tmp_path / "both.html")
+    compare = "part2"
+    lines = page.data[f"{compare}-compare_loss"]["lines"]
+    assert set(lines) == {"run_a: train/loss", "run_a: val/loss", "run_b: train/loss", "run_b: val/loss"}
+    np.testing.assert_allclose(lines["run_b: train/loss"], csv_columns(run_b)["train/loss"], rtol=1e-6)
+    differing = {row["config key"]: row for row in table_dicts(page, f"{compare}-config_differences")}
+    assert set(differing) == {"model.learning_rate", "data.init_args.batch_size"}
+    assert (differing["model.learning_rate"]["run_a"], differing["model.learning_rate"]["run_b"]) == ("0.003",
+                                                                                                     "0.001")
+    metrics = {row["metric"]: row for row in table_dicts(page, f"{compare}-compare_metrics")}
+    for name, root in (("run_a", run_a), ("run_b", run_b)):
+        values = [v for _, v in csv_columns(root)["val/loss"]]
+        assert float(metrics["val/loss"][f"{name} final"]) == pytest.approx(values[-1], rel=1e-3)
+        assert float(metrics["val/loss"][f"{name} best"]) == pytest.approx(min(values), rel=1e-3)
+    assert "part0-confusion_matrix" in page.data and "part1-confusion_matrix" in page.data
+
+
+# ---- other tasks -------------------------------------------------------------------------------------
+def test_ner_report_scores_each_entity_type_as_seqeval(tagger_bert: Path, tmp_path: Path) -> None:
+    from seqeval.metrics import classification_report
+
+    files = {"train": write_conll(tmp_path / "train.conll", 48, 0), "dev": write_conll(tmp_path / "dev.txt", 24, 1)}
+    root = tmp_path / "ner"
+    common = ["--config", str(NER_RECIPE), "--model.backbone", str(tagger_bert), *source_args(files),
+              "--data.init_args.tag_scheme", "IOB1", "--data.init_args.batch_size", "16",
+              "--trainer.default_root_dir", str(root), "--trainer.logger", "false", *QUIET[2:]]
+    cli("fit", *common, "--model.learning_rate", "3e-3", "--trainer.max_steps", "3", "--export.enabled", "false")
+    cli("test", *common, "--data.init_args.source.test", files["dev"], "--ckpt_path", "best")
+    records = read_jsonl(root / "test_predictions.jsonl")
+    assert len(records) == 24 and all(len(r["gold_tags"]) == len(r["tokens"]) == len(r["tags"]) for r in records)
+    page = report(root, output=root / "report.html")
+    expected = classification_report([r["gold_tags"] for r in records], [r["tags"] for r in records],
+                                     output_dict=True, zero_division=0)
+    shown = {row["entity type"]: row for row in table_dicts(page, "part0-per_type")}
+    gold_types = {k for k in expected if k.isupper()}
+    assert gold_types <= set(shown)
+    for t in gold_types:
+        assert float(shown[t]["f1"]) == pytest.approx(expected[t]["f1-score"], abs=1e-3)
+        assert int(shown[t]["support"]) == expected[t]["support"]
+    errors = table_dicts(page, "part0-errors")
+    wrong = [r for r in records if r["gold_tags"] != r["tags"]]
+    assert len(errors) == min(10, len(wrong)) and (not errors or errors[0]["id"] == wrong[0]["id"])
+
+
+def test_qa_report_scores_by_answer_presence_as_the_official_script(tiny_bert: Path, tmp_path: Path) -> None:
+    rows = [row(i, s, s.split()[i % 3]) for i, s in enumerate(SENTENCES * 2)]
+    rows += [row(100 + i, s, None, "where did it go") for i, s in enumerate(SENTENCES)]
+    squad = nested(rows, True)
+    (tmp_path / "v2.json").write_text(json.dumps(squad))
+    data, root = str(tmp_path / "v2.json"), tmp_path / "qa"
+    common = ["--config", QA_RECIPE, "--model.backbone", str(tiny_bert), "--data.init_args.source.hub", "null",
+              "--data.init_args.max_length", "48", "--data.init_args.stride", "16", "--trainer.logger", "false",
+              "--trainer.default_root_dir", str(root), *QUIET, "--model.task_options.version_2_with_negative", "true"]
+    cli("fit", *common, "--data.init_args.source.train", data, "--data.init_args.source.validation", data,
+        "--trainer.max_steps", "2", "--export.enabled", "false")
+    cli("test", *common, "--data.init_args.source.test", data, "--data.init_args.source.train", "null",
+        "--data.init_args.source.validation", "null", "--ckpt_path", "best")
+    records = read_jsonl(root / "test_predictions.jsonl")
+    assert (root / "test_predictions.json").is_file() and not (root / "predictions.json").exists()
+    by_id = {r["id"]: r for r in rows}
+    for r in records:
+        assert (r["question"], r["context"]) == (by_id[r["id"]]["question"], by_id[r["id"]]["context"])
+        assert r["gold_answers"] == by_id[r["id"]]["answers"]["text"]
+    official = official_v2_evaluate(squad["data"], {r["id"]: r["answer"] for r in records})
+    page = report(root, output=root / "report.html")
+    kinds = {row["question"]: row for row in table_dicts(page, "part0-by_has_answer")}
+    assert int(kinds["no answer"]["questions"]) == 5 and int(kinds["has answer"]["questions"]) == 10
+    for kind, prefix in (("has answer", "HasAns"), ("no answer", "NoAns")):
+        assert float(kinds[kind]["f1"]) == pytest.approx(official[f"{prefix}_f1"], abs=1e-2)
+        assert float(kinds[kind]["exact match"]) == pytest.approx(official[f"{prefix}_exact"], abs=1e-2)
+    by_length = {r["gold answer length"]: int(r["questions"]) for r in table_dicts(page, "part0-by_answer_length")}
+    assert by_length == {"no answer": 5, "1 word": 10}  # every gold answer here is one word
+    lengths = page.data["part0-scores_by_answer_length"]
+    assert lengths["categories"][0] == "no answer" and lengths["categories"][1] == "1 word"
+
+
+# ---- generic parts and what else a run may hold ----------------------------------------------------------
+def test_sample_tables_and_a_task_without_its_own_sections(run_a: Path, tmp_path: Path) -> None:
+    root = tmp_path / "copy"
+    shutil.copytree(run_a, root, ignore=shutil.ignore_patterns("*.ckpt", "report*"))
+    samples = [{"prompt": "say <b>hi</b>", "reference": "hi", "prediction": "hello"}] * 3
+    (root / "samples").mkdir()
+    (root / "samples" / "val_samples_step4.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+    config = yaml.safe_load((root / "config.yaml").read_text())
+    config["model"]["task"] = "not_installed_here"
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    page = report(root, output=tmp_path / "r.html")
+    assert page.tables["part0-val_samples_step4"] == [["prompt", "reference", "prediction"],
+                                                       *[["say <b>hi</b>", "hi", "hello"]] * 3]
+    assert "Curves" in page.sections and "Classification analysis" not in page.sections
+    assert "Task analyses" in page.sections  # says why: the task is not installed
+
+
+def test_tensorboard_log_is_read_when_there_is_no_csv(tmp_path: Path) -> None:
+    from lit_ft.loggers import TensorBoardLogger
+
+    logger = TensorBoardLogger(str(tmp_path), name="tensorboard")
+    for step in range(3):
+        logger.log_metrics({"train/loss": 1.0 / (step + 1), "train/lr": 1e-4}, step=step)
+    logger.log_metrics({"val/accuracy": 0.75}, step=2)
+    logger.finalize("success")
+    found = read_history(tmp_path, {})
+    np.testing.assert_allclose(found.series["train/loss"], [(0, 1.0), (1, 0.5), (2, 1 / 3)], rtol=1e-6)
+    np.testing.assert_allclose(found.series["val/accuracy"], [(2, 0.75)])
+    assert found.source.startswith("tensorboard")
+
+
+def test_bad_run_directories_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty").mkdir()
+    for argv, message in (
+        (["report", str(tmp_path / "missing")], "does not exist"),
+        (["report", str(tmp_path / "empty")], "holds no lit_ft run"),
+        (["report", str(tmp_path / "empty"), "--output", str(tmp_path)], "is a directory"),
+    ):
+        with pytest.raises(SystemExit) as done:
+            main(argv)
+        assert done.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("lit_ft: error: ") and message in err and "\n" not in err
+    assert not list(tmp_path.glob("*.html"))
