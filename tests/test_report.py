@@ -189,7 +189,8 @@ def test_confusion_matrix_and_per_class_scores_equal_sklearn(run_a: Path, page_a
 
 def test_most_confident_errors_are_the_surest_wrong_predictions(run_a: Path, page_a: Page) -> None:
     records = read_jsonl(run_a / "test_predictions.jsonl")
-    wrong = sorted((r for r in records if r["label"] != r["gold_label"]), key=lambda r: -max(r["probabilities"].values()))
+    wrong = [r for r in records if r["label"] != r["gold_label"]]
+    wrong.sort(key=lambda r: -max(r["probabilities"].values()))  # stable: ties keep the file order
     shown = table_dicts(page_a, "part0-confident_errors")
     assert wrong and [row["id"] for row in shown] == [r["id"] for r in wrong[:10]]
     assert shown[0]["text"] == wrong[0]["text"] and shown[0]["gold"] == wrong[0]["gold_label"]

@@ -37,6 +37,11 @@ def test_offline_run_file_holds_metrics_and_config(
     logged = float(result.trainer.callback_metrics["val/accuracy"])
     assert val_rows[-1]["val/accuracy"] == pytest.approx(logged, abs=1e-6)
     assert any("train/loss" in r for r in rows)
+    from lit_ft.report.history import read_history
+
+    curves = read_history(tmp_path / "run", {})  # what `lit_ft report` draws of a run logged to W&B alone
+    assert curves.source.startswith("wandb/") and curves.series["val/accuracy"][-1][1] == pytest.approx(logged)
+    assert len(curves.series["val/accuracy"]) == 2 and "train/lr" in curves.series
     config = wandb_reader.config(run_files[0])
     assert config["task"] == "classification" and config["info"]["label_names"] == ["negative", "positive"]
     assert config["lit_ft_config"]["data"]["class_path"] == "lit_ft.tasks.classification.ClassificationData"

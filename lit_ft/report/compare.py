@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from lit_ft.report.charts import line_chart
-from lit_ft.report.generic import _slug, best_value, curve_groups, metric_keys
+from lit_ft.report.generic import best_value, curve_groups, metric_keys, slug
 from lit_ft.report.run import RunFiles
 from lit_ft.report.section import Section, Table
 
@@ -31,7 +31,7 @@ def overlaid_curves(runs: list[RunFiles]) -> list[Any]:
             continue  # one line per class and run is unreadable; each run's own curves show them
         lines = {f"{run.name}: {k}": run.history.series[k] for run in runs for k in members
                  if k in run.history.series}
-        charts.append(line_chart(f"compare_{_slug(group)}", group, lines))
+        charts.append(line_chart(f"compare_{slug(group)}", group, lines))
     return charts
 
 

@@ -91,7 +91,7 @@ def curves_section(run: RunFiles) -> Section:
         marked = best is not None and best.monitor in keys
         score = f"{best.score:.4g}" if best is not None and best.score is not None else "?"
         caption = f"best checkpoint {best.path}: {best.monitor} = {score}" if marked and best else ""
-        charts.append(line_chart(f"curve_{_slug(group)}", group, lines, step, caption=caption))
+        charts.append(line_chart(f"curve_{slug(group)}", group, lines, step, caption=caption))
     text = "" if charts else "No logged curves (no CSV, TensorBoard or W&B log, no metrics/*.json)."
     return Section("Curves", text, charts=charts)
 
@@ -112,5 +112,5 @@ def _cut(value: Any) -> Any:
     return text[:CELL_CHARS] + " …" if isinstance(text, str) and len(text) > CELL_CHARS else text
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in text).strip("_").lower() or "chart"
