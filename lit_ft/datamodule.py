@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from lit_ft.backbone import load_tokenizer, position_limit
+from lit_ft.data_summary import inputs_at_limit
 from lit_ft.errors import UserError
 from lit_ft.sampler import LengthGroupedBatchSampler, ResumableLoader, ShardedEvalBatchSampler
 from lit_ft.source import TEXT_COLUMN, DataSource
@@ -112,6 +113,16 @@ class TaskDataModule(LightningDataModule):
         the input columns, so the same text with another label still counts as seen."""
         columns = sorted(c for c in rows if c != "id" and not c.startswith("_"))
         return [json.dumps([rows[c][i] for c in columns], default=str) for i in range(len(rows["id"]))]
+
+    def cut_inputs(self, split: str) -> int:
+        """Inputs of a loaded split that lost tokens to the length limits (`lit_ft inspect-data`): the encoding's
+        own `truncated` column where it keeps one, else those that reach `max_length`."""
+        ds = self.features(split)
+        if ds is None:
+            return 0
+        if "truncated" in ds.column_names:
+            return int(sum(ds["truncated"]))
+        return inputs_at_limit(ds, self.max_length)
 
     def show_example(self, feature: dict[str, Any]) -> list[str]:
         """Lines showing one encoded example as the model sees it (`lit_ft inspect-data`).

@@ -32,9 +32,18 @@ def marked(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int], keep: Sequenc
     for i in range(1, len(ids) + 1):
         if i == len(ids) or keep[i] != keep[start]:
             text = decode(tokenizer, ids[start:i])
-            parts.append(f"{OPEN}{text}{CLOSE}" if keep[start] else text)
+            parts.append(_space_before(tokenizer, ids, start) + (f"{OPEN}{text}{CLOSE}" if keep[start] else text))
             start = i
     return "".join(parts)
+
+
+def _space_before(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int], at: int) -> str:
+    """" " where decoding puts a space between token `at - 1` and token `at` that decoding each alone drops
+    (WordPiece, SentencePiece); byte-level BPE tokens carry their own spaces."""
+    if at == 0:
+        return ""
+    left, right = decode(tokenizer, ids[at - 1 : at]), decode(tokenizer, ids[at : at + 1])
+    return " " if decode(tokenizer, ids[at - 1 : at + 1]) == f"{left} {right}" else ""
 
 
 def tagged(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int], labels: Sequence[int],

@@ -12,7 +12,7 @@ import hashlib
 import statistics
 from typing import Any
 
-from lit_ft.data_summary import SPLITS, format_counts, inputs_at_limit
+from lit_ft.data_summary import SPLITS, format_counts
 from lit_ft.errors import UserError, one_line
 from lit_ft.text_histogram import length_histogram
 
@@ -88,15 +88,16 @@ def _labels(data: Any, loaded: dict[str, Any]) -> list[str]:
 
 def _lengths(data: Any, features: dict[str, Any]) -> list[str]:
     limit = data.max_length
+    limits = ", ".join(f"{k} {v}" for k, v in data.length_settings().items())
     lines = ["", f"token lengths (input tokens per input; max_length {limit}):"]
     for s, ds in features.items():
         lengths = list(ds["length"])
         if not lengths:
             lines.append(f"  {s}: no inputs")
             continue
-        cut = int(sum(ds["truncated"])) if "truncated" in ds.column_names else inputs_at_limit(ds, limit)
+        cut = data.cut_inputs(s)
         lines.append(f"  {s}: {len(lengths):,} inputs, min {min(lengths)}, median {statistics.median(lengths):g}, "
-                     f"max {max(lengths)}; {cut:,} truncated at max_length {limit}")
+                     f"max {max(lengths)}; {cut:,} truncated ({limits})")
         lines += [f"    {line}" for line in length_histogram(lengths, limit)]
     return lines
 

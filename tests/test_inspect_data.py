@@ -73,7 +73,7 @@ def test_classification_counts_lengths_duplicates_and_leakage(capsys: pytest.Cap
     cut = [min(n, 9) for n in full]
     lengths = section(out, "token lengths")
     assert lengths[1] == (f"  train: 80 inputs, min {min(cut)}, median {statistics.median(cut):g}, max {max(cut)}; "
-                          f"{sum(n >= 9 for n in full)} truncated at max_length 9")
+                          f"{sum(n >= 9 for n in full)} truncated (data.max_length 9)")
     assert lengths[2:2 + len(length_histogram(cut, 9))] == [f"    {h}" for h in length_histogram(cut, 9)]
     texts = {s: [r["text"] for r in rows[s]] for s in rows}
     dupes = section(out, "duplicates")
@@ -121,7 +121,7 @@ def test_token_classification_shows_each_words_tag(capsys: pytest.CaptureFixture
         kept = min(len(words[i]), 4)  # 6 sub-tokens: [CLS], 4 one-piece words, [SEP]
         assert line == "    words/tags: " + " ".join(f"{w}/{t}" for w, t in zip(words[i][:kept], tags[i], strict=False))
     cut = sum(len(w) > 4 for w in words)
-    assert f"{cut} truncated at max_length 6" in section(out, "token lengths")[1]
+    assert f"; {cut} truncated (data.max_length 6)" in section(out, "token lengths")[1]
 
 
 def test_question_answering_marks_the_answer_span(capsys: pytest.CaptureFixture[str], tiny_bert: Path,
@@ -137,6 +137,8 @@ def test_question_answering_marks_the_answer_span(capsys: pytest.CaptureFixture[
     marked = [w.split("): ", 1)[1].split("[[", 1)[1].split("]]")[0] for w in windows if "answer tokens" in w]
     assert sorted(set(marked)) == ["london", "the film"]
     assert any("no answer in this window" in w for w in windows)
+    assert "; 0 truncated (data.max_length 16)" in section(out, "token lengths")[1]  # windows fill it, nothing is cut
+    assert " 16 (" in section(out, "examples")[1] or any(" (16 tokens)" in line for line in section(out, "examples"))
     assert "validation rows also in train: 3 of 3" in out
 
 
@@ -151,10 +153,16 @@ def test_seq2seq_shows_source_and_trained_target(capsys: pytest.CaptureFixture[s
                                                  tmp_path: Path) -> None:
     path = write_summaries(tmp_path / "dialogs.jsonl", 12)
     out = inspect(capsys, "--config", "configs/summarization_dialogsum.yaml", "--model.backbone", tiny_t5,
-                  *files_args({"train": path, "validation": path}), "--data.init_args.id_column", "fname", "--n", 1)
-    first = json.loads(Path(path).read_text().splitlines()[0])
+                  *files_args({"train": path, "validation": path}), "--data.init_args.id_column", "fname",
+                  "--data.init_args.max_target_length", 5, "--n", 1)
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
+    first = rows[0]
     tok = AutoTokenizer.from_pretrained(tiny_t5)
-    target = tok(text_target=first["summary"])["input_ids"]
+    target = tok(text_target=first["summary"], truncation=True, max_length=5)["input_ids"]
+    # a summary of 4 words or more (plus EOS) reaches max_target_length 5; no dialogue reaches max_length 512
+    cut = sum(len(tok(text_target=r["summary"])["input_ids"]) >= 5 for r in rows)
+    assert 0 < cut < len(rows)
+    assert f"; {cut} truncated (data.max_length 512, data.max_target_length 5)" in section(out, "token lengths")[1]
     examples = section(out, "examples")
     assert examples[1].startswith("  id d0 (")
     source = tok("summarize: " + first["dialogue"])["input_ids"]

@@ -108,6 +108,15 @@ class Seq2SeqData(TaskDataModule):
             return super().example_keys(rows)
         return [str(s) for s in rows[self.source_column]]
 
+    def cut_inputs(self, split: str) -> int:
+        """Examples whose source reaches `max_length` or whose target reaches `max_target_length`."""
+        ds = self.features(split)
+        if ds is None:
+            return 0
+        targets = ds["labels"] if "labels" in ds.column_names else [[]] * len(ds)
+        return sum(1 for n, t in zip(ds["length"], targets, strict=True)
+                   if n >= self.max_length or len(t) >= self.max_target_length)
+
     def show_example(self, feature: dict[str, Any]) -> list[str]:
         """The encoder's input, then the target the decoder is trained on (every target token has a loss)."""
         lines = field("source (encoder input)", decode(self.tokenizer, feature["input_ids"]))

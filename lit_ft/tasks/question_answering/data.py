@@ -155,6 +155,11 @@ class QuestionAnsweringData(TaskDataModule):
             return super().example_keys(rows)
         return [f"{q}\n{c}" for q, c in zip(rows[self.question_column], rows[self.context_column], strict=True)]
 
+    def cut_inputs(self, split: str) -> int:
+        """No window loses tokens: questions are never cut (`only_second`), a long context goes on in the next
+        window (windows filling `max_length` are the rule here, not a loss)."""
+        return 0
+
     def show_example(self, feature: dict[str, Any]) -> list[str]:
         """One window (question + a stretch of the context) with the answer's tokens in `[[...]]`."""
         ids = feature["input_ids"]
