@@ -66,7 +66,9 @@ def export_onnx_checkpoint(ckpt_path: str, out_dir: str | Path, atol: float = 1e
     from lit_ft.safe_load import load_checkpoint_file
 
     checkpoint = load_checkpoint_file(ckpt_path)
-    onnx_outputs(get_task(str((checkpoint.get("hyper_parameters") or {}).get("task"))))
+    task = (checkpoint.get("hyper_parameters") or {}).get("task")
+    if isinstance(task, str):  # else not lit_ft's: module_from_checkpoint says so
+        onnx_outputs(get_task(task))
     require_onnx()
     return export_onnx(module_from_checkpoint(checkpoint, ckpt_path), out_dir, atol)
 
@@ -88,8 +90,8 @@ def onnx_outputs(task: type[Task]) -> tuple[str, ...]:
     from lit_ft.registry import available_tasks
 
     able = sorted(name for name, entry in available_tasks().items() if entry.task.onnx_outputs)
-    raise UserError(f"task '{task.name}' cannot be exported to ONNX (its predictions are not one forward pass of "
-                    f"the model); tasks that can: {', '.join(able)}. Use --format hf for this run")
+    raise UserError(f"task '{task.name}' cannot be exported to ONNX; tasks that can: {', '.join(able)} (their "
+                    f"Task.onnx_outputs name the model outputs to export). Use --format hf for '{task.name}'")
 
 
 class _NamedOutputs(nn.Module):

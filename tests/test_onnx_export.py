@@ -208,9 +208,9 @@ def test_generation_task_is_refused_in_one_line(tmp_path: Path, capsys: pytest.C
     cli("fit", *cli_args(str(CONFIGS / "summarization_dialogsum.yaml"), t5, tmp_path / "run", *files),
         "--trainer.max_steps", "1", "--trainer.limit_val_batches", "1", "--export.enabled", "false")
     err = one_line_error(["export", str(tmp_path / "run"), "-o", str(tmp_path / "onnx"), "--format", "onnx"], capsys)
-    assert err == ("lit_ft: error: task 'seq2seq' cannot be exported to ONNX (its predictions are not one forward "
-                   "pass of the model); tasks that can: classification, question_answering, token_classification. "
-                   "Use --format hf for this run")
+    assert err == ("lit_ft: error: task 'seq2seq' cannot be exported to ONNX; tasks that can: classification, "
+                   "question_answering, token_classification (their Task.onnx_outputs name the model outputs to "
+                   "export). Use --format hf for 'seq2seq'")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.jsonl", "run", "t5"]
 
 
