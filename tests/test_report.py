@@ -370,3 +370,28 @@ def test_bad_run_directories_are_one_line_errors(tmp_path: Path, capsys: pytest.
         err = capsys.readouterr().err.strip()
         assert err.startswith("lit_ft: error: ") and message in err and "\n" not in err
     assert not list(tmp_path.glob("*.html"))
+
+
+def test_multi_label_and_regression_sections_equal_sklearn() -> None:
+    from lit_ft.tasks.classification_report import multi_label_section, regression_section
+
+    rng = np.random.default_rng(0)
+    names = ["sports", "politics", "tech"]
+    gold, pred = rng.random((40, 3)) > 0.5, rng.random((40, 3)) > 0.4
+    records = [{"id": str(i), "text": f"t{i}", "gold_labels": [n for n, g in zip(names, gs, strict=True) if g],
+                "labels": [n for n, p in zip(names, ps, strict=True) if p],
+                "probabilities": dict(zip(names, rng.random(3).tolist(), strict=True))}
+               for i, (gs, ps) in enumerate(zip(gold, pred, strict=True))]
+    section = multi_label_section("test_predictions.jsonl", records)
+    p, r, f1, support = precision_recall_fscore_support(gold, pred, zero_division=0)
+    values = section.charts[0].data["values"]
+    np.testing.assert_allclose([values["precision"], values["recall"], values["f1"]], [p, r, f1])
+    assert [row[-1] for row in section.tables[0].rows] == support.tolist()
+    wrong = [rec["id"] for rec, g, q in zip(records, gold, pred, strict=True) if (g != q).any()]
+    assert [row[0] for row in section.tables[1].rows] == wrong[:10]
+
+    scores = [{"id": str(i), "text": "x", "gold_score": float(g), "score": float(s)}
+              for i, (g, s) in enumerate(zip(rng.random(20) * 5, rng.random(20) * 5, strict=True))]
+    largest = regression_section("test_predictions.jsonl", scores).tables[0].rows
+    errors = sorted((abs(s["score"] - s["gold_score"]), s["id"]) for s in scores)[::-1]
+    assert [row[0] for row in largest] == [i for _, i in errors[:10]]

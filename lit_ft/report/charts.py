@@ -47,6 +47,9 @@ def line_chart(name: str, title: str, lines: dict[str, list[tuple[int, float]]],
         ax.plot(steps, values, marker="o" if len(points) <= 30 else None, markersize=3, label=label)
     if mark_step is not None:
         ax.axvline(mark_step, color="tab:red", linestyle="--", linewidth=1, label=mark_label)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
     ax.set_title(title)
     ax.set_xlabel("optimizer step")
     ax.grid(alpha=0.3)

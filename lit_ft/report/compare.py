@@ -16,7 +16,7 @@ IGNORED_KEYS = ("trainer.default_root_dir", "save_dir", "dirpath")
 
 def compare_section(runs: list[RunFiles]) -> Section:
     return Section(
-        "Comparison",
+        "Curves, metrics and configs",
         "Curves of every run overlaid; the runs' final and best values; the config keys that differ.",
         charts=overlaid_curves(runs),
         tables=[metrics_table(runs), config_table(runs)],
