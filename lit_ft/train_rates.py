@@ -5,8 +5,8 @@ Logged at each training step (the loggers keep every `trainer.log_every_n_steps`
 - `train/lr`: the learning rate of the step (first parameter group; lit_ft sets the same rate on every group),
   read before the step as Lightning's `LearningRateMonitor` does;
 - `train/samples_per_sec` (or `train/tokens_per_sec` for tasks whose `Task.throughput_unit` is tokens): examples
-  (or non-padding input tokens) per second since the epoch started, over all processes: the same number the
-  epoch's terminal line shows when the epoch ends.
+  (or non-padding input tokens) per second since the epoch started, over all processes, validation time left out
+  (a mid-epoch validation does not dent the curve).
 """
 
 from __future__ import annotations
@@ -26,10 +26,19 @@ class TrainRates(Callback):
         self._start = time.monotonic()
         self._count = 0
         self._lr: float | None = None
+        self._paused: float | None = None
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._start = time.monotonic()
         self._count = 0
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._paused = time.monotonic()
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._paused is not None:
+            self._start += time.monotonic() - self._paused  # the clock of the training epoch skips validation
+            self._paused = None
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         groups = trainer.optimizers[0].param_groups if trainer.optimizers else []

@@ -31,6 +31,24 @@ from lit_ft.io import read_jsonl
 from lit_ft.report.history import read_history
 
 QUICKSTART = "configs/quickstart.yaml"
+QUIZ_PLUGIN = '''
+from lit_ft.datamodule import TaskDataModule
+from lit_ft.report.section import Section, Table
+from lit_ft.task import Task
+
+
+class QuizData(TaskDataModule):
+    task_name = "report_quiz"
+
+
+class QuizTask(Task):
+    name = "report_quiz"
+    datamodule = QuizData
+
+    @classmethod
+    def report_sections(cls, run):
+        return [Section("Quiz analysis", tables=[Table("quiz", ["metric files"], [[len(run.metric_files)]])])]
+'''
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -327,7 +345,7 @@ def test_qa_report_scores_by_answer_presence_as_the_official_script(tiny_bert: P
 
 
 # ---- generic parts and what else a run may hold ----------------------------------------------------------
-def test_sample_tables_and_a_task_without_its_own_sections(run_a: Path, tmp_path: Path) -> None:
+def test_sample_tables_unknown_tasks_and_a_third_party_task_section(run_a: Path, tmp_path: Path) -> None:
     root = tmp_path / "copy"
     shutil.copytree(run_a, root, ignore=shutil.ignore_patterns("*.ckpt", "report*"))
     samples = [{"prompt": "say <b>hi</b>", "reference": "hi", "prediction": "hello"}] * 3
@@ -341,6 +359,15 @@ def test_sample_tables_and_a_task_without_its_own_sections(run_a: Path, tmp_path
                                                        *[["say <b>hi</b>", "hi", "hello"]] * 3]
     assert "Curves" in page.sections and "Classification analysis" not in page.sections
     assert "Task analyses" in page.sections  # says why: the task is not installed
+
+    # a third-party task (a local plugin module) adds its own section through the plugin contract
+    (tmp_path / "quiz.py").write_text(QUIZ_PLUGIN)
+    config["model"]["task"] = "report_quiz"
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    main(["report", str(root), "--output", str(tmp_path / "q.html"), "--plugins", str(tmp_path / "quiz.py")])
+    quiz = Page((tmp_path / "q.html").read_text())
+    assert quiz.tables["part0-quiz"] == [["metric files"], [str(len(list((root / "metrics").glob("*.json"))))]]
+    assert {"Summary", "Curves", "Quiz analysis", "Samples per evaluation"} <= set(quiz.sections)
 
 
 def test_tensorboard_log_is_read_when_there_is_no_csv(tmp_path: Path) -> None:
