@@ -29,8 +29,9 @@ def _figure(size: tuple[float, float]) -> Figure:
     return fig
 
 
-def _chart(fig: Figure, name: str, data: dict[str, Any], caption: str) -> Chart:
-    fig.tight_layout()
+def _chart(fig: Figure, name: str, data: dict[str, Any], caption: str, tight: bool = True) -> Chart:
+    if tight:  # fits long tick labels; costs as much as drawing the chart again
+        fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
     width, height = fig.get_size_inches() * DPI
@@ -54,8 +55,9 @@ def line_chart(name: str, title: str, lines: dict[str, list[tuple[int, float]]],
     ax.set_xlabel("optimizer step")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
+    fig.subplots_adjust(left=0.15, right=0.97, top=0.9, bottom=0.15)  # short tick labels: fixed margins
     data = {"lines": {k: [list(p) for p in v] for k, v in lines.items()}, "mark_step": mark_step}
-    return _chart(fig, name, data, caption)
+    return _chart(fig, name, data, caption, tight=False)
 
 
 def heatmap(name: str, title: str, matrix: Sequence[Sequence[float]], labels: list[str], value_format: str = "{:g}",

@@ -66,8 +66,8 @@ def metric_keys(run: RunFiles) -> list[str]:
 
 def summary_section(run: RunFiles) -> Section:
     best, series = run.best, run.history.series
-    text = (f"Run directory <code>{run.root}</code>; task <code>{run.task or 'unknown'}</code>; curves from "
-            f"<code>{run.history.source or 'nothing logged'}</code>.")
+    text = (f"Run directory `{run.root}`; task `{run.task or 'unknown'}`; curves from "
+            f"`{run.history.source or 'nothing logged'}`.")
     tables = []
     if best is not None:
         tables.append(Table("best_checkpoint", ["checkpoint", "monitor", "mode", "score", "step"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ def write_report(parts: list[tuple[str, list[Section]]], output: Path, title: st
 def _section(section: Section, anchor: str, folder: Path, data: dict[str, Any], written: list[Path]) -> str:
     out = [f"<section><h2>{_e(section.title)}</h2>"]
     if section.text:
-        out.append(f"<p>{section.text}</p>")  # trusted markup built by lit_ft
+        out.append(f"<p>{_text(section.text)}</p>")
     for chart in section.charts:
         name = f"{anchor}-{chart.name}"
         while name in data:
@@ -95,6 +96,11 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f'<td class="num" data-value="{value!r}">{value:.4g}</td>'
     return f"<td>{_e(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))}</td>"
+
+
+def _text(text: str) -> str:
+    """Plain text, escaped, with `backtick` spans as code."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", _e(text))
 
 
 def _e(text: Any) -> str:

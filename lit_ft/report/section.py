@@ -40,7 +40,8 @@ class Table:
 
 @dataclass
 class Section:
-    """A titled part of the report: a short text, then its charts, then its tables."""
+    """A titled part of the report: a short plain text (escaped; `backticks` show as code), then its charts,
+    then its tables."""
 
     title: str
     text: str = ""

@@ -25,7 +25,7 @@ def classification_sections(run: RunFiles) -> list[Section]:
     regression = run.predictions("gold_score", "score")
     if regression is not None:
         return [regression_section(*regression)]
-    return [Section(TITLE, "No prediction records with gold labels: run <code>lit_ft test --ckpt_path best</code> "
+    return [Section(TITLE, "No prediction records with gold labels: run `lit_ft test --ckpt_path best` "
                            "(it writes test_predictions.jsonl), or predict on a split that has labels.")]
 
 
@@ -53,7 +53,7 @@ def single_label_section(source: str, records: list[dict[str, Any]]) -> Section:
     normalised = [[c / sum(row) if sum(row) else 0.0 for c in row] for row in counts]
     per_class = [scores(counts[i][i], sum(row[i] for row in counts), sum(counts[i])) for i in range(len(labels))]
     correct = sum(counts[i][i] for i in range(len(labels)))
-    text = (f"From <code>{source}</code>: {len(records)} examples, accuracy {correct / len(records):.4f} "
+    text = (f"From `{source}`: {len(records)} examples, accuracy {correct / len(records):.4f} "
             f"({correct} correct). Rows: gold class; columns: predicted class.")
     charts = [
         heatmap("confusion_matrix", "confusion matrix (counts)", counts, labels, "{:d}"),
@@ -94,7 +94,7 @@ def multi_label_section(source: str, records: list[dict[str, Any]]) -> Section:
         per_class.append(scores(tp, sum(pred), sum(gold)))
         support.append(sum(gold))
     exact = sum(set(r["labels"]) == set(r["gold_labels"]) for r in records)
-    text = f"From <code>{source}</code>: {len(records)} examples, {exact} with exactly the gold label set."
+    text = f"From `{source}`: {len(records)} examples, {exact} with exactly the gold label set."
     chart = bar_chart("per_class_scores", "per-class precision / recall / F1", labels,
                       {name: [s[k] for s in per_class] for k, name in enumerate(("precision", "recall", "f1"))})
     wrong = [r for r in records if set(r["labels"]) != set(r["gold_labels"])][:ERRORS_SHOWN]
@@ -113,5 +113,5 @@ def regression_section(source: str, records: list[dict[str, Any]]) -> Section:
     mse = sum((r["score"] - r["gold_score"]) ** 2 for r in records) / len(records)
     rows = [[r["id"], r.get("text", ""), r["gold_score"], r["score"], r["score"] - r["gold_score"]]
             for r in ranked[:ERRORS_SHOWN]]
-    return Section(TITLE, f"From <code>{source}</code>: {len(records)} examples, mse {mse:.4g}.", tables=[
+    return Section(TITLE, f"From `{source}`: {len(records)} examples, mse {mse:.4g}.", tables=[
         Table("largest_errors", ["id", "text", "gold", "predicted", "error"], rows, "the largest errors")])

@@ -22,8 +22,8 @@ LENGTHS = [("no answer", 0, 0), ("1 word", 1, 1), ("2 words", 2, 2), ("3-4 words
 def question_answering_sections(run: RunFiles) -> list[Section]:
     found = run.predictions("gold_answers", "answer")
     if found is None:
-        return [Section(TITLE, "No prediction records with gold answers: run <code>lit_ft test --ckpt_path "
-                               "best</code> (it writes test_predictions.jsonl), or predict on a split with answers.")]
+        return [Section(TITLE, "No prediction records with gold answers: run `lit_ft test --ckpt_path "
+                               "best` (it writes test_predictions.jsonl), or predict on a split with answers.")]
     source, records = found
     options = (run.config.get("model") or {}).get("task_options") or {}
     version_2 = bool(options.get("version_2_with_negative")) or any(not r["gold_answers"] for r in records)
@@ -34,7 +34,7 @@ def question_answering_sections(run: RunFiles) -> list[Section]:
                       {"exact match": [g[1] for g in by_length.values()], "f1": [g[2] for g in by_length.values()]},
                       ylim=(0.0, 100.0))
     rules = "SQuAD v2.0" if version_2 else "SQuAD v1.1"
-    text = (f"From <code>{source}</code>: {len(records)} questions, scored by the {rules} rules "
+    text = (f"From `{source}`: {len(records)} questions, scored by the {rules} rules "
             "(percentages; each prediction scores its best gold answer).")
     tables = [_group_table("by_answer_length", "gold answer length", by_length),
               _group_table("by_has_answer", "question", by_kind), worst_answers(scored)]

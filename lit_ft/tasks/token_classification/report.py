@@ -21,7 +21,7 @@ TITLE = "Token classification analysis"
 def token_classification_sections(run: RunFiles) -> list[Section]:
     found = run.predictions("gold_tags", "tags", "tokens")
     if found is None:
-        return [Section(TITLE, "No prediction records with gold tags: run <code>lit_ft test --ckpt_path best</code> "
+        return [Section(TITLE, "No prediction records with gold tags: run `lit_ft test --ckpt_path best` "
                                "(it writes test_predictions.jsonl), or predict on a split that has tags.")]
     source, records = found
     entity_level = "entities" in records[0]
@@ -33,7 +33,7 @@ def token_classification_sections(run: RunFiles) -> list[Section]:
                       {m: [per_type[n][k] for n in names] for k, m in enumerate(("precision", "recall", "f1"))})
     table = Table("per_type", [what, "precision", "recall", "f1", "support"],
                   [[n, *per_type[n], counts[n][2]] for n in names])
-    text = f"From <code>{source}</code>: {len(records)} sentences; " + (
+    text = f"From `{source}`: {len(records)} sentences; " + (
         "entities count as found only with the exact span and type." if entity_level else "scores per word tag.")
     tables = [table, error_examples(records)] if entity_level else [table]
     return [Section(TITLE, text, [chart], tables)]
