@@ -72,7 +72,7 @@ def _rows(data: Any, loaded: dict[str, Any], features: dict[str, Any]) -> list[s
 
 
 def _labels(data: Any, loaded: dict[str, Any]) -> list[str]:
-    counts = {s: data.label_counts(s) for s in loaded if s != "predict"}
+    counts = {s: _label_counts(data, s) for s in loaded if s != "predict"}
     if not any(counts.values()):
         return []
     width = max(map(len, counts))
@@ -84,6 +84,13 @@ def _labels(data: Any, loaded: dict[str, Any]) -> list[str]:
         if unseen and "train" in counts:
             lines.append(f"  in {s} but not in train: {', '.join(unseen)} (the model never learns them)")
     return lines
+
+
+def _label_counts(data: Any, split: str) -> dict[str, int]:
+    try:
+        return dict(data.label_counts(split))
+    except UserError:  # counted from the features, which could not be made: the rows section said why
+        return {}
 
 
 def _lengths(data: Any, features: dict[str, Any]) -> list[str]:

@@ -6,20 +6,22 @@ from __future__ import annotations
 import collections
 import csv
 import json
+import os
 import re
 import statistics
 from pathlib import Path
 from typing import Any
 
 import pytest
-from builders import write_sentiment_csvs
+from builders import SHARED_DATA, shared_data, write_sentiment_csvs
 from sft_fixtures import write_jsonl
+from stand_ins import RECIPES, overlays
 from test_question_answering import row as qa_row
 from test_seq2seq import make_tiny_t5, write_summaries
 from test_token_classification import write_conll
 from transformers import AutoTokenizer
 
-from lit_ft.cli import main
+from lit_ft.cli import OVERLAY_ENV, main
 from lit_ft.text_histogram import length_histogram
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -199,3 +201,27 @@ def test_example_plugin_gets_the_report_from_the_defaults(capsys: pytest.Capture
     assert examples[2:5] == ["    choice 0 (label): [CLS] the man [SEP] he walks [SEP]",
                              "    choice 1: [CLS] the man [SEP] he sits [SEP]",
                              "    choice 2: [CLS] the man [SEP] he runs [SEP]"]
+
+
+# one shipped recipe per task on its real (offline) data; `fit` runs the fatal rules on every recipe already
+# (tests/test_recipes_run.py), so a fatal finding in any shipped recipe fails there too
+PER_TASK = ["sentiment_sst2", "ner_conll2003", "qa_squad", "summarization_dialogsum", "sft_chat", "swag"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", [r for r in RECIPES if r.stem in PER_TASK], ids=lambda r: r.stem)
+def test_shipped_recipes_check_and_inspect_offline(recipe: Path, stand_in_models: dict[str, Path],
+                                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Each recipe as the user runs it (stand-ins for hub data and backbone only): `check` finds nothing fatal,
+    `inspect-data` reports every configured split and shows an encoded example."""
+    shared_data(".")
+    (tmp_path / "shared").symlink_to(SHARED_DATA.parent, target_is_directory=True)
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    monkeypatch.setenv(OVERLAY_ENV, os.pathsep.join(map(str, overlays(recipe, stand_in_models, tmp_path / "o"))))
+    main(["check", "--config", str(recipe)])  # a fatal finding exits 1
+    assert capsys.readouterr().out.startswith("check: ")
+    out = inspect(capsys, "--config", recipe, "--n", 1)
+    assert "cannot encode" not in out and "\nexamples (train, the first 1 inputs" in out
+    assert "rows: train " in out and "token lengths" in out and "duplicates" in out
