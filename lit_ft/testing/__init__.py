@@ -13,8 +13,9 @@ recipe and the overrides that make it small (a tiny backbone, small data files):
             backbone = make_tiny_bert(tmp_path_factory.mktemp("bert"), words=["some", "words"])
             return Conformance(recipe="configs/my_task.yaml", args=["--model.backbone", str(backbone)])
 
-The checks share one 2-step fit per class. The DDP check starts two `python -m lit_ft fit` runs (one and two CPU
-processes) and is marked `slow`: register that marker in the plugin's pytest settings.
+The checks share one 2-step fit per class. The DDP check fits twice more, on one process (in this one) and on two
+CPU processes (a `python -m lit_ft fit` subprocess), and is marked `slow`: register that marker in the plugin's
+pytest settings.
 """
 
 from lit_ft.testing.conformance import TaskConformance

@@ -143,21 +143,30 @@ def one_thread() -> Iterator[None]:
 
 
 def ddp_fit(conformance: Conformance, root: Path, devices: int) -> dict[str, Any]:
-    """Fit in a `python -m lit_ft` subprocess on `devices` CPU processes at the same global batch; returns each
-    validation's record of `<root>/metrics/val_*.json` by file name."""
+    """Fit on `devices` CPU processes at the same global batch: 1 in this process, more as a `python -m lit_ft`
+    subprocess (DDP starts its workers by running that command again). Returns each validation's record of
+    `<root>/metrics/val_*.json` by file name."""
     batch = conformance.ddp_batch_size * 2 // devices
     extra = ["--trainer.accelerator", "cpu", "--trainer.devices", str(devices), "--trainer.num_nodes", "1",
              "--trainer.strategy", "ddp" if devices > 1 else "auto", "--data.init_args.batch_size", str(batch),
              "--data.init_args.eval_batch_size", str(conformance.ddp_batch_size), "--export.enabled", "false",
              "--trainer.limit_val_batches", "1.0",  # a batch limit would see twice the rows on two processes
              "--trainer.enable_progress_bar", "true"]  # its callback writes metrics/ (no bars drawn in a pipe)
+    if devices == 1:
+        with one_thread():
+            conformance.run("fit", root, *extra)
+    else:
+        _run_subprocess(conformance, conformance.argv("fit", root, *extra))
+    return {p.name: json.loads(p.read_text()) for p in sorted((root / "metrics").glob("val_*.json"))}
+
+
+def _run_subprocess(conformance: Conformance, argv: list[str]) -> None:
     source_root = Path(lit_ft.__file__).resolve().parents[1]  # the subprocesses import this very lit_ft
     paths = [str(source_root), *map(str, conformance.pythonpath), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     env.pop(OVERLAY_ENV, None)
     if conformance.overlays:
         env[OVERLAY_ENV] = os.pathsep.join(map(str, conformance.overlays))
-    cmd = [sys.executable, "-m", "lit_ft", *conformance.argv("fit", root, *extra)]
+    cmd = [sys.executable, "-m", "lit_ft", *argv]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}"
-    return {p.name: json.loads(p.read_text()) for p in sorted((root / "metrics").glob("val_*.json"))}
