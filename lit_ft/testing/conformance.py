@@ -28,7 +28,7 @@ class TaskConformance:
     """Base class of a plugin's conformance tests; subclass it as `class TestMyTask(TaskConformance)` and define a
     class-scoped fixture `conformance` returning a `Conformance` (its recipe and small overrides).
 
-    The first four tests share one 2-step fit (`fitted`); the DDP test fits twice more, once in a 2-process subprocess (slow).
+    The first four tests share one 2-step fit (`fitted`); the DDP test (slow) fits twice more, once on 2 processes.
     """
 
     @pytest.fixture(scope="class")
