@@ -179,6 +179,18 @@ def test_a_bad_search_space_is_one_line_naming_the_key(space: dict[str, Any], me
     assert not (tmp_path / "run").exists()  # nothing written
 
 
+def test_trials_run_on_one_device(tmp_path: Path, tiny_bert: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        tune(tmp_path / "run", tiny_bert, SPACE, 1, 2, "--trainer.devices", "2")
+    assert done.value.code == 2
+    assert "runs its trials one at a time in its own process, on one device; the config asks for trainer.devices 2" \
+        in capsys.readouterr().err
+    from lit_ft.tune.command import one_device
+
+    assert one_device({"devices": "auto"}) == ["--trainer.devices=1"]  # all GPUs would be DDP: one per trial
+    assert one_device({"devices": 1, "num_nodes": 1}) == [] and one_device({"devices": "0,"}) == []
+
+
 def test_without_optuna_the_error_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str], tiny_bert: Path) -> None:
     monkeypatch.setitem(sys.modules, "optuna", None)  # what `import optuna` meets where it is not installed

@@ -55,7 +55,9 @@ def main(argv: list[str]) -> None:
     from lit_ft.tune.recipe import starting_point
 
     resolved = starting_point(fit_argv, space)
-    root = Path((resolved.get("trainer") or {}).get("default_root_dir") or ".")
+    trainer = resolved.get("trainer") or {}
+    fit_argv = [*fit_argv, *one_device(trainer)]
+    root = Path(trainer.get("default_root_dir") or ".")
     seed = resolved.get("seed_everything")
     trial_seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else args.seed
     tune_dir = Path(args.tune_dir) if args.tune_dir else root / "tune"
@@ -92,3 +94,22 @@ def _check_not_fixed(params: dict[str, Any], fit_argv: list[str], path: str) -> 
     both = sorted(set(params) & given)
     if both:
         raise UserError(f"'{both[0]}' is searched ({path}) and also given on the command line; drop one of them")
+
+
+def one_device(trainer: dict[str, Any]) -> list[str]:
+    """Trials run in this process, on one device: `devices: auto` (all GPUs: DDP would start copies of this whole
+    command) becomes 1, and more than one device or node is an error."""
+    devices, nodes = trainer.get("devices", "auto"), trainer.get("num_nodes") or 1
+    if devices in ("auto", -1, "-1", None):
+        return ["--trainer.devices=1"]
+    if isinstance(devices, list):
+        count = len(devices)
+    elif isinstance(devices, str) and "," in devices:  # GPU indices, "0,1"
+        count = len([d for d in devices.split(",") if d.strip()])
+    else:
+        count = int(devices)
+    if count > 1 or nodes > 1:
+        raise UserError(f"lit_ft tune runs its trials one at a time in its own process, on one device; the config "
+                        f"asks for trainer.devices {devices} and trainer.num_nodes {nodes}: set --trainer.devices 1 "
+                        "(run one search per device to use several)")
+    return []
