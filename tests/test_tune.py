@@ -32,8 +32,7 @@ def fit_args(root: Path, bert: Path, steps: int = 2) -> list[str]:
     return ["--config", QUICKSTART, "--model.backbone", str(bert), "--trainer.default_root_dir", str(root),
             "--trainer.max_steps", str(steps), "--trainer.val_check_interval", "1",
             "--trainer.check_val_every_n_epoch", "null", "--trainer.num_sanity_val_steps", "0",
-            "--trainer.limit_val_batches", "1", "--trainer.logger", "false", "--export.enabled", "false",
-            "--trainer.enable_progress_bar", "false"]
+            "--trainer.limit_val_batches", "1", "--trainer.logger", "false", "--export.enabled", "false"]
 
 
 def tune(root: Path, bert: Path, space: dict[str, Any], trials: int, steps: int = 2, *extra: str) -> None:
@@ -68,13 +67,19 @@ def test_each_trial_is_a_fit_in_its_own_directory_scored_by_its_best_checkpoint(
     assert [t.state for t in trials] == [COMPLETE, COMPLETE]
     assert study(root).direction == optuna.study.StudyDirection.MAXIMIZE  # val/accuracy: higher is better
     for t in trials:
-        pointer = json.loads((root / "tune" / f"trial_{t.number}" / "checkpoints" / "best.json").read_text())
-        assert pointer["monitor"] == "val/accuracy" and t.value == pytest.approx(pointer["score"], abs=1e-7)
-        assert 1e-4 <= t.params["model.learning_rate"] <= 1e-2 and t.params["data.init_args.batch_size"] in (8, 16)
-        assert sorted(t.intermediate_values) == [1, 2]  # reported at each validation, by optimizer step
+        run_dir = root / "tune" / f"trial_{t.number}"
+        logged = {json.loads(p.read_text())["step"]: json.loads(p.read_text())["metrics"]["val/accuracy"]
+                  for p in (run_dir / "metrics").glob("val_step_*.json")}
+        assert t.intermediate_values == pytest.approx(logged, abs=1e-7) and sorted(logged) == [1, 2]  # each validation
         assert t.value == max(t.intermediate_values.values())
+        assert 1e-4 <= t.params["model.learning_rate"] <= 1e-2 and t.params["data.init_args.batch_size"] in (8, 16)
         assert t.user_attrs["seed"] == 42  # the quickstart's own seed, for every trial
     assert trials[0].params != trials[1].params
+    best = study(root).best_trial
+    pointer = json.loads((root / "tune" / f"trial_{best.number}" / "checkpoints" / "best.json").read_text())
+    assert pointer["monitor"] == "val/accuracy" and best.value == pytest.approx(pointer["score"], abs=1e-7)
+    other = root / "tune" / f"trial_{1 - best.number}"  # --keep best: the other trial keeps its metrics only
+    assert not (other / "checkpoints").exists() and (other / "metrics").is_dir()
     table = out[out.index("lit_ft tune: 2 trials"):].splitlines()
     assert table[1].split() == ["trial", "state", "val/accuracy", "model.learning_rate", "data.init_args.batch_size",
                                 "note"]
@@ -105,7 +110,7 @@ def test_a_rerun_continues_the_study_and_reruns_an_interrupted_trial(searched: t
     killed.enqueue_trial({"model.learning_rate": 5e-3, "data.init_args.batch_size": 8})
     killed.ask(killed.trials[0].distributions)  # trial 2 left running, as a killed search leaves it
     before = {n: mtimes(root, n) for n in (0, 1)}
-    tune(root, tiny_bert, SPACE, 3)
+    tune(root, tiny_bert, SPACE, 3, 2, "--keep", "all")
     trials = study(root).trials
     assert [t.state for t in trials] == [COMPLETE, COMPLETE, FAIL, COMPLETE]
     assert trials[2].user_attrs["interrupted"] and trials[3].user_attrs["retry_of"] == 2
@@ -189,6 +194,15 @@ def test_trials_run_on_one_device(tmp_path: Path, tiny_bert: Path, capsys: pytes
 
     assert one_device({"devices": "auto"}) == ["--trainer.devices=1"]  # all GPUs would be DDP: one per trial
     assert one_device({"devices": 1, "num_nodes": 1}) == [] and one_device({"devices": "0,"}) == []
+
+
+def test_tune_help_imports_neither_torch_nor_optuna() -> None:
+    import subprocess
+
+    code = ("import sys\nfrom lit_ft.cli import main\ntry:\n    main(['tune', '--help'])\nexcept SystemExit:\n"
+            "    pass\nprint(sorted(m for m in ('torch', 'lightning', 'optuna') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "--search SEARCH" in done.stdout and done.stdout.strip().endswith("[]")
 
 
 def test_without_optuna_the_error_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

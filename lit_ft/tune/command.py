@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from lit_ft.tune.study import Search
 
 DEFAULT_SEED = 42
+KEEP = ("best", "all")  # see lit_ft/tune/keep.py
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -36,6 +37,8 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                         "(default: <trainer.default_root_dir>/tune)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the sampler (and of every trial "
                         "when the config's seed_everything is not a number)")
+    parser.add_argument("--keep", choices=KEEP, default="best", help="trial directories that keep their "
+                        "checkpoints and export: the best completed trial's (default), or all")
     args, rest = parser.parse_known_args(argv)
     if args.trials < 1:
         raise UserError(f"--trials must be at least 1, got {args.trials}")
@@ -43,11 +46,11 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 
 def main(argv: list[str]) -> None:
+    args, fit_argv = parse(argv)  # first: `lit_ft tune --help` imports nothing heavy
     from lit_ft.tune.pruner import make_pruner
     from lit_ft.tune.space import load_space
     from lit_ft.tune.study import Search, require_optuna
 
-    args, fit_argv = parse(argv)
     require_optuna()
     space = load_space(args.search)
     make_pruner(space.pruner, f"search space {space.path}")  # checked before the slow start of the first fit
@@ -61,10 +64,11 @@ def main(argv: list[str]) -> None:
     seed = resolved.get("seed_everything")
     trial_seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else args.seed
     tune_dir = Path(args.tune_dir) if args.tune_dir else root / "tune"
-    search_and_report(Search(tune_dir, space, args.seed, trial_seed), fit_argv, args.trials)
+    search_and_report(Search(tune_dir, space, args.seed, trial_seed), fit_argv, args.trials, args.keep)
 
 
-def search_and_report(search: Search, fit_argv: list[str], trials: int) -> None:
+def search_and_report(search: Search, fit_argv: list[str], trials: int, keep: str) -> None:
+    from lit_ft.tune.keep import drop_weights
     from lit_ft.tune.report import best_trial, importance_lines, trials_table
     from lit_ft.tune.trial import run_trial
 
@@ -75,6 +79,7 @@ def search_and_report(search: Search, fit_argv: list[str], trials: int) -> None:
     print(f"lit_ft tune: {search.finished()} of {trials} trials done in {search.db}; running {todo}", flush=True)
     for _ in range(todo):
         run_trial(search, fit_argv)
+        drop_weights(search, keep)
     print(f"\nlit_ft tune: {len(search.trials())} trials in {search.db}")
     print("\n".join(trials_table(search)))
     best = best_trial(search)
