@@ -80,7 +80,7 @@ def test_each_trial_is_a_fit_in_its_own_directory_scored_by_its_best_checkpoint(
     assert pointer["monitor"] == "val/accuracy" and best.value == pytest.approx(pointer["score"], abs=1e-7)
     other = root / "tune" / f"trial_{1 - best.number}"  # --keep best: the other trial keeps its metrics only
     assert not (other / "checkpoints").exists() and (other / "metrics").is_dir()
-    table = out[out.index("lit_ft tune: 2 trials"):].splitlines()
+    table = out[out.index("lit_ft: 2 trials in"):].splitlines()
     assert table[1].split() == ["trial", "state", "val/accuracy", "model.learning_rate", "data.init_args.batch_size",
                                 "note"]
     assert table[2].split()[:3] == ["0", "complete", f"{trials[0].value:.4g}"]
@@ -228,7 +228,7 @@ def test_importance_ranks_the_key_that_decides_the_score_first() -> None:
     assert sum(float(r[1]) for r in ranked) == pytest.approx(1.0, abs=2e-3)
     few = optuna.create_study()
     few.add_trial(optuna.trial.create_trial(params={"x": 0.5}, distributions={"x": space["x"]}, value=1.0))
-    assert importance_lines(few, seed=0) == ["importance: needs at least 2 completed trials, this search has 1"]
+    assert importance_lines(few, seed=0) == ["importance: needs at least 5 completed trials, this search has 1"]
 
 
 @pytest.mark.slow  # a real `lit_ft tune` process (the imports alone take seconds), killed in its second trial

@@ -74,13 +74,13 @@ def search_and_report(search: Search, fit_argv: list[str], trials: int, keep: st
 
     rerun = search.recover_interrupted()
     if rerun:
-        print(f"lit_ft tune: trial(s) {rerun} were interrupted; their values run again", flush=True)
+        print(f"lit_ft: trial(s) {rerun} were interrupted; their values run again", flush=True)
     todo = max(trials - search.finished(), 0)
-    print(f"lit_ft tune: {search.finished()} of {trials} trials done in {search.db}; running {todo}", flush=True)
+    print(f"lit_ft: {search.finished()} of {trials} trials done in {search.db}; running {todo}", flush=True)
     for _ in range(todo):
         run_trial(search, fit_argv)
         drop_weights(search, keep)
-    print(f"\nlit_ft tune: {len(search.trials())} trials in {search.db}")
+    print(f"\nlit_ft: {len(search.trials())} trials in {search.db}")
     print("\n".join(trials_table(search)))
     best = best_trial(search)
     if best is None:

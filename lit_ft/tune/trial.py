@@ -31,7 +31,7 @@ def run_trial(search: Search, fit_argv: list[str]) -> None:
     argv = ["fit", *fit_argv, *overrides(params), f"--seed_everything={search.trial_seed}",
             f"--trainer.default_root_dir={trial_dir}"]
     values = " ".join(f"{k}={_short(v)}" for k, v in params.items())
-    print(f"\nlit_ft tune: trial {number}: {values} ({trial_dir})", flush=True)
+    print(f"\nlit_ft: trial {number}: {values} ({trial_dir})", flush=True)
     try:
         run(argv, callbacks=[reporter])
     except search.optuna.TrialPruned as pruned:
@@ -44,7 +44,7 @@ def run_trial(search: Search, fit_argv: list[str]) -> None:
             _end(search, reporter.trial, number, "FAIL", f"failed: no finite {reporter.monitor} was logged")
         else:
             search.study.tell(reporter.trial, value)
-            print(f"lit_ft tune: trial {number} complete: {reporter.monitor} {value:.4f}", flush=True)
+            print(f"lit_ft: trial {number} complete: {reporter.monitor} {value:.4f}", flush=True)
     finally:
         _release_memory()
 
@@ -56,7 +56,7 @@ def _failed(search: Search, reporter: TrialReporter, asked: Any, number: int, er
     if stopped:
         if trial is not None:
             search.interrupted(trial)
-        print(f"lit_ft tune: {stopped} in trial {number}; run the same command again to continue (trial {number}'s "
+        print(f"lit_ft: {stopped} in trial {number}; run the same command again to continue (trial {number}'s "
               "values run again)", file=sys.stderr, flush=True)
         raise SystemExit(130 if stopped == "interrupted" else 143) from err
     message = f"{type(err).__name__}: {one_line(str(err))}"[:500]
@@ -65,7 +65,7 @@ def _failed(search: Search, reporter: TrialReporter, asked: Any, number: int, er
         search.study.tell(trial, state=search.optuna.trial.TrialState.FAIL)
     if isinstance(err, SystemExit) or (isinstance(err, UserError) and not reporter.started) or trial is None:
         raise err
-    print(f"lit_ft tune: trial {number} failed: {message}", flush=True)
+    print(f"lit_ft: trial {number} failed: {message}", flush=True)
 
 
 def _stop_signal(err: BaseException) -> str | None:
@@ -81,7 +81,7 @@ def _stop_signal(err: BaseException) -> str | None:
 def _end(search: Search, trial: Any, number: int, state: str, message: str) -> None:
     trial.set_user_attr("note", message)
     search.study.tell(trial, state=getattr(search.optuna.trial.TrialState, state))
-    print(f"lit_ft tune: trial {number} {message}", flush=True)
+    print(f"lit_ft: trial {number} {message}", flush=True)
 
 
 def _short(value: Any) -> str:
