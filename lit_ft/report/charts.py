@@ -48,16 +48,24 @@ def line_chart(name: str, title: str, lines: dict[str, list[tuple[int, float]]],
         ax.plot(steps, values, marker="o" if len(points) <= 30 else None, markersize=3, label=label)
     if mark_step is not None:
         ax.axvline(mark_step, color="tab:red", linestyle="--", linewidth=1, label=mark_label)
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
+    marked = set() if mark_step is None else {mark_step}
+    _step_axis(ax, {p[0] for points in lines.values() for p in points} | marked)
     ax.set_title(title)
-    ax.set_xlabel("optimizer step")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.subplots_adjust(left=0.15, right=0.97, top=0.9, bottom=0.15)  # short tick labels: fixed margins
     data = {"lines": {k: [list(p) for p in v] for k, v in lines.items()}, "mark_step": mark_step}
     return _chart(fig, name, data, caption, tight=False)
+
+
+def _step_axis(ax: Any, steps: set[int]) -> None:
+    """Whole-number ticks of optimizer steps; a single step gets a window around it (not +-4% of nothing)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("optimizer step")
+    if len(steps) == 1:
+        ax.set_xlim(min(steps) - 1, min(steps) + 1)
 
 
 def heatmap(name: str, title: str, matrix: Sequence[Sequence[float]], labels: list[str], value_format: str = "{:g}",

@@ -4,6 +4,7 @@ the sample tables of each evaluation (`samples/`)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from lit_ft.report.charts import line_chart
@@ -108,8 +109,11 @@ def samples_section(run: RunFiles) -> Section | None:
 
 
 def _cut(value: Any) -> Any:
-    text = value if isinstance(value, str) else value if isinstance(value, (int, float)) else str(value)
-    return text[:CELL_CHARS] + " …" if isinstance(text, str) and len(text) > CELL_CHARS else text
+    """A sample cell: numbers as they are, lists and dicts as JSON, long texts cut."""
+    if isinstance(value, (int, float)):
+        return value
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text[:CELL_CHARS] + " …" if len(text) > CELL_CHARS else text
 
 
 def slug(text: str) -> str:

@@ -3,6 +3,7 @@ predictions and sample tables. Nothing is loaded from the network and no model i
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -102,13 +103,17 @@ class RunFiles:
         """The first of `test_predictions.jsonl` and `predictions.jsonl` whose records hold every key in `needs`
         (say `gold_label`): its name and records."""
         for name in PREDICTION_FILES:
-            path = self.root / name
-            if not path.is_file():
-                continue
-            records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            records = self._records(name)
             if records and all(all(k in r for k in needs) for r in records):
                 return name, records
         return None
+
+    @functools.cache  # noqa: B019 - one read per file for the report's life
+    def _records(self, name: str) -> list[dict[str, Any]]:
+        path = self.root / name
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
     @cached_property
     def samples(self) -> dict[str, list[tuple[int, list[dict[str, Any]]]]]:
