@@ -24,6 +24,7 @@ from lit_ft.resume import (
     rng_states,
     truncate_csv_logs,
 )
+from lit_ft.wandb_resume import skip_replayed_rows
 
 POINTER = "best.json"
 
@@ -243,6 +244,7 @@ class TaskCheckpoint(ModelCheckpoint):
             self._pending_rng = extra.get("rng")
             if extra.get("log_rows"):
                 truncate_csv_logs(trainer, extra["log_rows"])
+            skip_replayed_rows(trainer)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Resume in a moved run directory: the saved paths are rebased onto this checkpoint directory."""

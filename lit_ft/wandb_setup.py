@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import netrc
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -45,16 +44,6 @@ def finish_wandb_run(trainer: Trainer) -> None:
 
         if wandb.run is not None:
             wandb.run.finish()
-
-
-def resume_wandb_run(logger_configs: list[Any], run_id: str | None) -> None:
-    """Continue the W&B run recorded with the checkpoint being resumed, unless the config names a run id."""
-    for cfg in logger_configs:
-        init_args = cfg.init_args
-        if run_id and not init_args.get("id"):
-            init_args["id"] = run_id
-            init_args["resume"] = "allow"
-            print(f"lit_ft: resuming W&B run {run_id} with the checkpoint", file=sys.stderr)
 
 
 def group_wandb_runs(logger_configs: list[Any], subcommand: str, fit_run_id: str | None) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch import Callback, LightningModule, Trainer
+
 from lit_ft.cli import LitFtCLI, run
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
@@ -25,3 +27,14 @@ def cli(*args: Any) -> LitFtCLI:
     result = run([str(a) for a in args])
     assert result is not None
     return result
+
+
+class InterruptAt(Callback):
+    """Ctrl-C at the start of the batch after optimizer step `step` (what Python raises on SIGINT)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        if trainer.global_step == self.step:
+            raise KeyboardInterrupt

@@ -21,6 +21,7 @@ import torch
 from builders import make_tiny_bert
 from helpers import cli, tiny_args
 
+from lit_ft import wandb_file
 from lit_ft.cli import main, run
 from lit_ft.errors import UserError
 from lit_ft.io import TMP_MARK
@@ -327,3 +328,47 @@ def test_bad_checkpoint_files_are_one_line_naming_the_file(
         assert "weights_only=False" not in err[-1] and "trust" not in err[-1]
     assert not pwned.exists()
     assert not (tmp_path / "out").exists()
+
+
+def test_interrupted_then_resumed_wandb_run_holds_each_step_once(
+    tmp_path: Path, dropout_bert: Path, sentiment_files: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C at step 7 (`last` is from the validation at step 4): the W&B run already holds steps 5-7, so the
+    resumed fit, which replays them exactly, must not log them again; every other row is logged once."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    root = tmp_path / "run"
+    files = {"train": sentiment_files["train"], "validation": sentiment_files["validation"]}
+    loggers = json.dumps([{"class_path": CSV_LOGGER, "init_args": {"save_dir": str(root)}},
+                          {"class_path": "lightning.pytorch.loggers.WandbLogger",
+                           "init_args": {"save_dir": str(root), "project": "lit_ft_test"}}])
+    args = [*resume_args(root, dropout_bert, files), "--trainer.logger", loggers,
+            "--checkpoint.every_n_train_steps", "null"]
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit):
+            cli("fit", *args, "--trainer.callbacks+=helpers.InterruptAt", "--trainer.callbacks.step", "7")
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C while it shuts down
+    assert pointer_step(root / "checkpoints") == 4
+    resumed = cli("fit", *args, "--ckpt_path", "last")
+    run_id = resumed.trainer.loggers[1].version
+    resumed.trainer.loggers[1].experiment.finish()
+
+    files_of_run = sorted((root / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
+    assert len(files_of_run) == 2, "the resumed fit continues the interrupted run's id"
+    for _ in range(60):  # the W&B service process may still be flushing the resumed run's file
+        if any(r.WhichOneof("record_type") == "exit" for r in wandb_file.records(files_of_run[1])):
+            break
+        time.sleep(0.5)
+    logged: list[tuple[int, str, float]] = []
+    for path in files_of_run:
+        for row in wandb_file.history(path):
+            step = int(row["trainer/global_step"])
+            logged += [(step, k, round(float(v), 6)) for k, v in row.items() if not k.startswith(("_", "trainer/"))]
+        if path == files_of_run[0]:
+            assert max(s for s, _, _ in logged) >= 6, "the interrupted run's rows past the checkpoint are in its file"
+    pairs = [(s, k) for s, k, _ in logged if k != "epoch"]  # `epoch` rides along with every row of a step
+    assert sorted(p for p in set(pairs) if pairs.count(p) > 1) == []  # no step logged twice
+    expected = {(int(r["step"]), k, round(float(v), 6)) for r in csv_rows(root) for k, v in r.items()
+                if v != "" and k != "step"}
+    assert set(logged) == expected  # every row once, with the values of the (exact) CSV log

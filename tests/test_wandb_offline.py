@@ -6,8 +6,9 @@ import time
 from pathlib import Path
 
 import pytest
-import wandb_reader
 from helpers import cli, tiny_args
+
+from lit_ft import wandb_file as wandb_reader
 
 
 def test_offline_run_file_holds_metrics_and_config(
