@@ -14,14 +14,15 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from google.protobuf.message import DecodeError
-from wandb.proto import wandb_internal_pb2 as pb
-
 BLOCK = 32 * 1024
 HEADER = 7
 
 
 def records(path: str | Path) -> list[Any]:
+    """Every complete record of the file; ValueError for a file that is not a W&B run file."""
+    from google.protobuf.message import DecodeError
+    from wandb.proto import wandb_internal_pb2 as pb
+
     data = Path(path).read_bytes()
     if data[:4] != b":W&B":
         raise ValueError(f"{path} is not a W&B run file")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lit_ft.report.wandb_file import history as wandb_history
+from lit_ft import wandb_file
 
 Points = list[tuple[int, float]]
 SKIP = {"epoch", "step", "hp_metric", "trainer/global_step", "_step", "_runtime", "_timestamp"}
@@ -102,7 +102,10 @@ def _tensorboard_history(root: Path, versions: dict[str, Any]) -> History | None
 def _wandb_history(root: Path, versions: dict[str, Any]) -> History | None:
     files = sorted(root.glob("wandb/*run-*/run-*.wandb"), key=lambda p: p.stat().st_mtime, reverse=True)
     for path in files:
-        rows = wandb_history(path)
+        try:
+            rows = wandb_file.history(path)
+        except ValueError:  # not a W&B run file
+            continue
         if not any("train/loss" in row for row in rows):
             continue
         found = History(source=str(path.relative_to(root)))
