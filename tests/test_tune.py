@@ -120,6 +120,14 @@ def test_a_rerun_continues_the_study_and_reruns_an_interrupted_trial(searched: t
     assert len(study(root).trials) == 4
 
 
+def test_a_loss_monitor_makes_a_minimising_study(tmp_path: Path, tiny_bert: Path) -> None:
+    tune(tmp_path / "run", tiny_bert, SPACE, 1, 2, "--model.task_options.monitor", "loss")
+    (trial,) = study(tmp_path / "run").trials
+    assert study(tmp_path / "run").direction == optuna.study.StudyDirection.MINIMIZE
+    assert study(tmp_path / "run").user_attrs["monitor"] == "val/loss"
+    assert trial.value == min(trial.intermediate_values.values()) and len(trial.intermediate_values) == 2
+
+
 class SigtermInFirstTrial(Callback):
     """Sends this process SIGTERM (what a cluster sends a preempted job) after trial 0's first optimizer step."""
 
@@ -239,7 +247,7 @@ def test_a_killed_search_resumes_where_it_stopped(tmp_path: Path, tiny_bert: Pat
 
     root, space_file = tmp_path / "run", tmp_path / "space.yaml"
     space_file.write_text(yaml.safe_dump(SPACE, sort_keys=False))
-    argv = ["tune", *fit_args(root, tiny_bert, steps=3), "--search", str(space_file), "--trials", "2"]
+    argv = ["tune", *fit_args(root, tiny_bert, steps=3), "--search", str(space_file), "--trials", "2", "--keep", "all"]
     proc = subprocess.Popen([sys.executable, "-m", "lit_ft", *argv], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
