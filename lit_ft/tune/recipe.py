@@ -36,18 +36,29 @@ def resolved_config(fit_argv: list[str]) -> str:
 
 
 def starting_point(fit_argv: list[str], space: SearchSpace) -> dict[str, Any]:
-    """The fit's resolved config with every searched key at a value of its range: a key the config does not have,
-    or a value of the wrong type, is a one-line error naming the key before any trial runs."""
+    """The fit's resolved config with every searched key at a value of its range, and every other choice of each
+    categorical key tried too: a key the config does not have, or a value it rejects, is a one-line error naming
+    the key before any trial runs (each check is a parse, well under a second once the first has run)."""
     firsts = {key: p.first() for key, p in space.params.items()}
+    text = _checked(fit_argv, firsts, space, None)
+    for key, param in space.params.items():
+        for choice in param.choices[1:]:
+            _checked(fit_argv, {**firsts, key: choice}, space, (key, choice))
+    loaded = yaml.safe_load(text)
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _checked(fit_argv: list[str], values: dict[str, Any], space: SearchSpace, varied: tuple[str, Any] | None) -> str:
     try:
-        text = resolved_config([*fit_argv, *overrides(firsts)])
+        return resolved_config([*fit_argv, *overrides(values)])
     except UserError as err:
+        if varied is not None:
+            raise UserError(f"search space {space.path}: '{varied[0]}' choice {varied[1]!r} does not fit the "
+                            f"config: {err}") from err
         named = [key for key in space.params if key in str(err)]
         if not named:
             raise
         raise UserError(f"search space {space.path}: '{named[0]}' does not fit the config: {err}") from err
-    loaded = yaml.safe_load(text)
-    return loaded if isinstance(loaded, dict) else {}
 
 
 def write_best_recipe(fit_argv: list[str], trial: Any, monitor: str, out: Path) -> Path:
