@@ -120,14 +120,6 @@ def test_a_rerun_continues_the_study_and_reruns_an_interrupted_trial(searched: t
     assert len(study(root).trials) == 4
 
 
-def test_a_loss_monitor_makes_a_minimising_study(tmp_path: Path, tiny_bert: Path) -> None:
-    tune(tmp_path / "run", tiny_bert, SPACE, 1, 2, "--model.task_options.monitor", "loss")
-    (trial,) = study(tmp_path / "run").trials
-    assert study(tmp_path / "run").direction == optuna.study.StudyDirection.MINIMIZE
-    assert study(tmp_path / "run").user_attrs["monitor"] == "val/loss"
-    assert trial.value == min(trial.intermediate_values.values()) and len(trial.intermediate_values) == 2
-
-
 class SigtermInFirstTrial(Callback):
     """Sends this process SIGTERM (what a cluster sends a preempted job) after trial 0's first optimizer step."""
 
@@ -138,16 +130,21 @@ class SigtermInFirstTrial(Callback):
 
 def test_a_terminated_search_marks_its_trial_interrupted_and_reruns_its_values(tmp_path: Path,
                                                                               tiny_bert: Path) -> None:
+    loss = ["--model.task_options.monitor", "loss"]  # and a metric where lower is better: a minimising study
     with pytest.raises(SystemExit) as done:
-        tune(tmp_path / "run", tiny_bert, SPACE, 1, 3, "--trainer.callbacks+=test_tune.SigtermInFirstTrial")
+        tune(tmp_path / "run", tiny_bert, SPACE, 1, 3, *loss, "--trainer.callbacks+=test_tune.SigtermInFirstTrial")
     assert done.value.code == 143
+    assert study(tmp_path / "run").direction == optuna.study.StudyDirection.MINIMIZE
+    assert study(tmp_path / "run").user_attrs["monitor"] == "val/loss"
     stopped = study(tmp_path / "run").trials
     assert [t.state for t in stopped] == [FAIL, optuna.trial.TrialState.WAITING]  # its values queued to run again
     assert stopped[0].user_attrs["interrupted"]
     assert sorted(stopped[0].intermediate_values) == [1]  # Lightning stopped it at the step after the signal
-    tune(tmp_path / "run", tiny_bert, SPACE, 1, 3)
+    tune(tmp_path / "run", tiny_bert, SPACE, 1, 3, *loss)
     trials = study(tmp_path / "run").trials
     assert [t.state for t in trials] == [FAIL, COMPLETE] and trials[1].params == stopped[0].params
+    assert sorted(trials[1].intermediate_values) == [1, 2, 3]
+    assert trials[1].value == min(trials[1].intermediate_values.values())
 
 
 def test_pruning_stops_a_trial_and_a_diverging_trial_fails_without_ending_the_search(
