@@ -17,7 +17,13 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 from lit_ft.backbone import load_tokenizer, position_limit
 from lit_ft.data_summary import inputs_at_limit
 from lit_ft.errors import UserError
-from lit_ft.sampler import LengthGroupedBatchSampler, ResumableLoader, ShardedEvalBatchSampler
+from lit_ft.sampler import (
+    EvalRows,
+    LengthGroupedBatchSampler,
+    ResumableLoader,
+    ShardedEvalBatchSampler,
+    flagged_collate,
+)
 from lit_ft.source import TEXT_COLUMN, DataSource
 from lit_ft.task import Batch
 
@@ -325,8 +331,10 @@ class TaskDataModule(LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def _loader(self, ds: datasets.Dataset, sampler: Sampler[list[int]]) -> DataLoader:
-        # a private generator: creating an iterator does not draw from the global RNG (exact resume)
-        return DataLoader(ds, batch_sampler=sampler, collate_fn=self.collate, num_workers=self.num_workers,  # type: ignore[arg-type]
+        # a private generator: creating an iterator does not draw from the global RNG (exact resume);
+        # EvalRows + flagged_collate mark the sampler's padding batches (counted in no metric or record)
+        collate = functools.partial(flagged_collate, self.collate)
+        return DataLoader(EvalRows(ds), batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers,
                           generator=torch.Generator().manual_seed(0))
 
     def _batches_done(self) -> int:

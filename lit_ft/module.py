@@ -20,6 +20,7 @@ from lit_ft.monitor import Mode, monitor_mode
 from lit_ft.optim import AdamW, Schedule, clip_gradients, decay_groups, unscale_outside, warmup_schedule, warmup_steps
 from lit_ft.quiet import restoring
 from lit_ft.registry import get_task
+from lit_ft.sampler import is_padding
 from lit_ft.samples import log_samples
 from lit_ft.task import Batch, Task
 
@@ -160,7 +161,9 @@ class FineTuner(LightningModule):
         return loss
 
     def _eval_step(self, batch: Batch, stage: Stage) -> Any:
-        outputs = self._forward(batch)
+        outputs = self._forward(batch)  # padding batches too: sharded models need every rank in each forward
+        if is_padding(batch):  # a rank with fewer examples repeats one to keep step; it counts nowhere
+            return outputs
         self._loss(stage).update(self.plugin.loss(outputs, batch), weight=len(batch["id"]))
         self.plugin.update_metrics(self._metrics(stage), self._model(), batch, outputs)
         return outputs
@@ -172,12 +175,13 @@ class FineTuner(LightningModule):
         """Test metrics; also the prediction records when the task makes them from the same forward pass
         (`Task.predictions_at_test`), which `PredictionWriter` writes to `test_predictions.jsonl`."""
         outputs = self._eval_step(batch, "test")
-        if not self.plugin.predictions_at_test:
+        if not self.plugin.predictions_at_test or is_padding(batch):
             return None
         return self.plugin.predictions(self._model(), batch, outputs)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Any]]:
-        return self.plugin.predictions(self._model(), batch, self._forward(batch))
+        outputs = self._forward(batch)
+        return [] if is_padding(batch) else self.plugin.predictions(self._model(), batch, outputs)
 
     def _log_epoch(self, stage: Stage) -> None:
         # torchmetrics has already synced the states across processes: log the values as they are

@@ -9,6 +9,15 @@ Distribution is handled here rather than by Lightning's sampler injection (the C
 `trainer.use_distributed_sampler=false`): a global batch of `batch_size * world_size` examples is formed first
 and rank `r` takes every `world_size`-th example of it, so the examples of each optimizer step are the same
 for any number of processes at the same global batch size.
+
+Every rank gets the same number of batches, so sharded strategies (FSDP, DeepSpeed), whose collectives run inside
+the forward pass, cannot wait forever on a rank that has finished. Training keeps the remainder (`drop_last`
+is off by default): the last global batch may be smaller, and when it has fewer examples than ranks it wraps
+around to the start of the epoch's permutation (as DistributedSampler pads), so each rank takes at least one
+example; at most `world_size - 1` examples are seen twice in that epoch and none is dropped. `len()` is
+the number of batches each rank yields, which Lightning's `estimated_stepping_batches` (the LR schedule's
+length) divides by the accumulation. Evaluation (`ShardedEvalBatchSampler`) pads instead with flagged batches
+that metrics and prediction records skip, so every example counts exactly once.
 """
 
 from __future__ import annotations
@@ -19,8 +28,11 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import Dataset as TorchDataset
 
 from lit_ft.errors import UserError
+
+PADDING = "_padding"  # the key that marks an evaluation batch as padding (see ShardedEvalBatchSampler)
 
 
 class LengthGroupedBatchSampler(Sampler[list[int]]):
@@ -91,8 +103,8 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         if batches and len(batches[-1]) < size:
             if self.drop_last:
                 batches.pop()
-            elif len(batches[-1]) < self.world_size:  # every rank needs at least one example
-                batches[-1] = (batches[-1] + perm)[: self.world_size]
+            elif len(batches[-1]) < self.world_size:  # every rank needs at least one example: wrap around
+                batches[-1] = (batches[-1] + perm * self.world_size)[: self.world_size]
         order = torch.randperm(len(batches), generator=gen).tolist()
         return [batches[i] for i in order]
 
@@ -115,17 +127,26 @@ class _EpochHook:
 
 
 class ShardedEvalBatchSampler(Sampler[list[int]]):
-    """Evaluation batches sorted by length, split across ranks without repeating any example.
+    """Evaluation batches sorted by length, split across ranks so that every rank gets the same number of batches.
 
-    Every example is seen exactly once over all ranks (no padding duplicates), so metrics synced at epoch end
-    equal the single-process result. Order does not matter: predictions carry their input's id.
+    The length-sorted examples are cut into `ranks x per_rank` contiguous batches of near-equal size (at most
+    `batch_size`, `per_rank = ceil(n / (batch_size x world_size))`) and dealt out round-robin, so the ranks run
+    their batches in lock step (sharded models need every rank in each forward pass) and no example repeats. Only
+    when there are fewer examples than batches (fewer examples than ranks, or a batch size near 1) does a batch
+    come out empty; it is replaced by a padding batch: the shortest example again, at index `i + n` so that
+    `EvalRows` flags it and the model runs it but leaves it out of metrics and prediction records. Metrics synced
+    at epoch end therefore equal the single-process result. Order does not matter: predictions carry their ids.
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, rank: int = 0, world_size: int = 1) -> None:
-        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-        # at least one batch per rank, so every rank takes part in the epoch-end metric sync
-        size = max(1, min(batch_size, math.ceil(len(order) / world_size)))
-        batches = [order[i : i + size] for i in range(0, len(order), size)]
+        if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
+            raise UserError(f"batch_size {batch_size}, rank {rank} of world_size {world_size}: need batch_size >= 1 "
+                            "and 0 <= rank < world_size")
+        n = len(lengths)
+        order = sorted(range(n), key=lambda i: -lengths[i])
+        count = math.ceil(n / (batch_size * world_size)) * world_size
+        cuts = [n * i // max(1, count) for i in range(count + 1)]
+        batches = [order[a:b] or [order[-1] + n] for a, b in zip(cuts, cuts[1:], strict=False)]
         self.batches = batches[rank::world_size]
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -133,6 +154,43 @@ class ShardedEvalBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return len(self.batches)
+
+
+class EvalRows(TorchDataset[dict[str, Any]]):
+    """The evaluation rows a `ShardedEvalBatchSampler` indexes: row `i` for `i < n`, and row `i - n` flagged with
+    `PADDING` for the padding batches (`flagged_collate` turns the flag into the batch's)."""
+
+    def __init__(self, rows: Any) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitems__(self, keys: list[int]) -> list[dict[str, Any]]:
+        n = len(self.rows)
+        rows = [dict(row) for row in self.rows.__getitems__([k % n for k in keys])]
+        for key, row in zip(keys, rows, strict=True):
+            if key >= n:
+                row[PADDING] = True
+        return rows
+
+    def __getitem__(self, key: int) -> dict[str, Any]:
+        return self.__getitems__([key])[0]
+
+
+def flagged_collate(collate: Callable[[list[dict[str, Any]]], dict[str, Any]], rows: list[dict[str, Any]]
+                    ) -> dict[str, Any]:
+    """`collate` on rows without the padding flag; the batch gets `PADDING: True` when its rows had it."""
+    padding = any([row.pop(PADDING, False) for row in rows])
+    batch = collate(rows)
+    if padding:
+        batch[PADDING] = True
+    return batch
+
+
+def is_padding(batch: dict[str, Any]) -> bool:
+    """A padding batch: run it through the model (every rank must), but count it in no metric or record."""
+    return bool(batch.get(PADDING, False))
 
 
 class ResumableLoader(DataLoader):

@@ -1,0 +1,146 @@
+"""Every rank gets the same number of batches (train, validation, test, predict), and evaluation still counts every
+example exactly once: the samplers over many (examples, ranks, batch size) combinations, the padding flag through
+a real loader, and one real 2-process gloo fit + validate + predict against the 1-process run."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import datasets
+import pytest
+import torch
+from builders import write_sentiment_csvs
+from helpers import QUIET, cli, tiny_args
+from torch.utils.data import DataLoader
+
+from lit_ft.io import read_jsonl
+from lit_ft.safe_load import load_checkpoint_file
+from lit_ft.sampler import EvalRows, LengthGroupedBatchSampler, ShardedEvalBatchSampler, flagged_collate, is_padding
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = [(n, world, batch) for n in (*range(12), 13, 23, 37, 101) for world in (1, 2, 3, 4) for batch in (1, 2, 3, 5, 8)]
+
+
+def _lengths(n: int) -> list[int]:
+    return [(i * 7) % 11 + 1 for i in range(n)]
+
+
+def test_eval_ranks_get_equal_batches_and_every_example_once() -> None:
+    for n, world, batch in CASES:
+        _check_eval(n, world, batch)
+
+
+def _check_eval(n: int, world: int, batch: int) -> None:
+    shards = [list(ShardedEvalBatchSampler(_lengths(n), batch, rank=r, world_size=world)) for r in range(world)]
+    counts = {len(s) for s in shards}
+    assert counts == {math.ceil(n / (batch * world))}, (n, world, batch)  # equal, and no more batches than a full split needs
+    batches = [b for s in shards for b in s]
+    assert all(1 <= len(b) <= batch for b in batches)
+    real = Counter(i for b in batches for i in b if i < n)
+    assert sorted(real) == list(range(n)) and set(real.values()) <= {1}
+    padding = [b for b in batches if any(i >= n for i in b)]
+    assert all(len(b) == 1 and b[0] - n in range(n) for b in padding)  # one known row, flagged by its index
+    assert len(padding) == len(batches) - min(n, len(batches))  # padding only where a batch would be empty
+
+
+def test_train_ranks_get_equal_batches_as_len_says() -> None:
+    for n, world, batch in CASES:
+        for drop_last in (False, True):
+            _check_train(n, world, batch, drop_last)
+
+
+def _check_train(n: int, world: int, batch: int, drop_last: bool) -> None:
+    ranks = [list(LengthGroupedBatchSampler(_lengths(n), batch, seed=3, group_batches=2, rank=r, world_size=world,
+                                            drop_last=drop_last)) for r in range(world)]
+    size = batch * world
+    assert [len(r) for r in ranks] == [n // size if drop_last else math.ceil(n / size)] * world, (n, world, batch)
+    lengths = [len(LengthGroupedBatchSampler(_lengths(n), batch, rank=r, world_size=world, drop_last=drop_last))
+               for r in range(world)]
+    assert lengths == [len(r) for r in ranks]  # what Lightning's estimated_stepping_batches counts
+    assert all(1 <= len(b) <= batch for r in ranks for b in r)
+    seen = Counter(i for r in ranks for b in r for i in b)
+    if drop_last:
+        assert sum(seen.values()) == len(ranks[0]) * size and set(seen.values()) <= {1}
+    else:  # the remainder is kept; a last batch smaller than the ranks wraps around to the start of the epoch
+        assert sorted(seen) == list(range(n))
+        assert sum(seen.values()) == n + max(0, world - (n % size or size))
+
+
+def test_the_issue_case_nine_examples_on_four_ranks() -> None:
+    counts = [len(ShardedEvalBatchSampler(_lengths(9), 4, rank=r, world_size=4)) for r in range(4)]
+    assert counts == [1, 1, 1, 1]  # was [1, 1, 1, 0]
+
+
+def test_padding_batches_are_flagged_through_a_loader() -> None:
+    rows = datasets.Dataset.from_dict({"id": ["a", "b"], "x": [[1, 2], [3]], "length": [2, 1]})
+
+    def collate(items: list[dict]) -> dict:
+        return {"id": [r["id"] for r in items], "keys": sorted(items[0])}
+
+    loaders = [DataLoader(EvalRows(rows), batch_sampler=ShardedEvalBatchSampler(rows["length"], 4, r, 3),
+                          collate_fn=lambda items: flagged_collate(collate, items)) for r in range(3)]
+    batches = [list(loader) for loader in loaders]
+    assert [[b["id"] for b in rank] for rank in batches] == [[["b"]], [["a"]], [["b"]]]  # longest first
+    assert [is_padding(rank[0]) for rank in batches] == [True, False, False]
+    assert all(rank[0]["keys"] == ["id", "length", "x"] for rank in batches)  # the task's collate sees no flag
+
+
+# ---- one real multi-process run ----------------------------------------------------------------------------------
+N_TRAIN, N_EVAL = 28, 23  # 28 = 4 global batches of 6 + 4 (2 + 2 on 2 ranks); 23 on 2 ranks at batch 1: 1 padding
+BATCHES_PER_EPOCH = math.ceil(N_TRAIN / 6)
+
+
+def _args(root: Path, tiny_bert: Path, files: dict[str, str], devices: int) -> list[str]:
+    return ["--config", str(ROOT / "configs" / "quickstart.yaml"), *tiny_args(root, tiny_bert, files),
+            "--trainer.devices", str(devices), "--trainer.strategy", "ddp" if devices > 1 else "auto",
+            "--trainer.max_epochs", "1", "--trainer.num_sanity_val_steps", "0", "--export.enabled", "false",
+            "--data.init_args.batch_size", str(6 // devices), "--data.init_args.eval_batch_size", "1",
+            "--trainer.enable_progress_bar", "true"]  # its callback writes metrics/val_*.json
+
+
+def _subprocess(argv: list[str]) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "lit_ft", *argv], capture_output=True, text=True, timeout=300,
+                          env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _val_metrics(root: Path) -> dict[str, float]:
+    (path,) = (root / "metrics").glob("val_*.json")
+    return json.loads(path.read_text())["metrics"]
+
+
+def _final_step_and_lr(root: Path) -> tuple[int, list[float]]:
+    state = load_checkpoint_file(str(next(root.rglob("*.ckpt"))))
+    return state["global_step"], state["lr_schedulers"][0]["_last_lr"]
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process(tmp_path: Path, tiny_bert: Path) -> None:
+    files = write_sentiment_csvs(tmp_path / "data", n_train=N_TRAIN, n_eval=N_EVAL)
+    files["predict"] = files["validation"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        single = cli("fit", *_args(tmp_path / "one", tiny_bert, files, 1), *QUIET[2:])
+    finally:
+        torch.set_num_threads(threads)
+    assert single.trainer.global_step == single.trainer.estimated_stepping_batches == BATCHES_PER_EPOCH
+    double = tmp_path / "two"
+    _subprocess(["fit", *_args(double, tiny_bert, files, 2)])
+    # the schedule's length (estimated_stepping_batches) is the steps taken: linear decay ends at 0 on the last one
+    assert _final_step_and_lr(double) == _final_step_and_lr(tmp_path / "one")
+    assert _final_step_and_lr(double)[0] == BATCHES_PER_EPOCH and set(_final_step_and_lr(double)[1]) == {0.0}
+    one, two = _val_metrics(tmp_path / "one"), _val_metrics(double)
+    assert one.keys() == two.keys() and "val/accuracy" in one
+    for key, value in one.items():
+        assert two[key] == pytest.approx(value, abs=1e-6), key
+    _subprocess(["predict", *_args(double, tiny_bert, files, 2), "--ckpt_path", "best"])
+    ids = [r["id"] for r in read_jsonl(double / "predictions.jsonl")]
+    assert ids == [str(i) for i in range(N_EVAL)]  # every input once, in input order
