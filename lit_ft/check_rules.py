@@ -181,3 +181,17 @@ def _module_names(backbone: str) -> dict[str, bool] | None:
         return None
     return {n: isinstance(m, torch.nn.Linear) for n, m in model.named_modules() if n}
 
+
+
+@rule("fatal", needs_data=True)
+def packing_on_backbone(plan: RunPlan) -> tuple[str, str] | None:
+    """`data.packing` on a backbone architecture that lets packed examples attend to each other
+    (`lit_ft.packing_probe`: a tiny model of its type, packed against unpacked)."""
+    if not getattr(plan.data, "packing", False):
+        return None
+    from lit_ft.packing_probe import packing_problem
+
+    problem = packing_problem((plan.backbone_config or {}).get("model_type"))
+    if problem is None:
+        return None
+    return problem, "set data.packing false, or choose a backbone such as Llama, Qwen2, Mistral, GPT-NeoX or GPT-2"

@@ -37,7 +37,8 @@ def data_summary(datamodule: Any) -> list[str]:
     line = "data: " + ", ".join(parts) + " rows"
     if limit and inputs:
         line += f"; {at_limit:,} of {inputs:,} inputs reach max_length {limit} (truncated)"
-    return [line]
+    packed = getattr(datamodule, "packing_summary", lambda: None)()  # tasks that pack training examples
+    return [line + (f"; {packed}" if packed else "")]
 
 
 def split_rows(datamodule: Any, split: str, features: Any) -> int:

@@ -30,7 +30,7 @@ from lit_ft.task import Batch
 DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
 STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",), "predict": ("predict",)}
 # settings that change batching but not the tokenized features, so they stay out of the cache fingerprint
-_BATCHING_ARGS = {"batch_size", "eval_batch_size", "group_batches", "num_workers", "shuffle_seed"}
+_BATCHING_ARGS = {"batch_size", "eval_batch_size", "group_batches", "num_workers", "shuffle_seed", "packing"}
 _FEATURES_VERSION = 1  # bump when the base's feature layout changes, so old caches are not reused
 
 
@@ -345,12 +345,18 @@ class TaskDataModule(LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         ds = self._require("train")
         rank, world = self._rank_world()
-        sampler = LengthGroupedBatchSampler(
-            ds["length"], self.batch_size, seed=self.shuffle_seed, group_batches=self.group_batches,
-            rank=rank, world_size=world,
-        )
-        return ResumableLoader(ds, batch_sampler=sampler, collate_fn=self.collate, num_workers=self.num_workers,  # type: ignore[arg-type]
+        sampler = self.train_sampler(ds["length"], rank, world)
+        return ResumableLoader(ds, batch_sampler=sampler, collate_fn=self.train_collate, num_workers=self.num_workers,  # type: ignore[arg-type]
                                batches_done=self._batches_done)
+
+    def train_sampler(self, lengths: list[int], rank: int, world: int) -> LengthGroupedBatchSampler:
+        """The training batches of this rank (a task that packs examples returns its own)."""
+        return LengthGroupedBatchSampler(lengths, self.batch_size, seed=self.shuffle_seed,
+                                         group_batches=self.group_batches, rank=rank, world_size=world)
+
+    def train_collate(self, rows: list[dict[str, Any]]) -> Batch:
+        """Training examples -> a batch; `collate` unless the task feeds training batches differently."""
+        return self.collate(rows)
 
     def _eval_loader(self, split: str) -> DataLoader:
         ds = self._require(split)

@@ -1,0 +1,159 @@
+"""SFT packing: bins, sharding and resume of packed batches; packed logits and losses equal unpacked ones; refusal
+of architectures that let packed examples see each other; a packed fit that resumes mid-epoch exactly."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from helpers import QUIET, cli
+from sft_fixtures import write_jsonl
+
+from lit_ft.data_summary import data_summary
+from lit_ft.errors import UserError
+from lit_ft.packing import PackedBatchSampler, pack_bins
+from lit_ft.packing_probe import packing_problem
+from lit_ft.source import DataSource
+from lit_ft.tasks.sft import SFTData
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+WORDS = ["cat", "mat", "sat", "hat", "bat", "rat"]
+
+
+def varied_rows(n: int) -> list[dict[str, Any]]:
+    """Prompt/completion rows of different lengths (1 to 6 words each side)."""
+    return [{"prompt": "say " + " ".join(WORDS[: 1 + i % 6]) + ":",
+             "completion": " " + " ".join(WORDS[: 1 + (i * 5) % 6])} for i in range(n)]
+
+
+def sft_data(tmp_path: Path, backbone: Path, rows: list[dict[str, Any]], **kwargs: Any) -> SFTData:
+    f = write_jsonl(rows, tmp_path / "rows.jsonl")
+    return SFTData(source=DataSource(train=f, validation=f), tokenizer=str(backbone), **kwargs)
+
+
+def test_best_fit_decreasing_bins() -> None:
+    # 5 opens bin 0, 4 opens bin 1, 3 fills bin 0, 3 goes to bin 1, 2 opens bin 2, 1 fits best in bin 1
+    assert pack_bins(range(6), [5, 4, 3, 3, 2, 1], capacity=8) == [[0, 2], [1, 3, 5], [4]]
+    lengths = [(7 * i) % 13 + 1 for i in range(50)]
+    bins = pack_bins(range(50), lengths, capacity=16)
+    assert sorted(i for b in bins for i in b) == list(range(50))
+    assert all(sum(lengths[i] for i in b) <= 16 for b in bins)
+    assert len(bins) == -(-sum(lengths) // 16)  # these lengths pack without a wasted row
+
+
+def test_sampler_shards_bins_over_ranks_and_resumes() -> None:
+    lengths = [(5 * i) % 11 + 2 for i in range(40)]
+    ranks = [PackedBatchSampler(lengths, 2, capacity=16, seed=3, group_batches=2, rank=r, world_size=2)
+             for r in (0, 1)]
+    epoch = [list(s) for s in ranks]
+    assert len(epoch[0]) == len(epoch[1]) == len(ranks[0])
+    seen = sorted(i for batches in epoch for b in batches for i in b)
+    bins = ranks[0].bins()
+    padded = len(bins[0]) if len(bins) % 4 == 1 else 0  # a last global batch of one row lends rank 1 row 0
+    assert sorted(set(seen)) == list(range(40)) and len(seen) == 40 + padded
+    assert all(sum(lengths[i] for i in b) <= 2 * 16 for batches in epoch for b in batches)  # 2 rows of 16 a rank
+    again = PackedBatchSampler(lengths, 2, capacity=16, seed=3, group_batches=2, rank=0, world_size=2)
+    assert list(again) == epoch[0]  # deterministic
+    again.set_epoch(1)
+    second = list(again)
+    assert second != epoch[0]
+    resumed = PackedBatchSampler(lengths, 2, capacity=16, seed=3, group_batches=2, rank=0, world_size=2)
+    resumed.load_state_dict({"epoch": 1, "batches_done": 2})
+    assert list(resumed) == second[2:]
+
+
+def build(arch: str, vocab: int, attn: str) -> torch.nn.Module:
+    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+
+    kind = LlamaConfig if arch == "llama" else Qwen2Config
+    config = kind(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                  num_key_value_heads=2, intermediate_size=64, max_position_embeddings=256)
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config, attn_implementation=attn).eval()
+
+
+@pytest.mark.parametrize(("arch", "attn"), [("llama", "sdpa"), ("llama", "eager"), ("qwen2", "sdpa")])
+def test_packed_logits_and_losses_equal_each_example_alone(arch: str, attn: str, tmp_path: Path,
+                                                           llama: Path) -> None:
+    data = sft_data(tmp_path, llama, varied_rows(6), max_length=24, packing=True)
+    rows = list(data.features("train"))
+    model = build(arch, len(data.tokenizer), attn)
+    packed = data.train_collate([dict(r) for r in rows])["inputs"]
+    assert set(packed) == {"input_ids", "labels", "position_ids", "use_cache"}  # no mask, no padding
+    with torch.no_grad():
+        logits = model(**packed).logits[0]
+        packed_loss = model(**packed).loss
+        padded_loss = model(**data.collate([dict(r) for r in rows])["inputs"]).loss
+        start, nll, tokens = 0, 0.0, 0
+        for row in rows:
+            ids, labels = torch.tensor([row["input_ids"]]), torch.tensor([row["labels"]])
+            alone = model(input_ids=ids, use_cache=False)
+            end = start + ids.shape[1]
+            torch.testing.assert_close(logits[start:end], alone.logits[0], atol=1e-5, rtol=0)
+            # the example's loss read from the packed row: next-token loss on its own trained tokens
+            own = torch.nn.functional.cross_entropy(logits[start : end - 1], labels[0, 1:], reduction="sum")
+            count = int((labels[0, 1:] != -100).sum())
+            expected = model(input_ids=ids, labels=labels, use_cache=False).loss
+            assert abs(float(own) / count - float(expected)) < 1e-5
+            nll, tokens, start = nll + float(own), tokens + count, end
+    # the batch loss is the mean over every trained token of the batch, packed or padded
+    assert abs(float(packed_loss) - nll / tokens) < 1e-5 and abs(float(padded_loss) - nll / tokens) < 1e-5
+
+
+def test_features_masks_and_counts_do_not_change_and_summary_counts_rows(tmp_path: Path, llama: Path) -> None:
+    rows = varied_rows(20)
+    plain = sft_data(tmp_path / "a", llama, rows, max_length=12, drop_untrainable=True)
+    packed = sft_data(tmp_path / "b", llama, rows, max_length=12, drop_untrainable=True, packing=True,
+                      batch_size=2)
+    assert packed.features("train").to_dict() == plain.features("train").to_dict()
+    assert packed.report == plain.report and plain.report["train"]["truncated"] > 0
+    lengths = packed.features("train")["length"]
+    bins = PackedBatchSampler(lengths, 2, capacity=12, seed=42, group_batches=50).bins()
+    empty = 1 - sum(lengths) / (len(bins) * 12)
+    assert data_summary(packed)[0].endswith(
+        f"; train packed into {len(bins)} rows of 12 tokens ({empty:.1%} empty, fed without padding)")
+    assert "packed" not in data_summary(plain)[0]
+
+
+def test_architectures_that_mix_packed_examples_are_refused() -> None:
+    assert packing_problem("llama") is None and packing_problem("gpt2") is None
+    problem = packing_problem("opt")
+    assert problem is not None and "model type 'opt'" in problem and "attend to each other" in problem
+
+
+def fit(root: Path, backbone: Path, train: str, steps: int, *extra: str) -> Any:
+    return cli("fit", "--config", CONFIGS / "sft_chat.yaml", "--model.backbone", backbone,
+               "--data.init_args.source.train", train, "--data.init_args.format", "prompt_completion",
+               "--data.init_args.max_length", "24", "--data.init_args.batch_size", "1",
+               "--data.init_args.packing", "true", "--model.task_options.metrics", "[]",
+               "--model.warmup", "0", "--model.schedule", "constant",
+               "--trainer.max_steps", steps, "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "1",
+               "--trainer.val_check_interval", "2", "--trainer.precision", "32-true",
+               "--trainer.default_root_dir", root, "--trainer.logger", "false", *QUIET, *extra)
+
+
+def test_packed_fit_resumes_mid_epoch_exactly(tmp_path: Path, llama: Path) -> None:
+    train = write_jsonl(varied_rows(40), tmp_path / "train.jsonl")
+    straight = fit(tmp_path / "straight", llama, train, 6)
+    assert straight.trainer.global_step == 6
+    fit(tmp_path / "split", llama, train, 4)
+    resumed = fit(tmp_path / "split", llama, train, 6, "--ckpt_path", "last")
+    assert resumed.trainer.global_step == 6
+    for name, value in straight.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], value, atol=0, rtol=0)
+
+
+def test_fit_refuses_packing_on_opt(tmp_path: Path, llama: Path) -> None:
+    from transformers import AutoTokenizer, OPTConfig, OPTForCausalLM
+
+    opt = tmp_path / "opt"
+    shutil.copytree(llama, opt)
+    tok = AutoTokenizer.from_pretrained(opt)
+    OPTForCausalLM(OPTConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, ffn_dim=64,
+                             num_attention_heads=2, word_embed_proj_dim=32)).save_pretrained(opt)
+    train = write_jsonl(varied_rows(8), tmp_path / "train.jsonl")
+    with pytest.raises(UserError, match="model type 'opt' lets packed examples attend to each other"):
+        fit(tmp_path / "run", opt, train, 1)
