@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from lit_ft.errors import UserError, one_line
 from lit_ft.run_plan import RunPlan
@@ -182,7 +182,6 @@ def _module_names(backbone: str) -> dict[str, bool] | None:
     return {n: isinstance(m, torch.nn.Linear) for n, m in model.named_modules() if n}
 
 
-
 @rule("fatal", needs_data=True)
 def packing_on_backbone(plan: RunPlan) -> tuple[str, str] | None:
     """`data.packing` on a backbone architecture that lets packed examples attend to each other
@@ -191,7 +190,21 @@ def packing_on_backbone(plan: RunPlan) -> tuple[str, str] | None:
         return None
     from lit_ft.packing_probe import packing_problem
 
-    problem = packing_problem((plan.backbone_config or {}).get("model_type"))
+    config = plan.backbone_config if plan.backbone_config is not None else _fetched_config(str(plan.cfg.model.backbone))
+    problem = None if config is None else packing_problem(config.get("model_type"))
     if problem is None:
         return None
     return problem, "set data.packing false, or choose a backbone such as Llama, Qwen2, Mistral, GPT-NeoX or GPT-2"
+
+
+def _fetched_config(backbone: str) -> dict[str, Any] | None:
+    """The backbone's config where it is not on this machine yet (hub); None when it cannot be read (loading the
+    backbone will say why)."""
+    from transformers import AutoConfig
+
+    from lit_ft.backbone import resolve_backbone
+
+    try:
+        return dict(AutoConfig.from_pretrained(resolve_backbone(backbone)).to_dict())
+    except (OSError, ValueError):
+        return None
