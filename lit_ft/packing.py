@@ -80,8 +80,8 @@ class PackedBatchSampler(LengthGroupedBatchSampler):
         """This epoch's global batches as bin numbers (each rank takes every `world_size`-th bin)."""
         count, size = len(self.bins()), self.per_rank * self.world_size
         batches = [list(range(s, min(s + size, count))) for s in range(0, count, size)]
-        if batches and len(batches[-1]) < self.world_size:  # every rank needs at least one row
-            batches[-1] = (batches[-1] + list(range(count)))[: self.world_size]
+        if batches and len(batches[-1]) < self.world_size:  # every rank needs a row: wrap around, as unpacked
+            batches[-1] = (batches[-1] + list(range(count)) * self.world_size)[: self.world_size]
         gen = torch.Generator().manual_seed(self.seed + self.epoch + 1)
         order = torch.randperm(len(batches), generator=gen).tolist()
         return [batches[i] for i in order]

@@ -60,6 +60,8 @@ def test_sampler_shards_bins_over_ranks_and_resumes() -> None:
     again.set_epoch(1)
     second = list(again)
     assert second != epoch[0]
+    few = [PackedBatchSampler([4, 5], 1, capacity=16, rank=r, world_size=4) for r in range(4)]
+    assert [list(s) for s in few] == [[[1, 0]]] * 4  # one row for 4 ranks: each rank gets it (same batch count)
     resumed = PackedBatchSampler(lengths, 2, capacity=16, seed=3, group_batches=2, rank=0, world_size=2)
     resumed.load_state_dict({"epoch": 1, "batches_done": 2})
     assert list(resumed) == second[2:]
