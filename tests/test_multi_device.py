@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import datasets
 import pytest
@@ -19,9 +20,17 @@ from builders import write_sentiment_csvs
 from helpers import QUIET, cli, tiny_args
 from torch.utils.data import DataLoader
 
+from lit_ft.cli import LitFtCLI
 from lit_ft.io import read_jsonl
 from lit_ft.safe_load import load_checkpoint_file
-from lit_ft.sampler import EvalRows, LengthGroupedBatchSampler, ShardedEvalBatchSampler, flagged_collate, is_padding
+from lit_ft.sampler import (
+    PADDING,
+    EvalRows,
+    LengthGroupedBatchSampler,
+    ShardedEvalBatchSampler,
+    flagged_collate,
+    is_padding,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = [(n, world, batch) for n in (*range(12), 13, 23, 37, 101) for world in (1, 2, 3, 4)
@@ -127,6 +136,28 @@ def _final_step_and_lr(root: Path) -> tuple[int, list[float]]:
     return state["global_step"], state["lr_schedulers"][0]["_last_lr"]
 
 
+def _states(model: Any, stage: str) -> dict[str, Any]:
+    metrics = {**dict(model.metrics[stage].items()), "loss": model.losses[stage]}
+    return {f"{stage}/{name}.{key}": [t.clone() for t in value] if isinstance(value, list) else [value.clone()]
+            for name, metric in metrics.items() for key, value in metric.metric_state.items()}
+
+
+def _check_padding_counts_nowhere(fitted: LitFtCLI) -> None:
+    """A flagged batch runs through the fitted model but changes no metric state and makes no record."""
+    model, batch = fitted.model, next(iter(fitted.datamodule.val_dataloader()))
+    model.eval()
+    with torch.no_grad():
+        assert model.predict_step(batch, 0) and model.test_step(batch, 0)  # a real batch makes records
+        before = _states(model, "test") | _states(model, "val")
+        padding = {**batch, PADDING: True}
+        assert model.predict_step(padding, 0) == [] and model.test_step(padding, 0) is None
+        model.validation_step(padding, 0)
+    after = _states(model, "test") | _states(model, "val")
+    assert before.keys() == after.keys() and before["test/loss.weight"][0] > 0
+    for key, tensors in before.items():
+        assert len(tensors) == len(after[key]) and all(map(torch.equal, tensors, after[key])), key
+
+
 @pytest.mark.slow
 def test_two_processes_match_one_process(tmp_path: Path, tiny_bert: Path) -> None:
     files = write_sentiment_csvs(tmp_path / "data", n_train=N_TRAIN, n_eval=N_EVAL)
@@ -140,6 +171,7 @@ def test_two_processes_match_one_process(tmp_path: Path, tiny_bert: Path) -> Non
     finally:
         torch.set_num_threads(threads)
     assert single.trainer.global_step == single.trainer.estimated_stepping_batches == BATCHES_PER_EPOCH
+    _check_padding_counts_nowhere(single)
     _finish(fitting)
     # the schedule's length (estimated_stepping_batches) is the steps taken: linear decay ends at 0 on the last one
     assert _final_step_and_lr(double) == _final_step_and_lr(tmp_path / "one")
