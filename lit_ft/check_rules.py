@@ -191,7 +191,7 @@ def packing_on_backbone(plan: RunPlan) -> tuple[str, str] | None:
     from lit_ft.packing_probe import packing_problem
 
     config = plan.backbone_config if plan.backbone_config is not None else _fetched_config(str(plan.cfg.model.backbone))
-    problem = None if config is None else packing_problem(config.get("model_type"))
+    problem = None if config is None else packing_problem(config)
     if problem is None:
         return None
     return problem, "set data.packing false, or choose a backbone such as Llama, Qwen2, Mistral, GPT-NeoX or GPT-2"

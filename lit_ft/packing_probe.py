@@ -10,20 +10,29 @@ and each alone; the architecture honours boundaries when the logits agree. Archi
 from __future__ import annotations
 
 import functools
+import json
 from typing import Any
 
 # the usual config names of the size settings, and the GPT-2 style ones
 TINY: dict[str, Any] = {"vocab_size": 64, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
         "num_key_value_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64, "head_dim": 16,
-        "n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": 64}
+        "n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": 64, "rotary_dim": 8,
+        "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "num_layers": 2}
+# what a config file holds besides settings: never part of the probe (per-layer lists follow the tiny depth)
+NOT_PROBED = {"architectures", "transformers_version", "torch_dtype", "dtype", "_name_or_path", "auto_map",
+              "quantization_config", "layer_types", "attention_types", "model_type"}
 TOLERANCE = 1e-4
 
 
-def packing_problem(model_type: str | None) -> str | None:
-    """Why packing cannot be used with backbones of `model_type` (one line), or None when it can."""
+def packing_problem(config: dict[str, Any]) -> str | None:
+    """Why packing cannot be used with a backbone of this `config.json` (one line), or None when it can.
+
+    The probe keeps the backbone's own settings (ALiBi or not, sliding windows, ...) and shrinks only its sizes."""
+    model_type = config.get("model_type")
     if not model_type:
-        return "the backbone's config.json names no model_type, so packing cannot be checked"
-    verdict = _probe(model_type)
+        return "data.packing cannot be checked: the backbone's config.json names no model_type"
+    settings = {k: v for k, v in config.items() if k not in TINY and k not in NOT_PROBED}
+    verdict = _probe(str(model_type), json.dumps(settings, sort_keys=True, default=str))
     if verdict is None:
         return None
     return (f"data.packing needs a backbone that keeps packed examples apart, but model type '{model_type}' "
@@ -31,20 +40,44 @@ def packing_problem(model_type: str | None) -> str | None:
 
 
 @functools.cache
-def _probe(model_type: str) -> str | None:
+def _probe(model_type: str, settings: str) -> str | None:
     import torch
     from transformers import CONFIG_MAPPING, AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
     if model_type not in CONFIG_MAPPING:
         return "is not built into Transformers"
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # configs log each tiny size they derive themselves instead
     try:
-        config = CONFIG_MAPPING[model_type](**TINY)
+        config = _tiny_config(CONFIG_MAPPING[model_type], json.loads(settings))
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_config(config).eval()
         gap = _packed_gap(model)
     except Exception as err:  # noqa: BLE001 - any failure means packing is unproven for this architecture
         return f"could not be tested with packed inputs ({type(err).__name__}: {str(err).splitlines()[0][:80]})"
+    finally:
+        hf_logging.set_verbosity(level)
     return None if gap <= TOLERANCE else f"lets packed examples attend to each other (logits differ by {gap:.2g})"
+
+
+def _tiny_config(kind: Any, settings: dict[str, Any]) -> Any:
+    """A config of `kind` with the backbone's settings and the tiny sizes (a derived size, as Falcon's head_dim,
+    is left to the config); the type's defaults when the backbone's settings do not build."""
+    derived = {k for k in TINY if isinstance(getattr(kind, k, None), property) and getattr(kind, k).fset is None}
+    tiny = {k: v for k, v in TINY.items() if k not in derived}
+    for given in (settings, {}):
+        try:
+            return kind(**{**given, **tiny})
+        except Exception:  # noqa: BLE001, S112 - settings that need the real sizes: try the next way
+            continue
+    config = kind()
+    for key, value in tiny.items():
+        try:
+            setattr(config, key, value)
+        except (AttributeError, TypeError, ValueError):
+            continue
+    return config
 
 
 def _packed_gap(model: Any) -> float:

@@ -16,6 +16,7 @@ from lit_ft.data_summary import data_summary
 from lit_ft.errors import UserError
 from lit_ft.packing import PackedBatchSampler, pack_bins
 from lit_ft.packing_probe import packing_problem
+from lit_ft.progress import batch_count
 from lit_ft.source import DataSource
 from lit_ft.tasks.sft import SFTData
 
@@ -85,6 +86,7 @@ def test_packed_logits_and_losses_equal_each_example_alone(arch: str, attn: str,
     model = build(arch, len(data.tokenizer), attn)
     packed = data.train_collate([dict(r) for r in rows])["inputs"]
     assert set(packed) == {"input_ids", "labels", "position_ids", "use_cache"}  # no mask, no padding
+    assert batch_count({"inputs": packed}, "tokens") == sum(len(r["input_ids"]) for r in rows)  # tokens/s
     with torch.no_grad():
         logits = model(**packed).logits[0]
         packed_loss = model(**packed).loss
@@ -121,8 +123,8 @@ def test_features_masks_and_counts_do_not_change_and_summary_counts_rows(tmp_pat
 
 
 def test_architectures_that_mix_packed_examples_are_refused() -> None:
-    assert packing_problem("llama") is None and packing_problem("gpt2") is None
-    problem = packing_problem("opt")
+    assert packing_problem({"model_type": "llama"}) is None and packing_problem({"model_type": "gpt2"}) is None
+    problem = packing_problem({"model_type": "opt"})
     assert problem is not None and "model type 'opt'" in problem and "attend to each other" in problem
 
 
