@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal, cast
 
 import torch
@@ -48,6 +49,8 @@ class FineTuner(LightningModule):
         freeze_layers: Freeze the embeddings and this many lowest transformer layers.
         lora: Train LoRA adapters instead of the full model (needs `peft`); checkpoints then hold only the
             trainable weights.
+        gradient_checkpointing: Keep only each transformer layer's input for backward and recompute the rest
+            (Transformers' `gradient_checkpointing_enable`, non-reentrant): less activation memory, slower steps.
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class FineTuner(LightningModule):
         freeze_backbone: bool = False,
         freeze_layers: int = 0,
         lora: LoraSettings | None = None,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer"])
@@ -84,6 +88,8 @@ class FineTuner(LightningModule):
         self.hparams["info"] = info
         self.model = self.plugin.build_model(resolve_backbone(self.hparams["backbone"]))
         freeze(self.model, self.hparams["freeze_backbone"], self.hparams["freeze_layers"])
+        if self.hparams.get("gradient_checkpointing"):
+            enable_checkpointing(self.model)
         if self.hparams["lora"] is not None:
             self.model = apply_lora(self.model, _as_lora(self.hparams["lora"]), self.plugin.peft_task_type)
         self.model.train()  # from_pretrained returns eval mode, and Lightning keeps submodule modes
@@ -238,6 +244,17 @@ class FineTuner(LightningModule):
         warmup = warmup_steps(self.hparams["warmup"], total)
         scheduler = warmup_schedule(optimizer, warmup, total, self.hparams["schedule"])
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def enable_checkpointing(model: nn.Module) -> None:
+    """Activation checkpointing per transformer layer; non-reentrant, so frozen inputs (LoRA) still get gradients."""
+    enable: Any = getattr(model, "gradient_checkpointing_enable", None)
+    if enable is None or not getattr(model, "supports_gradient_checkpointing", False):
+        raise UserError(f"model.gradient_checkpointing: {type(model).__name__} does not support gradient "
+                        "checkpointing; set model.gradient_checkpointing false")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # Transformers 5 also names it activation_checkpointing_enable
+        enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def _as_lora(value: LoraSettings | dict[str, Any]) -> LoraSettings:

@@ -1,0 +1,117 @@
+"""`lit_ft estimate`: parameters, trainable parameters and the peak memory per device of a recipe, before any
+compute. The recipe is read as `fit` reads it (`lit_ft.recipe`), its model built on the `meta` device
+(`lit_ft.meta_model`) and counted; the formulas are in `lit_ft.memory`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from torch import nn
+
+from lit_ft.memory import MemoryEstimate, Shape, estimate, first, sharding
+
+GIB = 1024**3
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="lit_ft estimate", allow_abbrev=False,
+        description="Parameters, trainable parameters and the peak memory per device of a recipe (weights, "
+                    "gradients, optimizer state, activations) for its precision, LoRA, gradient checkpointing "
+                    "and strategy; the model is built on the meta device, so nothing is loaded or computed.",
+        epilog="Any `lit_ft fit` option may follow the configs (for example --trainer.precision bf16-true).",
+    )
+    parser.add_argument("--config", "-c", action="append", default=[], metavar="FILE",
+                        help="the recipe, as given to `lit_ft fit` (repeat to merge pieces)")
+    parser.add_argument("--devices", type=int, default=None,
+                        help="devices to shard across (default: the recipe's trainer.devices on this machine)")
+    args, rest = parser.parse_known_args(argv)
+    from lit_ft.meta_model import meta_finetuner
+    from lit_ft.recipe import read_recipe
+    from lit_ft.run_plan import RunPlan
+
+    recipe = read_recipe([*(a for c in args.config for a in ("--config", c)), *rest], "estimate")
+    plan = RunPlan(recipe.cfg, recipe.data)
+    model_args = recipe.cfg.model.as_dict()
+    module = meta_finetuner(model_args, recipe.data.info)
+    devices = args.devices or plan.devices
+    strategy = strategy_name(recipe.cfg.trainer.strategy)
+    found = estimate_model(
+        module.model, precision=str(recipe.cfg.trainer.precision), batch_size=recipe.data.batch_size,
+        max_length=recipe.data.max_length, strategy=strategy, devices=devices,
+        checkpointing=bool(model_args.get("gradient_checkpointing")),
+    )
+    print(render(found, str(recipe.cfg.trainer.precision), strategy, devices))
+
+
+def estimate_model(model: nn.Module, *, precision: str, batch_size: int, max_length: int, strategy: str = "auto",
+                   devices: int = 1, checkpointing: bool = False) -> MemoryEstimate:
+    """The estimate for a built model (on `meta` or not)."""
+    params = list(model.parameters())
+    shape = shape_of(model)
+    return estimate(
+        parameters=sum(p.numel() for p in params), trainable=sum(p.numel() for p in params if p.requires_grad),
+        shape=shape, precision=precision, batch_size=batch_size, max_length=max_length,
+        split=sharding(strategy, devices), checkpointing=checkpointing,
+        lora_inputs=lora_inputs(model) // max(shape.layers, 1),
+    )
+
+
+def shape_of(model: nn.Module) -> Shape:
+    """The transformer shape from the model's config (names differ between BERT, Llama, GPT-2, T5 configs)."""
+    config: Any = model.config
+    hidden = int(first(config, "hidden_size", "n_embd", "d_model", default=0))
+    names = [n for n, _ in model.named_modules()]
+    output: Any = getattr(model, "get_output_embeddings", lambda: None)()
+    return Shape(
+        layers=int(first(config, "num_hidden_layers", "n_layer", "num_layers", default=0))
+        + int(first(config, "num_decoder_layers", default=0)),
+        hidden=hidden,
+        intermediate=int(first(config, "intermediate_size", "n_inner", "d_ff", default=4 * hidden)),
+        heads=int(first(config, "num_attention_heads", "n_head", "num_heads", default=1)),
+        vocab=int(first(config, "vocab_size", default=0)),
+        gated=any(n.endswith("gate_proj") for n in names),
+        hidden_dropout=float(first(config, "hidden_dropout_prob", "resid_pdrop", "dropout_rate", default=0.0)),
+        attention_dropout=float(first(config, "attention_probs_dropout_prob", "attention_dropout", "attn_pdrop",
+                                      default=0.0)),
+        lm_head=output is not None,
+    )
+
+
+def lora_inputs(model: nn.Module) -> int:
+    """Input features of all LoRA-adapted linear layers whose adapter has dropout (they keep its output)."""
+    total = 0
+    for module in model.modules():
+        dropouts: Any = getattr(module, "lora_dropout", None)
+        adapters: Any = getattr(module, "lora_A", None)
+        if isinstance(adapters, nn.ModuleDict) and len(adapters) and isinstance(dropouts, nn.ModuleDict):
+            if any(isinstance(m, nn.Dropout) for m in dropouts.values()):
+                first_adapter: Any = next(iter(adapters.values()))
+                total += int(first_adapter.in_features)
+    return total
+
+
+def strategy_name(strategy: Any) -> str:
+    """`ddp`, `deepspeed_stage_3`, or a strategy's class path (`...FSDPStrategy`)."""
+    if isinstance(strategy, str):
+        return strategy
+    path = getattr(strategy, "class_path", None) or type(strategy).__name__
+    stage = getattr(getattr(strategy, "init_args", None), "stage", None)
+    return f"{path}_stage_{stage}" if stage else str(path)
+
+
+def render(found: MemoryEstimate, precision: str, strategy: str, devices: int) -> str:
+    rows = [("weights", found.weights), ("gradients", found.gradients), ("optimizer state", found.optimizer),
+            ("activations", found.activations)]
+    lines = [
+        f"parameters: {found.parameters:,} ({found.trainable:,} trainable, "
+        f"{100 * found.trainable / max(found.parameters, 1):.2f}%)",
+        f"peak memory per device (estimate): {found.total / GIB:.2f} GiB  "
+        f"[precision {precision}, strategy {strategy}, {devices} device(s)]",
+        *(f"  {name:<16} {value / GIB:8.3f} GiB" for name, value in rows),
+        f"  activations per token: {found.activations_per_token / 1024:.1f} KiB x {found.tokens:,} tokens "
+        "(batch_size x max_length)",
+    ]
+    return "\n".join(lines)

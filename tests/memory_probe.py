@@ -1,0 +1,124 @@
+"""Peak resident memory of real training steps: `python memory_probe.py '[{json case}, ...]'`.
+
+Prints one JSON line per case: the measured peak growth (bytes) over the memory held before the model existed,
+and `lit_ft estimate`'s figure for the same model, precision and batch. Each case runs in a process forked after
+the imports and a warm-up step of tiny models (so kernels' code pages are already resident); the peak is the
+kernel's high-water mark (VmHWM) of that process, reset just before the model is built (`/proc/self/clear_refs`).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+DTYPES = {"32-true": torch.float32, "bf16-true": torch.bfloat16}
+
+
+def status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def build(case: dict[str, Any]) -> torch.nn.Module:
+    from transformers import BertConfig, BertForSequenceClassification, LlamaConfig, LlamaForCausalLM
+
+    shape = dict(hidden_size=case["hidden"], num_hidden_layers=case["layers"], intermediate_size=case["intermediate"],
+                 num_attention_heads=case["heads"], vocab_size=case["vocab"])
+    if case["family"] == "bert":
+        model: Any = BertForSequenceClassification(BertConfig(**shape, num_labels=2))
+    else:
+        model = LlamaForCausalLM(LlamaConfig(**shape, num_key_value_heads=case["heads"]))
+    model = model.to(DTYPES[case["precision"]])
+    if case.get("checkpointing"):
+        from lit_ft.module import enable_checkpointing
+
+        enable_checkpointing(model)
+    if case.get("lora"):
+        from lit_ft.lora import LoraSettings, apply_lora
+
+        model = apply_lora(model, LoraSettings(r=8), None)
+    return model.train()
+
+
+def batch(case: dict[str, Any]) -> dict[str, torch.Tensor]:
+    ids = torch.randint(0, case["vocab"], (case["batch"], case["seq"]), generator=torch.Generator().manual_seed(0))
+    labels = torch.zeros(case["batch"], dtype=torch.long) if case["family"] == "bert" else ids
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+
+
+def steps(case: dict[str, Any], model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> float:
+    """Seconds per training step (forward, backward, AdamW step, gradients freed as Lightning does)."""
+    from lit_ft.optim import AdamW
+
+    optimizer = AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    start = time.perf_counter()
+    for _ in range(case.get("steps", 2)):
+        model(**inputs).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return (time.perf_counter() - start) / case.get("steps", 2)
+
+
+def warm_up(case: dict[str, Any]) -> None:
+    """A training step of a tiny model of the same kind: the kernels' code pages become resident (a forked
+    process maps the parent's file pages lazily, so each case warms up in its own process)."""
+    tiny = {**case, "hidden": 32, "layers": 1, "intermediate": 64, "heads": 2, "vocab": 64, "batch": 2, "seq": 8}
+    steps(tiny, build(tiny), batch(tiny))
+
+
+def measure(case: dict[str, Any]) -> dict[str, Any]:
+    from lit_ft.estimate import estimate_model
+
+    warm_up(case)
+    torch.manual_seed(0)
+    inputs = batch(case)
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")
+    before = status_kib("VmRSS")
+    model = build(case)
+    seconds = steps(case, model, inputs)
+    measured = (status_kib("VmHWM") - before) * 1024
+    found = estimate_model(model, precision=case["precision"], batch_size=case["batch"], max_length=case["seq"],
+                           checkpointing=bool(case.get("checkpointing")))
+    return {"measured": measured, "estimated": found.total, "activations": found.activations,
+            "step_seconds": seconds}
+
+
+def forked(case: dict[str, Any]) -> dict[str, Any]:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        try:
+            with os.fdopen(write, "w") as out:
+                out.write(json.dumps(measure(case)))
+        finally:
+            os._exit(0)  # never back into the parent's code
+    os.close(write)
+    with os.fdopen(read) as got:
+        text = got.read()
+    os.waitpid(pid, 0)
+    return dict(json.loads(text))
+
+
+def main(cases: list[dict[str, Any]]) -> None:
+    torch.set_num_threads(1)  # no thread pool started before fork
+    import peft  # noqa: F401  (imported once, before the forks)
+    import transformers  # noqa: F401
+
+    import lit_ft.estimate  # noqa: F401
+    for case in cases:
+        print(json.dumps(forked(case)), flush=True)
+
+
+if __name__ == "__main__":
+    main(json.loads(sys.argv[1]))

@@ -1,0 +1,85 @@
+"""`lit_ft estimate`: the formulas against hand counts, the verb on real recipes (meta device, nothing loaded),
+and the whole estimate against the peak resident memory of real training steps (tests/memory_probe.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from builders import make_tiny_bert
+
+from lit_ft.cli import main
+from lit_ft.memory import Shape, activation_bytes_per_token, estimate, sharding
+
+ROOT = Path(__file__).resolve().parents[1]
+BERT = {"family": "bert", "hidden": 128, "layers": 2, "intermediate": 512, "heads": 4, "vocab": 1000,
+        "batch": 8, "seq": 128, "precision": "32-true"}
+LLAMA = {"family": "llama", "hidden": 128, "layers": 2, "intermediate": 344, "heads": 4, "vocab": 2000,
+         "batch": 8, "seq": 128, "precision": "32-true"}
+CASES = {"bert": BERT, "llama": LLAMA, "llama_checkpointing": {**LLAMA, "checkpointing": True},
+         "llama_lora": {**LLAMA, "lora": True}}
+
+
+@pytest.fixture(scope="module")
+def measured() -> dict[str, dict[str, float]]:
+    """One probe process (imports once, a forked process per case, each warmed up before its high-water mark)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(ROOT / "tests" / "memory_probe.py"), json.dumps(list(CASES.values()))],
+                          capture_output=True, text=True, env=env, check=True, timeout=300)
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    return dict(zip(CASES, lines, strict=True))
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_estimate_within_25_percent_of_measured_peak(measured: dict[str, dict[str, float]], case: str) -> None:
+    got = measured[case]
+    assert got["measured"] > 30e6, got  # well above the noise of the allocator
+    assert 0.75 <= got["estimated"] / got["measured"] <= 1.25, got
+
+
+def test_checkpointing_lowers_measured_and_estimated_memory(measured: dict[str, dict[str, float]]) -> None:
+    full, ckpt = measured["llama"], measured["llama_checkpointing"]
+    assert ckpt["measured"] < full["measured"] and ckpt["estimated"] < full["estimated"]
+
+
+def test_formula_by_hand() -> None:
+    shape = Shape(layers=2, hidden=64, intermediate=256, heads=2, vocab=100, gated=True, lm_head=True)
+    layer = 4 * (10 * 64 + 4 * 256 + 2)
+    assert activation_bytes_per_token(shape, 32, 4.0) == 3 * layer + 4 * 3 * 64 + 16 * 100
+    assert activation_bytes_per_token(shape, 32, 4.0, checkpointing=True) == 2 * 4 * 64 + 2 * layer + 4 * 3 * 64 + 1600
+    found = estimate(parameters=1000, trainable=100, shape=shape, precision="bf16-true", batch_size=2, max_length=32,
+                     split=sharding("fsdp", 4))
+    assert (found.weights, found.gradients, found.optimizer) == (500, 50, 100)
+    assert found.tokens == 64
+    assert sharding("deepspeed_stage_2", 4).weights == 1 and sharding("deepspeed_stage_2", 4).optimizer == 4
+    assert sharding("ddp", 8).gradients == 1
+
+
+def test_estimate_verb_counts_the_recipe_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    backbone = make_tiny_bert(tmp_path / "bert")
+    real = AutoModelForSequenceClassification.from_pretrained(backbone, num_labels=2)
+    expected = sum(p.numel() for p in real.parameters())
+    main(["estimate", "--config", "configs/quickstart.yaml", "--model.backbone", str(backbone)])
+    out = capsys.readouterr().out
+    assert f"parameters: {expected:,} ({expected:,} trainable, 100.00%)" in out
+    assert "activations per token" in out and "1,024 tokens" in out  # batch 16 x max_length 64
+    assert not list(tmp_path.glob("runs")) and torch.get_default_device().type == "cpu"
+
+
+def test_lora_and_checkpointing_shrink_the_estimate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    backbone = str(make_tiny_bert(tmp_path / "bert"))
+    runs = {}
+    for name, extra in {"full": [], "lora": ["--model.lora.r", "4"],
+                        "ckpt": ["--model.gradient_checkpointing", "true"]}.items():
+        main(["estimate", "--config", "configs/quickstart.yaml", "--model.backbone", backbone, *extra])
+        runs[name] = capsys.readouterr().out
+    gib = {n: float(o.split("peak memory per device (estimate): ")[1].split()[0]) for n, o in runs.items()}
+    assert "(" in runs["lora"] and "100.00%" not in runs["lora"].splitlines()[0]
+    assert gib["lora"] <= gib["full"] and gib["ckpt"] <= gib["full"]
