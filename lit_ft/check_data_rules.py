@@ -7,6 +7,7 @@ too; tasks without labels (QA, generation) have none and these rules stay silent
 from __future__ import annotations
 
 from lit_ft.check_rules import EVAL_SPLITS, rule
+from lit_ft.errors import UserError, one_line
 from lit_ft.run_plan import RunPlan
 
 MAX_NAMES = 8
@@ -27,9 +28,19 @@ def eval_labels_unknown_to_model(plan: RunPlan) -> tuple[str, str] | None:
         unknown = sorted(set(plan.data.label_counts(split)) - known)
         if unknown:
             given = "data.label_names" if plan.data.hparams.get("label_names") else "the training split"
-            return (f"labels {_names(unknown)} of the {split} split are not among the model's labels (from {given})",
+            return (f"labels {_names(unknown)} of the {split} split are not among the model's labels (from {given})"
+                    f"{_first_bad_row(plan, split)}",
                     "add them to data.label_names (they will still have no training rows) or fix those rows")
     return None
+
+
+def _first_bad_row(plan: RunPlan, split: str) -> str:
+    """The task's own encoding error for the split, which names the first offending row and its file, if any."""
+    try:
+        plan.data.features(split)
+    except UserError as err:
+        return f" (first: {one_line(str(err))})"
+    return ""
 
 
 @rule("warning", needs_data=True)

@@ -104,7 +104,9 @@ def test_labels_of_validation_unknown_to_the_model(recipe: Recipe, files: dict[s
     assert list(found) == ["eval_labels_unknown_to_model"]
     assert found["eval_labels_unknown_to_model"].severity == "fatal"
     assert found["eval_labels_unknown_to_model"].problem == (
-        "labels neutral of the validation split are not among the model's labels (from the training split)")
+        "labels neutral of the validation split are not among the model's labels (from the training split) (first: "
+        f"label ['neutral'] of row '16' in file '{files['validation_neutral']}' (column 'label') is not one of the "
+        "label names ['negative', 'positive']; add it to data.label_names or fix the row)")
 
 
 def test_remote_code_and_lora_targets_that_exist(recipe: Recipe, tiny_bert: Path, tmp_path: Path) -> None:
