@@ -11,6 +11,7 @@ from typing import Any
 from torch import nn
 
 from lit_ft.memory import MemoryEstimate, Shape, estimate, first, sharding
+from lit_ft.quantization import QuantizationSettings, as_settings
 
 GIB = 1024**3
 
@@ -42,13 +43,16 @@ def main(argv: list[str]) -> None:
         module.model, precision=str(recipe.cfg.trainer.precision), batch_size=recipe.data.batch_size,
         max_length=recipe.data.max_length, strategy=strategy, devices=devices,
         checkpointing=bool(model_args.get("gradient_checkpointing")),
+        quantization=as_settings(model_args.get("quantization")),
     )
     print(render(found, str(recipe.cfg.trainer.precision), strategy, devices))
 
 
 def estimate_model(model: nn.Module, *, precision: str, batch_size: int, max_length: int, strategy: str = "auto",
-                   devices: int = 1, checkpointing: bool = False) -> MemoryEstimate:
-    """The estimate for a built model (on `meta` or not)."""
+                   devices: int = 1, checkpointing: bool = False,
+                   quantization: QuantizationSettings | None = None) -> MemoryEstimate:
+    """The estimate for a built model (on `meta` or not); with `quantization`, its frozen linear weights count
+    as 4-bit ones."""
     params = list(model.parameters())
     shape = shape_of(model)
     return estimate(
@@ -56,7 +60,18 @@ def estimate_model(model: nn.Module, *, precision: str, batch_size: int, max_len
         shape=shape, precision=precision, batch_size=batch_size, max_length=max_length,
         split=sharding(strategy, devices), checkpointing=checkpointing,
         lora_inputs=lora_inputs(model) // max(shape.layers, 1),
+        quantized=quantizable(model) if quantization else 0,
+        quantized_bytes=quantization.bytes_per_weight() if quantization else 0.0,
     )
+
+
+def quantizable(model: nn.Module) -> int:
+    """Weights bitsandbytes stores in 4 bits: frozen linear layers' weights, the output head and the task head
+    (peft's frozen `original_module` of a trained head) excepted, as Transformers leaves them unquantized."""
+    output: Any = getattr(model, "get_output_embeddings", lambda: None)()
+    return sum(m.weight.numel() for name, m in model.named_modules()
+               if isinstance(m, nn.Linear) and m is not output and not m.weight.requires_grad
+               and "original_module" not in name)
 
 
 def shape_of(model: nn.Module) -> Shape:

@@ -6,6 +6,8 @@ Four parts, each a plain formula (bytes):
 - gradients: trainable parameters at the same size;
 - optimizer state: AdamW's two moments per trainable parameter, in the parameter's dtype;
 - activations: what autograd keeps for backward, per token, from `activation_bytes_per_token`.
+QLoRA stores the frozen linear weights of the base in 4 bits: 0.5 byte per weight plus the quantization constants
+(one fp32 absmax per 64 weights, or with double quantization an 8-bit one and an fp32 constant per 256 blocks).
 Sharding divides the first three: FSDP and DeepSpeed stage 3 shard all of them across the devices, DeepSpeed
 stage 2 shards gradients and optimizer state, DDP replicates everything. The sum is an upper bound of the peak:
 gradients fill in as activations are freed during backward.
@@ -135,14 +137,16 @@ def activation_bytes_per_token(shape: Shape, seq: int, d: float, checkpointing: 
 
 
 def estimate(*, parameters: int, trainable: int, shape: Shape, precision: str, batch_size: int, max_length: int,
-             split: Sharding = Sharding(), checkpointing: bool = False, lora_inputs: int = 0) -> MemoryEstimate:
-    """The peak per device of one training step (see the module docstring)."""
+             split: Sharding = Sharding(), checkpointing: bool = False, lora_inputs: int = 0,
+             quantized: int = 0, quantized_bytes: float = 0.0) -> MemoryEstimate:
+    """The peak per device of one training step (see the module docstring); `quantized` of the parameters are
+    stored at `quantized_bytes` each (QLoRA's 4-bit base weights with their quantization constants)."""
     param_bytes, d = precision_bytes(precision)
     tokens = batch_size * max_length
     per_token = activation_bytes_per_token(shape, max_length, d, checkpointing, lora_inputs)
     return MemoryEstimate(
         parameters=parameters, trainable=trainable,
-        weights=parameters * param_bytes / split.weights,
+        weights=((parameters - quantized) * param_bytes + quantized * quantized_bytes) / split.weights,
         gradients=trainable * param_bytes / split.gradients,
         optimizer=ADAM_MOMENTS * trainable * param_bytes / split.optimizer,
         activations=per_token * tokens, tokens=tokens,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -24,20 +24,30 @@ from lit_ft.errors import UserError
 def config_only_models() -> Iterator[None]:
     """Within the block, `AutoModelFor*.from_pretrained(name, config=...)` builds from the config on `meta`."""
     from transformers import AutoConfig
-    from transformers.models.auto.auto_factory import _BaseAutoModelClass
 
-    classes = _auto_classes(_BaseAutoModelClass)
-    originals = {cls: cls.__dict__["from_pretrained"] for cls in classes if "from_pretrained" in cls.__dict__}
-
-    def from_config_only(cls: Any, name: Any, *args: Any, **kwargs: Any) -> nn.Module:
+    def from_config_only(original: Any, cls: Any, name: Any, *args: Any, **kwargs: Any) -> nn.Module:
         remote = bool(kwargs.get("trust_remote_code", False))
         config = kwargs.pop("config", None) or AutoConfig.from_pretrained(name, trust_remote_code=remote)
         with torch.device("meta"):
             model: nn.Module = cls.from_config(config, trust_remote_code=remote)
         return model
 
-    for cls in originals:
-        setattr(cls, "from_pretrained", classmethod(from_config_only))  # noqa: B010
+    with patched_from_pretrained(from_config_only):
+        yield
+
+
+@contextlib.contextmanager
+def patched_from_pretrained(replacement: Callable[..., Any]) -> Iterator[None]:
+    """Within the block, every `AutoModelFor*.from_pretrained(...)` calls `replacement(original, cls, ...)`."""
+    from transformers.models.auto.auto_factory import _BaseAutoModelClass
+
+    classes = _auto_classes(_BaseAutoModelClass)
+    originals = {cls: cls.__dict__["from_pretrained"] for cls in classes if "from_pretrained" in cls.__dict__}
+    for cls, original in originals.items():
+        def patched(klass: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            return replacement(_original, klass, *args, **kwargs)
+
+        setattr(cls, "from_pretrained", classmethod(patched))  # noqa: B010
     try:
         yield
     finally:
@@ -55,10 +65,11 @@ def _auto_classes(base: type) -> list[type]:
 
 
 def meta_finetuner(model_args: dict[str, Any], info: dict[str, Any]) -> Any:
-    """A FineTuner built from the recipe's `model` section and the data's info, its weights on `meta`."""
+    """A FineTuner built from the recipe's `model` section and the data's info, its weights on `meta` (unquantized:
+    the estimate counts 4-bit weights itself, and needs no GPU for it)."""
     from lit_ft.module import FineTuner
 
-    args = {k: v for k, v in model_args.items() if k.split(".")[0] not in ("optimizer", "info")}
+    args = {k: v for k, v in model_args.items() if k.split(".")[0] not in ("optimizer", "info", "quantization")}
     module = FineTuner(**args)
     try:
         with config_only_models(), warnings.catch_warnings():

@@ -19,6 +19,13 @@ from lit_ft.freeze import freeze
 from lit_ft.lora import LoraSettings, apply_lora, exportable, is_adapter_model
 from lit_ft.monitor import Mode, monitor_mode
 from lit_ft.optim import AdamW, Schedule, clip_gradients, decay_groups, unscale_outside, warmup_schedule, warmup_steps
+from lit_ft.quantization import (
+    QuantizationSettings,
+    as_settings,
+    check_quantization,
+    prepare_for_adapters,
+    quantized_loading,
+)
 from lit_ft.quiet import restoring
 from lit_ft.registry import get_task
 from lit_ft.sampler import is_padding
@@ -51,6 +58,8 @@ class FineTuner(LightningModule):
             trainable weights.
         gradient_checkpointing: Keep only each transformer layer's input for backward and recompute the rest
             (Transformers' `gradient_checkpointing_enable`, non-reentrant): less activation memory, slower steps.
+        quantization: QLoRA: load the frozen base in 4 bits through bitsandbytes (needs `model.lora` and a CUDA
+            GPU; `pip install 'lit_ft[qlora]'`).
     """
 
     def __init__(
@@ -68,8 +77,10 @@ class FineTuner(LightningModule):
         freeze_layers: int = 0,
         lora: LoraSettings | None = None,
         gradient_checkpointing: bool = False,
+        quantization: QuantizationSettings | None = None,
     ) -> None:
         super().__init__()
+        check_quantization(quantization, lora)
         self.save_hyperparameters(ignore=["optimizer"])
         self.optimizer = optimizer
         self.model: nn.Module | None = None
@@ -86,8 +97,12 @@ class FineTuner(LightningModule):
         except TypeError as err:
             raise UserError(f"model.task_options for task '{self.hparams['task']}': {err}") from err
         self.hparams["info"] = info
-        self.model = self.plugin.build_model(resolve_backbone(self.hparams["backbone"]))
+        quantization = as_settings(self.hparams.get("quantization"))
+        with quantized_loading(quantization):
+            self.model = self.plugin.build_model(resolve_backbone(self.hparams["backbone"]))
         freeze(self.model, self.hparams["freeze_backbone"], self.hparams["freeze_layers"])
+        if quantization is not None:
+            self.model = prepare_for_adapters(self.model, bool(self.hparams.get("gradient_checkpointing")))
         if self.hparams.get("gradient_checkpointing"):
             enable_checkpointing(self.model)
         if self.hparams["lora"] is not None:

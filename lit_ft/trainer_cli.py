@@ -28,6 +28,7 @@ from lit_ft.nan_guard import NanGuard
 from lit_ft.predictions import PredictionWriter
 from lit_ft.preflight import check_task_and_data, check_writable, condense_parse_error
 from lit_ft.progress import LitFtProgressBar
+from lit_ft.quantization import check_quantization
 from lit_ft.registry import get_task
 from lit_ft.resume import resume_logger_runs
 from lit_ft.run_plan import RunPlan
@@ -160,6 +161,7 @@ class LitFtCLI(LightningCLI):
         sub = self.config.get("subcommand")
         cfg = self.config[sub] if sub else self.config
         check_task_and_data(cfg)
+        check_quantization(cfg.model.get("quantization"), cfg.model.get("lora"))
         if sub == "fit":
             enforce(RunPlan(cfg), needs_data=False)  # the pre-flight rules that need no data, before the trainer
         check_writable(cfg.trainer.default_root_dir or ".", "trainer.default_root_dir")
