@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from builders import make_tiny_bert
@@ -83,3 +84,21 @@ def test_lora_and_checkpointing_shrink_the_estimate(tmp_path: Path, capsys: pyte
     gib = {n: float(o.split("peak memory per device (estimate): ")[1].split()[0]) for n, o in runs.items()}
     assert "(" in runs["lora"] and "100.00%" not in runs["lora"].splitlines()[0]
     assert gib["lora"] <= gib["full"] and gib["ckpt"] <= gib["full"]
+
+
+def test_checkpointing_with_lora_trains_the_adapters(tiny_bert: Path) -> None:
+    import torch
+
+    from lit_ft.lora import LoraSettings
+    from lit_ft.module import FineTuner
+
+    module = FineTuner(backbone=str(tiny_bert), lora=LoraSettings(r=4), gradient_checkpointing=True,
+                       info={"problem_type": "single_label", "label_names": ["neg", "pos"]})
+    model: Any = module.model
+    assert model.base_model.model.is_gradient_checkpointing
+    ids = torch.tensor([[2, 10, 11, 3], [2, 12, 13, 3]])
+    loss = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=torch.tensor([0, 1])).loss
+    loss.backward()
+    adapters = [p for n, p in model.named_parameters() if "lora_" in n]
+    assert adapters and all(p.grad is not None for p in adapters)
+    assert any(float(p.grad.abs().sum()) > 0 for p in adapters)
