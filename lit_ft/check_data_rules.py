@@ -93,3 +93,24 @@ def batch_larger_than_train(plan: RunPlan) -> tuple[str, str] | None:
             f"{plan.devices} device(s) x accumulate_grad_batches {plan.accumulate}) but the training split has "
             f"{rows:,}: every epoch is a single, partial step",
             "lower data.batch_size or trainer.accumulate_grad_batches (the batch size is per device)")
+
+
+@rule("warning", needs_data=True)
+def memory_per_device(plan: RunPlan) -> tuple[str, str] | None:
+    """The estimated peak memory of one device (`lit_ft estimate`) above what the device holds."""
+    from lit_ft.estimate import recipe_estimate
+
+    holds = plan.device_memory
+    if not holds:
+        return None
+    try:
+        need = recipe_estimate(plan.cfg, plan.data, plan.devices).total
+    except (OSError, ValueError, KeyError):
+        return None  # the backbone cannot be built from its config here; loading it will say why
+    if need <= holds:
+        return None
+    gib = 2**30
+    return (f"the estimated peak memory per device is {need / gib:.1f} GiB (`lit_ft estimate` breaks it down) but "
+            f"a device here holds {holds / gib:.1f} GiB",
+            "lower data.batch_size (raise trainer.accumulate_grad_batches to keep the step) or max_length, or set "
+            "model.gradient_checkpointing true, LoRA, a bf16 precision, or shard with FSDP")

@@ -29,23 +29,28 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--devices", type=int, default=None,
                         help="devices to shard across (default: the recipe's trainer.devices on this machine)")
     args, rest = parser.parse_known_args(argv)
-    from lit_ft.meta_model import meta_finetuner
     from lit_ft.recipe import read_recipe
     from lit_ft.run_plan import RunPlan
 
     recipe = read_recipe([*(a for c in args.config for a in ("--config", c)), *rest], "estimate")
     plan = RunPlan(recipe.cfg, recipe.data)
-    model_args = recipe.cfg.model.as_dict()
-    module = meta_finetuner(model_args, recipe.data.info)
     devices = args.devices or plan.devices
-    strategy = strategy_name(recipe.cfg.trainer.strategy)
-    found = estimate_model(
-        module.model, precision=str(recipe.cfg.trainer.precision), batch_size=recipe.data.batch_size,
-        max_length=recipe.data.max_length, strategy=strategy, devices=devices,
+    found = recipe_estimate(recipe.cfg, recipe.data, devices)
+    print(render(found, str(recipe.cfg.trainer.precision), strategy_name(recipe.cfg.trainer.strategy), devices))
+
+
+def recipe_estimate(cfg: Any, data: Any, devices: int) -> MemoryEstimate:
+    """The estimate of a parsed fit config and its data module (`lit_ft estimate`, and `lit_ft check`'s rule)."""
+    from lit_ft.meta_model import meta_finetuner
+
+    model_args = cfg.model.as_dict()
+    module = meta_finetuner(model_args, data.info)
+    return estimate_model(
+        module.model, precision=str(cfg.trainer.precision), batch_size=data.batch_size,
+        max_length=data.max_length, strategy=strategy_name(cfg.trainer.strategy), devices=devices,
         checkpointing=bool(model_args.get("gradient_checkpointing")),
         quantization=as_settings(model_args.get("quantization")),
     )
-    print(render(found, str(recipe.cfg.trainer.precision), strategy, devices))
 
 
 def estimate_model(model: nn.Module, *, precision: str, batch_size: int, max_length: int, strategy: str = "auto",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,22 @@ class RunPlan:
     data: Any = None
     cuda_devices: int | None = None  # None: ask torch
     flags: frozenset[str] | None = None  # None: read /proc/cpuinfo
+    memory: int | None = None  # bytes one device holds; None: ask the machine
+
+    @functools.cached_property
+    def device_memory(self) -> int | None:
+        """Bytes one training process may use: a CUDA device's memory, or this machine's RAM shared by the
+        processes (None where unknown)."""
+        if self.memory is not None:
+            return self.memory
+        if self.accelerator == "cuda" and self.cuda_count:
+            import torch
+
+            return int(torch.cuda.get_device_properties(0).total_memory)
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // self.devices
+        except (ValueError, OSError, AttributeError):
+            return None
 
     @property
     def trainer(self) -> Any:

@@ -54,6 +54,21 @@ def test_the_tiny_quickstart_is_silent(recipe: Recipe) -> None:
     assert findings(recipe, trainer__precision="bf16-mixed") == {}  # a CPU with native bf16
 
 
+def test_memory_beyond_the_device_is_a_warning_with_the_estimate(recipe: Recipe) -> None:
+    cfg = recipe.cfg.clone()
+    data = build_data(cfg)
+    from lit_ft.estimate import recipe_estimate
+
+    need = recipe_estimate(cfg, data, 1).total
+    roomy = RunPlan(cfg, data, cuda_devices=0, flags=frozenset({"amx_bf16"}), memory=int(need) + 1)
+    assert [f.rule for f in run_rules(roomy, all_rules())] == []
+    tight = RunPlan(cfg, data, cuda_devices=0, flags=frozenset({"amx_bf16"}), memory=int(need) - 1)
+    found = {f.rule: f for f in run_rules(tight, all_rules())}
+    assert list(found) == ["memory_per_device"] and found["memory_per_device"].severity == "warning"
+    assert f"is {need / 2**30:.1f} GiB" in found["memory_per_device"].problem
+    assert "gradient_checkpointing" in found["memory_per_device"].fix
+
+
 def lora(*targets: str) -> Namespace:
     return Namespace(r=8, alpha=16, dropout=0.0, target_modules=list(targets), modules_to_save=None)
 
@@ -131,7 +146,7 @@ def test_check_prints_every_finding_with_its_fix(capsys: pytest.CaptureFixture[s
               "--trainer.precision", "16-mixed", "--trainer.log_every_n_steps", "50"])
     assert done.value.code == 1
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "check: 2 problem(s), 1 fatal (11 rules checked)"
+    assert out[0] == "check: 2 problem(s), 1 fatal (12 rules checked)"
     assert out[1].startswith("  fatal    precision_on_accelerator: trainer.precision 16-mixed on the CPU")
     assert out[2] == "           fix: set trainer.precision bf16-mixed or 32-true, or train on a GPU"
     assert out[3].startswith("  warning  log_interval_beyond_epoch: trainer.log_every_n_steps is 50")
@@ -156,4 +171,4 @@ def test_fit_refuses_a_fatal_finding_before_training(bad: str, capsys: pytest.Ca
 @pytest.mark.slow
 def test_the_shipped_quickstart_has_no_problems(capsys: pytest.CaptureFixture[str]) -> None:
     main(["check", "--config", "configs/quickstart.yaml"])
-    assert capsys.readouterr().out == "check: no problems (11 rules checked)\n"
+    assert capsys.readouterr().out == "check: no problems (12 rules checked)\n"
