@@ -21,7 +21,7 @@ install:  ## create .venv with torch, lit_ft (editable, dev extras) and the exam
 	$(BIN)/pip install -q -e ".[dev]"
 	$(BIN)/pip install -q -e plugins/lit_ft_multiple_choice
 
-test:  ## the whole suite, slow tests included (about 14 minutes on 2 CPU cores)
+test:  ## the whole suite, slow tests included (about 30 minutes on 2 CPU cores)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-fast:  ## offline tests without the slow marker
