@@ -6,28 +6,27 @@ The recipe is read as `lit_ft fit` reads it (`lit_ft.recipe`); the rules are in 
 
 from __future__ import annotations
 
-import argparse
 import sys
+
+from lit_ft.preflight import recipe_argv, recipe_parser
 
 EXIT_FATAL = 1
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog="lit_ft check", allow_abbrev=False,
-        description="Pre-flight checks of a recipe before any compute: precision on this machine, lengths against "
-                    "the backbone, labels, validation and logging intervals, batch size, LoRA targets, "
-                    "remote code. Exit status 1 when a finding is fatal.",
-        epilog="Any `lit_ft fit` option may follow the configs (for example --trainer.precision bf16-mixed).",
+    parser = recipe_parser(
+        "lit_ft check",
+        "Pre-flight checks of a recipe before any compute: precision on this machine, lengths against "
+        "the backbone, labels, validation and logging intervals, batch size, LoRA targets, "
+        "remote code. Exit status 1 when a finding is fatal.",
+        "--trainer.precision bf16-mixed",
     )
-    parser.add_argument("--config", "-c", action="append", default=[], metavar="FILE",
-                        help="the recipe, as given to `lit_ft fit` (repeat to merge pieces)")
     args, rest = parser.parse_known_args(argv)
     from lit_ft.check_rules import all_rules, run_rules
     from lit_ft.recipe import read_recipe
     from lit_ft.run_plan import RunPlan
 
-    recipe = read_recipe([*(a for c in args.config for a in ("--config", c)), *rest], "check")
+    recipe = read_recipe(recipe_argv(args.config, rest), "check")
     rules = all_rules()
     findings = run_rules(RunPlan(recipe.cfg, recipe.data), rules)
     if not findings:

@@ -5,34 +5,32 @@ compute. The recipe is read as `fit` reads it (`lit_ft.recipe`), its model built
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 from torch import nn
 
 from lit_ft.memory import MemoryEstimate, Shape, estimate, first, sharding
+from lit_ft.preflight import recipe_argv, recipe_parser
 from lit_ft.quantization import QuantizationSettings, as_settings
 
 GIB = 1024**3
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog="lit_ft estimate", allow_abbrev=False,
-        description="Parameters, trainable parameters and the peak memory per device of a recipe (weights, "
-                    "gradients, optimizer state, activations) for its precision, LoRA, gradient checkpointing "
-                    "and strategy; the model is built on the meta device, so nothing is loaded or computed.",
-        epilog="Any `lit_ft fit` option may follow the configs (for example --trainer.precision bf16-true).",
+    parser = recipe_parser(
+        "lit_ft estimate",
+        "Parameters, trainable parameters and the peak memory per device of a recipe (weights, "
+        "gradients, optimizer state, activations) for its precision, LoRA, gradient checkpointing "
+        "and strategy; the model is built on the meta device, so nothing is loaded or computed.",
+        "--trainer.precision bf16-true",
     )
-    parser.add_argument("--config", "-c", action="append", default=[], metavar="FILE",
-                        help="the recipe, as given to `lit_ft fit` (repeat to merge pieces)")
     parser.add_argument("--devices", type=int, default=None,
                         help="devices to shard across (default: the recipe's trainer.devices on this machine)")
     args, rest = parser.parse_known_args(argv)
     from lit_ft.recipe import read_recipe
     from lit_ft.run_plan import RunPlan
 
-    recipe = read_recipe([*(a for c in args.config for a in ("--config", c)), *rest], "estimate")
+    recipe = read_recipe(recipe_argv(args.config, rest), "estimate")
     plan = RunPlan(recipe.cfg, recipe.data)
     devices = args.devices or plan.devices
     found = recipe_estimate(recipe.cfg, recipe.data, devices)

@@ -7,13 +7,13 @@ the data module's contract (`label_counts`, `example_keys`, `show_example`), so 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import statistics
 from typing import Any
 
 from lit_ft.data_summary import SPLITS, format_counts
 from lit_ft.errors import UserError, one_line
+from lit_ft.preflight import recipe_argv, recipe_parser
 from lit_ft.text_histogram import length_histogram
 
 MAX_IDS_SHOWN = 5
@@ -21,14 +21,12 @@ EVAL_SPLITS = ("validation", "test")
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog="lit_ft inspect-data", allow_abbrev=False,
-        description="What the model will see: rows, labels, token lengths, duplicates and train/eval overlap, "
-                    "and examples rendered through the task's encoding. No model is built, nothing trains.",
-        epilog="Any `lit_ft fit` option may follow the configs (for example --data.init_args.max_length 256).",
+    parser = recipe_parser(
+        "lit_ft inspect-data",
+        "What the model will see: rows, labels, token lengths, duplicates and train/eval overlap, "
+        "and examples rendered through the task's encoding. No model is built, nothing trains.",
+        "--data.init_args.max_length 256",
     )
-    parser.add_argument("--config", "-c", action="append", default=[], metavar="FILE",
-                        help="the recipe, as given to `lit_ft fit` (repeat to merge pieces)")
     parser.add_argument("--split", choices=SPLITS, default="train", help="split to show examples of")
     parser.add_argument("--n", type=int, default=5, help="examples to show (0: none)")
     args, rest = parser.parse_known_args(argv)
@@ -36,7 +34,7 @@ def main(argv: list[str]) -> None:
         raise UserError(f"--n must be 0 or more (got {args.n})")
     from lit_ft.recipe import read_recipe
 
-    recipe = read_recipe([*(a for c in args.config for a in ("--config", c)), *rest], "inspect-data")
+    recipe = read_recipe(recipe_argv(args.config, rest), "inspect-data")
     print("\n".join(report(recipe.data, args.split, args.n)))
 
 

@@ -10,6 +10,7 @@ cannot be written, and a `--ckpt_path` that is not a readable checkpoint or hold
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import re
@@ -125,3 +126,19 @@ def check_writable(directory: str, setting: str) -> None:
                         f"writable directory for {setting}") from None
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"{setting} '{directory}' is not writable; choose a writable directory for {setting}")
+
+
+def recipe_parser(prog: str, description: str, example: str) -> argparse.ArgumentParser:
+    """The parser of a verb that reads a recipe as `lit_ft fit` would (check, estimate, inspect-data): its
+    `--config` files, and any fit option after them (`example` shows one)."""
+    parser = argparse.ArgumentParser(
+        prog=prog, allow_abbrev=False, description=description,
+        epilog=f"Any `lit_ft fit` option may follow the configs (for example {example}).")
+    parser.add_argument("--config", "-c", action="append", default=[], metavar="FILE",
+                        help="the recipe, as given to `lit_ft fit` (repeat to merge pieces)")
+    return parser
+
+
+def recipe_argv(configs: list[str], rest: list[str]) -> list[str]:
+    """The fit arguments of a recipe verb: its `--config` files, then the options that followed them."""
+    return [*(a for c in configs for a in ("--config", c)), *rest]
