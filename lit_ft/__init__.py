@@ -1,4 +1,8 @@
-"""lit_ft: fine-tune pretrained language models with PyTorch Lightning, one task plugin at a time."""
+"""lit_ft: fine-tune pretrained language models with PyTorch Lightning, one task plugin at a time.
+
+Everything a task plugin needs is importable from here (`from lit_ft import Task, TaskDataModule, ...`); see
+docs/plugins.md. The names load on first use, so `lit_ft --help` and `lit_ft tasks` start without torch.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +10,62 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from lit_ft.backbone import load_tokenizer, resolve_backbone
     from lit_ft.datamodule import TaskDataModule
+    from lit_ft.errors import UserError
+    from lit_ft.example_view import IGNORE
     from lit_ft.module import FineTuner
     from lit_ft.registry import register_task
-    from lit_ft.source import DataSource
+    from lit_ft.samples import log_samples
+    from lit_ft.source import FILE_FORMATS, DataSource, load_file, local_path
     from lit_ft.task import Batch, Task
+    from lit_ft.text_metrics import TEXT_METRICS, GenerationMetrics, text_metric, text_metrics
 
-# imported on first use, so `lit_ft --help` and `lit_ft tasks` start without torch and Lightning
+# public name -> the module that defines it, imported on first use
 _PUBLIC = {
-    "Batch": "lit_ft.task",
-    "DataSource": "lit_ft.source",
-    "FineTuner": "lit_ft.module",
+    # the plugin contract
     "Task": "lit_ft.task",
+    "Batch": "lit_ft.task",
     "TaskDataModule": "lit_ft.datamodule",
     "register_task": "lit_ft.registry",
+    "FineTuner": "lit_ft.module",
+    "UserError": "lit_ft.errors",
+    # data: sources and files
+    "DataSource": "lit_ft.source",
+    "load_file": "lit_ft.source",
+    "local_path": "lit_ft.source",
+    "FILE_FORMATS": "lit_ft.source",
+    "IGNORE": "lit_ft.example_view",
+    # backbones and tokenizers
+    "load_tokenizer": "lit_ft.backbone",
+    "resolve_backbone": "lit_ft.backbone",
+    # metrics of generated text, and sample tables
+    "text_metrics": "lit_ft.text_metrics",
+    "text_metric": "lit_ft.text_metrics",
+    "TEXT_METRICS": "lit_ft.text_metrics",
+    "GenerationMetrics": "lit_ft.text_metrics",
+    "log_samples": "lit_ft.samples",
 }
-__all__ = ["Batch", "DataSource", "FineTuner", "Task", "TaskDataModule", "register_task"]
+__all__ = [  # the keys of _PUBLIC, written out so type checkers see the re-exports
+    "FILE_FORMATS",
+    "IGNORE",
+    "TEXT_METRICS",
+    "Batch",
+    "DataSource",
+    "FineTuner",
+    "GenerationMetrics",
+    "Task",
+    "TaskDataModule",
+    "UserError",
+    "load_file",
+    "load_tokenizer",
+    "local_path",
+    "log_samples",
+    "register_task",
+    "resolve_backbone",
+    "text_metric",
+    "text_metrics",
+]
 __version__ = "0.1.0"
 
 
@@ -29,3 +73,7 @@ def __getattr__(name: str) -> Any:
     if name not in _PUBLIC:
         raise AttributeError(f"module 'lit_ft' has no attribute '{name}'")
     return getattr(importlib.import_module(_PUBLIC[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

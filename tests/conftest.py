@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 import torch
 from builders import make_tiny_bert, write_sentiment_csvs
 from sft_fixtures import make_causal_lm
+
+from lit_ft import registry
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -63,3 +66,14 @@ def single_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def isolated_plugins() -> Iterator[None]:
+    """Undo the registration and the sys.path entry of a loaded plugin package. Its modules stay imported: its data
+    module stays a subclass of TaskDataModule, which jsonargparse imports by name when it lists data modules."""
+    local, path = dict(registry._local), list(sys.path)
+    yield
+    registry._local.clear()
+    registry._local.update(local)
+    sys.path[:] = path

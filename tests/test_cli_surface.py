@@ -52,8 +52,9 @@ def test_help_lists_every_verb_and_trainer_verbs_match_lightning() -> None:
 
 
 def test_help_and_tasks_start_without_torch_or_lightning() -> None:
-    code = (
-        "import sys\nfrom lit_ft.cli import run\nrun(['--help'])\nrun(['tasks'])\n"
+    code = (  # `import lit_ft` and listing its public names load none of them
+        "import sys\nimport lit_ft\nassert lit_ft.__all__ and set(lit_ft.__all__) <= set(dir(lit_ft))\n"
+        "from lit_ft.cli import run\nrun(['--help'])\nrun(['tasks'])\n"
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,17 +33,6 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("new_task") / "lit_ft_scaffold_probe"
     main(["new-task", NAME, "--output", str(out)])
     return out
-
-
-@pytest.fixture
-def isolated_plugins() -> Iterator[None]:
-    """Undo the registration and the sys.path entry of a loaded plugin package. Its modules stay imported: its data
-    module stays a subclass of TaskDataModule, which jsonargparse imports by name when it lists data modules."""
-    local, path = dict(registry._local), list(sys.path)
-    yield
-    registry._local.clear()
-    registry._local.update(local)
-    sys.path[:] = path
 
 
 def test_the_package_is_complete_and_every_placeholder_filled(generated: Path) -> None:

@@ -1,0 +1,82 @@
+"""The public API of `lit_ft`: every exported name imports (lazily, from the module `_PUBLIC` names), and the
+one-file task of docs/plugins.md, written only against it, trains, validates and predicts through `--plugins`."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+from helpers import QUIET
+
+import lit_ft
+from lit_ft.cli import run
+from lit_ft.io import read_jsonl
+from lit_ft.source import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGINS_DOC = ROOT / "docs" / "plugins.md"
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def _type_checking_imports() -> dict[str, str]:
+    """name -> module of the imports under `if TYPE_CHECKING:` in lit_ft/__init__.py (what type checkers see)."""
+    tree = ast.parse(Path(lit_ft.__file__).read_text())
+    block = next(n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING")
+    return {alias.name: node.module for node in block.body if isinstance(node, ast.ImportFrom) and node.module
+            for alias in node.names}
+
+
+def test_every_public_name_imports_from_the_module_that_defines_it() -> None:
+    assert sorted(lit_ft.__all__) == sorted(lit_ft._PUBLIC) == sorted(_type_checking_imports())
+    assert _type_checking_imports() == lit_ft._PUBLIC
+    for name, module in lit_ft._PUBLIC.items():
+        assert getattr(lit_ft, name) is getattr(importlib.import_module(module), name), name
+    namespace: dict[str, object] = {}
+    exec("from lit_ft import *", namespace)
+    assert set(lit_ft.__all__) <= set(namespace) and set(lit_ft.__all__) <= set(dir(lit_ft))
+    assert lit_ft.IGNORE == -100 and issubclass(lit_ft.UserError, ValueError)
+    with pytest.raises(AttributeError, match="module 'lit_ft' has no attribute 'no_such_name'"):
+        _ = lit_ft.no_such_name
+
+
+def skeleton() -> str:
+    """The code block of the section 'A complete task in one file' of docs/plugins.md."""
+    section = PLUGINS_DOC.read_text().split("## A complete task in one file", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    return str(code)
+
+
+def test_the_documented_task_file_uses_only_the_public_api() -> None:
+    imported = [n for n in ast.walk(ast.parse(skeleton())) if isinstance(n, ast.ImportFrom | ast.Import)]
+    ours = [n for n in imported if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("lit_ft")]
+    assert [n.module for n in ours] == ["lit_ft"]
+    assert all(not isinstance(n, ast.Import) or not n.names[0].name.startswith("lit_ft") for n in imported)
+    assert {a.name for a in ours[0].names} <= set(lit_ft.__all__)
+
+
+@pytest.mark.usefixtures("isolated_plugins")
+def test_the_documented_task_file_fits_validates_and_predicts(tmp_path: Path, tiny_bert: Path) -> None:
+    plugin = tmp_path / "my_tasks.py"
+    plugin.write_text(skeleton())
+    quickstart = "lit_ft://quickstart/{}.csv"
+    common = ["--plugins", str(plugin), "--model.task", "polarity", "--data", "lit_ft_plugin_my_tasks.PolarityData",
+              "--data.source.train", quickstart.format("train"), "--data.source.validation",
+              quickstart.format("validation"), "--model.backbone", str(tiny_bert), "--trainer.logger", "false",
+              "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.accelerator", "cpu",
+              "--seed_everything", "0", *QUIET]
+    fit = run(["fit", *common, "--trainer.max_steps", "2", "--model.learning_rate", "1e-3"])
+    assert fit is not None and fit.trainer.global_step == 2
+    assert fit.model.hparams.info == {"label_names": ["negative", "positive"]}
+    assert type(fit.model.plugin).__module__ == "lit_ft_plugin_my_tasks"
+    accuracy = float(fit.trainer.callback_metrics["val/accuracy"])  # the one validation, so the best checkpoint's
+    run(["predict", *common, "--data.source.predict", quickstart.format("validation"), "--ckpt_path", "best"])
+    records = read_jsonl(tmp_path / "run" / "predictions.jsonl")
+    gold = load_file(quickstart.format("validation"))["label"]
+    assert [r["id"] for r in records] == [str(i) for i in range(len(gold))]
+    assert {r["label"] for r in records} <= {"negative", "positive"}
+    hits = sum(r["label"] == g for r, g in zip(records, gold, strict=True))
+    assert accuracy == pytest.approx(hits / len(gold), abs=1e-6)
