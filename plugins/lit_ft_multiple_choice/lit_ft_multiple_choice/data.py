@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from lit_ft import Batch, TaskDataModule
-from lit_ft.errors import UserError
+from lit_ft import Batch, TaskDataModule, UserError
 
 SPLIT_ORDER = ("train", "validation", "test", "predict")
 
