@@ -31,11 +31,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ner_vs_hf import machine
-
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
-LIMA, ALPACA = DATA / "lima" / "lima.json", DATA / "alpaca_first100" / "alpaca_tiny.json"
+DATA = Path(os.environ.get("LIT_FT_SHARED_DATA", REPO.parent / "shared" / "data"))
+LIMA, ALPACA = Path("lima/lima.json"), Path("alpaca_first100/alpaca_tiny.json")  # under --data-dir
 RECIPE = REPO / "configs" / "sft_alpaca.yaml"
 BATCH, LR, VOCAB = 8, 1e-4, 8000
 JOBS = {"lima": 512, "mixed": 1024}  # job -> max_length
@@ -51,15 +49,20 @@ SETTINGS = (*LIT_SETTINGS, *TRL_SETTINGS)
 SPEEDUP_VS_TRL, PACKED_VS_RANDOM, PACKED_VS_DEFAULTS, LOSS_TOLERANCE = 1.3, 1.3, 0.9, 0.02
 
 
+def machine() -> str:
+    flags = set(Path("/proc/cpuinfo").read_text().split()) if Path("/proc/cpuinfo").exists() else set()
+    return ", ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags) or "no avx2/bf16 flags"
+
+
 # ---- what both sides train on --------------------------------------------------------------------------------------
-def build_tokenizer(out: Path) -> Path:
+def build_tokenizer(out: Path, lima: Path) -> Path:
     """Byte-level BPE (any text round-trips) with an 8k vocabulary, trained on every LIMA instruction and answer."""
     if (out / "tokenizer.json").is_file():
         return out
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    rows = json.loads(LIMA.read_text())
+    rows = json.loads(lima.read_text())
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -90,7 +93,7 @@ def build_model(tokenizer: Path, dims: dict[str, int], seed: int, out: Path) -> 
     return out
 
 
-def job_rows(job: str, rows: int, tokenizer: Path) -> tuple[list[dict[str, str]], int]:
+def job_rows(job: str, rows: int, tokenizer: Path, data: Path) -> tuple[list[dict[str, str]], int]:
     """Alpaca rows (instruction, input, output) of a job, and how many were left out because the prompt alone fills
     max_length (no response token would train; TRL drops them, lit_ft asks to). Answers lose leading whitespace,
     so the prompt's last token never merges with the answer's first and both sides mask the same tokens."""
@@ -101,9 +104,9 @@ def job_rows(job: str, rows: int, tokenizer: Path) -> tuple[list[dict[str, str]]
     def clean(r: dict[str, Any]) -> dict[str, str]:
         return {"instruction": r["instruction"], "input": r.get("input") or "", "output": r["output"].lstrip()}
 
-    picked = [clean(r) for r in json.loads(LIMA.read_text())[:rows]]
+    picked = [clean(r) for r in json.loads((data / LIMA).read_text())[:rows]]
     if job == "mixed":
-        picked += [clean(r) for r in json.loads(ALPACA.read_text())[: min(rows, 100)]]
+        picked += [clean(r) for r in json.loads((data / ALPACA).read_text())[: min(rows, 100)]]
         random.Random(0).shuffle(picked)
     tok = AutoTokenizer.from_pretrained(tokenizer)
     fits = [r for r in picked if len(tok(alpaca_prompt(r["instruction"], r["input"]))["input_ids"]) < JOBS[job]]
@@ -119,6 +122,7 @@ class Record:
         self.tokens: list[int] = []
         self.slots = self.real = 0
         self.start = self.cpu = self.wall_s = self.cpu_s = 0.0
+        self.marks: list[float] = []  # seconds since the start at each batch: warm-up shows in the first
 
     def begin(self) -> None:
         self.start, self.cpu = time.perf_counter(), time.process_time()
@@ -129,6 +133,7 @@ class Record:
     def batch(self, inputs: dict[str, Any]) -> None:
         """One training batch as the model gets it (padded, or one padding-free row with `position_ids`)."""
         ids, mask = inputs["input_ids"], inputs.get("attention_mask")
+        self.marks.append(round(time.perf_counter() - self.start, 3))
         self.tokens.append(int((inputs["labels"][:, 1:] != -100).sum()))  # the shifted loss never predicts token 0
         self.slots += ids.numel()
         self.real += int(mask.sum()) if mask is not None else ids.numel()
@@ -142,7 +147,7 @@ class Record:
                 "cpu_s": round(self.cpu_s, 3), "tokens_per_s": round(sum(self.tokens) / self.wall_s, 2),
                 "pad_per_real": round((self.slots - self.real) / self.real, 4),
                 "final_loss": round(weighted(losses[-last:], self.tokens[-last:]), 5),
-                "epoch_loss": round(weighted(losses, self.tokens), 5)}
+                "epoch_loss": round(weighted(losses, self.tokens), 5), "batch_marks_s": self.marks}
 
 
 def weighted(losses: list[float], tokens: list[int]) -> float:
@@ -152,7 +157,7 @@ def weighted(losses: list[float], tokens: list[int]) -> float:
 
 # ---- the settings (each in its own process) -------------------------------------------------------------------------
 def run_lit_ft(opts: argparse.Namespace, record: Record, work: Path) -> None:
-    """`lit_ft fit` on configs/sft_alpaca.yaml with the job's overrides; no validation, checkpoint, export or log."""
+    """`lit_ft fit` on configs/sft_alpaca.yaml with the job's overrides; no validation, checkpoint, export or logger."""
     from lightning.pytorch import Callback
 
     from lit_ft.cli import run
@@ -178,7 +183,7 @@ def run_lit_ft(opts: argparse.Namespace, record: Record, work: Path) -> None:
          "--data.init_args.shuffle_seed", str(opts.seed), "--trainer.max_epochs", "1",
          "--trainer.precision", "32-true", "--trainer.accumulate_grad_batches", "1", "--trainer.accelerator", "cpu",
          "--trainer.limit_val_batches", "0", "--trainer.num_sanity_val_steps", "0", "--trainer.logger", "false",
-         "--trainer.enable_checkpointing", "false", "--trainer.enable_progress_bar", "false",
+         "--checkpoint.save_last", "false", "--checkpoint.save_top_k", "0", "--trainer.enable_progress_bar", "false",
          "--trainer.enable_model_summary", "false", "--export.enabled", "false", "--summary.enabled", "false",
          "--trainer.default_root_dir", str(work / f"run_{opts.worker}_{opts.seed}"), "--overwrite", "true",
          *LIT_SETTINGS[opts.worker]], callbacks=[Measure()])
@@ -201,9 +206,10 @@ def run_trl(opts: argparse.Namespace, record: Record, work: Path) -> None:
 
     class Recorded(SFTTrainer):  # type: ignore[misc]
         def compute_loss(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-            loss = super().compute_loss(model, inputs, *args, **kwargs)
             if model.training:
                 record.batch(inputs)
+            loss = super().compute_loss(model, inputs, *args, **kwargs)
+            if model.training:
                 record.losses.append(loss.detach())
             return loss
 
@@ -316,6 +322,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--settings", default=",".join(SETTINGS), help=f"comma list of {', '.join(SETTINGS)}")
     p.add_argument("--smoke", action="store_true", help="16 rows and a tiny model: checks the harness end to end")
     p.add_argument("--threads", type=int, default=2, help="torch threads in every setting")
+    p.add_argument("--data-dir", type=Path, default=DATA, help="folder with lima/ and alpaca_first100/")
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "lit_ft_sft_speed",
                    help="where the tokenizer and the initial models are kept between runs")
     for hidden in ("--worker", "--job", "--model", "--work"):
@@ -327,7 +334,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def prepare(opts: argparse.Namespace, jobs: list[str], tokenizer: Path) -> None:
     """Each job's rows as an Alpaca JSON file under `opts.work`, and a small validation file the runs never use."""
     for job in jobs:
-        rows, dropped = job_rows(job, opts.rows, tokenizer)
+        rows, dropped = job_rows(job, opts.rows, tokenizer, opts.data_dir)
         (Path(opts.work) / f"{job}.json").write_text(json.dumps(rows))
         print(f"job {job}: {len(rows)} rows, max_length {JOBS[job]}"
               + (f" ({dropped} left out: the prompt alone fills max_length)" if dropped else ""), flush=True)
@@ -347,9 +354,10 @@ def main(argv: list[str] | None = None) -> None:
     if opts.worker:
         return worker(opts)
     jobs, settings = choose(opts.jobs, tuple(JOBS), "jobs"), choose(opts.settings, SETTINGS, "settings")
-    missing = [str(p) for p in (LIMA, ALPACA) if not p.is_file()]
+    missing = [str(opts.data_dir / p) for p in (LIMA, ALPACA) if not (opts.data_dir / p).is_file()]
     if missing:
-        sys.exit(f"sft_speed: {missing} not found: the data sets live in ../shared/data next to the repository")
+        sys.exit(f"sft_speed: {missing} not found; pass --data-dir DIR (or set LIT_FT_SHARED_DATA), the folder holding "
+                 f"{LIMA} and {ALPACA}: on the development machines ../shared/data next to the repository")
     if any(s in TRL_SETTINGS for s in settings):
         try:
             import trl  # noqa: F401
@@ -359,7 +367,7 @@ def main(argv: list[str] | None = None) -> None:
     dims, seeds = SMOKE_MODEL if opts.smoke else MODEL, parse_seeds(opts.seeds)
     print(f"machine: {os.cpu_count()} CPUs ({machine()}); fp32, {opts.threads} threads; model {dims}, "
           f"vocab {VOCAB}; LIMA rows {opts.rows}; seeds {seeds}", flush=True)
-    tokenizer = build_tokenizer(opts.cache / f"tokenizer_{VOCAB}")
+    tokenizer = build_tokenizer(opts.cache / f"tokenizer_{VOCAB}", opts.data_dir / LIMA)
     tag = "_".join(str(v) for v in dims.values())
     models = {seed: build_model(tokenizer, dims, seed, opts.cache / f"llama_{tag}_seed{seed}") for seed in seeds}
     with tempfile.TemporaryDirectory(prefix="lit_ft_sft_speed_") as work:
