@@ -1,8 +1,10 @@
-"""Gradient checkpointing on a small Llama-like model: peak memory down, step time up, in one run.
+"""Gradient checkpointing and `model.compile` on a small Llama-like model: peak memory and step time, in one run.
 
-Both runs train the same model on the same batch (tests/memory_probe.py: a process per run, forked after the
-imports and warmed up, peak resident memory from the kernel's high-water mark); the script prints each run's
-measured peak, `lit_ft estimate`'s activation figure, seconds per step, and the ratios checkpointed / plain.
+The runs (plain, gradient checkpointing, torch.compile) train the same model on the same batch
+(tests/memory_probe.py: a process per run, forked after the imports and warmed up, peak resident memory from the
+kernel's high-water mark); the script prints each run's measured peak, `lit_ft estimate`'s activation figure,
+seconds per step, and the ratios against plain. The compiled run's first step compiles (untimed; its peak includes
+the compiler's own memory, which Inductor holds in the training process).
 
     python bench/memory.py                    # 4 layers, hidden 256, batch 8 x 256 tokens
     python bench/memory.py --layers 8 --seq 512
@@ -39,13 +41,15 @@ def main() -> None:
     case = {"family": "llama", "hidden": args.hidden, "layers": args.layers, "intermediate": args.hidden * 8 // 3,
             "heads": max(args.hidden // 64, 1), "vocab": 2000, "batch": args.batch, "seq": args.seq,
             "precision": "32-true", "steps": args.steps}
-    plain, ckpt = run([case, {**case, "checkpointing": True}])
-    for name, got in (("plain", plain), ("checkpointing", ckpt)):
+    plain, ckpt, compiled = run([case, {**case, "checkpointing": True}, {**case, "compile": True}])
+    for name, got in (("plain", plain), ("checkpointing", ckpt), ("compiled", compiled)):
         print(f"{name:<14} peak {got['measured'] / MIB:8.1f} MiB (estimate {got['estimated'] / MIB:8.1f}, "
               f"activations {got['activations'] / MIB:8.1f})  {got['step_seconds']:.3f} s/step")
     print(f"ratio checkpointing / plain: peak {ckpt['measured'] / plain['measured']:.2f}x, "
           f"estimated activations {ckpt['activations'] / plain['activations']:.2f}x, "
           f"step time {ckpt['step_seconds'] / plain['step_seconds']:.2f}x")
+    print(f"ratio compiled / plain: peak {compiled['measured'] / plain['measured']:.2f}x, "
+          f"step time {compiled['step_seconds'] / plain['step_seconds']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -118,6 +118,15 @@ def bf16_on_cpu_without_native_bf16(plan: RunPlan) -> tuple[str, str] | None:
             "set trainer.precision 32-true on this machine")
 
 
+@rule("fatal")
+def compile_on_machine(plan: RunPlan) -> tuple[str, str] | None:
+    """`model.compile` where torch.compile cannot build kernels (no C++ compiler on a CPU, no triton on CUDA)."""
+    from lit_ft.compile import compiler_problem
+
+    problem = compiler_problem(plan.accelerator == "cuda") if plan.cfg.model.get("compile") else None
+    return (f"model.compile: {problem}", "install one, or set model.compile false") if problem else None
+
+
 # ---- the backbone ----------------------------------------------------------------------------------
 @rule("fatal")
 def backbone_needs_remote_code(plan: RunPlan) -> tuple[str, str] | None:

@@ -338,16 +338,19 @@ def run_id_of(checkpoint_dir: str) -> str | None:
 
 
 def find_checkpoint(where: str, which: str = "best") -> str:
-    """Resolve a run directory, a checkpoint directory or `best.json` to the best (or last) checkpoint file."""
+    """Resolve a run directory, a checkpoint directory or `best.json` to the best (or last) checkpoint file (or
+    sharded checkpoint directory: FSDP `state_dict_type: sharded`, DeepSpeed)."""
+    from lit_ft.consolidate import is_checkpoint_dir
+
     path = Path(where)
-    if path.is_file() and path.suffix == ".ckpt":
+    if (path.is_file() and path.suffix in (".ckpt", ".consolidated")) or is_checkpoint_dir(path):
         return str(path)
     candidates = [path / POINTER, path / "checkpoints" / POINTER] if path.is_dir() else [path]
     for pointer in candidates:
         if pointer.is_file():
             found = read_pointer(str(pointer.parent)).get(which)
             resolved = pointer.parent / found if found else None  # relative to best.json (absolute stays)
-            if resolved is not None and resolved.is_file():
+            if resolved is not None and (resolved.is_file() or is_checkpoint_dir(resolved)):
                 return str(resolved)
             listed = sorted(p.name for p in pointer.parent.glob("*.ckpt"))
             raise UserError(

@@ -46,7 +46,7 @@ def recipe_estimate(cfg: Any, data: Any, devices: int) -> MemoryEstimate:
     return estimate_model(
         module.model, precision=str(cfg.trainer.precision), batch_size=data.batch_size,
         max_length=data.max_length, strategy=strategy_name(cfg.trainer.strategy), devices=devices,
-        checkpointing=bool(model_args.get("gradient_checkpointing")),
+        checkpointing=bool(model_args.get("gradient_checkpointing")) or strategy_checkpoints(cfg.trainer.strategy),
         quantization=as_settings(model_args.get("quantization")),
     )
 
@@ -118,6 +118,12 @@ def strategy_name(strategy: Any) -> str:
     path = getattr(strategy, "class_path", None) or type(strategy).__name__
     stage = getattr(getattr(strategy, "init_args", None), "stage", None)
     return f"{path}_stage_{stage}" if stage else str(path)
+
+
+def strategy_checkpoints(strategy: Any) -> bool:
+    """Whether the strategy recomputes activations itself (FSDP's `activation_checkpointing_policy`)."""
+    init_args = getattr(strategy, "init_args", None)
+    return any(getattr(init_args, key, None) for key in ("activation_checkpointing_policy", "activation_checkpointing"))
 
 
 def render(found: MemoryEstimate, precision: str, strategy: str, devices: int) -> str:

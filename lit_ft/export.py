@@ -73,8 +73,11 @@ def write_tokenizer_and_manifest(module: FineTuner, out: Path, **extra: Any) -> 
 
 
 def load_checkpoint_module(ckpt_path: str) -> FineTuner:
-    """Rebuild the FineTuner a checkpoint was saved from (safe load: no pickle code runs)."""
-    return module_from_checkpoint(load_checkpoint_file(ckpt_path), ckpt_path)
+    """Rebuild the FineTuner a checkpoint was saved from (safe load: no pickle code runs); a sharded checkpoint
+    directory (FSDP, DeepSpeed) is gathered first (`lit_ft.consolidate`)."""
+    from lit_ft.consolidate import load_any_checkpoint
+
+    return module_from_checkpoint(load_any_checkpoint(ckpt_path), ckpt_path)
 
 
 def module_from_checkpoint(checkpoint: dict[str, Any], ckpt_path: str) -> FineTuner:
@@ -113,8 +116,18 @@ class ExportBest(Callback):
         if not self.enabled or not trainer.is_global_zero or trainer.checkpoint_callback is None:
             return
         best = getattr(trainer.checkpoint_callback, "best_model_path", "")
-        if best and Path(best).is_file():
+        module: Any = pl_module
+        if best and (Path(best).is_dir() or shards_parameters(trainer.strategy)):
+            module = load_checkpoint_module(best)  # the trained model is split across the ranks: rebuild it whole
+        elif best and Path(best).is_file():
             pl_module.load_state_dict(load_checkpoint_file(best)["state_dict"])
         target = self.dir or os.path.join(trainer.default_root_dir, "export")
-        self.exported = export_model(pl_module, target, merge=self.merge)  # type: ignore[arg-type]
+        self.exported = export_model(module, target, merge=self.merge)
         rank_zero_info(f"lit_ft: exported {'the best checkpoint' if best else 'the final model'} to {self.exported}")
+
+
+def shards_parameters(strategy: Any) -> bool:
+    """Whether the strategy splits the parameters across ranks (FSDP, DeepSpeed), so no rank holds the model."""
+    from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy, ModelParallelStrategy
+
+    return isinstance(strategy, (FSDPStrategy, DeepSpeedStrategy, ModelParallelStrategy))
