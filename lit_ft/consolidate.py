@@ -36,6 +36,17 @@ def is_checkpoint_dir(path: Path) -> bool:
     return is_fsdp_sharded(path) or is_deepspeed(path)
 
 
+def metadata_file(path: Path) -> Path:
+    """The file holding a checkpoint's hyperparameters and loop state: the checkpoint itself, FSDP's `meta.pt`, or
+    DeepSpeed's rank-0 model-states file (Lightning passes its state as DeepSpeed's client state)."""
+    if is_fsdp_sharded(path):
+        return path / FSDP_METADATA
+    if is_deepspeed(path):
+        found = sorted((path / "checkpoint").glob("*mp_rank_00_model_states.pt"))
+        return found[0] if found else path / "checkpoint" / "mp_rank_00_model_states.pt"
+    return path
+
+
 def load_any_checkpoint(path: str | Path) -> dict[str, Any]:
     """A checkpoint file, or a sharded checkpoint directory gathered into the same dictionary."""
     path = Path(path)

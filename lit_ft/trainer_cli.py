@@ -18,6 +18,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lit_ft.check_rules import enforce
 from lit_ft.checkpoint import TaskCheckpoint, find_checkpoint, read_pointer, run_id_of
+from lit_ft.consolidate import metadata_file
 from lit_ft.datamodule import TaskDataModule
 from lit_ft.errors import UserError, one_line
 from lit_ft.export import ExportBest
@@ -122,14 +123,18 @@ class LitFtCLI(LightningCLI):
                 cfg.ckpt_path = find_checkpoint(_checkpoint_dir(cfg), cfg.ckpt_path)
             except FileNotFoundError as err:
                 raise UserError(str(err)) from err
-        if "://" not in str(cfg.ckpt_path) and not Path(cfg.ckpt_path).is_file():
+        given_path = str(cfg.ckpt_path)
+        saved = metadata_file(Path(given_path))  # the checkpoint file, or the one in a sharded checkpoint directory
+        if "://" not in given_path and not saved.is_file():
             raise UserError(f"--ckpt_path '{cfg.ckpt_path}' does not exist; give a .ckpt file, `best` or `last`")
-        load_checkpoint_file(cfg.ckpt_path, mmap=True, label="--ckpt_path")
+        load_checkpoint_file(saved, mmap=True, label="--ckpt_path")
         if "weights_only" in cfg:
             cfg.weights_only = True
         task, given = cfg.model.task, cfg.model.get("task_options")
         cfg.model.task_options = None  # so what Lightning parses from the checkpoint is the saved options alone
-        self._parse_saved_settings(str(cfg.ckpt_path), sub)
+        cfg.ckpt_path = str(saved) if "://" not in given_path else given_path
+        self._parse_saved_settings(given_path, sub)
+        self.config[sub].ckpt_path = given_path  # Lightning's strategy reads a sharded directory itself
         model = self.config[sub].model
         if model.task != task:
             raise UserError(f"--ckpt_path '{cfg.ckpt_path}' holds a '{model.task}' model, but model.task is '{task}'; "

@@ -13,7 +13,7 @@ import yaml
 from helpers import cli, tiny_args
 from jsonargparse import ArgumentParser
 from lightning.pytorch.plugins.precision import MixedPrecision
-from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, FSDPStrategy, Strategy, StrategyRegistry
+from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, FSDPStrategy, Strategy
 
 from lit_ft.datamodule import TaskDataModule
 from lit_ft.module import FineTuner
@@ -130,9 +130,10 @@ def test_ddp_pieces_build_ddp_trainers(capsys: pytest.CaptureFixture[str], tiny_
         assert strategy._ddp_kwargs == {}  # plain DDP: no unused-parameter search, no static graph
 
 
-def test_fsdp_piece_shards_everything_with_an_auto_wrap_policy(capsys: pytest.CaptureFixture[str]) -> None:
+def test_fsdp_piece_shards_every_transformer_layer_and_checkpoints_it(capsys: pytest.CaptureFixture[str]) -> None:
     from torch.distributed.fsdp import ShardingStrategy
-    from torch.distributed.fsdp.wrap import size_based_auto_wrap_policy
+
+    from lit_ft.sharding import TransformerLayers
 
     trainer = _resolved_trainer(capsys, "configs/strategy/fsdp.yaml")
     assert trainer["accelerator"] == "gpu" and trainer["devices"] == "auto"
@@ -141,20 +142,22 @@ def test_fsdp_piece_shards_everything_with_an_auto_wrap_policy(capsys: pytest.Ca
     assert type(strategy) is FSDPStrategy
     assert strategy.sharding_strategy == ShardingStrategy.FULL_SHARD
     assert strategy._state_dict_type == "full"  # checkpoints are one consolidated file
-    assert strategy.kwargs["auto_wrap_policy"] is size_based_auto_wrap_policy
+    assert isinstance(strategy.kwargs["auto_wrap_policy"], TransformerLayers)  # tests/test_sharding.py: which
+    assert isinstance(strategy._activation_checkpointing_kwargs["auto_wrap_policy"], TransformerLayers)
     assert strategy.kwargs["use_orig_params"] is True  # parameter names kept: weight-decay groups still work
     assert not strategy.cpu_offload.offload_params and strategy.mixed_precision is None  # from a precision piece
 
 
 def test_deepspeed_piece_is_zero_stage_2(capsys: pytest.CaptureFixture[str]) -> None:
     trainer = _resolved_trainer(capsys, "configs/strategy/deepspeed.yaml")
-    assert (trainer["strategy"], trainer["accelerator"], trainer["devices"]) == ("deepspeed_stage_2", "gpu", "auto")
-    registered = StrategyRegistry[trainer["strategy"]]
-    assert registered["strategy"] is DeepSpeedStrategy and registered["init_params"] == {"stage": 2}
+    assert (trainer["accelerator"], trainer["devices"]) == ("gpu", "auto")
+    assert trainer["strategy"]["class_path"] == "lightning.pytorch.strategies.DeepSpeedStrategy"
+    assert (trainer["strategy"]["init_args"]["stage"], trainer["strategy"]["init_args"]["offload_optimizer"]) == (
+        2, False)
 
 
 def test_deepspeed_piece_instantiates(capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("deepspeed", reason="deepspeed is not installed here (pip install deepspeed)")
     trainer = _resolved_trainer(capsys, "configs/strategy/deepspeed.yaml")
-    strategy = StrategyRegistry.get(trainer["strategy"])
+    strategy = _instantiate(trainer["strategy"], Strategy | str)
     assert isinstance(strategy, DeepSpeedStrategy) and strategy.config["zero_optimization"]["stage"] == 2
