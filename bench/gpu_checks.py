@@ -63,8 +63,8 @@ def sft(name: str, *extra: str, saves: bool = False) -> Callable[[Work], list[st
                 "--data.init_args.max_length", "1024", "--trainer.accelerator", "cuda", "--trainer.devices", "1",
                 "--trainer.max_steps", "12", "--trainer.accumulate_grad_batches", "1",
                 "--trainer.default_root_dir", str(work.root / name), *QUIET,
-                *(["--trainer.limit_val_batches", "1", "--model.task_options.generate_examples", "0"] if saves
-                  else NO_SAVES), *extra]
+                *(["--trainer.limit_val_batches", "1", "--model.task_options.generate_examples", "0",
+                   "--checkpoint.save_last", "false"] if saves else NO_SAVES), *extra]
     return argv
 
 

@@ -1,4 +1,7 @@
-"""`model.compile`: a compiled fit saves, resumes and exports exactly as an uncompiled one (tiny Llama, 2 steps)."""
+"""`model.compile`: a compiled fit saves, resumes and exports exactly as an uncompiled one (tiny Llama, 2 steps).
+
+The fits are marked slow: Inductor compiles the training and evaluation graphs with the system's C++ compiler,
+1-2.5 minutes on 2 busy CPU cores the first time (its on-disk cache makes later runs some 30 s)."""
 
 from __future__ import annotations
 
@@ -43,6 +46,7 @@ def runs(llama: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any
     return {"compiled": compiled, "plain": plain, "graphs": graphs, "root": root, "train": train}
 
 
+@pytest.mark.slow
 def test_compiled_fit_runs_compiled_and_saves_plain_parameter_names(runs: dict[str, Any]) -> None:
     assert runs["graphs"] > 0 and runs["compiled"].model.compiled_forward.compiled is not None  # dynamo really ran
     assert runs["plain"].model.compiled_forward.compiled is None
@@ -56,6 +60,7 @@ def test_compiled_fit_runs_compiled_and_saves_plain_parameter_names(runs: dict[s
     assert all(states["compiled"][k].shape == v.shape for k, v in states["plain"].items())
 
 
+@pytest.mark.slow
 def test_export_of_compiled_run_loads_with_transformers_and_gives_the_checkpoint_logits(
         runs: dict[str, Any], tmp_path: Path) -> None:
     main(["export", str(runs["root"] / "compiled"), "--output_dir", str(tmp_path / "hf")])
@@ -71,6 +76,7 @@ def test_export_of_compiled_run_loads_with_transformers_and_gives_the_checkpoint
         assert not torch.equal(backbone(input_ids=ids).logits, got)  # the trained weights, not the backbone's
 
 
+@pytest.mark.slow
 def test_compiled_run_resumes_from_last(runs: dict[str, Any]) -> None:
     resumed = fit(runs["root"] / "compiled", Path(runs["compiled"].model.hparams["backbone"]), runs["train"],
                   "--model.compile", "true", "--ckpt_path", "last", "--trainer.max_steps", "3",
@@ -92,3 +98,13 @@ def test_fit_without_a_compiler_stops_before_loading(monkeypatch: pytest.MonkeyP
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("lit_ft: error: model.compile: torch.compile on the CPU needs a C++ compiler")
     assert "set model.compile false" in err[-1] and not (tmp_path / "run").exists()
+
+
+def test_estimate_is_the_same_with_compile(llama: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train = write_standins(tmp_path / "data")["chat"]
+    outputs = []
+    for extra in ([], ["--model.compile", "true"]):
+        main(["estimate", "--config", str(CONFIGS / "sft_chat.yaml"), "--model.backbone", str(llama),
+              "--data.init_args.source.train", train, *extra])
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] and "peak memory per device" in outputs[0]

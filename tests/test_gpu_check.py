@@ -30,7 +30,7 @@ def test_dry_run_parses_every_check_and_builds_each_model_on_meta() -> None:
     vocab = (llm - layers * per_layer - hidden) // (2 * hidden)  # untied input and output embeddings
     assert llm == layers * per_layer + hidden + 2 * vocab * hidden and 0.95e9 < llm < 1.1e9
     assert by_name["sft_qlora"]["trainable"] < llm / 50  # LoRA adapters only
-    assert by_name["sft_qlora"]["estimate_gib"] < by_name["sft_bf16_mixed"]["estimate_gib"] / 3
+    assert by_name["sft_qlora"]["estimate_gib"] < 0.6 * by_name["sft_bf16_mixed"]["estimate_gib"]  # 4-bit base
     assert by_name["sft_checkpointing"]["estimate_gib"] < by_name["sft_bf16_mixed"]["estimate_gib"]
     assert by_name["clipping"]["commands_parsed"] == 7
     assert 22_000_000 < by_name["cls_16_mixed"]["parameters"] < 23_000_000  # the packaged MiniLM with its head
