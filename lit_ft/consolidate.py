@@ -61,7 +61,7 @@ def gather_fsdp(path: Path) -> dict[str, Any]:
     """Lightning's FSDP sharded checkpoint (`{"model": ..., "optimizer_0": ...}` shards + `meta.pt`) as one dict."""
     from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
-    checkpoint = load_checkpoint_file(path / FSDP_METADATA)
+    checkpoint = load_checkpoint_file(path / FSDP_METADATA, require_weights=False)
     with tempfile.TemporaryDirectory(prefix=".lit_ft-gather-", dir=path.parent) as tmp:
         gathered = Path(tmp) / "gathered.pt"
         try:
@@ -69,7 +69,10 @@ def gather_fsdp(path: Path) -> dict[str, Any]:
         except Exception as err:
             raise UserError(f"sharded checkpoint {path}: its shards could not be read ({type(err).__name__}: "
                             f"{str(err).splitlines()[0][:200]}); were all ranks' files copied?") from err
-        shards = load_checkpoint_file(gathered, label="gathered shards of")
+        shards = load_checkpoint_file(gathered, label="gathered shards of", require_weights=False)
+    if "model" not in shards:
+        raise UserError(f"sharded checkpoint {path} holds no model weights (no 'model' entry in its shards); give a "
+                        "checkpoint written by `lit_ft fit` with FSDP")
     checkpoint["state_dict"] = shards.pop("model")
     optimizers = sorted(k for k in shards if k.startswith("optimizer_"))
     if optimizers:

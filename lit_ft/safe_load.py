@@ -18,11 +18,12 @@ torch.serialization.add_safe_globals(SAFE_GLOBALS)
 
 
 def load_checkpoint_file(path: str | Path, map_location: Any = "cpu", mmap: bool = False,
-                         label: str = "checkpoint") -> dict[str, Any]:
+                         label: str = "checkpoint", require_weights: bool = True) -> dict[str, Any]:
     """Load a Lightning checkpoint safely; anything else (foreign, corrupt, malicious) is one UserError line.
 
     `mmap=True` maps the tensors instead of reading them (a cheap check of a file that is loaded again later);
-    `label` names where the path came from in the message (`--ckpt_path`).
+    `label` names where the path came from in the message (`--ckpt_path`); `require_weights=False` reads a part of a
+    sharded checkpoint (FSDP's `meta.pt`, the gathered shards), which has no `state_dict` of its own.
     """
     path = Path(path)
     named = f"{label} '{path}'"
@@ -43,6 +44,6 @@ def load_checkpoint_file(path: str | Path, map_location: Any = "cpu", mmap: bool
     except Exception as err:  # garbage bytes fail anywhere in the unpickler (EOFError, IndexError, KeyError, ...)
         raise UserError(f"{named} is not a readable lit_ft checkpoint ({type(err).__name__}: truncated or not a "
                         f"checkpoint); {fix}") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+    if not isinstance(checkpoint, dict) or (require_weights and "state_dict" not in checkpoint):
         raise UserError(f"{named} is not a readable lit_ft checkpoint (a file without a Lightning state_dict); {fix}")
     return checkpoint

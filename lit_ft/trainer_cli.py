@@ -127,7 +127,7 @@ class LitFtCLI(LightningCLI):
         saved = metadata_file(Path(given_path))  # the checkpoint file, or the one in a sharded checkpoint directory
         if "://" not in given_path and not saved.is_file():
             raise UserError(f"--ckpt_path '{cfg.ckpt_path}' does not exist; give a .ckpt file, `best` or `last`")
-        load_checkpoint_file(saved, mmap=True, label="--ckpt_path")
+        load_checkpoint_file(saved, mmap=True, label="--ckpt_path", require_weights=saved == Path(given_path))
         if "weights_only" in cfg:
             cfg.weights_only = True
         task, given = cfg.model.task, cfg.model.get("task_options")
