@@ -2,12 +2,11 @@
 
 `PassAtOne` is a torchmetrics `Metric` (sum-reduced `passed` / `total` states, so it is correct under DDP);
 `run_all` runs a batch of programs on a small thread pool (each program is its own sandboxed process, so the
-threads only wait); `extract_code` pulls the program out of a model's generation.
+threads only wait). `lit_ft.generation.extract_code` pulls the program out of a model's generation.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -17,21 +16,6 @@ from torchmetrics import Metric
 
 from lit_ft.errors import UserError
 from lit_ft.sandbox import DISK_MB, SandboxResult, run_tests, sandbox_plan
-
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
-_PYTHON_TAGS = {"python", "py", "python3"}
-
-
-def extract_code(generation: str) -> str:
-    """The first fenced ```python block of a generation, else its first fenced block, else the whole text.
-
-    An unclosed fence (generation cut at the token limit) runs to the end of the text.
-    """
-    blocks = [(tag.lower(), body) for tag, body in _FENCE.findall(generation)]
-    for tag, body in blocks:
-        if tag in _PYTHON_TAGS:
-            return body
-    return blocks[0][1] if blocks else generation
 
 
 def run_all(

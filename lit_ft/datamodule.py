@@ -31,7 +31,7 @@ DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
 STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",), "predict": ("predict",)}
 # settings that change batching but not the tokenized features, so they stay out of the cache fingerprint
 _BATCHING_ARGS = {"batch_size", "eval_batch_size", "group_batches", "num_workers", "shuffle_seed", "packing"}
-_FEATURES_VERSION = 1  # bump when the base's feature layout changes, so old caches are not reused
+_FEATURES_VERSION = 2  # bump when the base's feature layout changes, so old caches are not reused
 
 
 class TaskDataModule(LightningDataModule):

@@ -99,7 +99,7 @@ class FineTuner(LightningModule):
         """Build the plugin, the backbone with its head, and one metric collection per eval stage."""
         task_cls = get_task(self.hparams["task"])
         try:
-            self.plugin: Task = task_cls(info, **(self.hparams["task_options"] or {}))
+            self.plugin: Task = task_cls(info, **task_cls.upgrade_options(self.hparams["task_options"] or {}))
         except TypeError as err:
             raise UserError(f"model.task_options for task '{self.hparams['task']}': {err}") from err
         self.hparams["info"] = info

@@ -112,6 +112,12 @@ class Task:
         """Write task files an export needs besides the model and tokenizer (none by default)."""
 
     @classmethod
+    def upgrade_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """Task options as this version names them: options saved or written under an earlier name move to their
+        current place (with a warning), so older checkpoints and recipes still load. Unchanged by default."""
+        return dict(options)
+
+    @classmethod
     def report_sections(cls, run: RunFiles) -> list[Section]:
         """The task's own sections of `lit_ft report` (a confusion matrix, per-type scores, error examples),
         built from what a run wrote (`run.predictions(...)`, `run.metric_files`, ...). A class method: the report
@@ -123,13 +129,14 @@ def restored_options(task: type[Task], saved: dict[str, Any] | None, given: dict
     """The task options of a model rebuilt from a checkpoint: the saved ones, updated by those given now.
 
     `given` are the options of the current config (recipe and command line), so decoding and scoring settings
-    (`num_beams`, `version_2_with_negative`, `threshold`, ...) can change at validate / test / predict, key by key.
+    (`generate_kwargs`, `version_2_with_negative`, `threshold`, ...) can change at validate / test / predict, key
+    by key. Both are read through `task.upgrade_options`, so options under earlier names still apply.
     An option of `task.model_options` given with a value other than the checkpoint's is a UserError.
     """
-    merged = dict(saved or {})
+    merged = task.upgrade_options(saved or {})
     defaults = {n: p.default for n, p in inspect.signature(task.__init__).parameters.items()
                 if p.default is not inspect.Parameter.empty}
-    for key, value in (given or {}).items():
+    for key, value in task.upgrade_options(given or {}).items():
         trained = merged.get(key, defaults.get(key))
         if key in task.model_options and value != trained:
             raise UserError(

@@ -196,7 +196,7 @@ def test_plain_text_lines_are_predict_inputs_of_each_task(tmp_path: Path, tiny_b
     assert features["input_ids"] == classify.tokenizer(TEXTS)["input_ids"]  # type: ignore[index]
     seq2seq = Seq2SeqData(source=DataSource(predict=str(lines), format="text"), tokenizer=str(tiny_bert),
                           source_column="document")
-    assert seq2seq.features("predict")["source_text"] == TEXTS  # type: ignore[index]
+    assert seq2seq.features("predict")["prompt"] == TEXTS  # type: ignore[index]
     sft = SFTData(source=DataSource(predict=str(path)), tokenizer=str(llama))
     assert sft.features("predict")["prompt"] == TEXTS  # type: ignore[index]
     qa = QuestionAnsweringData(source=DataSource(predict=str(path)), tokenizer=str(tiny_bert), max_length=32,

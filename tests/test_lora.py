@@ -11,8 +11,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lit_ft.cli import run
 from lit_ft.export import export_model, load_checkpoint_module
+from lit_ft.generation import generate
 from lit_ft.lora import LoraSettings, apply_lora, default_targets
-from lit_ft.tasks.sft.generate import generate
 
 pytest.importorskip("peft")
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -21,8 +21,9 @@ from builders import shared_data
 from torchmetrics.utilities.data import dim_zero_sum
 
 from lit_ft import sandbox
-from lit_ft.code_eval import PassAtOne, extract_code, run_all
+from lit_ft.code_eval import PassAtOne, run_all
 from lit_ft.errors import UserError
+from lit_ft.generation import extract_code
 from lit_ft.sandbox import SandboxResult, run_tests
 
 pytestmark = pytest.mark.skipif(not os.sys.platform.startswith("linux"), reason="the sandbox needs Linux")
@@ -446,14 +447,6 @@ def test_output_is_captured_with_a_cap(auto: None) -> None:
     assert run_tests("print('hello from the sandbox')\n", []).output == "hello from the sandbox\n"
     loud = run_tests("print('x' * 10**6)\n", [])
     assert loud.passed and len(loud.output) == sandbox.OUTPUT_CAP
-
-
-def test_extract_code() -> None:
-    text = "Here you go:\n```text\nnot code\n```\n```python\ndef f():\n    return 1\n```\nand\n```python\nx = 2\n```"
-    assert extract_code(text) == "def f():\n    return 1\n"
-    assert extract_code("```\nprint(1)\n```") == "print(1)\n"
-    assert extract_code("```py\nprint(2)") == "print(2)"  # cut at the token limit
-    assert extract_code("def g():\n    return 3") == "def g():\n    return 3"
 
 
 def test_pass_at_one_equals_a_hand_count(auto: None) -> None:

@@ -14,10 +14,10 @@ from sft_fixtures import chat_rows, make_causal_lm, pc_rows, write_jsonl, write_
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lit_ft.cli import run
+from lit_ft.generation import extract_code, generate
 from lit_ft.io import read_jsonl
 from lit_ft.source import DataSource
 from lit_ft.tasks.sft import SFTData
-from lit_ft.tasks.sft.generate import extract_code, generate
 from lit_ft.tasks.sft.render import ALPACA_PROMPT, ALPACA_PROMPT_NO_INPUT, FALLBACK_CHAT_TEMPLATE
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -59,7 +59,7 @@ def test_chat_labels_only_on_assistant_tokens(tmp_path: Path, llama: Path) -> No
         assert label == (tid if in_reply else -100), (tok.decode([tid]), start)
     assert trained_text(tok, row["input_ids"], row["labels"]) == "it is 2.</s>that is 4.</s>"
     assert row["prompt"] == text[: spans[1][0]] and row["prompt"].endswith("<|assistant|>")
-    assert row["reference"] == "that is 4."
+    assert row["references"] == ["that is 4."]
     assert tok.decode(row["prompt_ids"]) == row["prompt"]
 
 
@@ -80,7 +80,7 @@ def test_alpaca_prompt_and_system_prompt(tmp_path: Path, llama: Path) -> None:
     ds = data(tmp_path, llama, rows, max_length=256).features("validation")
     assert ds[0]["prompt"] == ALPACA_PROMPT.format(instruction="add", input="1 and 2")
     assert ds[1]["prompt"] == ALPACA_PROMPT_NO_INPUT.format(instruction="say hi")
-    assert "### Input:" not in ds[1]["prompt"] and ds[1]["reference"] == "hi"
+    assert "### Input:" not in ds[1]["prompt"] and ds[1]["references"] == ["hi"]
     chat = data(tmp_path, llama, rows, max_length=256, use_chat_template=True, system_prompt="be kind").features(
         "validation"
     )
@@ -113,23 +113,6 @@ def test_truncation_fails_fast_or_drops_with_counts(tmp_path: Path, llama: Path)
 def test_unknown_columns_name_the_settings(tmp_path: Path, llama: Path) -> None:
     with pytest.raises(ValueError, match=r"cannot tell the data shape.*\['answer', 'question'\].*data.format"):
         data(tmp_path, llama, [{"question": "q", "answer": "a"}]).features("train")
-
-
-@pytest.mark.parametrize("arch", ["llama", "gpt2"])
-def test_left_padded_batch_generation_equals_one_at_a_time(arch: str, llama: Path, gpt2: Path) -> None:
-    backbone = llama if arch == "llama" else gpt2
-    tok = AutoTokenizer.from_pretrained(backbone)
-    model = AutoModelForCausalLM.from_pretrained(backbone).eval()
-    prompts = [tok(t)["input_ids"] for t in ["the cat", "what is the capital of france? the", "hello"]]
-    batched = generate(model, tok, prompts, max_new_tokens=12)
-    single = [generate(model, tok, [p], max_new_tokens=12)[0] for p in prompts]
-    assert batched == single and any(batched)
-
-
-def test_extract_code() -> None:
-    assert extract_code("here:\n```python\ndef f():\n    return 1\n```\nbye") == "def f():\n    return 1"
-    assert extract_code("def f():\n    return 1\n```") == "def f():\n    return 1"
-    assert extract_code("x = 1\n") == "x = 1"
 
 
 def test_validate_metrics_equal_reference_packages(tmp_path: Path, llama: Path) -> None:

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import datasets
 from torch import nn
-from torchmetrics import MetricCollection
-from transformers import AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq, GenerationConfig
+from transformers import AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq
 
 from lit_ft.backbone import load_tokenizer
 from lit_ft.datamodule import TaskDataModule, check_positive
 from lit_ft.errors import UserError
 from lit_ft.example_view import IGNORE, decode, field
+from lit_ft.generation import POSITION, number_rows
+from lit_ft.generation_task import GenerationTask
 from lit_ft.source import FILE_FORMATS, local_path
-from lit_ft.task import Batch, Task
-from lit_ft.text_metrics import TEXT_METRICS, GenerationMetrics, text_metrics
+from lit_ft.task import Batch
 
 SUMMARIZATION_METRICS = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
 TRANSLATION_METRICS = ["bleu", "chrf"]
@@ -90,11 +90,18 @@ class Seq2SeqData(TaskDataModule):
         return load_parallel_text(where, self.source_lang, self.target_lang, self.translation_column,
                                   self.source.encoding, key=f"data.source.{split}")
 
+    @functools.cache  # noqa: B019 - one load per split, like the base
+    def raw(self, split: str) -> datasets.Dataset | None:
+        ds = super().raw(split)
+        return ds if ds is None or split == "train" else number_rows(ds)
+
     def encode(self, rows: dict[str, list[Any]], split: str) -> dict[str, list[Any]]:
         sources, labels, references = self._texts(rows, split)
         prefixed = [self.source_prefix + s for s in sources]
         out = dict(self.tokenizer(prefixed, truncation=True, max_length=self.max_length))
-        out["source_text"] = sources
+        out["prompt"] = sources
+        if POSITION in rows:
+            out[POSITION] = rows[POSITION]
         if labels is not None:
             targets = self.tokenizer(text_target=labels, truncation=True, max_length=self.max_target_length)
             out["labels"] = targets["input_ids"]
@@ -171,16 +178,14 @@ class Seq2SeqData(TaskDataModule):
         return DataCollatorForSeq2Seq(self.tokenizer, label_pad_token_id=-100)
 
     def collate(self, rows: list[dict[str, Any]]) -> Batch:
-        ids = [row.pop("id") for row in rows]
-        sources = [row.pop("source_text") for row in rows]
-        references = [row.pop("references", None) for row in rows]
+        extra = {key: [row.pop(key, None) for row in rows] for key in ("id", "prompt", "references", POSITION)}
         for row in rows:
             row.pop("length", None)
+        prompt_ids = [list(row["input_ids"]) for row in rows]
         # the seq2seq collator sets `labels: None` for rows without targets
         inputs = {k: v for k, v in self.padder(rows).items() if v is not None}
-        batch: Batch = {"inputs": inputs, "id": ids, "sources": sources}
-        if references[0] is not None:
-            batch["references"] = references
+        batch: Batch = {"inputs": inputs, "prompt_ids": prompt_ids}
+        batch.update({key: values for key, values in extra.items() if values[0] is not None})
         return batch
 
 
@@ -208,7 +213,7 @@ def _lines(path: Path, encoding: str) -> list[str]:
     return [line.rstrip("\r") for line in text]
 
 
-class Seq2SeqTask(Task):
+class Seq2SeqTask(GenerationTask):
     """Text-to-text generation with `AutoModelForSeq2SeqLM`; evaluation generates and scores the text.
 
     Args:
@@ -217,9 +222,12 @@ class Seq2SeqTask(Task):
             when the data has languages (translation).
         monitor: Metric that checkpointing and early stopping watch: one of `metrics` or `loss`
             (default: bleu, else rougeL, else the first metric).
-        num_beams: Beam width of evaluation and prediction (1 = greedy).
+        generate_examples: Generate for the first this many rows of each eval split (file order); null (the
+            default): all, so the metrics cover the whole split.
         max_new_tokens: Longest generated output, in tokens.
-        num_samples: Source / reference / prediction rows shown after each evaluation epoch.
+        generate_kwargs: Further `model.generate` arguments, for example `{num_beams: 4}` (beam search);
+            greedy by default.
+        sample_rows: Source / reference / prediction rows logged after each evaluation epoch.
         rouge_stemmer: Porter-stem words before ROUGE matching.
     """
 
@@ -228,29 +236,24 @@ class Seq2SeqTask(Task):
     pipeline_tag = "text2text-generation"
     peft_task_type = "SEQ_2_SEQ_LM"
     throughput_unit = "tokens"
+    prompt_field = "source"
 
     def __init__(
         self,
         info: dict[str, Any],
         metrics: list[str] | None = None,
         monitor: str | None = None,
-        num_beams: int = 1,
+        generate_examples: int | None = None,
         max_new_tokens: int = 128,
-        num_samples: int = 4,
+        generate_kwargs: dict[str, Any] | None = None,
+        sample_rows: int = 4,
         rouge_stemmer: bool = True,
     ) -> None:
-        super().__init__(info)
         translation = info.get("target_lang") is not None
-        self.metric_names = list(metrics or (TRANSLATION_METRICS if translation else SUMMARIZATION_METRICS))
-        unknown = [m for m in self.metric_names if m not in TEXT_METRICS]
-        if unknown:
-            raise UserError(f"unknown metrics {unknown} in task_options.metrics; choose from {list(TEXT_METRICS)}")
-        default = next((m for m in ("bleu", "rougeL") if m in self.metric_names), self.metric_names[0])
-        self._monitor = monitor or default
-        self.num_beams = num_beams
-        self.max_new_tokens = max_new_tokens
-        self.num_samples = num_samples
-        self.rouge_stemmer = rouge_stemmer
+        names = list(metrics or (TRANSLATION_METRICS if translation else SUMMARIZATION_METRICS))
+        default = next((m for m in ("bleu", "rougeL") if m in names), names[0] if names else "loss")
+        super().__init__(info, names, monitor or default, generate_examples, max_new_tokens, generate_kwargs,
+                         sample_rows, use_stemmer=rouge_stemmer)
 
     def build_model(self, backbone: str) -> nn.Module:
         self.tokenizer = load_tokenizer(backbone)
@@ -259,49 +262,3 @@ class Seq2SeqTask(Task):
     def forward(self, model: nn.Module, batch: Batch) -> Any:
         # without labels (predict on sources only) there is no decoder input: generation does the work
         return model(**batch["inputs"]) if "labels" in batch["inputs"] else None
-
-    def generate(self, model: nn.Module, batch: Batch) -> list[str]:
-        """Generated texts of a batch (greedy or beam search), decoded without special tokens."""
-        inputs = batch["inputs"]
-        output = model.generate(  # type: ignore[operator]
-            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-            num_beams=self.num_beams, max_new_tokens=self.max_new_tokens, do_sample=False,
-        )
-        return [text.strip() for text in self.tokenizer.batch_decode(output, skip_special_tokens=True)]
-
-    def metrics(self) -> MetricCollection:
-        return text_metrics(self.metric_names, use_stemmer=self.rouge_stemmer)
-
-    def update_metrics(self, metrics: MetricCollection, model: nn.Module, batch: Batch, outputs: Any) -> None:
-        predictions = self.generate(model, batch)
-        metrics.update(predictions, batch["references"])
-        rows = [{"source": source, "reference": refs[0] if len(refs) == 1 else refs, "prediction": pred}
-                for source, refs, pred in zip(batch["sources"], batch["references"], predictions, strict=True)]
-        cast(GenerationMetrics, metrics).keep(rows, self.num_samples)
-
-    def samples(self, metrics: MetricCollection) -> list[dict[str, Any]]:
-        return list(cast(GenerationMetrics, metrics).samples)
-
-    def predictions(self, model: nn.Module, batch: Batch, outputs: Any) -> list[dict[str, Any]]:
-        references = batch.get("references") or [None] * len(batch["id"])
-        records = []
-        generated = self.generate(model, batch)
-        for row_id, source, refs, pred in zip(batch["id"], batch["sources"], references, generated, strict=True):
-            record: dict[str, Any] = {"id": row_id, "source": source}
-            if refs is not None:
-                record["reference"] = refs[0] if len(refs) == 1 else refs
-            records.append({**record, "prediction": pred})
-        return records
-
-    def monitor(self) -> str:
-        return self._monitor
-
-    def export_extras(self, out_dir: Path) -> None:
-        """Make `model.generate` of the export decode as evaluation did (beams, output length)."""
-        try:
-            config = GenerationConfig.from_pretrained(out_dir)
-        except OSError:
-            config = GenerationConfig()
-        config.num_beams = self.num_beams
-        config.max_new_tokens = self.max_new_tokens
-        config.save_pretrained(out_dir)

@@ -11,25 +11,15 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lit_ft.datamodule import TaskDataModule
 from lit_ft.errors import UserError
+from lit_ft.generation import POSITION, number_rows
 from lit_ft.packing import PackedBatchSampler, fill, flatten
 from lit_ft.sampler import LengthGroupedBatchSampler
 from lit_ft.task import Batch
-from lit_ft.tasks.sft.render import (
-    ChatRenderer,
-    Format,
-    Rendered,
-    alpaca_prompt,
-    check_messages,
-    detect_format,
-    fill_template,
-    history_messages,
-    plain,
-    with_system,
-)
+from lit_ft.tasks.sft.formats import AlpacaRows, ChatRows, Format, PromptCompletionRows, RowFormat, detect_format
+from lit_ft.tasks.sft.render import ChatRenderer, Rendered, plain, with_system
 
 IGNORE = -100
-POSITION = "_position"  # a row's place in its split: generation runs on the first `generate_examples`
-EVAL_KEYS = ("prompt_ids", "prompt", "reference", "tests", POSITION)
+EVAL_KEYS = ("prompt_ids", "prompt", "references", "tests", POSITION)
 
 
 def token_labels(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
@@ -97,16 +87,16 @@ class SFTData(TaskDataModule):
     ) -> None:
         super().__init__(**kwargs)
         self.format = format
-        self.columns = {
-            "prompt_column": prompt_column,
-            "completion_column": completion_column,
-            "instruction_column": instruction_column,
-            "input_column": input_column,
-            "output_column": output_column,
-            "history_column": history_column,
-            "messages_column": messages_column,
-            "tests_column": tests_column,
+        self.chat_rows = ChatRows(messages_column)
+        self.alpaca_rows = AlpacaRows(prompt_column=instruction_column, response_column=output_column,
+                                      input_column=input_column, history_column=history_column,
+                                      prompt_template=prompt_template)
+        self.prompt_rows = PromptCompletionRows(prompt_column=prompt_column, response_column=completion_column,
+                                                history_column=history_column, prompt_template=prompt_template)
+        self.formats: dict[str, RowFormat] = {
+            "chat": self.chat_rows, "alpaca": self.alpaca_rows, "prompt_completion": self.prompt_rows,
         }
+        self.tests_column = tests_column
         self.prompt_template = prompt_template
         self.use_chat_template = use_chat_template
         self.system_prompt = system_prompt
@@ -122,69 +112,31 @@ class SFTData(TaskDataModule):
         return ChatRenderer(self.tokenizer, self.chat_template)
 
     def line_column_name(self) -> str | None:
-        return self.columns["prompt_column"]
+        return self.prompt_rows.prompt_column
 
-    def resolve_format(self, rows: dict[str, list[Any]], split: str = "train") -> Format:
+    def resolve_format(self, rows: dict[str, list[Any]], split: str = "train") -> str:
         if self.format != "auto":
             return self.format
-        c: dict[str, Any] = self.columns
-        if split == "predict" and c["prompt_column"] in rows and c["messages_column"] not in rows:
+        if split == "predict" and self.prompt_rows.prompt_column in rows and self.chat_rows.messages_column not in rows:
             return "prompt_completion"  # prompts to complete (a plain text file: one prompt per line)
-        return detect_format(
-            list(rows),
-            c["messages_column"],
-            c["prompt_column"],
-            c["completion_column"],
-            c["instruction_column"],
-            c["output_column"],
-        )
+        return detect_format(list(rows), self.chat_rows, self.alpaca_rows, self.prompt_rows)
 
-    def render(self, row: dict[str, Any], fmt: Format, where: str) -> Rendered:
-        c: dict[str, Any] = self.columns
-        if fmt == "chat":
-            messages = check_messages(row[c["messages_column"]], row["id"], where, c["messages_column"])
+    def render(self, row: dict[str, Any], fmt: str, where: str) -> Rendered:
+        """The row's conversation (its shape's transform), with the chat template or as plain prompt + response."""
+        templated = fmt == "chat" or self.use_chat_template
+        messages = self.formats[fmt].messages(row, where, templated)
+        if templated:
             return self.renderer.render(with_system(messages, self.system_prompt), row["id"], where)
-        if fmt == "alpaca":
-            prompt_col, answer_col = c["instruction_column"], c["output_column"]
-            prompt = (
-                alpaca_prompt(row[prompt_col], row.get(c["input_column"] or ""))
-                if not self.use_chat_template
-                else "\n\n".join(p for p in (row[prompt_col], row.get(c["input_column"] or "")) if p and p.strip())
-            )
-        else:
-            prompt_col, answer_col = c["prompt_column"], c["completion_column"]
-            prompt = str(row[prompt_col]) if prompt_col in row else ""
-        if self.prompt_template:
-            prompt = fill_template(self.prompt_template, row)
-        answer = row.get(answer_col)
-        if not self.use_chat_template:
-            return plain(f"{self.system_prompt}\n\n{prompt}" if self.system_prompt else prompt, answer)
-        messages = history_messages(row.get(c["history_column"] or "")) + [{"role": "user", "content": prompt}]
-        messages += [] if answer is None else [{"role": "assistant", "content": answer}]
-        return self.renderer.render(with_system(messages, self.system_prompt), row["id"], where)
+        prompt = messages[0]["content"]
+        answer = messages[1]["content"] if len(messages) > 1 else None
+        return plain(f"{self.system_prompt}\n\n{prompt}" if self.system_prompt else prompt, answer)
 
-    def _required(self, fmt: Format, split: str) -> dict[str, str | None]:
-        c = self.columns
-        needed: dict[str, dict[str, str | None]] = {
-            "chat": {"messages_column": c["messages_column"]},
-            "alpaca": {"instruction_column": c["instruction_column"], "output_column": c["output_column"]},
-            "prompt_completion": {
-                "prompt_column": None if self.prompt_template else c["prompt_column"],
-                "completion_column": c["completion_column"],
-            },
-        }
-        found = dict(needed[fmt])
-        if split == "predict":  # nothing to compare with: the response may be missing
-            found.pop("output_column", None), found.pop("completion_column", None)
-        return found
-
-    def _check_response(self, row: dict[str, Any], fmt: Format, where: str) -> None:
+    def _check_response(self, row: dict[str, Any], fmt: str, where: str) -> None:
         """A row to train or score on has a response (a missing cell, not an empty string, is a data error)."""
-        setting = {"alpaca": "output_column", "prompt_completion": "completion_column"}.get(fmt)
-        column = self.columns.get(setting or "")
-        if column and row.get(column, "") is None:
-            raise UserError(f"row '{row['id']}' in {where} has no {setting} '{column}' value; fill it, drop the row, "
-                            "or put rows without responses in data.source.predict")
+        found = self.formats[fmt].response(row)
+        if found and row.get(found[1], "") is None:
+            raise UserError(f"row '{row['id']}' in {where} has no {found[0]} '{found[1]}' value; fill it, drop the "
+                            "row, or put rows without responses in data.source.predict")
 
     # ---- text -> features ----------------------------------------------------------------------
     def _tokenize(self, text: str, special: bool) -> tuple[list[int], list[tuple[int, int]]]:
@@ -197,13 +149,13 @@ class SFTData(TaskDataModule):
 
     def encode(self, rows: dict[str, list[Any]], split: str) -> dict[str, list[Any]]:
         fmt = self.resolve_format(rows, split)
-        self.require_columns(rows, split, self._required(fmt, split))
+        self.require_columns(rows, split, self.formats[fmt].required(split))
         where = self._where(split)
         out: dict[str, list[Any]] = {"input_ids": [], "attention_mask": [], "truncated": [], "id": []}
         if split != "predict":
             out["labels"] = []
         if split != "train":
-            out.update({k: [] for k in EVAL_KEYS if k != "tests" or self.columns["tests_column"]})
+            out.update({k: [] for k in EVAL_KEYS if k != "tests" or self.tests_column})
         for i in range(len(rows["id"])):
             row = {k: v[i] for k, v in rows.items()}
             if split != "predict":
@@ -243,22 +195,21 @@ class SFTData(TaskDataModule):
         out["truncated"].append(truncated)
         out["id"].append(row["id"])
         if split != "train":
-            self._eval_features(row, rendered, out)
+            self._eval_features(row, rendered, split, out)
 
     def _prompt_ids(self, rendered: Rendered, row: dict[str, Any]) -> list[int]:
         ids, _ = self._tokenize(rendered.prompt, rendered.special)
         return ids[-self.max_length :]  # keep the end of an over-long prompt: it leads into the response
 
-    def _eval_features(self, row: dict[str, Any], rendered: Rendered, out: dict[str, list[Any]]) -> None:
+    def _eval_features(self, row: dict[str, Any], rendered: Rendered, split: str, out: dict[str, list[Any]]) -> None:
         out["prompt_ids"].append(self._prompt_ids(rendered, row))
         out["prompt"].append(rendered.prompt)
-        out["reference"].append(rendered.reference or "")
+        out["references"].append([rendered.reference or ""])
         out[POSITION].append(row[POSITION])
-        tests_column = self.columns["tests_column"]
-        if tests_column:
-            if tests_column not in row:
-                self.require_columns(row, "validation", {"tests_column": tests_column})
-            tests = row[tests_column]
+        if self.tests_column:
+            if self.tests_column not in row:
+                self.require_columns(row, split, {"tests_column": self.tests_column})
+            tests = row[self.tests_column]
             out["tests"].append([tests] if isinstance(tests, str) else list(tests))
 
     # ---- splits and batches --------------------------------------------------------------------
@@ -267,7 +218,7 @@ class SFTData(TaskDataModule):
         ds = super().raw(split)
         if ds is None or split == "train":
             return ds
-        return ds.add_column(POSITION, list(range(len(ds))))  # type: ignore[arg-type]
+        return number_rows(ds)
 
     def features(self, split: str) -> datasets.Dataset | None:
         known = split in self._features
@@ -277,10 +228,10 @@ class SFTData(TaskDataModule):
         return ds
 
     def _where(self, split: str) -> str:
+        """`the validation split (file 'val.jsonl')`: errors name the split and where its rows come from."""
         carved = split == "validation" and self.source.location(split) is None
-        return (
-            f"{self.source.describe('train')} (its held-out validation part)" if carved else self.source.describe(split)
-        )
+        where = f"held out of {self.source.describe('train')}" if carved else self.source.describe(split)
+        return f"the {split} split ({where})"
 
     def _report(self, split: str, ds: datasets.Dataset) -> None:
         raw = self.raw(split)

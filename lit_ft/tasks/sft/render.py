@@ -8,11 +8,10 @@ prefix of the full text, so no string search of the response is needed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from lit_ft.errors import UserError
 
-Format = Literal["auto", "prompt_completion", "alpaca", "chat"]
 Message = dict[str, str]
 
 ALPACA_PROMPT = (
@@ -144,20 +143,3 @@ def fill_template(template: str, row: dict[str, Any]) -> str:
         raise UserError(
             f"data.prompt_template names column {err} which the data lacks; columns are {sorted(row)}"
         ) from err
-
-
-def detect_format(
-    columns: list[str], messages: str, prompt: str, completion: str, instruction: str, output: str
-) -> Format:
-    """The data shape implied by the columns (`format: auto`)."""
-    if messages in columns:
-        return "chat"
-    if instruction in columns and output in columns:
-        return "alpaca"
-    if prompt in columns and completion in columns:
-        return "prompt_completion"
-    raise UserError(
-        f"cannot tell the data shape from the columns {sorted(c for c in columns if c != 'id')}: expected a "
-        f"'{messages}' column (chat), '{instruction}' + '{output}' (alpaca) or '{prompt}' + '{completion}' "
-        "(prompt_completion); set data.format and the column names (data.messages_column, data.prompt_column, ...)"
-    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -11,10 +11,10 @@ from transformers import AutoModelForCausalLM
 
 from lit_ft.backbone import load_tokenizer
 from lit_ft.errors import UserError
-from lit_ft.task import Batch, Task
-from lit_ft.tasks.sft.data import IGNORE, POSITION, SFTData
-from lit_ft.tasks.sft.generate import extract_code, generate
-from lit_ft.text_metrics import TEXT_METRICS, GenerationMetrics, text_metric
+from lit_ft.generation import extract_code
+from lit_ft.generation_task import GenerationTask
+from lit_ft.task import Batch
+from lit_ft.tasks.sft.data import IGNORE, SFTData
 
 PASS_AT_1 = "pass@1"
 ALIASES = {"pass_at_1": PASS_AT_1}
@@ -41,7 +41,7 @@ class Perplexity(Metric):
         return torch.exp(self.nll / self.tokens.clamp(min=1)).float()
 
 
-class SFTTask(Task):
+class SFTTask(GenerationTask):
     """Causal-LM fine-tuning with `AutoModelForCausalLM` (Llama, Qwen, Mistral, GPT-2, ...).
 
     Args:
@@ -49,6 +49,7 @@ class SFTTask(Task):
         metrics: Generation metrics computed on the eval subset: text metrics of `lit_ft.text_metrics`
             (`rouge1`, `rouge2`, `rougeL`, `rougeLsum`, `bleu`, `chrf`, `exact_match`) and `pass@1` (runs the
             generated code against the data's `tests_column` in `lit_ft.sandbox`). Empty: perplexity only.
+        monitor: Metric that checkpointing and early stopping watch (default: perplexity, lower is better).
         generate_examples: Generate for the first this many rows of each eval split (file order); null: all.
         max_new_tokens: Longest generated continuation.
         generate_kwargs: Further `model.generate` arguments (`do_sample`, `num_beams`, ...); greedy by default.
@@ -56,7 +57,6 @@ class SFTTask(Task):
         code_timeout: Seconds each program may run for `pass@1`.
         code_sandbox: How `pass@1` isolates generated code: `auto` (namespaces, else a separate user as root, else
             an error), `namespaces`, `user`, or `unsafe` (your own user, no isolation: opt in only; docs/sandbox.md).
-        monitor: Metric that checkpointing and early stopping watch (default: perplexity, lower is better).
     """
 
     name = "sft"
@@ -64,32 +64,26 @@ class SFTTask(Task):
     pipeline_tag = "text-generation"
     peft_task_type = "CAUSAL_LM"
     throughput_unit = "tokens"
+    extra_metrics = (PASS_AT_1,)
 
     def __init__(
         self,
         info: dict[str, Any],
         metrics: list[str] | None = None,
+        monitor: str | None = None,
         generate_examples: int | None = 32,
         max_new_tokens: int = 128,
         generate_kwargs: dict[str, Any] | None = None,
         sample_rows: int = 16,
         code_timeout: float = 10.0,
         code_sandbox: Literal["auto", "namespaces", "user", "unsafe"] = "auto",
-        monitor: str | None = None,
     ) -> None:
-        super().__init__(info)
         names = ["rougeL", "bleu", "exact_match"] if metrics is None else [ALIASES.get(m, m) for m in metrics]
-        unknown = [n for n in names if n not in (*TEXT_METRICS, PASS_AT_1)]
-        if unknown:
-            raise UserError(f"unknown sft metrics {unknown}; choose from {[*TEXT_METRICS, PASS_AT_1]}")
-        self.metric_names = names
-        self.generate_examples = generate_examples
-        self.max_new_tokens = max_new_tokens
-        self.generate_kwargs = dict(generate_kwargs or {})
-        self.sample_rows = sample_rows
+        chosen = monitor or "perplexity"
+        super().__init__(info, names, ALIASES.get(chosen, chosen), generate_examples, max_new_tokens,
+                         generate_kwargs, sample_rows)
         self.code_timeout = code_timeout
         self.code_sandbox = code_sandbox
-        self._monitor = ALIASES.get(monitor or "perplexity", monitor or "perplexity")
 
     def build_model(self, backbone: str) -> nn.Module:
         self.tokenizer = load_tokenizer(backbone)
@@ -103,50 +97,21 @@ class SFTTask(Task):
     def forward(self, model: nn.Module, batch: Batch) -> Any:
         return model(**batch["inputs"]) if "labels" in batch["inputs"] else None  # predict: generation only
 
-    def metrics(self) -> MetricCollection:
-        found: dict[str, Metric | MetricCollection] = {"perplexity": Perplexity()}
-        for name in self.metric_names:
-            found[name] = self._pass_at_one() if name == PASS_AT_1 else text_metric(name)
-        return GenerationMetrics(found)
+    def score_metrics(self) -> dict[str, Metric]:
+        return {"perplexity": Perplexity()}
 
-    def _pass_at_one(self) -> Metric:
+    def update_scores(self, metrics: MetricCollection, batch: Batch, outputs: Any) -> None:
+        labels = batch["inputs"]["labels"]
+        metrics["perplexity"].update(outputs.loss.detach(), (labels[:, 1:] != IGNORE).sum())
+
+    def extra_metric(self, name: str) -> Metric:
         from lit_ft.code_eval import PassAtOne
 
         return PassAtOne(timeout=self.code_timeout, mode=self.code_sandbox)
 
-    def update_metrics(self, metrics: MetricCollection, model: nn.Module, batch: Batch, outputs: Any) -> None:
-        labels = batch["inputs"]["labels"]
-        metrics["perplexity"].update(outputs.loss.detach(), (labels[:, 1:] != IGNORE).sum())
-        limit = self.generate_examples
-        chosen = [i for i, p in enumerate(batch[POSITION]) if limit is None or p < limit]
-        if not chosen or not self.metric_names:
+    def score_generations(self, metrics: MetricCollection, batch: Batch, rows: list[int], texts: list[str]) -> None:
+        if PASS_AT_1 not in self.metric_names:
             return
-        texts = self._generate(model, [batch["prompt_ids"][i] for i in chosen])
-        references = [batch["reference"][i] for i in chosen]
-        for name in self.metric_names:
-            if name != PASS_AT_1:
-                metrics[name].update(texts, references)
-        if PASS_AT_1 in self.metric_names:
-            if "tests" not in batch:
-                raise UserError("metric pass@1 needs test asserts: set data.tests_column (for MBPP: test_list)")
-            metrics[PASS_AT_1].update([extract_code(t) for t in texts], [batch["tests"][i] for i in chosen])
-        rows = [
-            {"prompt": batch["prompt"][i], "reference": r, "prediction": t}
-            for i, r, t in zip(chosen, references, texts, strict=True)
-        ]
-        cast(GenerationMetrics, metrics).keep(rows, self.sample_rows)
-
-    def _generate(self, model: nn.Module, prompts: list[list[int]]) -> list[str]:
-        return generate(model, self.tokenizer, prompts, self.max_new_tokens, **self.generate_kwargs)
-
-    def predictions(self, model: nn.Module, batch: Batch, outputs: Any) -> list[dict[str, Any]]:
-        texts = self._generate(model, batch["prompt_ids"])
-        return [
-            {"id": i, "prompt": p, "prediction": t} for i, p, t in zip(batch["id"], batch["prompt"], texts, strict=True)
-        ]
-
-    def samples(self, metrics: MetricCollection) -> list[dict[str, Any]]:
-        return list(cast(GenerationMetrics, metrics).samples)
-
-    def monitor(self) -> str:
-        return self._monitor
+        if "tests" not in batch:
+            raise UserError("metric pass@1 needs test asserts: set data.tests_column (for MBPP: test_list)")
+        metrics[PASS_AT_1].update([extract_code(t) for t in texts], [batch["tests"][i] for i in rows])
