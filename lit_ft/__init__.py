@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from lit_ft.datamodule import TaskDataModule
     from lit_ft.errors import UserError
     from lit_ft.example_view import IGNORE
+    from lit_ft.generation import POSITION, extract_code, generate, number_rows
+    from lit_ft.generation_task import GenerationTask
     from lit_ft.module import FineTuner
     from lit_ft.registry import register_task
     from lit_ft.samples import log_samples
@@ -45,22 +47,33 @@ _PUBLIC = {
     "TEXT_METRICS": "lit_ft.text_metrics",
     "GenerationMetrics": "lit_ft.text_metrics",
     "log_samples": "lit_ft.samples",
+    # generation (docs/generation.md)
+    "GenerationTask": "lit_ft.generation_task",
+    "generate": "lit_ft.generation",
+    "extract_code": "lit_ft.generation",
+    "number_rows": "lit_ft.generation",
+    "POSITION": "lit_ft.generation",
 }
 __all__ = [  # the keys of _PUBLIC, written out so type checkers see the re-exports
     "FILE_FORMATS",
     "IGNORE",
+    "POSITION",
     "TEXT_METRICS",
     "Batch",
     "DataSource",
     "FineTuner",
     "GenerationMetrics",
+    "GenerationTask",
     "Task",
     "TaskDataModule",
     "UserError",
+    "extract_code",
+    "generate",
     "load_file",
     "load_tokenizer",
     "local_path",
     "log_samples",
+    "number_rows",
     "register_task",
     "resolve_backbone",
     "text_metric",

@@ -71,7 +71,7 @@ def test_batched_generation_equals_hf_generate_one_prompt_at_a_time(
     prompts = [tok(t)["input_ids"] for t in PROMPTS]
     assert len({len(p) for p in prompts}) == 3  # the batch really pads
     if model.config.is_encoder_decoder and not kwargs:
-        # the random encoder-decoders say only special tokens when greedy: make them say words, no EOS before the 4th token
+        # random encoder-decoders say only special tokens when greedy: make them say words (no EOS before 4 tokens)
         kwargs = {"min_new_tokens": 4, "suppress_tokens": [i for i in tok.all_special_ids if i != tok.eos_token_id]}
     batched = generate(model, tok, prompts, max_new_tokens=10, **kwargs)
     expected = []
