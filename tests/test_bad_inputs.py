@@ -350,7 +350,8 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
         [r"data.prompt_template names column 'instruction' which the data lacks"], {"train.jsonl": jsonl(PC_ROW)},
         train="train.jsonl")
     c["sft_response_cut_away"] = Case(sft, ["--data.init_args.max_length", "3"],
-                                      [r"row '0' in file '.*train.jsonl' has no response token to train on",
+                                      [r"row '0' in the train split \(file '.*train.jsonl'\) has no response token "
+                                       "to train on",
                                        "data.drop_untrainable"],
                                       {"train.jsonl": jsonl({"prompt": "say cat twice please now:",
                                                              "completion": " cat cat"})}, train="train.jsonl")
@@ -358,7 +359,8 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
                                         [r"messages_column 'messages' not found", "set data.messages_column"],
                                         {"train.jsonl": jsonl(PC_ROW)}, train="train.jsonl")
     c["sft_message_without_role"] = Case(
-        sft, [], [r"row '0' in file '.*train.jsonl': message 0 of column 'messages' needs a text 'role' and 'content'",
+        sft, [], [r"row '0' in the train split \(file '.*train.jsonl'\): message 0 of column 'messages' needs a text "
+                  "'role' and 'content'",
                   r"it has \['content'\]"],
         {"train.jsonl": jsonl({"messages": [{"content": "hi"}, {"role": "assistant", "content": "hello"}]})},
         train="train.jsonl")
@@ -366,7 +368,7 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
         sft, [], [r"column 'messages' must hold a list of \{role, content\} messages, not str"],
         {"train.jsonl": jsonl({"messages": "hello there"})}, train="train.jsonl")
     c["sft_missing_completion"] = Case(
-        sft, [], [r"row '1' in file '.*train.jsonl' has no completion_column 'completion' value",
+        sft, [], [r"row '1' in the train split \(file '.*train.jsonl'\) has no completion_column 'completion' value",
                   "data.source.predict"],
         {"train.jsonl": jsonl(PC_ROW, {"prompt": "say mat:", "completion": None})}, train="train.jsonl")
     return c
