@@ -147,7 +147,7 @@ class GenerationTask(Task):
     def _record(self, batch: Batch, i: int, text: str) -> dict[str, Any]:
         record: dict[str, Any] = {self.prompt_field: batch["prompt"][i]}
         references = batch.get("references")
-        if references is not None:
+        if references is not None and references[i]:
             record["reference"] = references[i][0] if len(references[i]) == 1 else references[i]
         return {**record, "prediction": text}
 

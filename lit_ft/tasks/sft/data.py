@@ -204,7 +204,8 @@ class SFTData(TaskDataModule):
     def _eval_features(self, row: dict[str, Any], rendered: Rendered, split: str, out: dict[str, list[Any]]) -> None:
         out["prompt_ids"].append(self._prompt_ids(rendered, row))
         out["prompt"].append(rendered.prompt)
-        out["references"].append([rendered.reference or ""])
+        # a predict row without a response has nothing to compare with: no reference in its record
+        out["references"].append([] if split == "predict" and not rendered.reference else [rendered.reference or ""])
         out[POSITION].append(row[POSITION])
         if self.tests_column:
             if self.tests_column not in row:
