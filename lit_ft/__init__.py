@@ -21,9 +21,11 @@ if TYPE_CHECKING:
     from lit_ft.samples import log_samples
     from lit_ft.source import FILE_FORMATS, DataSource, load_file, local_path
     from lit_ft.task import Batch, Task
-    from lit_ft.text_metrics import TEXT_METRICS, GenerationMetrics, text_metric, text_metrics
+    from lit_ft.text_metrics import TEXT_METRICS, GenerationMetrics, text_metric
 
-# public name -> the module that defines it, imported on first use
+# public name -> the module that defines it, imported on first use. No name may equal a submodule's: importing
+# `lit_ft.<name>` anywhere sets that attribute on the package to the module, hiding the lazy name
+# (so `text_metrics`, the function, is `lit_ft.text_metrics.text_metrics`)
 _PUBLIC = {
     # the plugin contract
     "Task": "lit_ft.task",
@@ -42,7 +44,6 @@ _PUBLIC = {
     "load_tokenizer": "lit_ft.backbone",
     "resolve_backbone": "lit_ft.backbone",
     # metrics of generated text, and sample tables
-    "text_metrics": "lit_ft.text_metrics",
     "text_metric": "lit_ft.text_metrics",
     "TEXT_METRICS": "lit_ft.text_metrics",
     "GenerationMetrics": "lit_ft.text_metrics",
@@ -77,7 +78,6 @@ __all__ = [  # the keys of _PUBLIC, written out so type checkers see the re-expo
     "register_task",
     "resolve_backbone",
     "text_metric",
-    "text_metrics",
 ]
 __version__ = "0.1.0"
 

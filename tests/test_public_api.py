@@ -33,7 +33,11 @@ def _type_checking_imports() -> dict[str, str]:
 def test_every_public_name_imports_from_the_module_that_defines_it() -> None:
     assert sorted(lit_ft.__all__) == sorted(lit_ft._PUBLIC) == sorted(_type_checking_imports())
     assert _type_checking_imports() == lit_ft._PUBLIC
+    # importing a submodule sets it on the package under its own name, which would hide a lazy name equal to it
+    submodules = {p.stem for p in Path(lit_ft.__file__).parent.iterdir() if p.suffix == ".py" or p.is_dir()}
+    assert not submodules & set(lit_ft._PUBLIC)
     for name, module in lit_ft._PUBLIC.items():
+        importlib.import_module(module)
         assert getattr(lit_ft, name) is getattr(importlib.import_module(module), name), name
     namespace: dict[str, object] = {}
     exec("from lit_ft import *", namespace)
