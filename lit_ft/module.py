@@ -32,6 +32,7 @@ from lit_ft.registry import get_task
 from lit_ft.sampler import is_padding
 from lit_ft.samples import log_samples
 from lit_ft.task import Batch, Task
+from lit_ft.weights_dtype import loading_in, weights_dtype
 
 Stage = Literal["train", "val", "test"]
 EVAL_STAGES: tuple[Stage, ...] = ("val", "test")
@@ -104,7 +105,8 @@ class FineTuner(LightningModule):
             raise UserError(f"model.task_options for task '{self.hparams['task']}': {err}") from err
         self.hparams["info"] = info
         quantization = as_settings(self.hparams.get("quantization"))
-        with quantized_loading(quantization):
+        precision = self._trainer.precision if self._trainer is not None else None
+        with loading_in(weights_dtype(precision)), quantized_loading(quantization):
             self.model = self.plugin.build_model(resolve_backbone(self.hparams["backbone"]))
         freeze(self.model, self.hparams["freeze_backbone"], self.hparams["freeze_layers"])
         if quantization is not None:
