@@ -13,14 +13,13 @@ if TYPE_CHECKING:
     from lit_ft.backbone import load_tokenizer, resolve_backbone
     from lit_ft.datamodule import TaskDataModule
     from lit_ft.errors import UserError
-    from lit_ft.example_view import IGNORE
     from lit_ft.generation import POSITION, extract_code, generate, number_rows
     from lit_ft.generation_task import GenerationTask
     from lit_ft.module import FineTuner
     from lit_ft.registry import register_task
     from lit_ft.samples import log_samples
     from lit_ft.source import FILE_FORMATS, DataSource, load_file, local_path
-    from lit_ft.task import Batch, Task
+    from lit_ft.task import IGNORE, Batch, Task
     from lit_ft.text_metrics import TEXT_METRICS, GenerationMetrics, text_metric
 
 # public name -> the module that defines it, imported on first use. No name may equal a submodule's: importing
@@ -39,7 +38,7 @@ _PUBLIC = {
     "load_file": "lit_ft.source",
     "local_path": "lit_ft.source",
     "FILE_FORMATS": "lit_ft.source",
-    "IGNORE": "lit_ft.example_view",
+    "IGNORE": "lit_ft.task",
     # backbones and tokenizers
     "load_tokenizer": "lit_ft.backbone",
     "resolve_backbone": "lit_ft.backbone",

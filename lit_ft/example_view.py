@@ -11,7 +11,8 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
-IGNORE = -100
+from lit_ft.task import IGNORE
+
 OPEN, CLOSE = "[[", "]]"
 INDENT = "    "
 

@@ -23,8 +23,7 @@ from typing import Any
 import torch
 
 from lit_ft.sampler import LengthGroupedBatchSampler
-
-IGNORE = -100
+from lit_ft.task import IGNORE
 
 
 def pack_bins(order: Sequence[int], lengths: Sequence[int], capacity: int) -> list[list[int]]:

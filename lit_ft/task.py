@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from lit_ft.report.section import Section
 
 Batch = dict[str, Any]
+IGNORE = -100  # a label that carries no loss (PyTorch's cross-entropy `ignore_index`, Transformers' convention)
 """A batch: `inputs` (the model's keyword arguments, tensors) plus task keys such as `id`."""
 
 

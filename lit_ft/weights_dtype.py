@@ -28,6 +28,7 @@ def weights_dtype(precision: str | None) -> torch.dtype:
 @contextlib.contextmanager
 def loading_in(dtype: torch.dtype) -> Iterator[None]:
     """Within the block, `AutoModelFor*.from_pretrained` loads in `dtype` unless the call names a dtype."""
+
     def with_dtype(original: object, cls: type, *args: object, **kwargs: object) -> object:
         if "dtype" not in kwargs and "torch_dtype" not in kwargs:
             kwargs["dtype"] = dtype

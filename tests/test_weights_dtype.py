@@ -23,12 +23,28 @@ from lit_ft.weights_dtype import weights_dtype
 LR = 1e-5  # Adam's first step moves every weight by about lr: far below bf16's resolution for weights near 0.1-1
 
 
+QUIET = "--trainer.logger false --trainer.enable_progress_bar false --trainer.enable_model_summary false".split()
+ONE_STEP = [
+    "--trainer.max_steps",
+    "1",
+    "--model.learning_rate",
+    str(LR),
+    "--model.warmup",
+    "0",
+    "--export.enabled",
+    "false",
+]
+
+
 def saved_in_bf16(model_dir: Path, out: Path, auto: type = AutoModel) -> Path:
     """A copy of `model_dir` whose weights are stored in bf16, as a hub checkpoint would be."""
     shutil.copytree(model_dir, out)
     auto.from_pretrained(model_dir, dtype=torch.bfloat16).save_pretrained(out)
     assert auto.from_pretrained(out).dtype == torch.bfloat16, "the fixture must be a bf16 checkpoint"
     return out
+
+
+HOOK = "test_weights_dtype.Weights"
 
 
 class Weights(Callback):
@@ -39,15 +55,16 @@ class Weights(Callback):
         self.start = {n: p.detach().float().clone() for n, p in pl_module.named_parameters() if p.requires_grad}
 
 
-@pytest.mark.parametrize(("precision", "expected"), [("32-true", torch.float32), ("bf16-mixed", torch.float32),
-                                                     ("bf16-true", torch.bfloat16)])
+@pytest.mark.parametrize(
+    ("precision", "expected"),
+    [("32-true", torch.float32), ("bf16-mixed", torch.float32), ("bf16-true", torch.bfloat16)],
+)
 def test_precision_decides_the_dtype_of_a_bf16_checkpoint(
     precision: str, expected: torch.dtype, tmp_path: Path, tiny_bert: Path, sentiment_files: dict
 ) -> None:
     backbone = saved_in_bf16(tiny_bert, tmp_path / "bf16_bert")
-    run = cli("fit", "--config", "configs/quickstart.yaml", *tiny_args(tmp_path / "run", backbone, sentiment_files),
-              "--trainer.precision", precision, "--trainer.max_steps", 1, "--trainer.limit_val_batches", 1,
-              "--model.learning_rate", LR, "--model.warmup", 0, "--export.enabled", "false")
+    args = tiny_args(tmp_path / "run", backbone, sentiment_files)
+    run = cli("fit", "--config", "configs/quickstart.yaml", *args, *ONE_STEP, "--trainer.precision", precision)
     module = run.model
     assert {p.dtype for p in module.parameters()} == {expected}
     if expected == torch.float32:  # the checkpoint, and the model loaded back from it, keep fp32
@@ -65,10 +82,8 @@ def test_fp32_update_below_bf16_resolution_survives(tmp_path: Path, tiny_bert: P
     """The update of a single small step is kept under bf16-mixed, as it would not be in bf16 weights."""
     backbone = saved_in_bf16(tiny_bert, tmp_path / "bf16_bert")
     args = tiny_args(tmp_path / "run", backbone, sentiment_files)
-    run = cli("fit", "--config", "configs/quickstart.yaml", *args, "--trainer.precision", "bf16-mixed",
-              "--trainer.max_steps", 1, "--trainer.limit_val_batches", 0, "--model.learning_rate", LR,
-              "--model.warmup", 0, "--model.weight_decay", 0, "--export.enabled", "false",
-              "--trainer.callbacks+=test_weights_dtype.Weights")
+    extra = ["--trainer.precision", "bf16-mixed", "--trainer.limit_val_batches", "0", "--model.weight_decay", "0"]
+    run = cli("fit", "--config", "configs/quickstart.yaml", *args, *ONE_STEP, *extra, f"--trainer.callbacks+={HOOK}")
     weights = next(cb for cb in run.trainer.callbacks if isinstance(cb, Weights))
     assert weights.dtypes == {torch.float32}
     after = dict(run.model.named_parameters())
@@ -82,19 +97,26 @@ def test_fp32_update_below_bf16_resolution_survives(tmp_path: Path, tiny_bert: P
 def test_sft_llama_stored_in_bf16_trains_fp32_under_bf16_mixed(tmp_path: Path) -> None:
     backbone = saved_in_bf16(make_causal_lm(tmp_path / "llama"), tmp_path / "bf16_llama", AutoModelForCausalLM)
     train = write_jsonl(chat_rows(8), tmp_path / "train.jsonl")
-    run = cli("fit", "--config", "configs/sft_chat.yaml", "--model.backbone", backbone,
-              "--data.init_args.source.train", train, "--data.init_args.source.validation", train,
-              "--data.init_args.max_length", 128, "--trainer.precision", "bf16-mixed", "--trainer.max_steps", 1,
-              "--trainer.limit_val_batches", 0, "--trainer.default_root_dir", tmp_path / "run",
-              "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
-              "--trainer.enable_model_summary", "false", "--export.enabled", "false",
-              "--trainer.callbacks+=test_weights_dtype.Weights")
+    data = ["--data.init_args.source.train", train, "--data.init_args.source.validation", train]
+    extra = ["--trainer.precision", "bf16-mixed", "--trainer.limit_val_batches", "0", "--trainer.default_root_dir"]
+    run = cli(
+        "fit",
+        "--config",
+        "configs/sft_chat.yaml",
+        "--model.backbone",
+        backbone,
+        *data,
+        *ONE_STEP,
+        *QUIET,
+        *extra,
+        tmp_path / "run",
+        f"--trainer.callbacks+={HOOK}",
+    )
     weights = next(cb for cb in run.trainer.callbacks if isinstance(cb, Weights))
     assert weights.dtypes == {torch.float32}
 
 
 def test_weights_dtype_rule() -> None:
     assert weights_dtype(None) == torch.float32
-    assert [weights_dtype(p) for p in ("32-true", "16-mixed", "bf16-mixed", "64-true")] == [torch.float32] * 3 + [
-        torch.float32]
+    assert {weights_dtype(p) for p in ("32-true", "16-mixed", "bf16-mixed", "64-true")} == {torch.float32}
     assert (weights_dtype("bf16-true"), weights_dtype("16-true")) == (torch.bfloat16, torch.float16)

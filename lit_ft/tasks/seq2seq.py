@@ -13,11 +13,11 @@ from transformers import AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq
 from lit_ft.backbone import load_tokenizer
 from lit_ft.datamodule import TaskDataModule, check_positive
 from lit_ft.errors import UserError
-from lit_ft.example_view import IGNORE, decode, field
+from lit_ft.example_view import decode, field
 from lit_ft.generation import POSITION, number_rows
 from lit_ft.generation_task import GenerationTask
 from lit_ft.source import FILE_FORMATS, local_path
-from lit_ft.task import Batch
+from lit_ft.task import IGNORE, Batch
 
 SUMMARIZATION_METRICS = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
 TRANSLATION_METRICS = ["bleu", "chrf"]
@@ -175,7 +175,7 @@ class Seq2SeqData(TaskDataModule):
 
     @functools.cached_property
     def padder(self) -> DataCollatorForSeq2Seq:  # type: ignore[override]
-        return DataCollatorForSeq2Seq(self.tokenizer, label_pad_token_id=-100)
+        return DataCollatorForSeq2Seq(self.tokenizer, label_pad_token_id=IGNORE)
 
     def collate(self, rows: list[dict[str, Any]]) -> Batch:
         extra = {key: [row.pop(key, None) for row in rows] for key in ("id", "prompt", "references", POSITION)}

@@ -14,11 +14,10 @@ from lit_ft.errors import UserError
 from lit_ft.generation import POSITION, number_rows
 from lit_ft.packing import PackedBatchSampler, fill, flatten
 from lit_ft.sampler import LengthGroupedBatchSampler
-from lit_ft.task import Batch
+from lit_ft.task import IGNORE, Batch
 from lit_ft.tasks.sft.formats import AlpacaRows, ChatRows, Format, PromptCompletionRows, RowFormat, detect_format
 from lit_ft.tasks.sft.render import ChatRenderer, Rendered, plain, with_system
 
-IGNORE = -100
 EVAL_KEYS = ("prompt_ids", "prompt", "references", "tests", POSITION)
 
 

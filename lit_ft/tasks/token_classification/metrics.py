@@ -11,9 +11,8 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from lit_ft.task import IGNORE
 from lit_ft.tasks.token_classification.schemes import get_entities, split_tag
-
-IGNORE = -100
 
 
 def word_predictions(token_preds: Tensor, word_ids: Tensor, num_words: int) -> Tensor:
