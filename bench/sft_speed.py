@@ -130,13 +130,17 @@ class Record:
     def end(self) -> None:
         self.wall_s, self.cpu_s = time.perf_counter() - self.start, time.process_time() - self.cpu
 
-    def batch(self, inputs: dict[str, Any]) -> None:
-        """One training batch as the model gets it (padded, or one padding-free row with `position_ids`)."""
+    def batch(self, inputs: dict[str, Any], row_tokens: list[int] | None = None) -> None:
+        """One training batch as the model gets it: padded with a mask, packed rows with `position_ids` (lit_ft:
+        `row_tokens` real tokens per row, the rest padding), or TRL's one padding-free row."""
         ids, mask = inputs["input_ids"], inputs.get("attention_mask")
         self.marks.append(round(time.perf_counter() - self.start, 3))
         self.tokens.append(int((inputs["labels"][:, 1:] != -100).sum()))  # the shifted loss never predicts token 0
         self.slots += ids.numel()
-        self.real += int(mask.sum()) if mask is not None else ids.numel()
+        if row_tokens is not None:
+            self.real += sum(row_tokens)
+        else:
+            self.real += int(mask.sum()) if mask is not None else ids.numel()
 
     def figures(self) -> dict[str, Any]:
         losses = [float(x) for x in self.losses]
@@ -167,7 +171,7 @@ def run_lit_ft(opts: argparse.Namespace, record: Record, work: Path) -> None:
             record.begin()
 
         def on_train_batch_start(self, trainer: Any, module: Any, batch: Any, *args: Any) -> None:
-            record.batch(batch["inputs"])
+            record.batch(batch["inputs"], batch.get("row_tokens"))
 
         def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, *args: Any) -> None:
             record.losses.append((outputs["loss"] if isinstance(outputs, dict) else outputs).detach())

@@ -6,12 +6,17 @@ global batch holds `batch_size * world_size` bins, rank `r` takes every `world_s
 the global batches is shuffled. Everything depends only on the seed and the epoch, so every rank builds the same
 bins, and a resumed run skips exactly the batches it had trained.
 
-A batch is fed padding-free: all its examples concatenated in one row, `position_ids` restarting at 0 at every
-example and no `attention_mask`. Transformers reads the restarts as sequence boundaries
-(`masking_utils.find_packed_sequence_indices` for sdpa / eager / flex, varlen kernels for flash attention), so no
-token attends to another example. The first label of every example is -100: in the unpacked batch nothing
-predicts it either (the shifted loss starts at the second token), and here it would be predicted from the
-previous example's last token.
+A batch is fed as `batch_size` rows of at most `max_length` tokens, each row the examples of one bin (the batch's
+examples re-packed best-fit-decreasing), `position_ids` restarting at 0 at every example and no `attention_mask`.
+Transformers reads the restarts as sequence boundaries (`masking_utils.find_packed_sequence_indices`, per row, for
+sdpa / eager / flex), so no token attends to another example. Rows shorter than the longest are filled with pad
+tokens whose positions restart too (a segment of their own, with no loss; causal attention keeps real tokens from
+ever seeing them). Rows, not one long row: a block-diagonal mask over one row of all the batch's tokens costs
+attention over the whole row (8 rows of 512 tokens as one row of 4,096: 8x the attention work and a 4,096 x 4,096
+mask per layer). Flash-attention's varlen kernels read packed sequences only from a single row, so for a backbone
+that attends with them the rows are joined into one, pads dropped (`single_row`). The first label of every example
+is -100: in the unpacked batch nothing predicts it either (the shifted loss starts at the second token), and here it
+would be predicted from the previous example's last token.
 """
 
 from __future__ import annotations
@@ -96,18 +101,40 @@ class PackedBatchSampler(LengthGroupedBatchSampler):
         return -(-len(self.bins()) // size)
 
 
-def flatten(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """One padding-free row of the examples' `input_ids` and `labels`, `position_ids` restarting per example."""
-    ids: list[int] = []
-    labels: list[int] = []
-    positions: list[int] = []
-    for row in rows:
-        ids += row["input_ids"]
-        labels += [IGNORE, *row["labels"][1:]]
-        positions += range(len(row["input_ids"]))
+def stack_bins(rows: list[dict[str, Any]], capacity: int, pad_id: int) -> dict[str, Any]:
+    """The examples packed into rows of at most `capacity` tokens, `position_ids` restarting per example.
+
+    Returns the model inputs and `row_tokens`, the real tokens of each row (the rest is padding)."""
+    bins = pack_bins(range(len(rows)), [len(r["input_ids"]) for r in rows], capacity)
+    packed = []
+    for members in bins:
+        ids: list[int] = []
+        labels: list[int] = []
+        positions: list[int] = []
+        for i in members:
+            ids += rows[i]["input_ids"]
+            labels += [IGNORE, *rows[i]["labels"][1:]]
+            positions += range(len(rows[i]["input_ids"]))
+        packed.append((ids, labels, positions))
+    width = max(len(ids) for ids, _, _ in packed)
+    filled = [(ids + [pad_id] * (width - len(ids)), labels + [IGNORE] * (width - len(ids)),
+               positions + list(range(width - len(ids)))) for ids, labels, positions in packed]
     # no attention_mask: with one, Transformers would not look for packed sequences; no cache: with one, neither
-    return {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
-            "position_ids": torch.tensor([positions]), "use_cache": False}
+    inputs = {key: torch.tensor([row[k] for row in filled]) for k, key in
+              enumerate(("input_ids", "labels", "position_ids"))}
+    return {"inputs": {**inputs, "use_cache": False}, "row_tokens": [len(ids) for ids, _, _ in packed]}
+
+
+def single_row(inputs: dict[str, Any], row_tokens: list[int]) -> dict[str, Any]:
+    """Packed rows joined into one row without their padding: the layout flash-attention's varlen kernels need."""
+    joined = {key: torch.cat([inputs[key][r, :n] for r, n in enumerate(row_tokens)])[None]
+              for key in ("input_ids", "labels", "position_ids")}
+    return {**inputs, **joined}
+
+
+def attends_varlen(model: Any) -> bool:
+    """Whether the model attends with flash-attention kernels, which see packed sequences only in one row."""
+    return "flash" in str(getattr(getattr(model, "config", None), "_attn_implementation", None) or "")
 
 
 def fill(lengths: Sequence[int], bins: list[list[int]], capacity: int) -> tuple[int, float]:

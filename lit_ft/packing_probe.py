@@ -1,7 +1,8 @@
 """Whether a backbone architecture keeps packed examples apart: tested, not looked up.
 
 A tiny randomly initialised model of the backbone's `model_type` (2 layers, hidden 32, built from a config: no
-download, no weights) runs two short examples packed in one row (`position_ids` restarting, no attention mask)
+download, no weights) runs three short examples as lit_ft feeds packed rows (`lit_ft.packing.stack_bins`: two
+examples in one row, the third in a second row filled with padding; `position_ids` restarting, no attention mask)
 and each alone; the architecture honours boundaries when the logits agree. Architectures that ignore
 `position_ids` for masking (OPT derives its mask from `attention_mask` only; Bloom, MPT and XGLM take no
 `position_ids` or use ALiBi) fail it and packing is refused for them.
@@ -81,12 +82,21 @@ def _tiny_config(kind: Any, settings: dict[str, Any]) -> Any:
 
 
 def _packed_gap(model: Any) -> float:
-    """Largest logit difference between two examples packed in one row and each run alone."""
+    """Largest logit difference between three examples packed in two rows and each run alone."""
     import torch
 
-    first, second = torch.arange(3, 8)[None], torch.arange(10, 17)[None]
-    positions = torch.cat([torch.arange(5), torch.arange(7)])[None]
+    from lit_ft.packing import stack_bins
+
+    examples = [list(range(3, 8)), list(range(10, 17)), list(range(20, 24))]
+    rows = [{"input_ids": ids, "labels": ids} for ids in examples]
+    batch = stack_bins(rows, capacity=12, pad_id=0)  # [5 + 7 tokens], [4 tokens + 8 of padding]
+    inputs, gap = batch["inputs"], 0.0
     with torch.no_grad():
-        alone = [model(input_ids=x, use_cache=False).logits for x in (first, second)]
-        packed = model(input_ids=torch.cat([first, second], 1), position_ids=positions, use_cache=False).logits
-    return max(float((packed[:, :5] - alone[0]).abs().max()), float((packed[:, 5:] - alone[1]).abs().max()))
+        packed = model(input_ids=inputs["input_ids"], position_ids=inputs["position_ids"], use_cache=False).logits
+        for r, count in enumerate(batch["row_tokens"]):
+            starts = [i for i in range(count) if int(inputs["position_ids"][r, i]) == 0]
+            for start, end in zip(starts, [*starts[1:], count], strict=True):
+                ids = inputs["input_ids"][r, start:end][None]
+                alone = model(input_ids=ids, use_cache=False).logits
+                gap = max(gap, float((packed[r, start:end] - alone[0]).abs().max()))
+    return gap

@@ -53,12 +53,12 @@ def batch_count(batch: Any, unit: str) -> int:
     if not isinstance(batch, dict):
         return 0
     if unit == "tokens":
+        if "row_tokens" in batch:  # packed rows: no mask, padding only at the end of the shorter rows
+            return int(sum(batch["row_tokens"]))
         inputs = batch.get("inputs", {})
         mask = inputs.get("attention_mask")
         if isinstance(mask, torch.Tensor):
             return int(mask.sum())
-        if isinstance(inputs.get("position_ids"), torch.Tensor):  # packed: no mask, and no padding either
-            return int(inputs["input_ids"].numel())
     return len(batch.get("id", ()))
 
 

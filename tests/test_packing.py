@@ -14,7 +14,7 @@ from sft_fixtures import write_jsonl
 
 from lit_ft.data_summary import data_summary
 from lit_ft.errors import UserError
-from lit_ft.packing import PackedBatchSampler, pack_bins
+from lit_ft.packing import PackedBatchSampler, attends_varlen, pack_bins, single_row
 from lit_ft.packing_probe import packing_problem
 from lit_ft.progress import batch_count
 from lit_ft.source import DataSource
@@ -78,33 +78,62 @@ def build(arch: str, vocab: int, attn: str) -> torch.nn.Module:
     return AutoModelForCausalLM.from_config(config, attn_implementation=attn).eval()
 
 
+def segments(positions: torch.Tensor, tokens: int) -> list[tuple[int, int]]:
+    """(start, end) of each example in a packed row's first `tokens` tokens: positions restart at 0 at each."""
+    starts = [i for i in range(tokens) if int(positions[i]) == 0]
+    return list(zip(starts, [*starts[1:], tokens], strict=True))
+
+
 @pytest.mark.parametrize(("arch", "attn"), [("llama", "sdpa"), ("llama", "eager"), ("qwen2", "sdpa")])
 def test_packed_logits_and_losses_equal_each_example_alone(arch: str, attn: str, tmp_path: Path,
                                                            llama: Path) -> None:
     data = sft_data(tmp_path, llama, varied_rows(6), max_length=24, packing=True)
     rows = list(data.features("train"))
     model = build(arch, len(data.tokenizer), attn)
-    packed = data.train_collate([dict(r) for r in rows])["inputs"]
-    assert set(packed) == {"input_ids", "labels", "position_ids", "use_cache"}  # no mask, no padding
-    assert batch_count({"inputs": packed}, "tokens") == sum(len(r["input_ids"]) for r in rows)  # tokens/s
+    batch = data.train_collate([dict(r) for r in rows])
+    packed, row_tokens = batch["inputs"], batch["row_tokens"]
+    assert set(packed) == {"input_ids", "labels", "position_ids", "use_cache"}  # no attention mask
+    width = packed["input_ids"].shape[1]
+    assert 1 < len(row_tokens) < len(rows) and width <= 24 and min(row_tokens) < width  # a row with padding
+    assert batch_count(batch, "tokens") == sum(len(r["input_ids"]) for r in rows) == sum(row_tokens)  # tokens/s
+    by_ids = {tuple(r["input_ids"]): r for r in rows}
     with torch.no_grad():
-        logits = model(**packed).logits[0]
-        packed_loss = model(**packed).loss
+        out = model(**packed)
         padded_loss = model(**data.collate([dict(r) for r in rows])["inputs"]).loss
-        start, nll, tokens = 0, 0.0, 0
-        for row in rows:
-            ids, labels = torch.tensor([row["input_ids"]]), torch.tensor([row["labels"]])
-            alone = model(input_ids=ids, use_cache=False)
-            end = start + ids.shape[1]
-            torch.testing.assert_close(logits[start:end], alone.logits[0], atol=1e-5, rtol=0)
-            # the example's loss read from the packed row: next-token loss on its own trained tokens
-            own = torch.nn.functional.cross_entropy(logits[start : end - 1], labels[0, 1:], reduction="sum")
-            count = int((labels[0, 1:] != -100).sum())
-            expected = model(input_ids=ids, labels=labels, use_cache=False).loss
-            assert abs(float(own) / count - float(expected)) < 1e-5
-            nll, tokens, start = nll + float(own), tokens + count, end
-    # the batch loss is the mean over every trained token of the batch, packed or padded
-    assert abs(float(packed_loss) - nll / tokens) < 1e-5 and abs(float(padded_loss) - nll / tokens) < 1e-5
+        joined = model(**single_row(packed, row_tokens))  # the layout flash-attention kernels get
+        nll, tokens, seen, offset = 0.0, 0, 0, 0
+        for r, count in enumerate(row_tokens):
+            for start, end in segments(packed["position_ids"][r], count):
+                row = by_ids[tuple(packed["input_ids"][r, start:end].tolist())]
+                ids, labels = torch.tensor([row["input_ids"]]), torch.tensor([row["labels"]])
+                alone = model(input_ids=ids, use_cache=False)
+                torch.testing.assert_close(out.logits[r, start:end], alone.logits[0], atol=1e-5, rtol=0)
+                torch.testing.assert_close(joined.logits[0, offset + start : offset + end], alone.logits[0],
+                                           atol=1e-5, rtol=0)
+                # the example's loss read from the packed row: next-token loss on its own trained tokens
+                own = torch.nn.functional.cross_entropy(out.logits[r, start : end - 1], labels[0, 1:],
+                                                        reduction="sum")
+                count_own = int((labels[0, 1:] != -100).sum())
+                expected = model(input_ids=ids, labels=labels, use_cache=False).loss
+                assert abs(float(own) / count_own - float(expected)) < 1e-5
+                nll, tokens, seen = nll + float(own), tokens + count_own, seen + 1
+            offset += count
+    assert seen == len(rows)
+    # the batch loss is the mean over every trained token of the batch, packed (either layout) or padded
+    for loss in (out.loss, joined.loss, padded_loss):
+        assert abs(float(loss) - nll / tokens) < 1e-5
+
+
+def test_flash_attention_backbones_get_one_row() -> None:
+    from transformers import LlamaConfig
+
+    config = LlamaConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    model = torch.nn.Module()
+    for impl, one_row in (("sdpa", False), ("eager", False), ("flash_attention_2", True), ("flash_attention_3", True)):
+        config._attn_implementation = impl
+        model.config = config
+        assert attends_varlen(model) is one_row
+    assert attends_varlen(torch.nn.Linear(2, 2)) is False
 
 
 def test_features_masks_and_counts_do_not_change_and_summary_counts_rows(tmp_path: Path, llama: Path) -> None:
@@ -118,7 +147,7 @@ def test_features_masks_and_counts_do_not_change_and_summary_counts_rows(tmp_pat
     bins = PackedBatchSampler(lengths, 2, capacity=12, seed=42, group_batches=50).bins()
     empty = 1 - sum(lengths) / (len(bins) * 12)
     assert data_summary(packed)[0].endswith(
-        f"; train packed into {len(bins)} rows of 12 tokens ({empty:.1%} empty, fed without padding)")
+        f"; train packed into {len(bins)} rows of 12 tokens ({empty:.1%} empty)")
     assert "packed" not in data_summary(plain)[0]
 
 

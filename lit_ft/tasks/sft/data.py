@@ -12,7 +12,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lit_ft.datamodule import TaskDataModule
 from lit_ft.errors import UserError
 from lit_ft.generation import POSITION, number_rows
-from lit_ft.packing import PackedBatchSampler, fill, flatten
+from lit_ft.packing import PackedBatchSampler, fill, stack_bins
 from lit_ft.sampler import LengthGroupedBatchSampler
 from lit_ft.task import IGNORE, Batch
 from lit_ft.tasks.sft.formats import AlpacaRows, ChatRows, Format, PromptCompletionRows, RowFormat, detect_format
@@ -55,9 +55,9 @@ class SFTData(TaskDataModule):
         train_on_prompt: Put the loss on every token, not only on the responses.
         drop_untrainable: Drop examples left without a trained token (all response truncated away, or empty)
             instead of failing; the count is reported.
-        packing: Pack training examples into rows of `max_length` tokens (best-fit-decreasing, per epoch) fed
-            without padding, attention kept within each example (`lit_ft.packing`); `batch_size` then counts
-            packed rows. Evaluation stays unpacked. Needs a backbone that honours packed `position_ids`.
+        packing: Pack training examples into rows of `max_length` tokens (best-fit-decreasing, per epoch), with
+            no padding between examples and attention kept within each example (`lit_ft.packing`); `batch_size`
+            then counts packed rows. Evaluation stays unpacked. Needs a backbone that honours packed `position_ids`.
         **kwargs: Source, tokenizer and batching settings of `TaskDataModule` (`max_length` bounds prompt +
             response; longer examples are cut at the end and counted).
     """
@@ -274,7 +274,7 @@ class SFTData(TaskDataModule):
     def train_collate(self, rows: list[dict[str, Any]]) -> Batch:
         if not self.packing:
             return self.collate(rows)
-        return {"inputs": flatten(rows), "id": [r["id"] for r in rows]}
+        return {**stack_bins(rows, self.max_length, self.tokenizer.pad_token_id), "id": [r["id"] for r in rows]}
 
     def packing_summary(self) -> str | None:
         """`train packed into 12 rows of 128 tokens (8.5% empty)` for the first epoch; None without packing."""
@@ -284,4 +284,4 @@ class SFTData(TaskDataModule):
         sampler = PackedBatchSampler(ds["length"], self.batch_size, self.max_length, seed=self.shuffle_seed,
                                      group_batches=self.group_batches)
         rows, empty = fill(ds["length"], sampler.bins(), self.max_length)
-        return f"train packed into {rows:,} rows of {self.max_length} tokens ({empty:.1%} empty, fed without padding)"
+        return f"train packed into {rows:,} rows of {self.max_length} tokens ({empty:.1%} empty)"

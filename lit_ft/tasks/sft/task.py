@@ -13,6 +13,7 @@ from lit_ft.backbone import load_tokenizer
 from lit_ft.errors import UserError
 from lit_ft.generation import extract_code
 from lit_ft.generation_task import GenerationTask
+from lit_ft.packing import attends_varlen, single_row
 from lit_ft.task import Batch
 from lit_ft.tasks.sft.data import IGNORE, SFTData
 
@@ -95,7 +96,11 @@ class SFTTask(GenerationTask):
         return model
 
     def forward(self, model: nn.Module, batch: Batch) -> Any:
-        return model(**batch["inputs"]) if "labels" in batch["inputs"] else None  # predict: generation only
+        if "labels" not in batch["inputs"]:
+            return None  # predict: generation only
+        if "row_tokens" in batch and attends_varlen(model):  # packed rows, for kernels that read one row only
+            return model(**single_row(batch["inputs"], batch["row_tokens"]))
+        return model(**batch["inputs"])
 
     def score_metrics(self) -> dict[str, Metric]:
         return {"perplexity": Perplexity()}
