@@ -1,5 +1,5 @@
 """What a run prints while it runs: one line per finished stage (with samples/s or tokens/s and the loss), and
-the evaluation metrics as a short table, the full set (per class too) written to `<run>/metrics/`.
+the evaluation metrics as a short table (the full set, per class too, is in `<run>/metrics/`: lit_ft.metrics_files).
 
 On a terminal each stage also shows a live tqdm bar that disappears when the stage ends, leaving its one-line
 result; piped into a file or a CI log (not a terminal) there are no bars at all, only the same lines, so a log
@@ -8,10 +8,8 @@ holds no carriage-return redraws.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,7 +18,7 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm, convert_inf
 
 from lit_ft.data_summary import data_summary
-from lit_ft.io import write_text
+from lit_ft.metrics_files import scalar_metrics
 
 BAR_FORMAT = "{desc} {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
 TABLE_COLUMNS = 8  # metrics per table row; more wrap onto another header + values pair
@@ -92,14 +90,10 @@ def metric_table(stage: str, values: dict[str, float]) -> list[str]:
     return lines
 
 
-def scalar_metrics(trainer: Trainer, stage: str) -> dict[str, float]:
-    return {k: float(v) for k, v in sorted(trainer.callback_metrics.items())
-            if k.startswith(f"{stage}/") and isinstance(v, torch.Tensor) and v.numel() == 1}
-
-
 class LitFtProgressBar(TQDMProgressBar):
     """lit_ft's progress display: `Epoch 3/3` labels, samples/s (tokens/s for generation tasks) and the loss,
-    a metrics table after each validation, and every metric of it in `<default_root_dir>/metrics/*.json`.
+    and a metrics table after each validation and test (`lit_ft.metrics_files` writes every metric to
+    `<default_root_dir>/metrics/*.json`, with or without this bar).
 
     Args:
         refresh_rate: Batches between bar updates on a terminal.
@@ -217,7 +211,7 @@ class LitFtProgressBar(TQDMProgressBar):
         super().on_validation_end(trainer, pl_module)
         if trainer.sanity_checking:
             return
-        self._report(trainer, "val", self._metrics_name(trainer))
+        self._report(trainer, "val")
 
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_test_start(trainer, pl_module)
@@ -230,7 +224,7 @@ class LitFtProgressBar(TQDMProgressBar):
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_test_end(trainer, pl_module)
-        self._report(trainer, "test", "test.json")
+        self._report(trainer, "test")
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_predict_start(trainer, pl_module)
@@ -245,23 +239,11 @@ class LitFtProgressBar(TQDMProgressBar):
         super().on_predict_end(trainer, pl_module)  # resets the current dataloader index: count from the trainer
         self.say(self._meters["predict"].line("Predict", sum(trainer.num_predict_batches)))
 
-    def _metrics_name(self, trainer: Trainer) -> str:
-        if trainer.state.fn != "fit":
-            return "validate.json"
-        meter = self._meters.get("train")
-        mid_epoch = meter is not None and meter.batches < self.total_train_batches
-        return f"val_step_{trainer.global_step}.json" if mid_epoch else f"val_epoch_{trainer.current_epoch + 1}.json"
-
-    def _report(self, trainer: Trainer, stage: str, filename: str) -> None:
-        """Stage line (outside fit), the metrics table, and every metric written to `<run>/metrics/<filename>`."""
+    def _report(self, trainer: Trainer, stage: str) -> None:
+        """Stage line (outside fit) and the metrics table."""
         values = scalar_metrics(trainer, stage)
         fn = str(getattr(trainer.state.fn, "value", ""))
         lines = [] if fn == "fit" else [self._meters[stage].line(STAGE_NAMES.get(fn, fn), self._stage_total(stage))]
-        if trainer.is_global_zero and values:
-            path = Path(trainer.default_root_dir) / "metrics" / filename
-            record = {"epoch": trainer.current_epoch + int(stage == "val"), "step": trainer.global_step,
-                      "metrics": values}
-            write_text(json.dumps(record, indent=2), path)
         self.say(*lines, *metric_table(stage, values))
 
     def _stage_total(self, stage: str) -> int | float | None:

@@ -23,6 +23,7 @@ from lit_ft.datamodule import TaskDataModule
 from lit_ft.errors import UserError, one_line
 from lit_ft.export import ExportBest
 from lit_ft.io import remove_path
+from lit_ft.metrics_files import MetricsFiles
 from lit_ft.model_summary import ModelLine
 from lit_ft.module import FineTuner
 from lit_ft.nan_guard import NanGuard
@@ -193,11 +194,13 @@ class LitFtCLI(LightningCLI):
             enforce(RunPlan(self.config["fit"], self.datamodule), needs_data=True)
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
-        """lit_ft's progress bar and one-line model summary, unless turned off or the config brings its own, and
-        the logged learning rate and throughput (`TrainRates`)."""
+        """lit_ft's progress bar and one-line model summary, unless turned off or the config brings its own, the
+        logged learning rate and throughput (`TrainRates`), and every metric in `metrics/*.json` (`MetricsFiles`)."""
         given = [*callbacks, *_as_list(config.get("callbacks"))]
         if not any(isinstance(c, TrainRates) for c in given):
             callbacks = [*callbacks, TrainRates()]
+        if not any(isinstance(c, MetricsFiles) for c in given):
+            callbacks = [*callbacks, MetricsFiles()]
         if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in given):
             callbacks = [*callbacks, LitFtProgressBar()]
         if config.get("enable_model_summary") is not False and not any(isinstance(c, ModelSummary) for c in given):

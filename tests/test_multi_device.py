@@ -112,7 +112,7 @@ def _args(root: Path, tiny_bert: Path, files: dict[str, str], devices: int) -> l
             "--trainer.devices", str(devices), "--trainer.strategy", "ddp" if devices > 1 else "auto",
             "--trainer.max_epochs", "1", "--trainer.num_sanity_val_steps", "0", "--export.enabled", "false",
             "--data.init_args.batch_size", str(6 // devices), "--data.init_args.eval_batch_size", "1",
-            "--model.learning_rate", "3e-3", "--trainer.enable_progress_bar", "true"]  # writes metrics/val_*.json
+            "--model.learning_rate", "3e-3", "--trainer.enable_progress_bar", "true"]
 
 
 def _start(argv: list[str]) -> subprocess.Popen[str]:

@@ -125,7 +125,7 @@ def _classification_run(root: Path, bert: Path, files: dict[str, str], *extra: s
             "--data.init_args.source.train", files["train"], "--data.init_args.source.validation",
             files["validation"], "--data.init_args.source.test", files["test"],
             "--data.init_args.source.predict", files["test"], "--trainer.logger", "lit_ft.loggers.CSVLogger",
-            "--trainer.enable_model_summary", "false"]  # the progress bar writes metrics/*.json
+            "--trainer.enable_model_summary", "false"]
     cli("fit", *args, "--trainer.max_epochs", "2", "--trainer.log_every_n_steps", "1",
         "--export.enabled", "false", *extra)
     cli("test", *args, "--ckpt_path", "best")

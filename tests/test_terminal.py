@@ -3,6 +3,7 @@ pipe reads it, with the quickstart's own loggers (W&B offline + CSV) moved by `-
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -191,3 +192,28 @@ def test_best_keeps_optimizer_state_when_configured(tmp_path: Path, tiny_bert: P
     assert best["optimizer_states"][0]["state"]
     with pytest.raises(UserError, match=r"holds the weights only .* resume with `--ckpt_path last`"):
         cli("fit", "--config", QUICKSTART, *args, "--ckpt_path", "best")
+
+
+def test_metric_files_are_written_without_the_progress_bar(tmp_path: Path, tiny_bert: Path) -> None:
+    """`metrics/*.json` do not depend on the display: mid-epoch and end-of-epoch validations and the test all
+    write their file with the bar off, and each holds what the CSV logger logged for the same step."""
+    files = write_sentiment_csvs(tmp_path / "data", n_train=32, n_eval=16)
+    root = tmp_path / "run"
+    args = [*_run_args(root, tiny_bert, files)[1:], "--trainer.enable_progress_bar", "false",
+            "--trainer.max_epochs", "1", "--trainer.val_check_interval", "2"]
+    repo = Path(__file__).resolve().parents[1]
+    _lit_ft("fit", "--config", repo / QUICKSTART, *args, cwd=tmp_path, home=tmp_path)
+    _lit_ft("test", "--config", repo / QUICKSTART, *args, "--ckpt_path", "last", cwd=tmp_path, home=tmp_path)
+    names = sorted(p.name for p in (root / "metrics").glob("*.json"))
+    assert names == ["test.json", "val_epoch_1.json", "val_step_2.json"], names
+    mid = json.loads((root / "metrics" / "val_step_2.json").read_text())
+    assert mid["step"] == 2 and "val/f1/negative" in mid["metrics"]
+    logged = {}
+    for path in root.glob("csv/version_*/metrics.csv"):
+        for row in csv.DictReader(path.open()):
+            if row.get("val/loss"):
+                logged[int(row["step"])] = float(row["val/loss"])
+    end = json.loads((root / "metrics" / "val_epoch_1.json").read_text())
+    files = {run["step"] - 1: run["metrics"]["val/loss"] for run in (mid, end)}  # Lightning logs at global_step - 1
+    assert logged == pytest.approx(files, abs=1e-6)
+    assert "test/accuracy" in json.loads((root / "metrics" / "test.json").read_text())["metrics"]
