@@ -1,15 +1,18 @@
 """Every rank gets the same number of batches (train, validation, test, predict), and evaluation still counts every
 example exactly once: the samplers over many (examples, ranks, batch size) combinations, the padding flag through
-a real loader, and one real 2-process gloo fit + validate + predict against the 1-process run."""
+a real loader, and real 2- and 3-process gloo runs (fit + validate + predict) against the 1-process run."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,27 +105,45 @@ def test_padding_batches_are_flagged_through_a_loader() -> None:
     assert all(rank[0]["keys"] == ["id", "length", "x"] for rank in batches)  # the task's collate sees no flag
 
 
-# ---- one real multi-process run ----------------------------------------------------------------------------------
-N_TRAIN, N_EVAL = 28, 23  # 28 = 4 global batches of 6 + 4 (2 + 2 on 2 ranks); 23 on 2 ranks at batch 1: 1 padding
-BATCHES_PER_EPOCH = math.ceil(N_TRAIN / 6)
+# ---- real multi-process runs -------------------------------------------------------------------------------------
+# one global batch of 12 (12, 6 and 4 per process): 54 = 4 full global batches + 6, and that last one splits evenly
+# too (3 + 3, 2 + 2 + 2), so every optimizer step averages the same examples on 1, 2 and 3 processes. 23 evaluation
+# examples at batch 1: 12 batches per rank on 2 ranks and 8 on 3, one of them padding
+N_TRAIN, N_EVAL, GLOBAL_BATCH = 54, 23, 12
+BATCHES_PER_EPOCH = math.ceil(N_TRAIN / GLOBAL_BATCH)
+PROCESSES = (2, 3)
 
 
 def _args(root: Path, tiny_bert: Path, files: dict[str, str], devices: int) -> list[str]:
     return ["--config", str(ROOT / "configs" / "quickstart.yaml"), *tiny_args(root, tiny_bert, files),
             "--trainer.devices", str(devices), "--trainer.strategy", "ddp" if devices > 1 else "auto",
             "--trainer.max_epochs", "1", "--trainer.num_sanity_val_steps", "0", "--export.enabled", "false",
-            "--data.init_args.batch_size", str(6 // devices), "--data.init_args.eval_batch_size", "1",
-            "--model.learning_rate", "3e-3", "--trainer.enable_progress_bar", "true"]
+            "--data.init_args.batch_size", str(GLOBAL_BATCH // devices), "--data.init_args.eval_batch_size", "1",
+            "--model.learning_rate", "2e-2"]
 
 
 def _start(argv: list[str]) -> subprocess.Popen[str]:
+    """`tests/ddp_probe.py`: fit, then predict with the best checkpoint, in one multi-process launch."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "lit_ft", *argv], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    return subprocess.Popen([sys.executable, str(ROOT / "tests" / "ddp_probe.py"), *argv], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT, start_new_session=True)
+
+
+@contextlib.contextmanager
+def _launched(argvs: list[list[str]]) -> Iterator[list[subprocess.Popen[str]]]:
+    """The launches of `_start`; any still running when the test ends (a failed check) is killed with its workers."""
+    launches = [_start(argv) for argv in argvs]
+    try:
+        yield launches
+    finally:
+        for launch in launches:
+            if launch.poll() is None:
+                os.killpg(launch.pid, signal.SIGKILL)
+                launch.communicate()
 
 
 def _finish(process: subprocess.Popen[str]) -> None:
-    _, err = process.communicate(timeout=300)
+    _, err = process.communicate(timeout=600)
     assert process.returncode == 0, err[-3000:]
 
 
@@ -158,28 +179,55 @@ def _check_padding_counts_nowhere(fitted: LitFtCLI) -> None:
         assert len(tensors) == len(after[key]) and all(map(torch.equal, tensors, after[key])), key
 
 
+def _check_rank_batches(root: Path, world: int) -> None:
+    """Every rank ran the same number of training, validation and predict batches, and the evaluation batches that
+    are not padding hold every example exactly once."""
+    ranks = [json.loads((root / "batches" / f"rank{r}.json").read_text()) for r in range(world)]
+    assert [r["train"] for r in ranks] == [BATCHES_PER_EPOCH] * world
+    per_rank = math.ceil(N_EVAL / world)
+    padding = per_rank * world - N_EVAL
+    assert padding > 0  # the case that needs the padding batches
+    for stage in ("val", "predict"):
+        assert [len(r[stage]) for r in ranks] == [per_rank] * world, stage
+        assert sum(flag for r in ranks for _, flag in r[stage]) == padding, stage
+        counted = Counter(i for r in ranks for ids, flag in r[stage] if not flag for i in ids)
+        assert sorted(counted, key=int) == [str(i) for i in range(N_EVAL)] and set(counted.values()) == {1}, stage
+
+
 @pytest.mark.slow
-def test_two_processes_match_one_process(tmp_path: Path, tiny_bert: Path) -> None:
+def test_two_and_three_processes_match_one_process(tmp_path: Path, tiny_bert: Path) -> None:
     files = write_sentiment_csvs(tmp_path / "data", n_train=N_TRAIN, n_eval=N_EVAL)
     files["predict"] = files["validation"]
-    double = tmp_path / "two"
-    fitting = _start(["fit", *_args(double, tiny_bert, files, 2)])  # meanwhile, the 1-process run here
+    roots = {world: tmp_path / f"world{world}" for world in PROCESSES}
+    with _launched([_args(roots[world], tiny_bert, files, world) for world in PROCESSES]) as launches:
+        one = _fit_one_process(tmp_path / "one", tiny_bert, files)  # while the launches run
+        for world, launch in zip(PROCESSES, launches, strict=True):
+            _finish(launch)
+            _check_matches_one_process(roots[world], world, tmp_path / "one", one)
+
+
+def _fit_one_process(root: Path, tiny_bert: Path, files: dict[str, str]) -> dict[str, float]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        single = cli("fit", *_args(tmp_path / "one", tiny_bert, files, 1), *QUIET[2:])
+        single = cli("fit", *_args(root, tiny_bert, files, 1), *QUIET[2:])
     finally:
         torch.set_num_threads(threads)
     assert single.trainer.global_step == single.trainer.estimated_stepping_batches == BATCHES_PER_EPOCH
     _check_padding_counts_nowhere(single)
-    _finish(fitting)
-    # the schedule's length (estimated_stepping_batches) is the steps taken: linear decay ends at 0 on the last one
-    assert _final_step_and_lr(double) == _final_step_and_lr(tmp_path / "one")
-    assert _final_step_and_lr(double)[0] == BATCHES_PER_EPOCH and set(_final_step_and_lr(double)[1]) == {0.0}
-    one, two = _val_metrics(tmp_path / "one"), _val_metrics(double)
-    assert one.keys() == two.keys() and 0.5 < one["val/accuracy"] < 1  # learnt something, not one class throughout
-    for key, value in one.items():
-        assert two[key] == pytest.approx(value, abs=1e-6), key
-    _finish(_start(["predict", *_args(double, tiny_bert, files, 2), "--ckpt_path", "best"]))
-    ids = [r["id"] for r in read_jsonl(double / "predictions.jsonl")]
-    assert ids == [str(i) for i in range(N_EVAL)]  # every input once, in input order
+    one = _val_metrics(root)
+    assert 0.5 < one["val/accuracy"] < 1  # learnt something, not one class throughout
+    return one
+
+
+def _check_matches_one_process(root: Path, world: int, single_root: Path, single: dict[str, float]) -> None:
+    _check_rank_batches(root, world)
+    # the schedule's length (estimated_stepping_batches) is the steps taken: linear decay ends at 0 on the last step
+    assert _final_step_and_lr(root) == _final_step_and_lr(single_root)
+    assert _final_step_and_lr(root)[0] == BATCHES_PER_EPOCH and set(_final_step_and_lr(root)[1]) == {0.0}
+    many = _val_metrics(root)
+    assert single.keys() == many.keys()
+    for key, value in single.items():
+        assert many[key] == pytest.approx(value, abs=1e-6), (world, key)
+    ids = [r["id"] for r in read_jsonl(root / "predictions.jsonl")]
+    assert ids == [str(i) for i in range(N_EVAL)], world  # every input once, in input order
