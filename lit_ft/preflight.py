@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import os
 import re
 import tempfile
@@ -77,7 +78,23 @@ def condense_parse_error(message: str, command: str = "") -> str:
     if where and detail.startswith(f'Parser key "{keys[0]}":'):
         detail = detail.split(":", 1)[1].strip()
     help_command = f"lit_ft {command} --help" if command else "lit_ft --help"
+    elsewhere = _data_modules_accepting(option.group(1)) if option and keys[0] == "data" else []
+    if elsewhere:
+        detail += f" by this data module (it is an option of {', '.join(elsewhere)})"
     return f"{where + ': ' if where else ''}{detail}; see `{help_command}`"
+
+
+def _data_modules_accepting(option: str) -> list[str]:
+    """`SFTData (task sft)` for every registered task whose data module takes `option`: a misplaced option then
+    says where it belongs (`packing` given to the seq2seq data)."""
+    from lit_ft.registry import available_tasks
+
+    found = []
+    for name, entry in sorted(available_tasks().items()):
+        data = getattr(entry.task, "datamodule", None)
+        if data is not None and option in inspect.signature(data.__init__).parameters:
+            found.append(f"{data.__qualname__} (task {name})")
+    return found
 
 
 def check_task_and_data(cfg: Any) -> None:

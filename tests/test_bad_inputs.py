@@ -187,7 +187,12 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
                                         [r"data.init_args.batch_size: Expected a <class 'int'>. Got value: many",
                                          "see `lit_ft fit --help`"], **early)
     c["misspelt_option"] = Case(cls, ["--data.init_args.bach_size", "8"],
-                                [r"data.init_args.bach_size: Option 'bach_size' is not accepted", "--help"], **early)
+                                [r"data.init_args.bach_size: Option 'bach_size' is not accepted; see", "--help"],
+                                **early)
+    c["option_of_another_task"] = Case(cls, ["--data.init_args.packing", "true"],
+                                       [r"data.init_args.packing: Option 'packing' is not accepted by this data module "
+                                        r"\(it is an option of SFTData \(task sft\)\); see `lit_ft fit --help`"],
+                                       **early)
     c["unknown_argument"] = Case(cls, ["--trainer.max_epochz", "3"],
                                  [r"(?i)unrecognized arguments: --trainer.max_epochz"], **early)
     c["problem_type_typo"] = Case(cls, ["--data.init_args.problem_type", "multilabel"],
