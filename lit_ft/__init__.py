@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from lit_ft.registry import register_task
     from lit_ft.samples import log_samples
     from lit_ft.source import FILE_FORMATS, DataSource, load_file, local_path
-    from lit_ft.task import IGNORE, Batch, Task
+    from lit_ft.task import IGNORE, Batch, Task, label_tokens
     from lit_ft.text_metrics import TEXT_METRICS, GenerationMetrics, text_metric
 
 # public name -> the module that defines it, imported on first use. No name may equal a submodule's: importing
@@ -39,6 +39,7 @@ _PUBLIC = {
     "local_path": "lit_ft.source",
     "FILE_FORMATS": "lit_ft.source",
     "IGNORE": "lit_ft.task",
+    "label_tokens": "lit_ft.task",
     # backbones and tokenizers
     "load_tokenizer": "lit_ft.backbone",
     "resolve_backbone": "lit_ft.backbone",
@@ -69,6 +70,7 @@ __all__ = [  # the keys of _PUBLIC, written out so type checkers see the re-expo
     "UserError",
     "extract_code",
     "generate",
+    "label_tokens",
     "load_file",
     "load_tokenizer",
     "local_path",

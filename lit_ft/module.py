@@ -196,7 +196,9 @@ class FineTuner(LightningModule):
         outputs = self._forward(batch)  # padding batches too: sharded models need every rank in each forward
         if is_padding(batch):  # a rank with fewer examples repeats one to keep step; it counts nowhere
             return outputs
-        self._loss(stage).update(self.plugin.loss(outputs, batch), weight=len(batch["id"]))
+        weight = self.plugin.loss_weight(batch)  # examples, or the tokens a token-level loss averages
+        if weight:
+            self._loss(stage).update(self.plugin.loss(outputs, batch), weight=weight)
         self.plugin.update_metrics(self._metrics(stage), self._model(), batch, outputs)
         return outputs
 

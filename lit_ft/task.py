@@ -25,6 +25,13 @@ if TYPE_CHECKING:
 
 Batch = dict[str, Any]
 IGNORE = -100  # a label that carries no loss (PyTorch's cross-entropy `ignore_index`, Transformers' convention)
+
+
+def label_tokens(batch: Batch, shift: int = 0) -> int:
+    """Labels with a loss in `batch["inputs"]["labels"]`, from position `shift` on (1 for causal LMs, whose
+    shifted loss never predicts the first token)."""
+    labels = batch["inputs"]["labels"]
+    return int((labels[:, shift:] != IGNORE).sum())
 """A batch: `inputs` (the model's keyword arguments, tensors) plus task keys such as `id`."""
 
 
@@ -79,6 +86,12 @@ class Task:
 
     def loss(self, outputs: Any, batch: Batch) -> torch.Tensor:
         return outputs.loss
+
+    def loss_weight(self, batch: Batch) -> int:
+        """How many terms the batch's loss is the mean of, so `val/loss` / `test/loss` is that mean over the whole
+        split whatever the batching (eval batch size, padding, number of devices). Examples by default; a task
+        whose loss is a mean over tokens counts them (`label_tokens`). A batch of weight 0 counts nowhere."""
+        return len(batch["id"])
 
     def metrics(self) -> MetricCollection:
         """A fresh metric collection; the FineTuner makes one per stage."""

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import QUIET
 
 import lit_ft
@@ -43,6 +44,7 @@ def test_every_public_name_imports_from_the_module_that_defines_it() -> None:
     exec("from lit_ft import *", namespace)
     assert set(lit_ft.__all__) <= set(namespace) and set(lit_ft.__all__) <= set(dir(lit_ft))
     assert lit_ft.IGNORE == -100 and issubclass(lit_ft.UserError, ValueError)
+    assert lit_ft.label_tokens({"inputs": {"labels": torch.tensor([[-100, 5, 6], [7, -100, -100]])}}, shift=1) == 2
     with pytest.raises(AttributeError, match="module 'lit_ft' has no attribute 'no_such_name'"):
         _ = lit_ft.no_such_name
 

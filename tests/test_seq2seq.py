@@ -354,3 +354,27 @@ def test_first_epoch_samples_come_from_the_trained_model(tiny_t5: Path, tmp_path
     assert (tested.model.plugin.generate_kwargs, tested.model.plugin.max_new_tokens) == ({"num_beams": 3}, 2)
     tables = sorted((tmp_path / "run" / "samples").glob("test_samples_*.jsonl"))
     assert tables and all(len(r["prediction"].split()) <= 2 for r in read_jsonl(tables[-1]))
+
+
+def test_val_loss_is_the_mean_over_target_tokens_whatever_the_batching(tiny_t5: Path, tmp_path: Path) -> None:
+    """`val/loss` weighs each batch by its target tokens: eval batches of 1 and of 4 rows give the same value, the
+    cross-entropy over every target token of the split computed here from the logits."""
+    data = write_summaries(tmp_path / "val.jsonl", 7, seed=2)
+    losses = {}
+    for size in (1, 4):
+        files = ["--data.init_args.source.train", data, "--data.init_args.source.validation", data,
+                 "--data.init_args.source.test", "null", "--data.init_args.id_column", "fname",
+                 "--data.init_args.eval_batch_size", str(size),
+                 "--model.task_options.generate_examples", "1", "--model.task_options.max_new_tokens", "2"]
+        cli = run(["validate", *cli_args(str(CONFIGS / "summarization_dialogsum.yaml"), tiny_t5, tmp_path / f"b{size}",
+                                         *files)])
+        assert cli is not None
+        losses[size] = cli.trainer.callback_metrics["val/loss"].item()
+    model, total, count = cli.model.model.eval(), 0.0, 0
+    with torch.no_grad():
+        for batch in cli.datamodule.val_dataloader():
+            labels = batch["inputs"]["labels"]
+            logits = model(**batch["inputs"]).logits
+            total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="sum").item()
+            count += int((labels != -100).sum())
+    assert losses[1] == pytest.approx(total / count, rel=1e-5) and losses[4] == pytest.approx(total / count, rel=1e-5)

@@ -296,3 +296,25 @@ def test_minilm_on_conll2003_reaches_entity_f1(tmp_path: Path) -> None:
     metrics = cli.trainer.callback_metrics
     assert metrics["val/f1"].item() >= 0.5, {k: round(v.item(), 3) for k, v in metrics.items()}
     assert metrics["val/token_accuracy"].item() > 0.9
+
+
+def test_val_loss_is_the_mean_over_labelled_tokens_whatever_the_batching(
+    tagger_bert: Path, conll_files: dict[str, str], tmp_path: Path
+) -> None:
+    """`val/loss` weighs each batch by its labelled sub-tokens: eval batches of 1 and of 7 sentences give the same
+    value, the cross-entropy over every labelled sub-token of the split computed here from the logits."""
+    losses = {}
+    for size in (1, 7):
+        cli = run(["validate", "--config", str(RECIPE), "--model.backbone", str(tagger_bert), *source_args(conll_files),
+                   "--data.init_args.eval_batch_size", str(size),
+                   "--trainer.default_root_dir", str(tmp_path / f"batch{size}"), *QUIET])
+        assert cli is not None
+        losses[size] = cli.trainer.callback_metrics["val/loss"].item()
+    model, total, count = cli.model.model.eval(), 0.0, 0
+    with torch.no_grad():
+        for batch in cli.datamodule.val_dataloader():
+            labels = batch["inputs"]["labels"]
+            logits = model(**{k: v for k, v in batch["inputs"].items() if k != "labels"}).logits
+            total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="sum").item()
+            count += int((labels != -100).sum())
+    assert losses[1] == pytest.approx(total / count, rel=1e-5) and losses[7] == pytest.approx(total / count, rel=1e-5)

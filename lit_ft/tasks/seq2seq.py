@@ -17,7 +17,7 @@ from lit_ft.example_view import decode, field
 from lit_ft.generation import POSITION, number_rows
 from lit_ft.generation_task import GenerationTask
 from lit_ft.source import FILE_FORMATS, local_path
-from lit_ft.task import IGNORE, Batch
+from lit_ft.task import IGNORE, Batch, label_tokens
 
 SUMMARIZATION_METRICS = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
 TRANSLATION_METRICS = ["bleu", "chrf"]
@@ -262,3 +262,6 @@ class Seq2SeqTask(GenerationTask):
     def forward(self, model: nn.Module, batch: Batch) -> Any:
         # without labels (predict on sources only) there is no decoder input: generation does the work
         return model(**batch["inputs"]) if "labels" in batch["inputs"] else None
+
+    def loss_weight(self, batch: Batch) -> int:
+        return label_tokens(batch)  # the decoder's loss: a mean over the target tokens

@@ -14,7 +14,7 @@ from lit_ft.errors import UserError
 from lit_ft.generation import extract_code
 from lit_ft.generation_task import GenerationTask
 from lit_ft.packing import attends_varlen, single_row
-from lit_ft.task import Batch
+from lit_ft.task import Batch, label_tokens
 from lit_ft.tasks.sft.data import IGNORE, SFTData
 
 PASS_AT_1 = "pass@1"
@@ -101,6 +101,9 @@ class SFTTask(GenerationTask):
         if "row_tokens" in batch and attends_varlen(model):  # packed rows, for kernels that read one row only
             return model(**single_row(batch["inputs"], batch["row_tokens"]))
         return model(**batch["inputs"])
+
+    def loss_weight(self, batch: Batch) -> int:
+        return label_tokens(batch, shift=1)  # the causal LM's loss: a mean over the shifted trained tokens
 
     def score_metrics(self) -> dict[str, Metric]:
         return {"perplexity": Perplexity()}

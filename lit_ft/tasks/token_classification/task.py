@@ -8,7 +8,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from transformers import AutoConfig, AutoModelForTokenClassification
 
-from lit_ft.task import Batch, Task
+from lit_ft.task import Batch, Task, label_tokens
 from lit_ft.tasks.token_classification.data import TokenClassificationData
 from lit_ft.tasks.token_classification.metrics import EntityScores, TokenAccuracy, word_predictions
 from lit_ft.tasks.token_classification.schemes import get_entities
@@ -58,6 +58,9 @@ class TokenClassificationTask(Task):
         if self.entity_level:
             metrics["entities"] = EntityScores(self.names)
         return MetricCollection(metrics, compute_groups=False)
+
+    def loss_weight(self, batch: Batch) -> int:
+        return label_tokens(batch)  # a mean over the labelled sub-tokens
 
     def update_metrics(self, metrics: MetricCollection, model: nn.Module, batch: Batch, outputs: Any) -> None:
         target = batch["word_labels"]  # (batch, words)
