@@ -132,6 +132,12 @@ def single_row(inputs: dict[str, Any], row_tokens: list[int]) -> dict[str, Any]:
     return {**inputs, **joined}
 
 
+def segments(positions: torch.Tensor, tokens: int) -> list[tuple[int, int]]:
+    """(start, end) of each example among a packed row's first `tokens` tokens: positions restart at 0 at each."""
+    starts = [i for i in range(tokens) if int(positions[i]) == 0]
+    return list(zip(starts, [*starts[1:], tokens], strict=True))
+
+
 def attends_varlen(model: Any) -> bool:
     """Whether the model attends with flash-attention kernels, which see packed sequences only in one row."""
     return "flash" in str(getattr(getattr(model, "config", None), "_attn_implementation", None) or "")

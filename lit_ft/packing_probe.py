@@ -85,7 +85,7 @@ def _packed_gap(model: Any) -> float:
     """Largest logit difference between three examples packed in two rows and each run alone."""
     import torch
 
-    from lit_ft.packing import stack_bins
+    from lit_ft.packing import segments, stack_bins
 
     examples = [list(range(3, 8)), list(range(10, 17)), list(range(20, 24))]
     rows = [{"input_ids": ids, "labels": ids} for ids in examples]
@@ -94,8 +94,7 @@ def _packed_gap(model: Any) -> float:
     with torch.no_grad():
         packed = model(input_ids=inputs["input_ids"], position_ids=inputs["position_ids"], use_cache=False).logits
         for r, count in enumerate(batch["row_tokens"]):
-            starts = [i for i in range(count) if int(inputs["position_ids"][r, i]) == 0]
-            for start, end in zip(starts, [*starts[1:], count], strict=True):
+            for start, end in segments(inputs["position_ids"][r], count):
                 ids = inputs["input_ids"][r, start:end][None]
                 alone = model(input_ids=ids, use_cache=False).logits
                 gap = max(gap, float((packed[r, start:end] - alone[0]).abs().max()))

@@ -38,3 +38,18 @@ class InterruptAt(Callback):
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         if trainer.global_step == self.step:
             raise KeyboardInterrupt
+
+
+def token_cross_entropy(result: LitFtCLI) -> float:
+    """The mean cross-entropy over every labelled token of the run's validation split, from the model's logits
+    (labels aligned with the logits, as token classification and encoder-decoder models give them)."""
+    import torch
+
+    model, total, count = result.model.model.eval(), 0.0, 0
+    with torch.no_grad():
+        for batch in result.datamodule.val_dataloader():
+            labels = batch["inputs"]["labels"]
+            logits = model(**batch["inputs"]).logits
+            total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="sum").item()
+            count += int((labels != -100).sum())
+    return total / count

@@ -14,7 +14,7 @@ from sft_fixtures import write_jsonl
 
 from lit_ft.data_summary import data_summary
 from lit_ft.errors import UserError
-from lit_ft.packing import PackedBatchSampler, attends_varlen, pack_bins, single_row
+from lit_ft.packing import PackedBatchSampler, attends_varlen, pack_bins, segments, single_row
 from lit_ft.packing_probe import packing_problem
 from lit_ft.progress import batch_count
 from lit_ft.source import DataSource
@@ -76,12 +76,6 @@ def build(arch: str, vocab: int, attn: str) -> torch.nn.Module:
                   num_key_value_heads=2, intermediate_size=64, max_position_embeddings=256)
     torch.manual_seed(0)
     return AutoModelForCausalLM.from_config(config, attn_implementation=attn).eval()
-
-
-def segments(positions: torch.Tensor, tokens: int) -> list[tuple[int, int]]:
-    """(start, end) of each example in a packed row's first `tokens` tokens: positions restart at 0 at each."""
-    starts = [i for i in range(tokens) if int(positions[i]) == 0]
-    return list(zip(starts, [*starts[1:], tokens], strict=True))
 
 
 @pytest.mark.parametrize(("arch", "attn"), [("llama", "sdpa"), ("llama", "eager"), ("qwen2", "sdpa")])

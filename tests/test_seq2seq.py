@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import torch
 from builders import WORDS, shared_data
+from helpers import token_cross_entropy
 
 from lit_ft.cli import run
 from lit_ft.errors import UserError
@@ -370,11 +371,5 @@ def test_val_loss_is_the_mean_over_target_tokens_whatever_the_batching(tiny_t5: 
                                          *files)])
         assert cli is not None
         losses[size] = cli.trainer.callback_metrics["val/loss"].item()
-    model, total, count = cli.model.model.eval(), 0.0, 0
-    with torch.no_grad():
-        for batch in cli.datamodule.val_dataloader():
-            labels = batch["inputs"]["labels"]
-            logits = model(**batch["inputs"]).logits
-            total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="sum").item()
-            count += int((labels != -100).sum())
-    assert losses[1] == pytest.approx(total / count, rel=1e-5) and losses[4] == pytest.approx(total / count, rel=1e-5)
+    expected = token_cross_entropy(cli)
+    assert losses[1] == pytest.approx(expected, rel=1e-5) and losses[4] == pytest.approx(expected, rel=1e-5)

@@ -11,6 +11,7 @@ import datasets
 import pytest
 import torch
 from builders import shared_data
+from helpers import token_cross_entropy
 from seqeval.metrics import accuracy_score, f1_score, precision_score, recall_score
 from seqeval.metrics.sequence_labeling import get_entities as seqeval_entities
 from seqeval.metrics.sequence_labeling import precision_recall_fscore_support
@@ -310,11 +311,5 @@ def test_val_loss_is_the_mean_over_labelled_tokens_whatever_the_batching(
                    "--trainer.default_root_dir", str(tmp_path / f"batch{size}"), *QUIET])
         assert cli is not None
         losses[size] = cli.trainer.callback_metrics["val/loss"].item()
-    model, total, count = cli.model.model.eval(), 0.0, 0
-    with torch.no_grad():
-        for batch in cli.datamodule.val_dataloader():
-            labels = batch["inputs"]["labels"]
-            logits = model(**{k: v for k, v in batch["inputs"].items() if k != "labels"}).logits
-            total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="sum").item()
-            count += int((labels != -100).sum())
-    assert losses[1] == pytest.approx(total / count, rel=1e-5) and losses[7] == pytest.approx(total / count, rel=1e-5)
+    expected = token_cross_entropy(cli)
+    assert losses[1] == pytest.approx(expected, rel=1e-5) and losses[7] == pytest.approx(expected, rel=1e-5)
