@@ -134,8 +134,23 @@ def single_row(inputs: dict[str, Any], row_tokens: list[int]) -> dict[str, Any]:
 
 def segments(positions: torch.Tensor, tokens: int) -> list[tuple[int, int]]:
     """(start, end) of each example among a packed row's first `tokens` tokens: positions restart at 0 at each."""
-    starts = [i for i in range(tokens) if int(positions[i]) == 0]
+    starts = torch.nonzero(positions[:tokens] == 0).flatten().tolist()
     return list(zip(starts, [*starts[1:], tokens], strict=True))
+
+
+def packed_inputs(model: Any, batch: dict[str, Any]) -> dict[str, Any]:
+    """The model's inputs for a packed batch, in the layout its attention reads example boundaries from: one row
+    for flash-attention's varlen kernels; the rows and each example's span (`lit_ft.packed_attention`) for sdpa;
+    the rows alone otherwise (Transformers' block-diagonal mask)."""
+    inputs, row_tokens = batch["inputs"], batch["row_tokens"]
+    if attends_varlen(model):
+        return single_row(inputs, row_tokens)
+    from lit_ft.packed_attention import SPANS, attend_per_example
+
+    if not attend_per_example(model):
+        return inputs
+    spans = [segments(positions, count) for positions, count in zip(inputs["position_ids"], row_tokens, strict=True)]
+    return {**inputs, SPANS: spans}
 
 
 def attends_varlen(model: Any) -> bool:

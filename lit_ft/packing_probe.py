@@ -3,7 +3,8 @@
 A tiny randomly initialised model of the backbone's `model_type` (2 layers, hidden 32, built from a config: no
 download, no weights) runs three short examples as lit_ft feeds packed rows (`lit_ft.packing.stack_bins`: two
 examples in one row, the third in a second row filled with padding; `position_ids` restarting, no attention mask)
-and each alone; the architecture honours boundaries when the logits agree. Architectures that ignore
+and each alone, in the layout its attention gets in training (`lit_ft.packing.packed_inputs`); the
+architecture honours boundaries when the logits agree. Architectures that ignore
 `position_ids` for masking (OPT derives its mask from `attention_mask` only; Bloom, MPT and XGLM take no
 `position_ids` or use ALiBi) fail it and packing is refused for them.
 """
@@ -85,14 +86,14 @@ def _packed_gap(model: Any) -> float:
     """Largest logit difference between three examples packed in two rows and each run alone."""
     import torch
 
-    from lit_ft.packing import segments, stack_bins
+    from lit_ft.packing import packed_inputs, segments, stack_bins
 
     examples = [list(range(3, 8)), list(range(10, 17)), list(range(20, 24))]
     rows = [{"input_ids": ids, "labels": ids} for ids in examples]
     batch = stack_bins(rows, capacity=12, pad_id=0)  # [5 + 7 tokens], [4 tokens + 8 of padding]
     inputs, gap = batch["inputs"], 0.0
     with torch.no_grad():
-        packed = model(input_ids=inputs["input_ids"], position_ids=inputs["position_ids"], use_cache=False).logits
+        packed = model(**{k: v for k, v in packed_inputs(model, batch).items() if k != "labels"}).logits
         for r, count in enumerate(batch["row_tokens"]):
             for start, end in segments(inputs["position_ids"][r], count):
                 ids = inputs["input_ids"][r, start:end][None]

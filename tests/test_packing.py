@@ -14,7 +14,16 @@ from sft_fixtures import write_jsonl
 
 from lit_ft.data_summary import data_summary
 from lit_ft.errors import UserError
-from lit_ft.packing import PackedBatchSampler, attends_varlen, pack_bins, segments, single_row
+from lit_ft.packed_attention import NAME, SPANS
+from lit_ft.packing import (
+    PackedBatchSampler,
+    attends_varlen,
+    pack_bins,
+    packed_inputs,
+    segments,
+    single_row,
+    stack_bins,
+)
 from lit_ft.packing_probe import packing_problem
 from lit_ft.progress import batch_count
 from lit_ft.source import DataSource
@@ -95,6 +104,8 @@ def test_packed_logits_and_losses_equal_each_example_alone(arch: str, attn: str,
         out = model(**packed)
         padded_loss = model(**data.collate([dict(r) for r in rows])["inputs"]).loss
         joined = model(**single_row(packed, row_tokens))  # the layout flash-attention kernels get
+        per_example = model(**packed_inputs(model, batch))  # sdpa: each example attended on its own
+        assert (SPANS in packed_inputs(model, batch)) is (attn == "sdpa")
         nll, tokens, seen, offset = 0.0, 0, 0, 0
         for r, count in enumerate(row_tokens):
             for start, end in segments(packed["position_ids"][r], count):
@@ -104,6 +115,7 @@ def test_packed_logits_and_losses_equal_each_example_alone(arch: str, attn: str,
                 torch.testing.assert_close(out.logits[r, start:end], alone.logits[0], atol=1e-5, rtol=0)
                 torch.testing.assert_close(joined.logits[0, offset + start : offset + end], alone.logits[0],
                                            atol=1e-5, rtol=0)
+                torch.testing.assert_close(per_example.logits[r, start:end], alone.logits[0], atol=1e-5, rtol=0)
                 # the example's loss read from the packed row: next-token loss on its own trained tokens
                 own = torch.nn.functional.cross_entropy(out.logits[r, start : end - 1], labels[0, 1:],
                                                         reduction="sum")
@@ -114,8 +126,37 @@ def test_packed_logits_and_losses_equal_each_example_alone(arch: str, attn: str,
             offset += count
     assert seen == len(rows)
     # the batch loss is the mean over every trained token of the batch, packed (either layout) or padded
-    for loss in (out.loss, joined.loss, padded_loss):
+    for loss in (out.loss, joined.loss, per_example.loss, padded_loss):
         assert abs(float(loss) - nll / tokens) < 1e-5
+
+
+@pytest.mark.parametrize("window", [None, 3])
+def test_per_example_attention_trains_as_the_block_mask(window: int | None) -> None:
+    """Grouped-query heads; a sliding window shorter than an example falls back to the mask (same numbers)."""
+    from transformers import AutoModelForCausalLM, MistralConfig
+
+    config = MistralConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64,
+                           sliding_window=window)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).train()
+    rows = [{"input_ids": ids, "labels": ids} for ids in (list(range(3, 8)), list(range(10, 17)), list(range(20, 24)))]
+    batch = stack_bins(rows, capacity=12, pad_id=0)  # [5 + 7 tokens], [4 tokens + 8 of padding]
+    results = []
+    for inputs in (batch["inputs"], packed_inputs(model, batch)):  # Transformers' block mask, then per example
+        out = model(**inputs)
+        out.loss.backward()
+        results.append((out.logits.detach(), out.loss.detach(),
+                        {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+        model.zero_grad()
+    assert model.config._attn_implementation == NAME
+    (logits, loss, grads), (logits2, loss2, grads2) = results
+    for r, count in enumerate(batch["row_tokens"]):
+        torch.testing.assert_close(logits2[r, :count], logits[r, :count], atol=1e-5, rtol=0)
+    torch.testing.assert_close(loss2, loss, atol=1e-6, rtol=0)
+    assert grads.keys() == grads2.keys() and len(grads) > 10
+    for name, grad in grads.items():
+        torch.testing.assert_close(grads2[name], grad, atol=1e-5, rtol=1e-4)
 
 
 def test_flash_attention_backbones_get_one_row() -> None:
@@ -146,9 +187,10 @@ def test_features_masks_and_counts_do_not_change_and_summary_counts_rows(tmp_pat
 
 
 def test_architectures_that_mix_packed_examples_are_refused() -> None:
-    assert packing_problem({"model_type": "llama"}) is None and packing_problem({"model_type": "gpt2"}) is None
-    problem = packing_problem({"model_type": "opt"})
-    assert problem is not None and "model type 'opt'" in problem and "attend to each other" in problem
+    for accepted in ("llama", "gpt2", "opt"):  # OPT: its mask ignores position_ids, per-example attention does not
+        assert packing_problem({"model_type": accepted}) is None
+    problem = packing_problem({"model_type": "bloom"})  # ALiBi: no positions to restart
+    assert problem is not None and "model type 'bloom'" in problem and "attend to each other" in problem
 
 
 def fit(root: Path, backbone: Path, train: str, steps: int, *extra: str) -> Any:
@@ -173,14 +215,13 @@ def test_packed_fit_resumes_mid_epoch_exactly(tmp_path: Path, llama: Path) -> No
         torch.testing.assert_close(resumed.model.state_dict()[name], value, atol=0, rtol=0)
 
 
-def test_fit_refuses_packing_on_opt(tmp_path: Path, llama: Path) -> None:
-    from transformers import AutoTokenizer, OPTConfig, OPTForCausalLM
+def test_fit_refuses_packing_on_bloom(tmp_path: Path, llama: Path) -> None:
+    from transformers import AutoTokenizer, BloomConfig, BloomForCausalLM
 
-    opt = tmp_path / "opt"
-    shutil.copytree(llama, opt)
-    tok = AutoTokenizer.from_pretrained(opt)
-    OPTForCausalLM(OPTConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, ffn_dim=64,
-                             num_attention_heads=2, word_embed_proj_dim=32)).save_pretrained(opt)
+    bloom = tmp_path / "bloom"
+    shutil.copytree(llama, bloom)
+    tok = AutoTokenizer.from_pretrained(bloom)
+    BloomForCausalLM(BloomConfig(vocab_size=len(tok), hidden_size=32, n_layer=1, n_head=2)).save_pretrained(bloom)
     train = write_jsonl(varied_rows(8), tmp_path / "train.jsonl")
-    with pytest.raises(UserError, match="model type 'opt' lets packed examples attend to each other"):
-        fit(tmp_path / "run", opt, train, 1)
+    with pytest.raises(UserError, match="model type 'bloom' lets packed examples attend to each other"):
+        fit(tmp_path / "run", bloom, train, 1)

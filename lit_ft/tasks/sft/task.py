@@ -13,7 +13,7 @@ from lit_ft.backbone import load_tokenizer
 from lit_ft.errors import UserError
 from lit_ft.generation import extract_code
 from lit_ft.generation_task import GenerationTask
-from lit_ft.packing import attends_varlen, single_row
+from lit_ft.packing import packed_inputs
 from lit_ft.task import Batch, label_tokens
 from lit_ft.tasks.sft.data import IGNORE, SFTData
 
@@ -98,8 +98,8 @@ class SFTTask(GenerationTask):
     def forward(self, model: nn.Module, batch: Batch) -> Any:
         if "labels" not in batch["inputs"]:
             return None  # predict: generation only
-        if "row_tokens" in batch and attends_varlen(model):  # packed rows, for kernels that read one row only
-            return model(**single_row(batch["inputs"], batch["row_tokens"]))
+        if "row_tokens" in batch:  # packed rows, in the layout the model's attention keeps examples apart in
+            return model(**packed_inputs(model, batch))
         return model(**batch["inputs"])
 
     def loss_weight(self, batch: Batch) -> int:
