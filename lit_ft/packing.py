@@ -104,25 +104,29 @@ class PackedBatchSampler(LengthGroupedBatchSampler):
 def stack_bins(rows: list[dict[str, Any]], capacity: int, pad_id: int) -> dict[str, Any]:
     """The examples packed into rows of at most `capacity` tokens, `position_ids` restarting per example.
 
-    Returns the model inputs and `row_tokens`, the real tokens of each row (the rest is padding)."""
+    Returns the model inputs, `row_tokens` (the real tokens of each row; the rest is padding) and `spans` (per row,
+    the (start, end) of each example)."""
     bins = pack_bins(range(len(rows)), [len(r["input_ids"]) for r in rows], capacity)
     packed = []
     for members in bins:
         ids: list[int] = []
         labels: list[int] = []
         positions: list[int] = []
+        spans: list[tuple[int, int]] = []
         for i in members:
+            spans.append((len(ids), len(ids) + len(rows[i]["input_ids"])))
             ids += rows[i]["input_ids"]
             labels += [IGNORE, *rows[i]["labels"][1:]]
             positions += range(len(rows[i]["input_ids"]))
-        packed.append((ids, labels, positions))
-    width = max(len(ids) for ids, _, _ in packed)
+        packed.append((ids, labels, positions, spans))
+    width = max(len(ids) for ids, _, _, _ in packed)
     filled = [(ids + [pad_id] * (width - len(ids)), labels + [IGNORE] * (width - len(ids)),
-               positions + list(range(width - len(ids)))) for ids, labels, positions in packed]
+               positions + list(range(width - len(ids)))) for ids, labels, positions, _ in packed]
     # no attention_mask: with one, Transformers would not look for packed sequences; no cache: with one, neither
     inputs = {key: torch.tensor([row[k] for row in filled]) for k, key in
               enumerate(("input_ids", "labels", "position_ids"))}
-    return {"inputs": {**inputs, "use_cache": False}, "row_tokens": [len(ids) for ids, _, _ in packed]}
+    return {"inputs": {**inputs, "use_cache": False}, "row_tokens": [len(ids) for ids, _, _, _ in packed],
+            "spans": [spans for _, _, _, spans in packed]}
 
 
 def single_row(inputs: dict[str, Any], row_tokens: list[int]) -> dict[str, Any]:
@@ -132,25 +136,16 @@ def single_row(inputs: dict[str, Any], row_tokens: list[int]) -> dict[str, Any]:
     return {**inputs, **joined}
 
 
-def segments(positions: torch.Tensor, tokens: int) -> list[tuple[int, int]]:
-    """(start, end) of each example among a packed row's first `tokens` tokens: positions restart at 0 at each."""
-    starts = torch.nonzero(positions[:tokens] == 0).flatten().tolist()
-    return list(zip(starts, [*starts[1:], tokens], strict=True))
-
-
 def packed_inputs(model: Any, batch: dict[str, Any]) -> dict[str, Any]:
     """The model's inputs for a packed batch, in the layout its attention reads example boundaries from: one row
     for flash-attention's varlen kernels; the rows and each example's span (`lit_ft.packed_attention`) for sdpa;
     the rows alone otherwise (Transformers' block-diagonal mask)."""
-    inputs, row_tokens = batch["inputs"], batch["row_tokens"]
+    inputs = batch["inputs"]
     if attends_varlen(model):
-        return single_row(inputs, row_tokens)
+        return single_row(inputs, batch["row_tokens"])
     from lit_ft.packed_attention import SPANS, attend_per_example
 
-    if not attend_per_example(model):
-        return inputs
-    spans = [segments(positions, count) for positions, count in zip(inputs["position_ids"], row_tokens, strict=True)]
-    return {**inputs, SPANS: spans}
+    return {**inputs, SPANS: batch["spans"]} if attend_per_example(model) else inputs
 
 
 def attends_varlen(model: Any) -> bool:

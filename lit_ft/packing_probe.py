@@ -86,7 +86,7 @@ def _packed_gap(model: Any) -> float:
     """Largest logit difference between three examples packed in two rows and each run alone."""
     import torch
 
-    from lit_ft.packing import packed_inputs, segments, stack_bins
+    from lit_ft.packing import packed_inputs, stack_bins
 
     examples = [list(range(3, 8)), list(range(10, 17)), list(range(20, 24))]
     rows = [{"input_ids": ids, "labels": ids} for ids in examples]
@@ -94,8 +94,8 @@ def _packed_gap(model: Any) -> float:
     inputs, gap = batch["inputs"], 0.0
     with torch.no_grad():
         packed = model(**{k: v for k, v in packed_inputs(model, batch).items() if k != "labels"}).logits
-        for r, count in enumerate(batch["row_tokens"]):
-            for start, end in segments(inputs["position_ids"][r], count):
+        for r, spans in enumerate(batch["spans"]):
+            for start, end in spans:
                 ids = inputs["input_ids"][r, start:end][None]
                 alone = model(input_ids=ids, use_cache=False).logits
                 gap = max(gap, float((packed[r, start:end] - alone[0]).abs().max()))

@@ -20,7 +20,6 @@ from lit_ft.packing import (
     attends_varlen,
     pack_bins,
     packed_inputs,
-    segments,
     single_row,
     stack_bins,
 )
@@ -108,7 +107,8 @@ def test_packed_logits_and_losses_equal_each_example_alone(arch: str, attn: str,
         assert (SPANS in packed_inputs(model, batch)) is (attn == "sdpa")
         nll, tokens, seen, offset = 0.0, 0, 0, 0
         for r, count in enumerate(row_tokens):
-            for start, end in segments(packed["position_ids"][r], count):
+            assert batch["spans"][r][-1][1] == count  # the row's examples, then its padding
+            for start, end in batch["spans"][r]:
                 row = by_ids[tuple(packed["input_ids"][r, start:end].tolist())]
                 ids, labels = torch.tensor([row["input_ids"]]), torch.tensor([row["labels"]])
                 alone = model(input_ids=ids, use_cache=False)
