@@ -51,7 +51,7 @@ def per_example_attention(module: torch.nn.Module, query: torch.Tensor, key: tor
     groups = getattr(module, "num_key_value_groups", 1)
     if groups > 1:
         key, value = repeat_kv(key, groups), repeat_kv(value, groups)
-    batch, heads, _, dim = query.shape
+    batch, heads = query.shape[:2]
     sizes, attended = [], []  # every row cut into its examples and its padding, rows one after another
     for row in spans:
         done = 0
@@ -63,13 +63,21 @@ def per_example_attention(module: torch.nn.Module, query: torch.Tensor, key: tor
             sizes.append(length - done)
             attended.append(False)
     # token-major views ([tokens, heads, dim]) split in one op: its backward is one concatenation
-    pieces = zip(*(t.transpose(1, 2).reshape(batch * length, heads, -1).split(sizes) for t in (query, key, value)),
-                 attended, strict=True)
-    out = [F.scaled_dot_product_attention(q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None],
-                                          dropout_p=dropout, scale=scaling, is_causal=True)[0].transpose(0, 1)
-           if keep else v.new_zeros(v.shape)  # padding: attended by nothing, it attends to nothing
-           for q, k, v, keep in pieces]
-    return torch.cat(out).view(batch, length, heads, -1), None
+    q_all, k_all, v_all = (t.transpose(1, 2).reshape(batch * length, heads, -1).split(sizes)
+                           for t in (query, key, value))
+    out: dict[int, torch.Tensor] = {}
+    by_size: dict[int, list[int]] = {}
+    for i, (size, keep) in enumerate(zip(sizes, attended, strict=True)):
+        if keep:
+            by_size.setdefault(size, []).append(i)
+    for same in by_size.values():  # examples of one length attend in one call
+        q, k, v = (torch.stack([t[i] for i in same]).transpose(1, 2) for t in (q_all, k_all, v_all))
+        attn = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling, is_causal=True).transpose(1, 2)
+        for j, i in enumerate(same):
+            out[i] = attn[j]
+    # padding: attended by nothing, it attends to nothing
+    pieces = [out[i] if keep else v_all[i].new_zeros(v_all[i].shape) for i, keep in enumerate(attended)]
+    return torch.cat(pieces).view(batch, length, heads, -1), None
 
 
 def attend_per_example(model: Any) -> bool:

@@ -140,8 +140,9 @@ def test_per_example_attention_trains_as_the_block_mask(window: int | None) -> N
                            sliding_window=window)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config).train()
-    rows = [{"input_ids": ids, "labels": ids} for ids in (list(range(3, 8)), list(range(10, 17)), list(range(20, 24)))]
-    batch = stack_bins(rows, capacity=12, pad_id=0)  # [5 + 7 tokens], [4 tokens + 8 of padding]
+    rows = [{"input_ids": ids, "labels": ids} for ids in (list(range(3, 8)), list(range(10, 17)), list(range(20, 25)))]
+    batch = stack_bins(rows, capacity=12, pad_id=0)
+    assert batch["spans"] == [[(0, 7), (7, 12)], [(0, 5)]]  # two examples of 5 tokens (attended in one call), padding
     results = []
     for inputs in (batch["inputs"], packed_inputs(model, batch)):  # Transformers' block mask, then per example
         out = model(**inputs)
