@@ -82,7 +82,10 @@ def per_example_attention(module: torch.nn.Module, query: torch.Tensor, key: tor
 
 def attend_per_example(model: Any) -> bool:
     """Switch a backbone that attends with sdpa through Transformers' attention interface to per-example
-    attention (idempotent); whether it now attends that way. Other backbones are left as they are."""
+    attention (idempotent); whether it now attends that way. Other backbones are left as they are, and so is a
+    compiled one (`model.compile`): its graph would be recompiled for every new set of example lengths."""
+    if hasattr(model, "_orig_mod"):  # torch.compile's wrapper
+        return False
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT model's backbone
     config = getattr(base, "config", None)
     current = getattr(config, "_attn_implementation", None)

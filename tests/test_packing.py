@@ -14,7 +14,7 @@ from sft_fixtures import write_jsonl
 
 from lit_ft.data_summary import data_summary
 from lit_ft.errors import UserError
-from lit_ft.packed_attention import NAME, SPANS
+from lit_ft.packed_attention import NAME, SPANS, attend_per_example
 from lit_ft.packing import (
     PackedBatchSampler,
     attends_varlen,
@@ -158,6 +158,18 @@ def test_per_example_attention_trains_as_the_block_mask(window: int | None) -> N
     assert grads.keys() == grads2.keys() and len(grads) > 10
     for name, grad in grads.items():
         torch.testing.assert_close(grads2[name], grad, atol=1e-5, rtol=1e-4)
+
+
+def test_only_sdpa_backbones_switch_to_per_example_attention() -> None:
+    from peft import LoraConfig, get_peft_model
+
+    eager = build("llama", 64, "eager")
+    assert not attend_per_example(eager) and eager.config._attn_implementation == "eager"
+    sdpa = build("llama", 64, "sdpa")
+    assert not attend_per_example(torch.compile(sdpa)) and sdpa.config._attn_implementation == "sdpa"
+    assert attend_per_example(sdpa) and attend_per_example(sdpa) and sdpa.config._attn_implementation == NAME
+    adapted = get_peft_model(build("llama", 64, "sdpa"), LoraConfig(r=2, target_modules=["q_proj"]))
+    assert attend_per_example(adapted) and adapted.get_base_model().config._attn_implementation == NAME
 
 
 def test_flash_attention_backbones_get_one_row() -> None:
