@@ -6,7 +6,7 @@ the response only, batch 8, lr 1e-4, fp32, one epoch, 2 threads, every setting a
 seeds interleaved. Two jobs: `lima` (the first 256 LIMA rows, max_length 512) and `mixed` (the 100 Alpaca rows
 shuffled into those LIMA rows, max_length 1024: short and long examples, so padding costs much).
 
-    python bench/sft_speed.py                          # full run: 2 jobs x 7 settings x 3 seeds
+    python bench/sft_speed.py                          # full run: 2 jobs x 8 settings x 3 seeds
     python bench/sft_speed.py --smoke --seeds 1        # 16 rows, tiny model: checks the harness end to end
 
 Figures per setting: loss-bearing tokens per second of training (the same tokens in every setting: checked),
@@ -40,7 +40,8 @@ JOBS = {"lima": 512, "mixed": 1024}  # job -> max_length
 MODEL = {"hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 6, "intermediate_size": 1024}
 SMOKE_MODEL = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128}
 LIT_SETTINGS = {"lit_ft": [], "lit_ft_random": ["--data.init_args.group_batches", "1"],
-                "lit_ft_packed": ["--data.init_args.packing", "true"]}
+                "lit_ft_packed": ["--data.init_args.packing", "true"],
+                "lit_ft_compiled": ["--model.compile", "true"]}  # measured, no target: the first steps compile
 # TRL with its own defaults (gradient checkpointing on), and without checkpointing, the fastest TRL can go here
 TRL_SETTINGS = {"trl": {"packing": False}, "trl_packed": {"packing": True},
                 "trl_nockpt": {"packing": False, "gradient_checkpointing": False},
@@ -317,6 +318,9 @@ def report(job: str, results: list[dict[str, Any]]) -> dict[str, Any]:
         print(f"  {name:<44}{value:>8.3f}{'' if cpu is None else f'{cpu:.3f}':>10}   target {op} {target:<5} "
               f"{'PASS' if passed[name] else 'FAIL'}")
     print(f"  {'loss tokens agree':<44}{'':>18}   {'PASS' if passed['identical loss tokens'] else 'FAIL'}")
+    if {"lit_ft_compiled", "lit_ft"} <= mean.keys():  # measured, no target (`model.compile` stays off by default)
+        wall, cpu = speed(mean, "lit_ft_compiled", "lit_ft")
+        print(f"  {'lit_ft compiled / defaults tok/s':<44}{wall:>8.3f}{cpu:>10.3f}   (compiling counts: first steps)")
     busy = max(r["load1"] for r in results)
     if busy > max(r["threads"] for r in results) + 0.5:
         print(f"  note: the load average reached {busy:.1f}: wall-clock figures are noisy, CPU time is steadier")
