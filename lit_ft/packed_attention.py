@@ -1,4 +1,4 @@
-"""Attention one packed example at a time, for backbones that attend with PyTorch's sdpa.
+"""Attention one packed example at a time, for backbones that attend with PyTorch's sdpa on a CPU.
 
 Given packed rows and no attention mask, Transformers keeps examples apart with a block-diagonal mask
 (`masking_utils.find_packed_sequence_indices`), and sdpa then attends over each row's whole length: a row of short
@@ -82,8 +82,11 @@ def per_example_attention(module: torch.nn.Module, query: torch.Tensor, key: tor
 
 def attend_per_example(model: Any) -> bool:
     """Switch a backbone that attends with sdpa through Transformers' attention interface to per-example
-    attention (idempotent); whether it now attends that way. Other backbones are left as they are, and so is a
-    compiled one (`model.compile`): its graph would be recompiled for every new set of example lengths."""
+    attention (idempotent); whether it now attends that way. Only on a CPU, where it was measured to pay
+    (bench/README.md): on a GPU, one sdpa call per example length costs kernel launches that the fused masked
+    kernels do not, so a GPU backbone keeps Transformers' mask (or flash-attention's varlen kernels, if configured).
+    Left as they are too: other attention implementations, and a compiled backbone (`model.compile`), whose graph
+    would be recompiled for every new set of example lengths."""
     if hasattr(model, "_orig_mod"):  # torch.compile's wrapper
         return False
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT model's backbone
@@ -91,7 +94,9 @@ def attend_per_example(model: Any) -> bool:
     current = getattr(config, "_attn_implementation", None)
     if current == NAME:
         return True
-    if current != "sdpa" or not getattr(type(base), "_supports_attention_backend", False):
+    weight = next(iter(base.parameters()), None) if isinstance(base, torch.nn.Module) else None
+    if (current != "sdpa" or not getattr(type(base), "_supports_attention_backend", False)
+            or weight is None or weight.device.type != "cpu"):
         return False
     _register()
     base.set_attn_implementation(NAME)

@@ -3,8 +3,9 @@
 A tiny randomly initialised model of the backbone's `model_type` (2 layers, hidden 32, built from a config: no
 download, no weights) runs three short examples as lit_ft feeds packed rows (`lit_ft.packing.stack_bins`: two
 examples in one row, the third in a second row filled with padding; `position_ids` restarting, no attention mask)
-and each alone, in the layout its attention gets in training (`lit_ft.packing.packed_inputs`); the
-architecture honours boundaries when the logits agree. Architectures that ignore
+and each alone, in both layouts its attention can get in training (Transformers' block-diagonal mask, and on a
+CPU per-example attention: `lit_ft.packing.packed_inputs`); the architecture honours boundaries when the logits
+agree in both. Architectures that ignore
 `position_ids` for masking (OPT derives its mask from `attention_mask` only; Bloom, MPT and XGLM take no
 `position_ids` or use ALiBi) fail it and packing is refused for them.
 """
@@ -93,10 +94,12 @@ def _packed_gap(model: Any) -> float:
     batch = stack_bins(rows, capacity=12, pad_id=0)  # [5 + 7 tokens], [4 tokens + 8 of padding]
     inputs, gap = batch["inputs"], 0.0
     with torch.no_grad():
-        packed = model(**{k: v for k, v in packed_inputs(model, batch).items() if k != "labels"}).logits
-        for r, spans in enumerate(batch["spans"]):
-            for start, end in spans:
-                ids = inputs["input_ids"][r, start:end][None]
-                alone = model(input_ids=ids, use_cache=False).logits
-                gap = max(gap, float((packed[r, start:end] - alone[0]).abs().max()))
+        # Transformers' mask (the layout on a GPU), then the layout on this CPU (per-example attention for sdpa)
+        for layout in (inputs, packed_inputs(model, batch)):
+            packed = model(**{k: v for k, v in layout.items() if k != "labels"}).logits
+            for r, spans in enumerate(batch["spans"]):
+                for start, end in spans:
+                    ids = inputs["input_ids"][r, start:end][None]
+                    alone = model(input_ids=ids, use_cache=False).logits
+                    gap = max(gap, float((packed[r, start:end] - alone[0]).abs().max()))
     return gap

@@ -167,6 +167,8 @@ def test_only_sdpa_backbones_switch_to_per_example_attention() -> None:
     assert not attend_per_example(eager) and eager.config._attn_implementation == "eager"
     sdpa = build("llama", 64, "sdpa")
     assert not attend_per_example(torch.compile(sdpa)) and sdpa.config._attn_implementation == "sdpa"
+    elsewhere = build("llama", 64, "sdpa").to("meta")  # not on a CPU (as on a GPU): Transformers' mask stays
+    assert not attend_per_example(elsewhere) and elsewhere.config._attn_implementation == "sdpa"
     assert attend_per_example(sdpa) and attend_per_example(sdpa) and sdpa.config._attn_implementation == NAME
     adapted = get_peft_model(build("llama", 64, "sdpa"), LoraConfig(r=2, target_modules=["q_proj"]))
     assert attend_per_example(adapted) and adapted.get_base_model().config._attn_implementation == NAME
@@ -200,10 +202,12 @@ def test_features_masks_and_counts_do_not_change_and_summary_counts_rows(tmp_pat
 
 
 def test_architectures_that_mix_packed_examples_are_refused() -> None:
-    for accepted in ("llama", "gpt2", "opt"):  # OPT: its mask ignores position_ids, per-example attention does not
-        assert packing_problem({"model_type": accepted}) is None
-    problem = packing_problem({"model_type": "bloom"})  # ALiBi: no positions to restart
-    assert problem is not None and "model type 'bloom'" in problem and "attend to each other" in problem
+    assert packing_problem({"model_type": "llama"}) is None and packing_problem({"model_type": "gpt2"}) is None
+    # OPT: per-example attention would keep its examples apart, but its own mask ignores position_ids (on a GPU);
+    # Bloom: ALiBi, no positions to restart
+    for refused in ("opt", "bloom"):
+        problem = packing_problem({"model_type": refused})
+        assert problem is not None and f"model type '{refused}'" in problem and "attend to each other" in problem
 
 
 def fit(root: Path, backbone: Path, train: str, steps: int, *extra: str) -> Any:
