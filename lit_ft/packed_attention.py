@@ -52,13 +52,12 @@ def per_example_attention(module: torch.nn.Module, query: torch.Tensor, key: tor
     if groups > 1:
         key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     batch, heads = query.shape[:2]
-    sizes, attended = [], []  # every row cut into its examples and its padding, rows one after another
+    sizes: list[int] = []
+    attended: list[bool] = []  # every row cut into its examples and its padding, rows one after another
     for row in spans:
-        done = 0
-        for start, end in row:
-            sizes.append(end - start)
-            attended.append(True)
-            done = end
+        sizes += [end - start for start, end in row]
+        attended += [True] * len(row)
+        done = row[-1][1] if row else 0
         if done < length:
             sizes.append(length - done)
             attended.append(False)

@@ -93,13 +93,13 @@ def _packed_gap(model: Any) -> float:
     rows = [{"input_ids": ids, "labels": ids} for ids in examples]
     batch = stack_bins(rows, capacity=12, pad_id=0)  # [5 + 7 tokens], [4 tokens + 8 of padding]
     inputs, gap = batch["inputs"], 0.0
+    spans = [(r, start, end) for r, row in enumerate(batch["spans"]) for start, end in row]
     with torch.no_grad():
+        alone = [model(input_ids=inputs["input_ids"][r, start:end][None], use_cache=False).logits[0]
+                 for r, start, end in spans]
         # Transformers' mask (the layout on a GPU), then the layout on this CPU (per-example attention for sdpa)
         for layout in (inputs, packed_inputs(model, batch)):
             packed = model(**{k: v for k, v in layout.items() if k != "labels"}).logits
-            for r, spans in enumerate(batch["spans"]):
-                for start, end in spans:
-                    ids = inputs["input_ids"][r, start:end][None]
-                    alone = model(input_ids=ids, use_cache=False).logits
-                    gap = max(gap, float((packed[r, start:end] - alone[0]).abs().max()))
+            for (r, start, end), own in zip(spans, alone, strict=True):
+                gap = max(gap, float((packed[r, start:end] - own).abs().max()))
     return gap
