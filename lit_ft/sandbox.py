@@ -123,8 +123,13 @@ def run_tests(
 def sandbox_plan(mode: str = "auto", allow_unsafe: bool = False) -> SandboxPlan:
     """Probe, once per mode, which interpreter and isolation this machine supports; UserError when `mode` can't run
     here, or is unsafe and `allow_unsafe` is false."""
+    if mode == "user":  # the earlier name of unsafe_user, which then ran without an opt-in
+        raise UserError(f"code sandbox mode 'user' ({OPTION_HINT}) is now 'unsafe_user' and needs {ALLOW_HINT} true "
+                        "(an exec of another program escapes its audit hook); use namespaces (see docs/sandbox.md)")
     if mode not in MODES:
         raise UserError(f"unknown code sandbox mode {mode!r} ({OPTION_HINT}); choose from {list(MODES)}")
+    if not isinstance(allow_unsafe, bool):
+        raise UserError(f"{ALLOW_HINT} must be true or false, got {allow_unsafe!r}")
     if mode in UNSAFE_MODES and not allow_unsafe:
         raise UserError(f"code sandbox mode {mode} does not isolate generated code (it can reach "
                         f"{UNSAFE_REACH[mode]}); set {ALLOW_HINT} true to run it anyway, or use {OPTION_HINT} "

@@ -501,6 +501,10 @@ def test_without_namespaces_pass_at_one_refuses_unless_opted_in() -> None:
     assert sandbox.choose_fallback("unsafe", root=False, python=None).mode == "unsafe"
     with pytest.raises(UserError, match="unknown code sandbox mode 'docker'"):
         PassAtOne(mode="docker")
+    with pytest.raises(UserError, match=r"mode 'user' .* is now 'unsafe_user' and needs .*allow_unsafe_sandbox true"):
+        PassAtOne(mode="user")  # the earlier name: no silent switch to an unsafe mode
+    with pytest.raises(UserError, match="allow_unsafe_sandbox must be true or false, got 'false'"):
+        PassAtOne(mode="unsafe", allow_unsafe="false")  # type: ignore[arg-type]
     for mode in sandbox.UNSAFE_MODES:  # naming an unsafe mode is not enough: the refusal names the opt-in
         with pytest.raises(UserError, match=rf"^code sandbox mode {mode} does not isolate generated code .*; set "
                                             r"model\.task_options\.allow_unsafe_sandbox true to run it anyway"):
