@@ -55,6 +55,9 @@ MAX_OPEN_FILES = 64
 MODES = ("auto", "namespaces", "unsafe_user", "unsafe")
 UNSAFE_MODES = ("unsafe_user", "unsafe")
 """Modes that do not isolate the program: they run only with `allow_unsafe` (docs/sandbox.md says what leaks)."""
+UNSAFE_REACH = {"unsafe_user": "the network and world-readable files through an exec of another program",
+                "unsafe": "your files, the reference data and its own verdict"}
+"""What each unsafe mode leaves in the program's reach (named in the refusal)."""
 OPTION_HINT = "model.task_options.code_sandbox"
 """Where the mode is chosen on the command line (named in errors)."""
 ALLOW_HINT = "model.task_options.allow_unsafe_sandbox"
@@ -145,10 +148,6 @@ def sandbox_plan(mode: str = "auto", allow_unsafe: bool = False) -> SandboxPlan:
         raise UserError(f"mode unsafe_user does not work here (a trial program failed to run as a uid of its own); "
                         f"set {OPTION_HINT} unsafe to run generated code as your own user (see docs/sandbox.md)")
     return plan
-
-
-UNSAFE_REACH = {"unsafe_user": "the network and world-readable files through an exec of another program",
-                "unsafe": "your files, the reference data and its own verdict"}
 
 
 @functools.cache

@@ -316,7 +316,7 @@ class ProgramError(Exception):
 
 
 class JudgeOverLimit(BaseException):
-    """The judge went over its own memory limit on what the program sent (a 64 MiB message of `[],` is ~1.4 GiB of
+    """The judge went over its own memory limit on what the program sent (a 64 MiB message of `[],` is ~1.5 GiB of
     lists). A BaseException, so neither a test's `except Exception` nor the judge's skipping of odd names hides it."""
 
     def __init__(self, memory_mb: int) -> None:
@@ -326,7 +326,7 @@ class JudgeOverLimit(BaseException):
 class Judge:
     """The judge's end of the pipes to the program process."""
 
-    def __init__(self, request_fd: int, reply_fd: int, alive: Alive, memory_mb: int = 0) -> None:
+    def __init__(self, request_fd: int, reply_fd: int, alive: Alive, memory_mb: int) -> None:
         self.request_fd, self.reply_fd, self.alive, self.memory_mb = request_fd, reply_fd, alive, memory_mb
 
     def call(self, *message: Any) -> Any:
