@@ -8,15 +8,18 @@ Threat model and guarantees per mode: docs/sandbox.md. In short, three processes
   calling the program's functions through proxies that carry only plain data;
 - the **program** process runs the generated code in a fresh interpreter with resource limits.
 
-Modes (`mode=`, or `auto`, probed once per process by `sandbox_plan`):
+Modes (`mode=`; `auto`, the default, is `namespaces` or a refusal, probed once per process by `sandbox_plan`):
 
 - `namespaces`: new user, pid, network, IPC, UTS and mount namespaces. The program sees a size-capped tmpfs root with
   read-only system directories only (no project, data, home or host /tmp), no network at all (Unix sockets
-  included), its own SysV IPC, and every process dies with it.
-- `user` (root without namespaces): the program runs as a uid of its own; its processes, its files in the work
-  directory, /tmp, /var/tmp and /dev/shm, and its SysV IPC objects are removed after the run. Weaker: world-readable
-  files and the network are reachable (an audit hook refuses Python's socket and process calls).
-- `unsafe` (opt-in only): the program runs as the trainer's own user; no integrity or confidentiality guarantee.
+  included), its own SysV IPC, no way to make further user namespaces (so no mount of its own past `disk_mb`), and
+  every process dies with it.
+- `unsafe_user` (root, opt-in with `allow_unsafe`): the program runs as a uid of its own, so the verdict and the
+  trainer are out of its reach, but an exec of another program (`_posixsubprocess.fork_exec`, C code) leaves Python's
+  audit hook behind: the network, world-readable files and world-writable directories are reachable.
+- `unsafe` (opt-in with `allow_unsafe`): the program runs as the trainer's own user; no guarantee at all.
+
+Every mode: the judge and whatever it starts run under `memory_mb` of address space and the CPU-seconds limit too.
 """
 
 from __future__ import annotations
@@ -49,11 +52,19 @@ DISK_MB = 64
 MAX_PROCESSES = 16
 """RLIMIT_NPROC: processes and threads (per sandbox inside a user namespace, per user id otherwise)."""
 MAX_OPEN_FILES = 64
-MODES = ("auto", "namespaces", "user", "unsafe")
+MODES = ("auto", "namespaces", "unsafe_user", "unsafe")
+UNSAFE_MODES = ("unsafe_user", "unsafe")
+"""Modes that do not isolate the program: they run only with `allow_unsafe` (docs/sandbox.md says what leaks)."""
+UNSAFE_REACH = {"unsafe_user": "the network and world-readable files through an exec of another program",
+                "unsafe": "your files, the reference data and its own verdict"}
+"""What each unsafe mode leaves in the program's reach (named in the refusal)."""
 OPTION_HINT = "model.task_options.code_sandbox"
 """Where the mode is chosen on the command line (named in errors)."""
+ALLOW_HINT = "model.task_options.allow_unsafe_sandbox"
+"""Where the opt-in to an unsafe mode is given on the command line (named in errors)."""
 USER_UID_BASE = 2_000_000_000
-"""`user` mode: the program's uid is this plus the judge's pid (unique while the run lasts, outside any real range)."""
+"""`unsafe_user` mode: the program's uid is this plus the judge's pid (unique while the run lasts, outside any real
+range)."""
 EXEC_EVENTS = ("os.exec", "os.posix_spawn", "os.spawn", "os.system", "subprocess.Popen", "ctypes.dlopen")
 """Audit events refused outside namespaces: another program or raw C calls would not see the hook."""
 NETWORK_EVENTS = ("socket.__new__", "socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg", *EXEC_EVENTS)
@@ -78,7 +89,7 @@ class SandboxPlan:
     """How this machine runs sandboxes (probed once per mode, see `sandbox_plan`)."""
 
     mode: str
-    """`namespaces`, `user` or `unsafe` (never `auto`)."""
+    """`namespaces`, `unsafe_user` or `unsafe` (never `auto`)."""
     python: str
     """The judge's and program's interpreter: this one, or a system one that `nobody` can run."""
     judge_user: tuple[int, int] | None = None
@@ -88,7 +99,7 @@ class SandboxPlan:
 
 def run_tests(
     program: str, tests: list[str], timeout: float = 10.0, setup: str = "", memory_mb: int = 512,
-    mode: str = "auto", disk_mb: int = DISK_MB,
+    mode: str = "auto", disk_mb: int = DISK_MB, allow_unsafe: bool = False,
 ) -> SandboxResult:
     """Run `program`, then `setup`, then each assert-style test; never raises for anything the program does.
 
@@ -98,12 +109,13 @@ def run_tests(
         timeout: Wall-clock seconds before every process of the run is killed (CPU seconds: this plus two).
         setup: Code run after the program and before the tests (MBPP's `test_setup_code`, which may use the
             program's classes).
-        memory_mb: Address-space limit of the program's interpreter; an allocation beyond it raises MemoryError.
-        mode: `auto`, `namespaces`, `user` or `unsafe` (see docs/sandbox.md); `auto` refuses when only `unsafe`
-            would work.
+        memory_mb: Address-space limit of each process of the run, the judge's included; an allocation beyond it
+            raises MemoryError (the judge then reports a failure naming the limit).
+        mode: `auto` (= `namespaces`), `namespaces`, `unsafe_user` or `unsafe` (see docs/sandbox.md).
         disk_mb: Size cap of all the program's writable space in `namespaces` mode (RLIMIT_FSIZE caps each file).
+        allow_unsafe: Run an unsafe mode (`unsafe_user`, `unsafe`) when asked for one; without it they are refused.
     """
-    plan = sandbox_plan(mode)  # a UserError here is the user's configuration, raised before any program runs
+    plan = sandbox_plan(mode, allow_unsafe)  # a UserError: the user's configuration, raised before any program runs
     try:
         return _run(plan, program, list(tests), setup, timeout, memory_mb, disk_mb)
     except Exception as exc:  # nothing a program does may raise in the trainer
@@ -111,22 +123,30 @@ def run_tests(
 
 
 @functools.cache
-def sandbox_plan(mode: str = "auto") -> SandboxPlan:
-    """Probe, once per mode, which interpreter and isolation this machine supports; UserError when `mode` can't run."""
-    if os.name != "posix" or not sys.platform.startswith("linux"):
-        if mode != "unsafe":
-            raise UserError(f"the code sandbox needs Linux (this is {sys.platform}); set {OPTION_HINT} unsafe "
-                            "to run generated code as your own user anyway (see docs/sandbox.md)")
+def sandbox_plan(mode: str = "auto", allow_unsafe: bool = False) -> SandboxPlan:
+    """Probe, once per mode, which interpreter and isolation this machine supports; UserError when `mode` can't run
+    here, or is unsafe and `allow_unsafe` is false."""
+    if mode == "user":  # the earlier name of unsafe_user, which then ran without an opt-in
+        raise UserError(f"code sandbox mode 'user' ({OPTION_HINT}) is now 'unsafe_user' and needs {ALLOW_HINT} true "
+                        "(an exec of another program escapes its audit hook); use namespaces (see docs/sandbox.md)")
     if mode not in MODES:
         raise UserError(f"unknown code sandbox mode {mode!r} ({OPTION_HINT}); choose from {list(MODES)}")
+    if not isinstance(allow_unsafe, bool):
+        raise UserError(f"{ALLOW_HINT} must be true or false, got {allow_unsafe!r}")
+    if mode in UNSAFE_MODES and not allow_unsafe:
+        raise UserError(f"code sandbox mode {mode} does not isolate generated code (it can reach "
+                        f"{UNSAFE_REACH[mode]}); set {ALLOW_HINT} true to run it anyway, or use {OPTION_HINT} "
+                        "namespaces (see docs/sandbox.md)")
+    if (os.name != "posix" or not sys.platform.startswith("linux")) and mode != "unsafe":
+        raise UserError(f"the code sandbox needs Linux (this is {sys.platform}); set {OPTION_HINT} unsafe and "
+                        f"{ALLOW_HINT} true to run generated code as your own user anyway (see docs/sandbox.md)")
     root = os.geteuid() == 0
-    python = _interpreter(_nobody() if root else None)
     if mode in ("auto", "namespaces") and (plan := _namespaces_plan()) is not None:
         return plan
-    plan = choose_fallback(mode, root, python)
-    if plan.mode == "user" and not _works(plan):  # root of a container that cannot switch uids, say
-        raise UserError(f"mode user does not work here (a trial program failed to run as a uid of its own); set "
-                        f"{OPTION_HINT} unsafe to run generated code as your own user (see docs/sandbox.md)")
+    plan = choose_fallback(mode, root, _interpreter(_nobody()) if root and mode == "unsafe_user" else None)
+    if plan.mode == "unsafe_user" and not _works(plan):  # root of a container that cannot switch uids, say
+        raise UserError(f"mode unsafe_user does not work here (a trial program failed to run as a uid of its own); "
+                        f"set {OPTION_HINT} unsafe to run generated code as your own user (see docs/sandbox.md)")
     return plan
 
 
@@ -140,18 +160,19 @@ def _namespaces_plan() -> SandboxPlan | None:
 
 
 def choose_fallback(mode: str, root: bool, python: str | None) -> SandboxPlan:
-    """The plan when namespaces are unavailable (or not asked for): `user` as root, `unsafe` only when asked."""
-    own = os.path.realpath(sys.executable)
+    """The plan when namespaces are unavailable (or not asked for): only an unsafe mode that was asked for by name
+    (`sandbox_plan` has checked the opt-in); `auto` never falls back, since no other mode isolates the program."""
     if mode == "unsafe":
-        return SandboxPlan("unsafe", own, None, NETWORK_EVENTS)
-    if mode in ("auto", "user") and root and python is not None:
-        return SandboxPlan("user", python, _nobody(), NETWORK_EVENTS)
-    why = {"namespaces": "user namespaces are unavailable here (kernel, AppArmor or seccomp forbid them)",
-           "user": "mode user needs the trainer to run as root (to start programs as a uid of their own)"}
-    reason = why.get(mode, "user namespaces are unavailable here and the trainer is not root")
-    raise UserError(f"pass@1 cannot isolate generated code: {reason}. Run where unprivileged user namespaces work "
-                    f"(or as root), or set {OPTION_HINT} unsafe to run it as your own user, which lets it read your "
-                    "files and the reference data and forge its verdict (see docs/sandbox.md)")
+        return SandboxPlan("unsafe", os.path.realpath(sys.executable), None, NETWORK_EVENTS)
+    if mode == "unsafe_user" and root and python is not None:
+        return SandboxPlan("unsafe_user", python, _nobody(), NETWORK_EVENTS)
+    if mode == "unsafe_user":
+        raise UserError("mode unsafe_user needs the trainer to run as root (to start programs as a uid of their "
+                        f"own); set {OPTION_HINT} unsafe to run generated code as your own user (see docs/sandbox.md)")
+    raise UserError(f"pass@1 cannot isolate generated code: user namespaces are unavailable here (kernel, AppArmor "
+                    "or seccomp forbid them). Run where unprivileged user namespaces work, or set "
+                    f"{OPTION_HINT} unsafe_user (as root) or unsafe, with {ALLOW_HINT} true, to run it with the "
+                    "leaks docs/sandbox.md lists")
 
 
 def _works(plan: SandboxPlan) -> bool:
@@ -192,8 +213,14 @@ def _runs_as(python: str, user: tuple[int, int]) -> bool:
 
 
 def _limits(timeout: float, memory_mb: int) -> dict[str, int]:
-    return {"RLIMIT_CPU": int(timeout) + 2, "RLIMIT_AS": memory_mb * 2**20, "RLIMIT_NPROC": MAX_PROCESSES,
-            "RLIMIT_FSIZE": FILE_SIZE_MB * 2**20, "RLIMIT_NOFILE": MAX_OPEN_FILES, "RLIMIT_CORE": 0}
+    return {**_judge_limits(timeout, memory_mb), "RLIMIT_NPROC": MAX_PROCESSES, "RLIMIT_NOFILE": MAX_OPEN_FILES}
+
+
+def _judge_limits(timeout: float, memory_mb: int) -> dict[str, int]:
+    """The judge's own limits, which every process it starts inherits: the program can make it decode (or a test
+    can make it build) far more than the program itself may hold, and its user's process count is shared."""
+    return {"RLIMIT_CPU": int(timeout) + 2, "RLIMIT_AS": memory_mb * 2**20, "RLIMIT_FSIZE": FILE_SIZE_MB * 2**20,
+            "RLIMIT_CORE": 0}
 
 
 def _run(plan: SandboxPlan, program: str, tests: list[str], setup: str, timeout: float, memory_mb: int,
@@ -207,16 +234,17 @@ def _run(plan: SandboxPlan, program: str, tests: list[str], setup: str, timeout:
             report_fd = write_fd  # the same number in the judge (pass_fds)
             os.close(write_fd)
             write_fd = -1
-            uid = USER_UID_BASE + proc.pid if plan.mode == "user" else None
+            uid = USER_UID_BASE + proc.pid if plan.mode == "unsafe_user" else None
             job = {"mode": plan.mode, "program": program, "setup": setup, "tests": tests, "report_fd": report_fd,
-                   "limits": _limits(timeout, memory_mb), "blocked_events": plan.blocked_events,
+                   "limits": _limits(timeout, memory_mb), "judge_limits": _judge_limits(timeout, memory_mb),
+                   "memory_mb": memory_mb, "blocked_events": plan.blocked_events,
                    "python": plan.python, "source": _child_source(), "disk_mb": disk_mb,
                    "workdir": workdir, "program_user": (uid, uid), "judge_user": plan.judge_user}
             if workdir and uid is not None:
                 os.chown(workdir, uid, uid)
             _send_job(proc, job)
             timed_out, report = _wait(proc, read_fd, timeout, uid)
-            return _result(timed_out, report, _tail(output), timeout)
+            return _result(timed_out, report, _tail(output), timeout, memory_mb)
     finally:
         for fd in (read_fd, write_fd):
             if fd >= 0:
@@ -237,7 +265,7 @@ def _child_source() -> str:
 
 
 def _start_judge(plan: SandboxPlan, output: IO[bytes], report_fd: int, workdir: str | None) -> subprocess.Popen:
-    user = plan.judge_user if plan.mode == "namespaces" else None  # user mode: the judge drops root itself
+    user = plan.judge_user if plan.mode == "namespaces" else None  # unsafe_user: the judge drops root itself
     extra: dict[str, Any] = {"user": user[0], "group": user[1], "extra_groups": []} if user else {}
     return subprocess.Popen(
         [plan.python, "-I", "-S", "-B", "-c", _child_source(), "judge"],
@@ -264,8 +292,8 @@ def _wait(proc: subprocess.Popen, read_fd: int, timeout: float, uid: int | None)
     """Read the judge's verdict until it exits or the wall clock runs out; then kill everything of the run.
 
     Returns (timed out, the verdict or None). The judge is the only other holder of the pipe, so end of file means
-    it exited. `user` mode's uid is the judge's pid plus a base: the judge stays a zombie (WNOWAIT) until the uid's
-    processes are dead, so neither number is reused meanwhile.
+    it exited. `unsafe_user` mode's uid is the judge's pid plus a base: the judge stays a zombie (WNOWAIT) until the
+    uid's processes are dead, so neither number is reused meanwhile.
     """
     deadline, data, timed_out = time.monotonic() + timeout, b"", True
     poller = select.poll()  # not select(): a trainer may hold descriptors above 1024
@@ -296,11 +324,13 @@ def _tail(output: IO[bytes]) -> str:
     return output.read().decode(errors="replace")
 
 
-def _result(timed_out: bool, report: dict[str, Any] | None, output: str, timeout: float) -> SandboxResult:
+def _result(timed_out: bool, report: dict[str, Any] | None, output: str, timeout: float,
+            memory_mb: int) -> SandboxResult:
     if timed_out:
         return SandboxResult(False, f"timed out after {timeout:g} s; every process of the run was killed", True, output)
     if report is None:
-        return SandboxResult(False, "the judge gave no verdict (killed, or a resource limit)", False, output)
+        return SandboxResult(False, f"the judge gave no verdict (killed, or over its limits: memory_mb={memory_mb} "
+                                    f"MiB, {int(timeout) + 2} CPU s)", False, output)
     if not report.get("ended"):
         return SandboxResult(report.get("passed") is True, str(report.get("error", "")), False, output)
     code = int(report.get("exit", 0))
@@ -375,7 +405,7 @@ def _empty_files(fd: int, stuck: set[tuple[int, int]]) -> str | None:
 
 
 def _remove_user_traces(uid: int) -> None:
-    """`user` mode: kill the uid's processes, delete its files in the shared temporary dirs and its SysV IPC."""
+    """`unsafe_user` mode: kill the uid's processes, delete its files in the shared temporary dirs and its SysV IPC."""
     helper = shutil.which("kill", path="/usr/bin:/bin")
     python = [sys.executable, "-I", "-S", "-c", "import os; os.kill(-1, 9)"]
     command = [helper, "-KILL", "--", "-1"] if helper else python

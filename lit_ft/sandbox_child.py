@@ -39,6 +39,8 @@ CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
 MNT_DETACH, PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 2, 1, 38
+NAMESPACE_LIMITS = ("max_user_namespaces", "max_mnt_namespaces")
+"""Set to 0 in the run's user namespace, so its program can create neither (nor, in a new user namespace, mounts)."""
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
 
 
@@ -313,26 +315,36 @@ class ProgramError(Exception):
     """An exception of the program's own kind (not a builtin one) raised in the program process."""
 
 
+class JudgeOverLimit(BaseException):
+    """The judge went over its own memory limit on what the program sent (a 64 MiB message of `[],` is ~1.5 GiB of
+    lists). A BaseException, so neither a test's `except Exception` nor the judge's skipping of odd names hides it."""
+
+    def __init__(self, memory_mb: int) -> None:
+        super().__init__(f"the judge went over its memory limit (memory_mb={memory_mb} MiB) on what the program sent")
+
+
 class Judge:
     """The judge's end of the pipes to the program process."""
 
-    def __init__(self, request_fd: int, reply_fd: int, alive: Alive) -> None:
-        self.request_fd, self.reply_fd, self.alive = request_fd, reply_fd, alive
+    def __init__(self, request_fd: int, reply_fd: int, alive: Alive, memory_mb: int) -> None:
+        self.request_fd, self.reply_fd, self.alive, self.memory_mb = request_fd, reply_fd, alive, memory_mb
 
     def call(self, *message: Any) -> Any:
         try:
             send(self.request_fd, list(message))
             reply = receive(self.reply_fd, self.alive)
+            if "raise" not in reply:
+                return decode(reply["value"], self.proxy)
         except (EOFError, OSError) as exc:
             raise ProgramGone(str(exc)) from None
         except ValueError as exc:
             raise ProgramError(f"the program sent malformed data: {exc}") from None
-        if "raise" in reply:
-            kind = getattr(builtins, str(reply["raise"]), None)
-            if not (isinstance(kind, type) and issubclass(kind, Exception)):
-                raise ProgramError(f"{reply['raise']}: {reply['message']}")
-            raise kind(reply["message"])
-        return decode(reply["value"], self.proxy)
+        except MemoryError:
+            raise JudgeOverLimit(self.memory_mb) from None
+        kind = getattr(builtins, str(reply["raise"]), None)
+        if not (isinstance(kind, type) and issubclass(kind, Exception)):
+            raise ProgramError(f"{reply['raise']}: {reply['message']}")
+        raise kind(reply["message"])
 
     def proxy(self, ident: int) -> ProgramObject:
         return ProgramObject(self, ident)
@@ -405,12 +417,14 @@ def judge_tests(job: dict[str, Any], request_fd: int, reply_fd: int, alive: Aliv
         return _judge_tests(job, request_fd, reply_fd, alive)
     except ProgramGone:
         return {"passed": False, "error": "", "ended": True}
-    except Exception as exc:  # whatever the program sends, the judge answers with a verdict
+    except (Exception, JudgeOverLimit) as exc:  # whatever the program sends, the judge answers with a verdict
+        if isinstance(exc, MemoryError):
+            exc = JudgeOverLimit(job["memory_mb"])
         return {"passed": False, "error": describe("judge", "", exc, show=False), "ended": False}
 
 
 def _judge_tests(job: dict[str, Any], request_fd: int, reply_fd: int, alive: Alive) -> dict[str, Any]:
-    judge = Judge(request_fd, reply_fd, alive)
+    judge = Judge(request_fd, reply_fd, alive, job["memory_mb"])
     try:
         send(request_fd, {"program": job["program"], "blocked_events": job["blocked_events"]})
         ready = receive(reply_fd, alive)
@@ -431,6 +445,8 @@ def _judge_tests(job: dict[str, Any], request_fd: int, reply_fd: int, alive: Ali
     for name in _visible(names, modules, [job["setup"], *job["tests"]]):
         try:
             namespace[name] = _import(names[name][1]) if name in modules else decode(names[name], judge.proxy)
+        except MemoryError:
+            raise JudgeOverLimit(job["memory_mb"]) from None
         except Exception:
             continue
     stages = [("setup", job["setup"]), *((f"test {i}", t) for i, t in enumerate(job["tests"], 1))]
@@ -440,7 +456,8 @@ def _judge_tests(job: dict[str, Any], request_fd: int, reply_fd: int, alive: Ali
         except ProgramGone:
             return {"passed": False, "error": "", "ended": True}
         except BaseException as exc:
-            return {"passed": False, "error": describe(stage, source, exc), "ended": False}
+            over = f" (memory_mb={job['memory_mb']} MiB)" if isinstance(exc, MemoryError) else ""
+            return {"passed": False, "error": describe(stage, source, exc) + over, "ended": False}
     return {"passed": True, "error": "", "ended": False}
 
 
@@ -491,6 +508,7 @@ def judge() -> int:
     import json
 
     job = receive(0)  # the first message: how to start the program; the tests stay in the pipe until it has started
+    _set_limits(job["judge_limits"])  # before any fork: every process of the run inherits them
     if hasattr(sys, "set_int_max_str_digits"):
         sys.set_int_max_str_digits(0)
     requests, replies = os.pipe(), os.pipe()
@@ -500,7 +518,7 @@ def judge() -> int:
     os.close(replies[1])
     job.update(receive(0))  # setup and tests: never in the memory of a process the program's side came from
     _stdin_null()
-    if job["mode"] == "user":  # the judge leaves the program's uid and root behind before running any test code
+    if job["mode"] == "unsafe_user":  # the judge leaves the program's uid and root behind before running any test code
         os.setgroups([])
         os.setgid(job["judge_user"][1])
         os.setuid(job["judge_user"][0])
@@ -519,7 +537,7 @@ def judge() -> int:
             status.append(os.waitpid(pid, 0)[1])
         code = os.waitstatus_to_exitcode(status[0])
         verdict["exit"] = 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell says
-    elif not status and job["mode"] != "user":  # user mode: the trainer kills the program's uid
+    elif not status and job["mode"] != "unsafe_user":  # unsafe_user: the trainer kills the program's uid
         os.kill(pid, 9)  # namespaces: pid 1 of the program's namespace, which takes every process with it
     report = json.dumps(verdict).encode()
     os.write(job["report_fd"], report)
@@ -527,12 +545,13 @@ def judge() -> int:
 
 
 def _start_plain(job: dict[str, Any], request_fd: int, reply_fd: int) -> int:
-    """user and unsafe modes: the program as its own uid (user) or the trainer's (unsafe), in a work directory."""
+    """unsafe_user and unsafe modes: the program as its own uid (unsafe_user) or the trainer's (unsafe), in a work
+    directory."""
     pid = os.fork()
     if pid:
         return pid
     try:
-        if job["mode"] == "user":  # first: a change of uid clears the parent-death signal set below
+        if job["mode"] == "unsafe_user":  # first: a change of uid clears the parent-death signal set below
             os.setgroups([])
             os.setgid(job["program_user"][1])
             os.setuid(job["program_user"][0])
@@ -544,19 +563,24 @@ def _start_plain(job: dict[str, Any], request_fd: int, reply_fd: int) -> int:
 
 
 def _prepare_program(job: dict[str, Any], request_fd: int, reply_fd: int) -> None:
-    import resource
-
     prctl = getattr(_libc(), "prctl", lambda *args: -1)  # Linux only; elsewhere (unsafe mode) go without
     prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
     _stdin_null()  # the judge's stdin still holds the tests
     _close_fds_but(0, 1, 2, request_fd, reply_fd)
-    for name, value in job["limits"].items():
+    _set_limits(job["limits"])
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+
+
+def _set_limits(limits: dict[str, int]) -> None:
+    """Soft and hard limits both (a program can't raise them again), never above a hard limit already set."""
+    import resource
+
+    for name, value in limits.items():
         if (which := getattr(resource, name, None)) is None:
             continue
         hard = resource.getrlimit(which)[1]
         value = value if hard == resource.RLIM_INFINITY else min(value, hard)
         resource.setrlimit(which, (value, value))
-    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
 
 
 def _exec_program(job: dict[str, Any], request_fd: int, reply_fd: int, home: str, tmp: str) -> None:
@@ -682,6 +706,9 @@ def _prepare_init(job: dict[str, Any], request_fd: int, reply_fd: int) -> None:
     with open(root + "/etc/group", "w") as f:
         f.write(f"sandbox:x:{INNER_ID}:\n")
     _mount(libc, "proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    for name in NAMESPACE_LIMITS:  # a nested user namespace could mount a tmpfs of its own, outside `disk_mb`
+        with open(f"{root}/proc/sys/user/{name}", "w") as f:  # this namespace's own counts (init holds its caps)
+            f.write("0")
     os.chdir(root)
     _check(libc.syscall(SYS_PIVOT_ROOT[os.uname().machine], b".", b"."), "pivot_root")
     _check(libc.umount2(b".", MNT_DETACH), "umount old root")

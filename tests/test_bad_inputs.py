@@ -376,6 +376,11 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
         sft, [], [r"row '1' in the train split \(file '.*train.jsonl'\) has no completion_column 'completion' value",
                   "data.source.predict"],
         {"train.jsonl": jsonl(PC_ROW, {"prompt": "say mat:", "completion": None})}, train="train.jsonl")
+    c["sft_unsafe_sandbox_without_opt_in"] = Case(
+        sft, ["--model.task_options.metrics", "[pass@1]", "--model.task_options.code_sandbox", "unsafe_user"],
+        [r"code sandbox mode unsafe_user does not isolate generated code",
+         r"set model\.task_options\.allow_unsafe_sandbox true to run it anyway"],
+        {"train.jsonl": jsonl(PC_ROW)}, train="train.jsonl")
     return c
 
 

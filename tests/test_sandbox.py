@@ -1,8 +1,8 @@
 """The code sandbox (lit_ft.sandbox) and pass@1 (lit_ft.code_eval): real processes, real limits, real attacks.
 
 Each attack of the adversarial review (issue 8) is reproduced here and must end contained with a correct verdict.
-The `layer` fixture runs a test in `namespaces` mode and in `user` mode (root without namespaces); each skips,
-with the reason, where this machine cannot run it.
+The `layer` fixture runs a test in `namespaces` mode and in `unsafe_user` mode (root, opted in); each skips, with the
+reason, where this machine cannot run it. What `unsafe_user` does not hold is asserted as refused without the opt-in.
 """
 
 from __future__ import annotations
@@ -39,15 +39,15 @@ MARK = b"The sandbox's child side"  # in the command line of every judge and pro
 
 def _available(mode: str) -> str | None:
     try:
-        sandbox.sandbox_plan(mode)
+        sandbox.sandbox_plan(mode, allow_unsafe=True)
     except UserError as exc:
         return str(exc)
     return None
 
 
-@pytest.fixture(params=["namespaces", "user"])
+@pytest.fixture(params=["namespaces", "unsafe_user"])
 def layer(request: pytest.FixtureRequest) -> str:
-    """A sandbox mode this machine runs: namespaces (unprivileged user namespaces) and user (the trainer is root)."""
+    """A sandbox mode this machine runs: namespaces (user namespaces) and unsafe_user (the trainer is root)."""
     why = _available(request.param)
     if why:
         pytest.skip(f"mode {request.param} unavailable here: {why}")
@@ -56,7 +56,7 @@ def layer(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def auto() -> None:
-    """For tests that use the default mode: skip where `auto` refuses (no namespaces and not root)."""
+    """For tests that use the default mode: skip where `auto` refuses (no user namespaces)."""
     why = _available("auto")
     if why:
         pytest.skip(f"mode auto unavailable here: {why}")
@@ -76,14 +76,15 @@ def _sandbox_processes() -> list[int]:
 
 
 def test_correct_program_passes_and_wrong_one_fails(layer: str) -> None:
-    assert run_tests(ADD_ONE, ADD_ONE_TESTS, mode=layer) == SandboxResult(True, "", False, "")
-    wrong = run_tests(WRONG_ADD_ONE, ADD_ONE_TESTS, mode=layer)
+    assert run_tests(ADD_ONE, ADD_ONE_TESTS, mode=layer, allow_unsafe=True) == SandboxResult(True, "", False, "")
+    wrong = run_tests(WRONG_ADD_ONE, ADD_ONE_TESTS, mode=layer, allow_unsafe=True)
     assert not wrong.passed and not wrong.timed_out
     assert wrong.error == "test 1 failed: assert add_one(1) == 2: AssertionError"
     assert "AssertionError" in wrong.output  # the traceback, captured
-    missing = run_tests("def other(x):\n    return x\n", ADD_ONE_TESTS, mode=layer)
+    missing = run_tests("def other(x):\n    return x\n", ADD_ONE_TESTS, mode=layer, allow_unsafe=True)
     assert missing.error == "test 1 failed: assert add_one(1) == 2: NameError: name 'add_one' is not defined"
-    assert run_tests("def add_one(x:\n", ADD_ONE_TESTS, mode=layer).error.startswith("program raised: SyntaxError")
+    syntax = run_tests("def add_one(x:\n", ADD_ONE_TESTS, mode=layer, allow_unsafe=True)
+    assert syntax.error.startswith("program raised: SyntaxError")
 
 
 def test_values_objects_and_exceptions_cross_between_program_and_judge(auto: None) -> None:
@@ -109,10 +110,12 @@ def test_values_objects_and_exceptions_cross_between_program_and_judge(auto: Non
 def test_early_exit_is_not_a_pass(layer: str) -> None:
     exits = ["import sys\nsys.exit(0)", "import os\nos._exit(0)", "quit()", "import os\nos.kill(os.getpid(), 9)"]
     for program in exits:
-        result = run_tests(program, ["assert False"], mode=layer)
+        result = run_tests(program, ["assert False"], mode=layer, allow_unsafe=True)
         assert not result.passed, program
-    assert run_tests("import os\nos._exit(0)", ["assert False"], mode=layer).error.startswith("exited with status 0")
-    assert run_tests("import os\nos.kill(os.getpid(), 9)", [], mode=layer).error.startswith("killed by SIGKILL")
+    early = run_tests("import os\nos._exit(0)", ["assert False"], mode=layer, allow_unsafe=True)
+    assert early.error.startswith("exited with status 0")
+    killed = run_tests("import os\nos.kill(os.getpid(), 9)", [], mode=layer, allow_unsafe=True)
+    assert killed.error.startswith("killed by SIGKILL")
 
 
 def test_mbpp_reference_solutions_pass_and_broken_ones_fail(auto: None) -> None:
@@ -141,15 +144,16 @@ def test_infinite_loop_times_out(auto: None) -> None:
 
 def test_fork_bomb_fails_quickly_and_leaves_nothing_behind(layer: str) -> None:
     start = time.monotonic()
-    result = run_tests("import os\nwhile True:\n    os.fork()\n", ["assert True"], timeout=5.0, mode=layer)
+    result = run_tests("import os\nwhile True:\n    os.fork()\n", ["assert True"], timeout=5.0, mode=layer,
+                       allow_unsafe=True)
     assert not result.passed
     assert time.monotonic() - start < 4, result  # the process limit stops it, not the timeout
     stubborn = "import os\nos.setsid()\nwhile True:\n    try:\n        os.fork()\n    except Exception:\n        pass\n"
-    result = run_tests(stubborn, ["assert True"], timeout=1.5, mode=layer)
+    result = run_tests(stubborn, ["assert True"], timeout=1.5, mode=layer, allow_unsafe=True)
     assert result.timed_out and not result.passed
     time.sleep(0.2)
     assert not _sandbox_processes()
-    assert run_tests(ADD_ONE, ADD_ONE_TESTS, mode=layer).passed  # and the machine still runs sandboxes
+    assert run_tests(ADD_ONE, ADD_ONE_TESTS, mode=layer, allow_unsafe=True).passed  # and sandboxes still run
 
 
 def test_huge_allocation_fails_with_memory_error(auto: None) -> None:
@@ -160,7 +164,8 @@ def test_huge_allocation_fails_with_memory_error(auto: None) -> None:
 
 
 def test_network_is_unreachable(layer: str) -> None:
-    outside = run_tests("import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=2)\n", [], mode=layer)
+    outside = run_tests("import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=2)\n", [], mode=layer,
+                        allow_unsafe=True)
     assert not outside.passed and not outside.timed_out
     expected = "Network is unreachable" if layer == "namespaces" else "'socket.__new__' is not allowed"
     assert expected in outside.error
@@ -169,8 +174,78 @@ def test_network_is_unreachable(layer: str) -> None:
         server.listen()
         port = server.getsockname()[1]
         host_loopback = run_tests(f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\n", [],
-                                  mode=layer)
+                                  mode=layer, allow_unsafe=True)
     assert not host_loopback.passed, host_loopback
+
+
+SPAWN = (  # an exec that raises no audit event, so the interpreter it starts has no hook
+    "import _posixsubprocess, os, sys\n"
+    "def spawn(code):\n"
+    "    read, write = os.pipe()\n"
+    "    args = [[sys.executable, '-c', code], [sys.executable.encode()], True, (), None, None, -1, -1, -1, -1, -1,"
+    " -1, read, write, False, False, -1, None, None, None, -1, None]\n"
+    "    try:\n        pid = _posixsubprocess.fork_exec(*args, False)\n"
+    "    except TypeError:  # no allow_vfork argument (Python 3.13)\n"
+    "        pid = _posixsubprocess.fork_exec(*args)\n"
+    "    os.waitpid(pid, 0)\n"
+)
+
+
+def test_an_exec_past_the_audit_hook_is_contained_in_every_mode_run_without_opt_in() -> None:
+    """Attack: in `user` mode `_posixsubprocess.fork_exec` started an unhooked interpreter that reached the host's
+    loopback and planted a file in a world-writable directory that a later candidate read."""
+    if _available("namespaces"):
+        pytest.skip(f"mode namespaces unavailable here: {_available('namespaces')}")
+    shared = tempfile.mkdtemp(prefix="lit_ft_shared_", dir="/tmp")  # world-writable, like /tmp/.X11-unix
+    os.chmod(shared, 0o1777)
+    planted = f"lit_ft_planted_{os.getpid()}"
+    try:
+        with socket.socket() as server:
+            server.bind(("127.0.0.1", 0))
+            server.listen()
+            server.setblocking(False)
+            child = (f"import socket\nfor d in ({shared!r}, '/tmp'):\n    try:\n"
+                     f"        open(d + '/{planted}', 'w').write('answer')\n    except OSError:\n        pass\n"
+                     f"socket.create_connection(('127.0.0.1', {server.getsockname()[1]}), timeout=2)\n")
+            attack = SPAWN + f"spawn({child!r})\nspawned = os.path.exists('/tmp/{planted}')\n"
+            later = f"import os\nfound = os.path.exists('{shared}/{planted}')\n"
+            ran = []
+            for mode in ("auto", "namespaces", "user", "unsafe_user", "unsafe"):
+                try:
+                    metric = PassAtOne(mode=mode)
+                except UserError:
+                    continue
+                ran.append(mode)
+                metric.update([attack], [["assert spawned"]])  # it did run, inside its own /tmp
+                metric.update([later], [["assert not found"]])
+                assert metric.compute().item() == 1.0, (mode, metric.last_results)
+                with pytest.raises(BlockingIOError):
+                    server.accept()  # nobody connected
+        assert ran == ["auto", "namespaces"]
+        with pytest.raises(UserError, match=r"set model\.task_options\.allow_unsafe_sandbox true to run it anyway"):
+            PassAtOne(mode="unsafe_user")
+    finally:
+        sandbox.remove_tree(shared)
+        sandbox.remove_tree(f"/tmp/{planted}")
+
+
+def test_the_judge_and_what_it_starts_run_under_the_memory_limit(layer: str) -> None:
+    """Attack: a 256 MiB program wrote 60 MiB of `[],` on its reply pipe, which the judge decoded into 1.5 GiB of
+    lists; a setup's allocation in the judge, or a process it started, had no limit either."""
+    flood = ("import os, sys\nbody = b'{\"names\": {\"x\": [' + b'[],' * (16 * 2**20) + b'[]]}}'\n"
+             "os.write(int(sys.argv[3]), len(body).to_bytes(8, 'big') + body)\n")  # argv[3]: the reply pipe
+    result = run_tests(flood, ["assert True"], memory_mb=192, mode=layer, allow_unsafe=True)
+    assert not result.passed and not result.timed_out
+    assert result.error == ("judge raised: JudgeOverLimit: the judge went over its memory limit (memory_mb=192 MiB) "
+                            "on what the program sent"), result
+    hog = run_tests(ADD_ONE, ADD_ONE_TESTS, setup="hog = bytearray(2**30)", memory_mb=192, mode=layer,
+                    allow_unsafe=True)
+    assert hog.error == "setup raised: MemoryError (memory_mb=192 MiB)", hog
+    spawned = ("import subprocess, sys\n"
+               "child = subprocess.run([sys.executable, '-c', 'bytearray(2**30)'], capture_output=True)")
+    child = run_tests(ADD_ONE, ["assert b'MemoryError' in child.stderr, child"], setup=spawned, memory_mb=192,
+                      mode=layer, allow_unsafe=True)
+    assert child.passed, child
 
 
 def test_unix_sockets_on_the_host_are_unreachable(layer: str, tmp_path: Path) -> None:
@@ -189,7 +264,7 @@ def test_unix_sockets_on_the_host_are_unreachable(layer: str, tmp_path: Path) ->
                    f"for address in ({path!r}, {abstract!r}):\n"
                    "    try:\n        socket.socket(socket.AF_UNIX).connect(address)\n"
                    "        reached.append(address)\n    except OSError as exc:\n        print(address, exc)\n")
-        result = run_tests(program, ["assert reached == []"], mode=layer)
+        result = run_tests(program, ["assert reached == []"], mode=layer, allow_unsafe=True)
         for server in (file_server, abstract_server):
             with pytest.raises(BlockingIOError):
                 server.accept()  # nobody connected
@@ -218,7 +293,7 @@ def test_concurrent_programs_cannot_touch_each_other(layer: str) -> None:
     )
     victim = "import time\ntime.sleep(0.3)\n" + WRONG_ADD_ONE
     results = run_all([attacker, victim, victim, victim], [["assert hits == []"]] + [ADD_ONE_TESTS] * 3,
-                      mode=layer, workers=4)
+                      mode=layer, workers=4, allow_unsafe=True)
     assert results[0].passed, (results[0].error, results[0].output)
     assert [r.passed for r in results[1:]] == [False, False, False]
     assert all(r.error.startswith("test 1 failed") for r in results[1:])
@@ -226,19 +301,19 @@ def test_concurrent_programs_cannot_touch_each_other(layer: str) -> None:
 
 def test_deep_trees_and_locked_directories_never_raise_in_the_trainer(layer: str) -> None:
     """Attack: a 1,500-deep directory tree made RecursionError escape PassAtOne.update."""
-    depth = 1500 if layer == "namespaces" else 300  # user mode: on the host disk, ~3 ms per rmdir here (the
+    depth = 1500 if layer == "namespaces" else 300  # unsafe_user: on the host disk, ~3 ms per rmdir here (the
     # 1,500-deep case of remove_tree is test_remove_tree_is_iterative_and_total)
     program = ("import os\nstart = os.getcwd()\nprint(start, flush=True)\nshared = f'/tmp/lit_ft_deep_{os.getpid()}'\n"
                "os.mkdir(shared)\nfor base in (start, shared):\n    os.chdir(base)\n"
                f"    for _ in range({depth}):\n        os.mkdir('d')\n        os.chdir('d')\n"
                "    os.mkdir('locked')\n    open('locked/f', 'w').close()\n    os.chmod('locked', 0)\n"
                "os.chdir(start)\nos.chmod('d', 0o500)\n")
-    metric = PassAtOne(timeout=20.0, mode=layer)
+    metric = PassAtOne(timeout=20.0, mode=layer, allow_unsafe=True)
     metric.update([ADD_ONE + program, WRONG_ADD_ONE + program], [ADD_ONE_TESTS, ADD_ONE_TESTS])
     assert [r.passed for r in metric.last_results] == [True, False], metric.last_results
     workdir = metric.last_results[0].output.split()[0]
     assert workdir == "/sandbox" if layer == "namespaces" else not Path(workdir).exists()
-    assert not list(Path("/tmp").glob("lit_ft_deep_*"))  # user mode: the program's files in /tmp went too
+    assert not list(Path("/tmp").glob("lit_ft_deep_*"))  # unsafe_user: the program's files in /tmp went too
 
 
 def test_remove_tree_is_iterative_and_total(tmp_path: Path) -> None:
@@ -283,24 +358,49 @@ def test_nothing_outlives_the_run_and_disk_is_capped(tmp_path: Path) -> None:
     assert key not in _shm_keys()
 
 
-def test_user_mode_removes_the_programs_files_and_processes() -> None:
-    if _available("user"):
-        pytest.skip(f"mode user unavailable here: {_available('user')}")
+def test_disk_cap_holds_in_a_nested_user_namespace() -> None:
+    """Attack: a program made a user namespace of its own and mounted a tmpfs there: 36 MiB written with disk_mb=16."""
+    if _available("namespaces"):
+        pytest.skip(f"mode namespaces unavailable here: {_available('namespaces')}")
+    program = (
+        "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nuid, gid = os.getuid(), os.getgid()\n"
+        "for flags in (0x10000000 | 0x00020000, 0x00020000):  # a user and mount namespace; a mount one alone\n"
+        "    if libc.unshare(flags) == 0:\n"
+        "        for name, text in (('setgroups', 'deny'), ('uid_map', f'0 {uid} 1'), ('gid_map', f'0 {gid} 1')):\n"
+        "            try:\n                open(f'/proc/self/{name}', 'w').write(text)\n"
+        "            except OSError:\n                pass\n"
+        "        print('mount', libc.mount(b'tmpfs', b'/tmp', b'tmpfs', 0, b'size=1g'))\n"
+        "        break\n"
+        "    print(flags, os.strerror(ctypes.get_errno()))\n"
+        "written = 0\nfor i in range(3):\n"
+        "    try:\n        with open(f'/tmp/big{i}', 'wb') as f:\n"
+        "            for _ in range(12):\n                f.write(b'0' * 2**20)\n                written += 2**20\n"
+        "    except OSError as exc:\n        print(exc)\n"
+    )
+    result = run_tests(program, ["assert written <= 16 * 2**20, written"], mode="namespaces", disk_mb=16)
+    assert result.passed, (result.error, result.output)
+    assert "No space left on device" in result.output
+
+
+def test_unsafe_user_mode_removes_the_programs_files_and_processes() -> None:
+    if _available("unsafe_user"):
+        pytest.skip(f"mode unsafe_user unavailable here: {_available('unsafe_user')}")
     name = f"lit_ft_left_{os.getpid()}"
     program = ("import os, time\n"
                f"for d in ('/tmp', '/var/tmp', '/dev/shm'):\n    open(os.path.join(d, {name!r}), 'w').write('x')\n"
                "if os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n")
-    result = run_tests(program, ["assert True"], mode="user")
+    result = run_tests(program, ["assert True"], mode="unsafe_user", allow_unsafe=True)
     assert result.passed, result.error
     for d in ("/tmp", "/var/tmp", "/dev/shm"):
         assert not (Path(d) / name).exists()
     assert not _sandbox_processes()
-    big = run_tests("open('big', 'wb').write(b'0' * (64 * 2**20))\n", [], mode="user")
+    big = run_tests("open('big', 'wb').write(b'0' * (64 * 2**20))\n", [], mode="unsafe_user", allow_unsafe=True)
     assert not big.passed and "File too large" in big.error  # RLIMIT_FSIZE
     # SysV IPC: the audit hook keeps Python's ctypes from the program, but C code need not ask; make one as a uid
     uid, key = sandbox.USER_UID_BASE + 1, 0x5B000000 + os.getpid() % 0xFFFFFF
     make = f"import ctypes\nassert ctypes.CDLL(None).shmget({key}, 4096, 0o1600) >= 0"
-    subprocess.run([sandbox.sandbox_plan("user").python, "-I", "-S", "-c", make], user=uid, group=uid, check=True)
+    python = sandbox.sandbox_plan("unsafe_user", True).python
+    subprocess.run([python, "-I", "-S", "-c", make], user=uid, group=uid, check=True)
     assert key in _shm_keys()
     sandbox._remove_user_traces(uid)
     assert key not in _shm_keys()
@@ -345,12 +445,12 @@ def test_verdict_cannot_be_forged(layer: str, cheat: str) -> None:
     """Attack: each of these turned a wrong program into a pass when the tests ran in the program's interpreter."""
     tests = SHADOW_TESTS if cheat in ("builtins and modules shadowed", "runner rewritten to send __builtins__") \
         else ADD_ONE_TESTS
-    result = run_tests(WRONG_ADD_ONE + CHEATS[cheat], tests, mode=layer)
+    result = run_tests(WRONG_ADD_ONE + CHEATS[cheat], tests, mode=layer, allow_unsafe=True)
     assert not result.passed, (cheat, result)
     if cheat == "exec replaced":  # the cheat itself does not break an honest program
-        assert run_tests(ADD_ONE + CHEATS[cheat], ADD_ONE_TESTS, mode=layer).passed
+        assert run_tests(ADD_ONE + CHEATS[cheat], ADD_ONE_TESTS, mode=layer, allow_unsafe=True).passed
     if cheat == "builtins and modules shadowed":  # the shadows are not seen, so the real abs and math decide
-        assert run_tests("import math\n" + ADD_ONE, SHADOW_TESTS, mode=layer).passed
+        assert run_tests("import math\n" + ADD_ONE, SHADOW_TESTS, mode=layer, allow_unsafe=True).passed
         task_126 = "def sum(a, b):\n    return sum_([i for i in range(1, min(a, b)) if a % i == 0 and b % i == 0])\n"
         assert run_tests(f"sum_ = sum\n{task_126}", ["assert sum(10, 15) == 6", "assert sum(4, 6) == 3"]).passed
 
@@ -374,10 +474,11 @@ def test_reference_data_and_the_trainers_files_are_out_of_reach(layer: str, tmp_
              "    try:\n        os.close(os.open(path, os.O_RDONLY))\n        opened.append(path)\n"
              "    except OSError:\n        pass\n"
              f"try:\n    os.kill({os.getpid()}, 0)\n    opened.append('signal')\nexcept OSError:\n    pass\n")
-    result = run_tests(WRONG_ADD_ONE + cheat, ADD_ONE_TESTS, mode=layer)
+    result = run_tests(WRONG_ADD_ONE + cheat, ADD_ONE_TESTS, mode=layer, allow_unsafe=True)
     assert not result.passed and result.error.startswith("test 1 failed"), result
     allowed = [] if layer == "namespaces" else public
-    probe = run_tests(cheat, ["print(opened)", f"assert set(opened) <= set({allowed!r}), opened"], mode=layer)
+    probe = run_tests(cheat, ["print(opened)", f"assert set(opened) <= set({allowed!r}), opened"], mode=layer,
+                      allow_unsafe=True)
     assert probe.passed, (probe.error, probe.output)
     assert os.getpid() > 1 and Path(f"/proc/{os.getpid()}").exists()  # and the trainer lives
     if layer == "namespaces":
@@ -388,29 +489,39 @@ def test_reference_data_and_the_trainers_files_are_out_of_reach(layer: str, tmp_
 
 def test_without_namespaces_pass_at_one_refuses_unless_opted_in() -> None:
     """Attack: the audit-hook fallback let a program read the trainer's secrets, write its memory and kill it."""
-    with pytest.raises(UserError, match=r"model\.task_options\.code_sandbox unsafe"):
-        sandbox.choose_fallback("auto", root=False, python="/usr/bin/python3")
+    for root in (False, True):  # auto never falls back: no other mode isolates the program
+        with pytest.raises(UserError, match=r"code_sandbox unsafe_user \(as root\) or unsafe, with "
+                                            r"model\.task_options\.allow_unsafe_sandbox true"):
+            sandbox.choose_fallback("auto", root=root, python="/usr/bin/python3")
     with pytest.raises(UserError, match="needs the trainer to run as root"):
-        sandbox.choose_fallback("user", root=False, python="/usr/bin/python3")
+        sandbox.choose_fallback("unsafe_user", root=False, python="/usr/bin/python3")
     with pytest.raises(UserError, match="user namespaces are unavailable"):
         sandbox.choose_fallback("namespaces", root=True, python="/usr/bin/python3")
-    assert sandbox.choose_fallback("auto", root=True, python="/usr/bin/python3").mode == "user"
+    assert sandbox.choose_fallback("unsafe_user", root=True, python="/usr/bin/python3").mode == "unsafe_user"
     assert sandbox.choose_fallback("unsafe", root=False, python=None).mode == "unsafe"
     with pytest.raises(UserError, match="unknown code sandbox mode 'docker'"):
         PassAtOne(mode="docker")
-    unsafe = run_all([ADD_ONE, WRONG_ADD_ONE], [ADD_ONE_TESTS] * 2, mode="unsafe")  # the explicit opt-in runs
+    with pytest.raises(UserError, match=r"mode 'user' .* is now 'unsafe_user' and needs .*allow_unsafe_sandbox true"):
+        PassAtOne(mode="user")  # the earlier name: no silent switch to an unsafe mode
+    with pytest.raises(UserError, match="allow_unsafe_sandbox must be true or false, got 'false'"):
+        PassAtOne(mode="unsafe", allow_unsafe="false")  # type: ignore[arg-type]
+    for mode in sandbox.UNSAFE_MODES:  # naming an unsafe mode is not enough: the refusal names the opt-in
+        with pytest.raises(UserError, match=rf"^code sandbox mode {mode} does not isolate generated code .*; set "
+                                            r"model\.task_options\.allow_unsafe_sandbox true to run it anyway"):
+            run_all([ADD_ONE], [ADD_ONE_TESTS], mode=mode)
+    unsafe = run_all([ADD_ONE, WRONG_ADD_ONE], [ADD_ONE_TESTS] * 2, mode="unsafe", allow_unsafe=True)
     assert [r.passed for r in unsafe] == [True, False]
 
 
 def test_files_land_in_a_throwaway_directory(layer: str) -> None:
     program = ("import os\nopen('stray.txt', 'w').write('x')\nprint(os.getcwd())\n"
                "def read():\n    return open('stray.txt').read()\n")
-    result = run_tests(program, ["assert read() == 'x'"], mode=layer)  # tests reach files through the program
+    result = run_tests(program, ["assert read() == 'x'"], mode=layer, allow_unsafe=True)  # through the program
     assert result.passed, result.error
     workdir = result.output.strip()
     assert workdir != os.getcwd() and not (Path.cwd() / "stray.txt").exists()
     assert workdir == "/sandbox" if layer == "namespaces" else not Path(workdir).exists()
-    big = run_tests("open('big', 'wb').write(b'0' * (64 * 2**20))\n", [], mode=layer)
+    big = run_tests("open('big', 'wb').write(b'0' * (64 * 2**20))\n", [], mode=layer, allow_unsafe=True)
     assert not big.passed  # over RLIMIT_FSIZE
 
 
@@ -421,7 +532,8 @@ def test_environment_and_descriptors_are_not_inherited(layer: str, monkeypatch: 
     try:
         program = "import os\nenv = dict(os.environ)\nfds = sorted(int(f) for f in os.listdir('/proc/self/fd'))\n"
         result = run_tests(program, ["assert 'LIT_FT_SECRET_TOKEN' not in env, env", "assert len(fds) <= 6, fds",
-                                     "assert sorted(env) == ['HOME', 'LANG', 'PATH', 'TMPDIR'], env"], mode=layer)
+                                     "assert sorted(env) == ['HOME', 'LANG', 'PATH', 'TMPDIR'], env"], mode=layer,
+                           allow_unsafe=True)
     finally:
         os.close(leaked)
     assert result.passed, result.error
@@ -490,10 +602,13 @@ def test_all_mbpp_test_split_references_pass(auto: None) -> None:
 def test_sft_task_passes_its_code_sandbox_option_to_pass_at_one() -> None:
     from lit_ft.tasks.sft.task import SFTTask
 
-    for mode in ("namespaces", "user", "unsafe"):
+    for mode in ("namespaces", "unsafe_user", "unsafe"):
         if _available(mode):
             continue
-        metric = SFTTask({}, metrics=["pass@1"], code_sandbox=mode, code_timeout=3.0).metrics()["pass@1"]
+        task = SFTTask({}, metrics=["pass@1"], code_sandbox=mode, code_timeout=3.0, allow_unsafe_sandbox=True)
+        metric = task.metrics()["pass@1"]
         assert isinstance(metric, PassAtOne) and metric.plan.mode == mode and metric.timeout == 3.0
+    with pytest.raises(UserError, match=r"allow_unsafe_sandbox true"):
+        SFTTask({}, metrics=["pass@1"], code_sandbox="unsafe_user").metrics()
     with pytest.raises(UserError, match="unknown code sandbox mode 'vm'"):
         SFTTask({}, metrics=["pass@1"], code_sandbox="vm").metrics()  # type: ignore[arg-type]

@@ -56,8 +56,10 @@ class SFTTask(GenerationTask):
         generate_kwargs: Further `model.generate` arguments (`do_sample`, `num_beams`, ...); greedy by default.
         sample_rows: Generated prompt / reference / prediction rows logged per eval epoch.
         code_timeout: Seconds each program may run for `pass@1`.
-        code_sandbox: How `pass@1` isolates generated code: `auto` (namespaces, else a separate user as root, else
-            an error), `namespaces`, `user`, or `unsafe` (your own user, no isolation: opt in only; docs/sandbox.md).
+        code_sandbox: How `pass@1` isolates generated code: `auto` (= `namespaces`, else an error), `namespaces`,
+            or the unsafe modes `unsafe_user` (root: a uid of its own, network and world-readable files reachable)
+            and `unsafe` (your own user, no isolation); docs/sandbox.md.
+        allow_unsafe_sandbox: Let `code_sandbox` be `unsafe_user` or `unsafe` (refused otherwise).
     """
 
     name = "sft"
@@ -77,7 +79,8 @@ class SFTTask(GenerationTask):
         generate_kwargs: dict[str, Any] | None = None,
         sample_rows: int = 16,
         code_timeout: float = 10.0,
-        code_sandbox: Literal["auto", "namespaces", "user", "unsafe"] = "auto",
+        code_sandbox: Literal["auto", "namespaces", "unsafe_user", "unsafe"] = "auto",
+        allow_unsafe_sandbox: bool = False,
     ) -> None:
         names = ["rougeL", "bleu", "exact_match"] if metrics is None else [ALIASES.get(m, m) for m in metrics]
         chosen = monitor or "perplexity"
@@ -85,6 +88,7 @@ class SFTTask(GenerationTask):
                          generate_kwargs, sample_rows)
         self.code_timeout = code_timeout
         self.code_sandbox = code_sandbox
+        self.allow_unsafe_sandbox = allow_unsafe_sandbox
 
     def build_model(self, backbone: str) -> nn.Module:
         self.tokenizer = load_tokenizer(backbone)
@@ -115,7 +119,7 @@ class SFTTask(GenerationTask):
     def extra_metric(self, name: str) -> Metric:
         from lit_ft.code_eval import PassAtOne
 
-        return PassAtOne(timeout=self.code_timeout, mode=self.code_sandbox)
+        return PassAtOne(timeout=self.code_timeout, mode=self.code_sandbox, allow_unsafe=self.allow_unsafe_sandbox)
 
     def score_generations(self, metrics: MetricCollection, batch: Batch, rows: list[int], texts: list[str]) -> None:
         if PASS_AT_1 not in self.metric_names:
