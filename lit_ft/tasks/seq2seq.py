@@ -153,7 +153,8 @@ class Seq2SeqData(TaskDataModule):
         return sources, labels, [[str(v) for v in vs if v is not None] for vs in zip(*columns, strict=True)]
 
     def _column(self, rows: dict[str, list[Any]], column: str, split: str) -> list[str]:
-        setting = "source_column" if column == self.source_column else "target column"
+        setting = {self.source_column: "source_column", self.target_column: "target_column"}.get(column,
+                                                                                            "reference_columns")
         return self.texts(rows, split, setting, column)
 
     def _translation_texts(self, rows: dict[str, list[Any]], split: str) -> tuple[list[str], list[str] | None, Any]:
@@ -171,6 +172,9 @@ class Seq2SeqData(TaskDataModule):
                     f"row '{row_id}' of {self.source.describe(split)}: column '{self.translation_column}' has no "
                     f"'{lang}' text (keys {sorted(pair)}); set data.source_lang / data.target_lang"
                 )
+            if not str(pair[lang]).strip():  # a blank line of a parallel file: nothing to translate or learn
+                raise UserError(f"row '{row_id}' of {self.source.describe(split)}: column '{self.translation_column}' "
+                                f"has an empty '{lang}' text; fill it or drop the row")
         return [str(p[lang]) for p in pairs]
 
     @functools.cached_property
