@@ -16,7 +16,7 @@ from lit_ft.errors import UserError
 from lit_ft.example_view import decode, field
 from lit_ft.generation import POSITION, number_rows
 from lit_ft.generation_task import GenerationTask
-from lit_ft.source import FILE_FORMATS, local_path
+from lit_ft.source import FILE_FORMATS, bom_safe, local_path
 from lit_ft.task import IGNORE, Batch, label_tokens
 
 SUMMARIZATION_METRICS = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
@@ -211,7 +211,7 @@ def load_parallel_text(stem: str, source_lang: str, target_lang: str, column: st
 
 
 def _lines(path: Path, encoding: str) -> list[str]:
-    text = path.read_text(encoding=encoding).split("\n")
+    text = path.read_text(encoding=bom_safe(encoding)).split("\n")
     if text and text[-1] == "":
         text.pop()
     return [line.rstrip("\r") for line in text]

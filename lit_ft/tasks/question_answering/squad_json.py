@@ -17,6 +17,7 @@ import datasets
 
 from lit_ft.errors import UserError, user_error_in_chain
 
+ENCODING = "utf-8-sig"  # UTF-8 with or without a byte-order mark (which would hide the leading `{`)
 FEATURES = datasets.Features({
     "id": datasets.Value("string"),
     "title": datasets.Value("string"),
@@ -32,12 +33,12 @@ def is_squad_json(path: Path) -> bool:
     """True for a `.json` file holding one object with a `data` list (the official SQuAD layout)."""
     if path.suffix.lower() != ".json" or not path.is_file():
         return False
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding=ENCODING) as f:
         head = f.read(1024).lstrip()
     if not head.startswith("{"):
         return False
     try:
-        loaded = json.loads(path.read_text(encoding="utf-8"))
+        loaded = json.loads(path.read_text(encoding=ENCODING))
     except json.JSONDecodeError:  # JSON Lines with a .json suffix: the datasets builder reads those
         return False
     return isinstance(loaded, dict) and isinstance(loaded.get("data"), list)
@@ -86,7 +87,7 @@ def _shape_error(where: str, column: str | None, problem: str) -> UserError:
 
 def squad_rows(path: str, stamp: tuple[float, int] = (0.0, 0)) -> Iterator[dict[str, Any]]:
     """The questions of a SQuAD JSON file as flat rows (`stamp` only keys the `datasets` cache to the file)."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
+    data = json.loads(Path(path).read_text(encoding=ENCODING))["data"]
     for article in data:
         if "paragraphs" not in article:  # already flat (`{"data": [{id, question, context, answers}]}`)
             yield {"title": article.get("title", ""), **_flat(article, path)}

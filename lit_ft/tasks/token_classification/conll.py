@@ -12,7 +12,7 @@ import datasets
 
 from lit_ft.errors import UserError
 from lit_ft.file_errors import check_readable
-from lit_ft.source import FILE_FORMATS, DataSource, local_path
+from lit_ft.source import FILE_FORMATS, DataSource, bom_safe, local_path
 
 CONLL_SUFFIXES = (".conll", ".conllu", ".txt", ".iob", ".bio")
 DOCSTART = "-DOCSTART-"
@@ -39,7 +39,7 @@ def column_count(path: str | Path, encoding: str = "utf-8") -> int:
 
     The most common count, not the first line's, since a token with a space adds a column to its own line."""
     counts: collections.Counter[int] = collections.Counter()
-    with open(path, encoding=encoding) as f:
+    with open(path, encoding=bom_safe(encoding)) as f:
         for line in f:
             cols = split_columns(line)[0]
             if cols and cols[0] != DOCSTART:
@@ -57,7 +57,7 @@ def read_sentences(path: str | Path, token_index: int, tag_index: int | None, en
     columns = column_count(path, encoding) if columns is None else columns
     tokens: list[str] = []
     tags: list[str] = []
-    with open(path, encoding=encoding) as f:
+    with open(path, encoding=bom_safe(encoding)) as f:
         for lineno, line in enumerate(f, 1):
             cols, tabbed = split_columns(line)
             if not cols or cols[0] == DOCSTART:
@@ -88,7 +88,7 @@ def read_sentences(path: str | Path, token_index: int, tag_index: int | None, en
 
 def first_token_line(path: str | Path, encoding: str = "utf-8") -> tuple[int, list[str]]:
     """Line number and columns of the first token line (0, [] when there is none)."""
-    with open(path, encoding=encoding) as f:
+    with open(path, encoding=bom_safe(encoding)) as f:
         for lineno, line in enumerate(f, 1):
             cols = split_columns(line)[0]
             if cols and cols[0] != DOCSTART:
