@@ -440,6 +440,15 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
                   "'user'"],
         {"train.jsonl": jsonl({"messages": [{"role": "human", "content": "hi"}, {"role": "gpt", "content": "yo"}]})},
         train="train.jsonl")
+    c["chat_template_refuses_the_conversation"] = Case(
+        sft, ["--data.init_args.chat_template",
+              "{% if messages[0]['role'] == 'system' %}{{ raise_exception('no system role') }}{% endif %}"
+              "{% for m in messages %}{{ m['content'] }}{% endfor %}"],
+        [r"row '0' in the train split .*: the chat template refuses the conversation \(no system role\)",
+         "set data.chat_template"],
+        {"train.jsonl": jsonl({"messages": [{"role": "system", "content": "be brief"},
+                                            {"role": "user", "content": "hi"},
+                                            {"role": "assistant", "content": "hello"}]})}, train="train.jsonl")
     c["seq2seq_empty_target"] = Case(
         s2s, [], [r"row '1' of file '.*train.jsonl' has an empty target_column 'target'", "fill it or drop the row"],
         {"train.jsonl": jsonl(SUMMARY_ROW, {**SUMMARY_ROW, "target": ""})}, train="train.jsonl")

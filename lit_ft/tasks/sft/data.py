@@ -243,6 +243,12 @@ class SFTData(TaskDataModule):
     def _report(self, split: str, ds: datasets.Dataset) -> None:
         raw = self.raw(split)
         total = len(raw) if raw is not None else len(ds)
+        if total and not len(ds):  # nothing left to batch (the empty features have no columns either)
+            raise UserError(
+                f"every one of the {total} examples in {self._where(split)} was dropped by data.drop_untrainable: "
+                f"none has a response token left within data.max_length={self.max_length}; raise "
+                "data.max_length or fill the responses"
+            )
         truncated = int(sum(ds["truncated"]))
         self.report[split] = {"examples": total, "truncated": truncated, "dropped": total - len(ds)}
         where = self._where(split)
