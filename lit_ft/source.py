@@ -125,6 +125,12 @@ RESOURCE_SCHEME = "lit_ft://"
 PACKAGE_SCHEME = "package://"
 
 
+def bom_safe(encoding: str) -> str:
+    """The codec that reads `encoding` text: `utf-8-sig` for UTF-8, which drops a leading byte-order mark (editors
+    on Windows write one) instead of gluing it to the first token or key."""
+    return "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+
+
 def local_path(path: str) -> Path:
     """A local path; `lit_ft://NAME` names a file shipped in lit_ft's resources folder, `package://PKG/NAME` a file
     inside the importable package PKG (a plugin's own fixtures, installed or loaded with `--plugins`)."""
@@ -181,7 +187,7 @@ def load_file(
 def _format_options(fmt: str, encoding: str, column_names: list[str] | None, field: str | None,
                     delimiter: str | None) -> dict[str, Any]:
     if fmt in ("csv", "tsv"):
-        options: dict[str, Any] = {"encoding": encoding}
+        options: dict[str, Any] = {"encoding": bom_safe(encoding)}
         if column_names:
             options["column_names"] = column_names
         if delimiter:
@@ -190,5 +196,5 @@ def _format_options(fmt: str, encoding: str, column_names: list[str] | None, fie
     if fmt == "json" and field:
         return {"field": field}
     if fmt == "text":
-        return {"encoding": encoding}
+        return {"encoding": bom_safe(encoding)}
     return {}

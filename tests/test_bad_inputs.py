@@ -381,6 +381,86 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
         [r"code sandbox mode unsafe_user does not isolate generated code",
          r"set model\.task_options\.allow_unsafe_sandbox true to run it anyway"],
         {"train.jsonl": jsonl(PC_ROW)}, train="train.jsonl")
+    # task data: round two ------------------------------------------------------------------------
+    c["conll_token_with_a_space"] = Case(
+        tok, [], [r"train.conll:2: line 'New York B-LOC' has 3 space-separated columns where the file's lines have 2",
+                  "separate the columns with tabs"],
+        {"train.conll": "John B-PER\nNew York B-LOC\nvisited O\n\nthe O\ncat O\n"}, train="train.conll")
+    c["conll_predict_token_with_a_space"] = Case(
+        tok, ["--data.init_args.label_names", "[O,B-LOC,I-LOC]", "--data.init_args.source.predict", "{d}/p.conll"],
+        [r"p.conll:1: line 'New York' has 2 space-separated columns where the file's lines have 1"],
+        {"p.conll": "New York\nis\nbig\n"}, train=None, command="predict")
+    unanswerable = {**SQUAD_ROW, "id": "q1", "answers": {"text": [], "answer_start": []}}
+    c["squad_v2_rows_without_the_v2_flag"] = Case(
+        qa, [], [r"1 of 2 rows of file '.*train.jsonl' have no answer \(SQuAD v2.0 style, first: row 'q1'\)",
+                 "--model.task_options.version_2_with_negative true"],
+        {"train.jsonl": jsonl(SQUAD_ROW, unanswerable)}, train="train.jsonl")
+    c["squad_v2_json_without_the_v2_flag"] = Case(
+        qa, [], [r"1 of 2 rows of file '.*train.json' have no answer", "version_2_with_negative"],
+        {"train.json": json.dumps({"version": "v2.0", "data": [{"title": "t", "paragraphs": [{
+            "context": SQUAD_ROW["context"], "qas": [
+                {"id": "a", "question": "where", "answers": [{"text": "paris", "answer_start": 13}]},
+                {"id": "b", "question": "who", "answers": [], "is_impossible": True}]}]}]})}, train="train.json")
+    shape = r'expected \{"text": \[...\], "answer_start": \[...\]\} or a list of \{"text", "answer_start"\}'
+    c["answers_as_a_string"] = Case(
+        qa, [], [r"row 'q0' of file '.*train.jsonl': column 'answers' holds 'paris' \(str\)", shape],
+        {"train.jsonl": jsonl({**SQUAD_ROW, "answers": "paris"})}, train="train.jsonl")
+    c["answers_as_a_list_of_strings"] = Case(
+        qa, [], [r"row 'q0' of file '.*train.jsonl': column 'answers' holds \['paris'\]", shape],
+        {"train.jsonl": jsonl({**SQUAD_ROW, "answers": ["paris"]})}, train="train.jsonl")
+    c["answers_without_answer_start"] = Case(
+        qa, [], [r"row 'q0' of file '.*train.jsonl': column 'answers' holds 1 answer texts but 0 answer_start", shape],
+        {"train.jsonl": jsonl({**SQUAD_ROW, "answers": {"text": ["paris"]}})}, train="train.jsonl")
+    c["squad_json_answers_as_strings"] = Case(
+        qa, [], [r"row 'a' of file '.*train.json': key 'answers' holds \['paris'\]", shape],
+        {"train.json": json.dumps({"data": [{"title": "t", "paragraphs": [{
+            "context": SQUAD_ROW["context"], "qas": [{"id": "a", "question": "where", "answers": ["paris"]}]}]}]})},
+        train="train.json")
+    long_question = " ".join(["where did john go"] * 8)  # 40 tokens: 5 left for the context, not over 16
+    c["question_longer_than_max_length_minus_stride"] = Case(
+        qa, [], [r"row 'q0' of file '.*train.jsonl': the question is 40 tokens", r"data.max_length \(48\)",
+                 r"data.stride \(16\)", "raise data.max_length, lower data.stride, or drop"],
+        {"train.jsonl": jsonl({**SQUAD_ROW, "question": long_question, "context": SQUAD_ROW["context"] * 4})},
+        train="train.jsonl")
+    c["alpaca_empty_output"] = Case(
+        sft, [], [r"row '1' in the train split \(file '.*train.jsonl'\): the response \(output_column 'output'\) "
+                  "is empty", "data.drop_untrainable"],
+        {"train.jsonl": jsonl({"instruction": "say cat", "input": "", "output": "cat"},
+                              {"instruction": "say mat", "input": "", "output": ""})}, train="train.jsonl")
+    c["sft_empty_completion"] = Case(
+        sft, [], [r"row '0' in the train split .*: the response \(completion_column 'completion'\) is empty"],
+        {"train.jsonl": jsonl({"prompt": "say mat:", "completion": "  "}, PC_ROW)}, train="train.jsonl")
+    c["chat_empty_assistant_turn"] = Case(
+        sft, [], [r"row '0' in the train split .*: the response \(message 1 of column 'messages'\) is empty"],
+        {"train.jsonl": jsonl({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]})},
+        train="train.jsonl")
+    c["chat_assistant_first"] = Case(
+        sft, [], [r"row '0' in the train split .*: message 0 of column 'messages' is the assistant's",
+                  "start the conversation with a user turn"],
+        {"train.jsonl": jsonl({"messages": [{"role": "assistant", "content": "hello"},
+                                            {"role": "user", "content": "hi"},
+                                            {"role": "assistant", "content": "how are you"}]})}, train="train.jsonl")
+    c["chat_unknown_role"] = Case(
+        sft, [], [r"row '0' in the train split .*: message 0 of column 'messages' has role 'human'",
+                  "'user'"],
+        {"train.jsonl": jsonl({"messages": [{"role": "human", "content": "hi"}, {"role": "gpt", "content": "yo"}]})},
+        train="train.jsonl")
+    c["chat_template_refuses_the_conversation"] = Case(
+        sft, ["--data.init_args.chat_template",
+              "{% if messages[0]['role'] == 'system' %}{{ raise_exception('no system role') }}{% endif %}"
+              "{% for m in messages %}{{ m['content'] }}{% endfor %}"],
+        [r"row '0' in the train split .*: the chat template refuses the conversation \(no system role\)",
+         "set data.chat_template"],
+        {"train.jsonl": jsonl({"messages": [{"role": "system", "content": "be brief"},
+                                            {"role": "user", "content": "hi"},
+                                            {"role": "assistant", "content": "hello"}]})}, train="train.jsonl")
+    c["seq2seq_empty_target"] = Case(
+        s2s, [], [r"row '1' of file '.*train.jsonl' has an empty target_column 'target'", "fill it or drop the row"],
+        {"train.jsonl": jsonl(SUMMARY_ROW, {**SUMMARY_ROW, "target": ""})}, train="train.jsonl")
+    c["parallel_text_empty_target_line"] = Case(
+        s2s, ["--data.init_args.source_lang", "en", "--data.init_args.target_lang", "de"],
+        [r"row '1' of .*: column 'translation' has an empty 'de' text", "fill it or drop the row"],
+        {"train.en": "a cat\nthe mat\n", "train.de": "eine katze\n\n"}, train="train")
     return c
 
 

@@ -203,3 +203,31 @@ def test_plain_text_lines_are_predict_inputs_of_each_task(tmp_path: Path, tiny_b
                                stride=8)
     with pytest.raises(UserError, match=r"read as plain text .* which task 'question_answering' cannot use"):
         qa.raw("predict")
+
+
+def test_byte_order_marks_and_carriage_returns_are_read_as_text(tmp_path: Path) -> None:
+    """Files saved by Windows editors (a UTF-8 byte-order mark, \\r\\n or \\r line ends) give the same rows as plain
+    UTF-8: no BOM glued to the first token, key or prompt, every reader of the task data."""
+    from lit_ft.tasks.question_answering import QuestionAnsweringData
+    from lit_ft.tasks.seq2seq import load_parallel_text
+    from lit_ft.tasks.sft import SFTData
+    from lit_ft.tasks.token_classification.conll import read_sentences
+
+    bom = "\ufeff"
+    squad = {"data": [{"title": "t", "paragraphs": [{"context": "john visited paris", "qas": [
+        {"id": "a", "question": "where", "answers": [{"text": "paris", "answer_start": 13}]}]}]}]}
+    files = {"squad.json": bom + json.dumps(squad, indent=1).replace("\n", "\r\n"),
+             "ner.conll": bom + "John B-PER\r\nvisited O\r\n\r\nParis B-LOC\r\n",
+             "prompts.txt": bom + "say cat\rsay dog\r", "rows.csv": bom + "prompt,completion\r\nsay,cat\r\n",
+             "par.en": bom + "a cat\r\nthe mat\r\n", "par.de": bom + "eine katze\rdie matte\r"}
+    for name, text in files.items():
+        (tmp_path / name).write_bytes(text.encode("utf-8"))
+    qa = QuestionAnsweringData(source=DataSource(train=str(tmp_path / "squad.json"), validation=None))
+    assert qa.load_split("train")[:]["answers"] == [{"text": ["paris"], "answer_start": [13]}]  # type: ignore[index]
+    assert list(read_sentences(tmp_path / "ner.conll", 0, -1)) == [(["John", "visited"], ["B-PER", "O"]),
+                                                                   (["Paris"], ["B-LOC"])]
+    sft = SFTData(source=DataSource(predict=str(tmp_path / "prompts.txt"), test=str(tmp_path / "rows.csv")))
+    assert sft.raw("predict")["prompt"] == ["say cat", "say dog"]  # type: ignore[index]
+    assert sft.raw("test")["prompt"] == ["say"]  # type: ignore[index]
+    assert load_parallel_text(str(tmp_path / "par"), "en", "de")["translation"] == [
+        {"en": "a cat", "de": "eine katze"}, {"en": "the mat", "de": "die matte"}]

@@ -214,6 +214,18 @@ def test_misplaced_answer_start_is_repaired_or_reported(tiny_bert: Path, tmp_pat
 
 
 # ---- readers --------------------------------------------------------------------------------------------
+def test_a_long_question_is_refused_only_where_its_context_must_be_cut(tiny_bert: Path, tmp_path: Path) -> None:
+    """max_length 24, stride 8, 3 special tokens: a question of more than 12 tokens leaves a window no more than
+    `stride` context tokens. Beside a context that fits whole it is fine; beside a longer one it is refused naming
+    the row, before the fast tokenizer would panic."""
+    question = "where did john go " * 3  # 15 tokens
+    short = qa_data(tiny_bert, tmp_path / "short", [row(0, "john visited paris", "paris", question)])
+    assert short.features("train")["start_positions"] == [19]  # type: ignore[index]
+    long = qa_data(tiny_bert, tmp_path / "long", [row(0, "john visited paris in may " * 4, "paris", question)])
+    with pytest.raises(UserError, match=r"row 'q0' of file .*: the question is 15 tokens, .* room for 12 question"):
+        long.features("train")
+
+
 def test_squad_json_nested_and_wrapped_flat(tmp_path: Path) -> None:
     rows = [row(0, "john visited paris", "paris"), row(1, "the cat sat", None)]
     (tmp_path / "v2.json").write_text(json.dumps(nested(rows, version_2=True)))

@@ -108,6 +108,11 @@ def test_truncation_fails_fast_or_drops_with_counts(tmp_path: Path, llama: Path)
     assert dm.report["train"] == {"examples": 5, "truncated": 0, "dropped": 1}
     cut = data(tmp_path, llama, [{"prompt": "say", "completion": " cat" * 30}], max_length=12)
     assert len(cut.features("train")[0]["input_ids"]) == 12 and cut.report["train"]["truncated"] == 1
+    # a blank response would train only the EOS: dropped and counted like the rest
+    blank = data(tmp_path, llama, [*pc_rows(4), {"prompt": "say", "completion": " "}], drop_untrainable=True)
+    assert len(blank.features("train")) == 4 and blank.report["train"]["dropped"] == 1
+    with pytest.raises(ValueError, match=r"every one of the 1 examples in the train split .* was dropped"):
+        data(tmp_path, llama, [{"prompt": "say", "completion": ""}], drop_untrainable=True).features("train")
 
 
 def test_unknown_columns_name_the_settings(tmp_path: Path, llama: Path) -> None:

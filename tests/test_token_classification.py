@@ -187,6 +187,26 @@ def test_conll_reader(tmp_path: Path) -> None:
         list(read_sentences(path, 0, 5))
 
 
+def test_tab_separated_conll_keeps_a_token_with_a_space_through_predict(tagger_bert: Path, tmp_path: Path) -> None:
+    """A tab-separated line splits at tabs only, so `New York` stays one word, from reading to the predict record."""
+    lines = "john\tB-PER\nvisited\tO\nnew york\tB-LOC\n\nthe\tO\ncat\tO\n"  # mixed with a space line below
+    (tmp_path / "train.conll").write_text(lines + "\nsat on\tO\ndog O\n")
+    (tmp_path / "p.conll").write_text("john\tO\nvisited\tO\nnew york\tO\n")
+    assert list(read_sentences(tmp_path / "train.conll", 0, -1))[2] == (["sat on", "dog"], ["O", "O"])
+    root = tmp_path / "run"
+    common = ["--model.task", "token_classification", "--model.backbone", str(tagger_bert),
+              "--data.class_path", "lit_ft.tasks.token_classification.TokenClassificationData",
+              "--data.init_args.source.train", str(tmp_path / "train.conll"),
+              "--data.init_args.source.validation", str(tmp_path / "train.conll"),
+              "--trainer.default_root_dir", str(root), "--export.enabled", "false", *QUIET]
+    fit = run(["fit", *common, "--trainer.max_steps", "1"])
+    assert fit is not None and fit.datamodule.raw("train")["tokens"][0] == ["john", "visited", "new york"]
+    run(["predict", *common, "--ckpt_path", "last", "--data.init_args.source.predict", str(tmp_path / "p.conll")])
+    record = read_jsonl(root / "predictions.jsonl")[0]
+    assert record["tokens"] == ["john", "visited", "new york"] and len(record["tags"]) == 3
+    assert record["text"] == "john visited new york"
+
+
 def test_alignment_truncation_and_labels(tagger_bert: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     rows = [{"tokens": ["johnny", "visited", "parisx"], "tags": ["B-PER", "O", "B-LOC"]},
             {"tokens": ["the"] * 20 + ["john"], "tags": ["O"] * 20 + ["B-PER"]}]

@@ -16,7 +16,7 @@ from lit_ft.errors import UserError
 from lit_ft.example_view import decode, field
 from lit_ft.generation import POSITION, number_rows
 from lit_ft.generation_task import GenerationTask
-from lit_ft.source import FILE_FORMATS, local_path
+from lit_ft.source import FILE_FORMATS, bom_safe, local_path
 from lit_ft.task import IGNORE, Batch, label_tokens
 
 SUMMARIZATION_METRICS = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
@@ -153,7 +153,8 @@ class Seq2SeqData(TaskDataModule):
         return sources, labels, [[str(v) for v in vs if v is not None] for vs in zip(*columns, strict=True)]
 
     def _column(self, rows: dict[str, list[Any]], column: str, split: str) -> list[str]:
-        setting = "source_column" if column == self.source_column else "target column"
+        setting = {self.source_column: "source_column", self.target_column: "target_column"}.get(column,
+                                                                                            "reference_columns")
         return self.texts(rows, split, setting, column)
 
     def _translation_texts(self, rows: dict[str, list[Any]], split: str) -> tuple[list[str], list[str] | None, Any]:
@@ -171,6 +172,9 @@ class Seq2SeqData(TaskDataModule):
                     f"row '{row_id}' of {self.source.describe(split)}: column '{self.translation_column}' has no "
                     f"'{lang}' text (keys {sorted(pair)}); set data.source_lang / data.target_lang"
                 )
+            if not str(pair[lang]).strip():  # a blank line of a parallel file: nothing to translate or learn
+                raise UserError(f"row '{row_id}' of {self.source.describe(split)}: column '{self.translation_column}' "
+                                f"has an empty '{lang}' text; fill it or drop the row")
         return [str(p[lang]) for p in pairs]
 
     @functools.cached_property
@@ -207,7 +211,7 @@ def load_parallel_text(stem: str, source_lang: str, target_lang: str, column: st
 
 
 def _lines(path: Path, encoding: str) -> list[str]:
-    text = path.read_text(encoding=encoding).split("\n")
+    text = path.read_text(encoding=bom_safe(encoding)).split("\n")
     if text and text[-1] == "":
         text.pop()
     return [line.rstrip("\r") for line in text]

@@ -86,8 +86,29 @@ class QuestionAnsweringData(TaskDataModule):
         self.require_columns({c: [] for c in ds.column_names}, split, {
             "question_column": self.question_column, "context_column": self.context_column})
         answers = ds[self.answers_column] if self.answers_column in ds.column_names else [None] * len(ds)
-        return SplitRows(list(ds["id"]), list(ds[self.question_column]), list(ds[self.context_column]),
-                         [answer_lists(a)["text"] for a in answers], self.source.describe(split))
+        texts = [answer_lists(a, self._row(row_id, split), self.answers_column)["text"]
+                 for row_id, a in zip(ds["id"], answers, strict=True)]
+        return SplitRows(list(ds["id"]), list(ds[self.question_column]), list(ds[self.context_column]), texts,
+                         self.source.describe(split))
+
+    def _row(self, row_id: str, split: str) -> str:
+        return f"row '{row_id}' of {self.source.describe(split)}"
+
+    def refuse_unanswerable(self, splits: tuple[str, ...]) -> None:
+        """Fail when a split with gold answers has unanswerable rows: without SQuAD v2.0 rules they would train the
+        model to point at its CLS token and score 0 whatever it answers, with no word said."""
+        for split in splits:
+            raw = self.raw(split)
+            if raw is None or self.answers_column not in raw.column_names:
+                continue
+            rows = self.rows(split)
+            empty = [row_id for row_id, answers in zip(rows.ids, rows.answers, strict=True) if not answers]
+            if empty:
+                raise UserError(
+                    f"{len(empty)} of {len(rows.ids)} rows of {self.source.describe(split)} have no answer (SQuAD "
+                    f"v2.0 style, first: row '{empty[0]}'), but model.task_options.version_2_with_negative is false; "
+                    "set --model.task_options.version_2_with_negative true to allow \"no answer\", or drop those rows"
+                )
 
     def prediction_inputs(self, split: str) -> dict[str, dict[str, Any]]:
         """`question`, `context` and, when the split has answers, `gold_answers` (texts; [] = unanswerable)."""
@@ -107,6 +128,7 @@ class QuestionAnsweringData(TaskDataModule):
         # leading spaces of a question only waste window room (some SQuAD questions have many)
         questions = [q.lstrip() for q in self.texts(rows, split, "question_column", self.question_column)]
         contexts = self.texts(rows, split, "context_column", self.context_column)
+        self._check_question_lengths(rows["id"], questions, contexts, split)
         try:
             enc = self.tokenizer(
                 questions, contexts, truncation="only_second", max_length=self.max_length,
@@ -132,9 +154,28 @@ class QuestionAnsweringData(TaskDataModule):
             self.require_columns(rows, split, {"answers_column": self.answers_column})
         return out
 
+    def _check_question_lengths(self, ids: list[str], questions: list[str], contexts: list[str], split: str) -> None:
+        """Fail naming the row when a question leaves a window no more than `stride` context tokens and the context
+        does not fit beside it: the fast tokenizer cannot cut such a pair (it panics in Rust, or errs)."""
+        specials = self.tokenizer.num_special_tokens_to_add(pair=True)
+        room = self.max_length - specials - self.stride - 1  # question tokens that leave stride + 1 for the context
+        lengths = [len(ids) for ids in self.tokenizer(questions, add_special_tokens=False, verbose=False)["input_ids"]]
+        for i, n in enumerate(lengths):
+            if n <= room or n + specials + self._tokens(contexts[i]) <= self.max_length:
+                continue
+            raise UserError(
+                f"{self._row(ids[i], split)}: the question is {n} tokens, but data.max_length ({self.max_length}) "
+                f"less data.stride ({self.stride}) and {specials} special tokens leaves room for {max(room, 0)} "
+                "question tokens in a window (each window needs more than `stride` context tokens); raise "
+                "data.max_length, lower data.stride, or drop rows with such long questions"
+            )
+
+    def _tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
     def _gold_span(self, rows: dict[str, list[Any]], i: int, split: str) -> tuple[int, int] | None:
         """Char span (start, end exclusive) of the first gold answer, trimmed of spaces; None if unanswerable."""
-        answers = answer_lists(rows[self.answers_column][i])
+        answers = answer_lists(rows[self.answers_column][i], self._row(rows["id"][i], split), self.answers_column)
         if not answers["text"]:
             return None
         text, start, context = answers["text"][0], answers["answer_start"][0], rows[self.context_column][i]

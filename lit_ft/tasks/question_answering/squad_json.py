@@ -15,8 +15,9 @@ from typing import Any
 
 import datasets
 
-from lit_ft.errors import UserError
+from lit_ft.errors import UserError, user_error_in_chain
 
+ENCODING = "utf-8-sig"  # UTF-8 with or without a byte-order mark (which would hide the leading `{`)
 FEATURES = datasets.Features({
     "id": datasets.Value("string"),
     "title": datasets.Value("string"),
@@ -32,45 +33,77 @@ def is_squad_json(path: Path) -> bool:
     """True for a `.json` file holding one object with a `data` list (the official SQuAD layout)."""
     if path.suffix.lower() != ".json" or not path.is_file():
         return False
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding=ENCODING) as f:
         head = f.read(1024).lstrip()
     if not head.startswith("{"):
         return False
     try:
-        loaded = json.loads(path.read_text(encoding="utf-8"))
+        loaded = json.loads(path.read_text(encoding=ENCODING))
     except json.JSONDecodeError:  # JSON Lines with a .json suffix: the datasets builder reads those
         return False
     return isinstance(loaded, dict) and isinstance(loaded.get("data"), list)
 
 
-def answer_lists(value: Any) -> dict[str, list[Any]]:
-    """Answers as `{"text": [...], "answer_start": [...]}` from that shape, a list of dicts, or None."""
+ANSWERS_SHAPE = '{"text": [...], "answer_start": [...]} or a list of {"text", "answer_start"}'
+
+
+def answer_lists(value: Any, where: str = "a row", column: str | None = None) -> dict[str, list[Any]]:
+    """Answers as `{"text": [...], "answer_start": [...]}` from that shape, a list of dicts, or None.
+
+    Any other shape (a string, a list of strings, texts without starts) fails naming `where` (the row) and `column`
+    (the `data.answers_column` of flat rows; None: the `answers` key of a SQuAD JSON file).
+    """
     if value is None:
         return {"text": [], "answer_start": []}
-    if isinstance(value, dict):
-        starts = value.get("answer_start") or []
-        return {"text": list(value.get("text") or []), "answer_start": [int(s) for s in starts]}
-    return {"text": [a["text"] for a in value], "answer_start": [int(a["answer_start"]) for a in value]}
+    if isinstance(value, dict) and isinstance(value.get("text") or [], list):
+        texts, starts = list(value.get("text") or []), value.get("answer_start") or []
+    elif isinstance(value, list) and all(isinstance(a, dict) and "text" in a and "answer_start" in a for a in value):
+        texts, starts = [a["text"] for a in value], [a["answer_start"] for a in value]
+    else:
+        raise _shape_error(where, column, f"holds {_short(value)} ({type(value).__name__})")
+    if not isinstance(starts, list):
+        raise _shape_error(where, column, f"holds {_short(value)} ({type(value).__name__})")
+    if len(starts) != len(texts):
+        raise _shape_error(where, column, f"holds {len(texts)} answer texts but {len(starts)} answer_start values")
+    if not all(isinstance(t, str) for t in texts) or not all(_is_start(s) for s in starts):
+        raise _shape_error(where, column, f"holds {_short(value)}, whose texts must be strings and starts numbers")
+    return {"text": texts, "answer_start": [int(s) for s in starts]}
+
+
+def _is_start(value: Any) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, str) and value.isdigit())
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _shape_error(where: str, column: str | None, problem: str) -> UserError:
+    fix = "fix the row" if column is None else "fix the row or set data.answers_column"
+    return UserError(f"{where}: {'key' if column is None else 'column'} '{column or 'answers'}' {problem}; expected "
+                     f"{ANSWERS_SHAPE} (empty lists: unanswerable); {fix}")
 
 
 def squad_rows(path: str, stamp: tuple[float, int] = (0.0, 0)) -> Iterator[dict[str, Any]]:
     """The questions of a SQuAD JSON file as flat rows (`stamp` only keys the `datasets` cache to the file)."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
+    data = json.loads(Path(path).read_text(encoding=ENCODING))["data"]
     for article in data:
         if "paragraphs" not in article:  # already flat (`{"data": [{id, question, context, answers}]}`)
-            yield {"title": article.get("title", ""), **_flat(article)}
+            yield {"title": article.get("title", ""), **_flat(article, path)}
             continue
         for paragraph in article["paragraphs"]:
             for qa in paragraph["qas"]:
                 answers = [] if qa.get("is_impossible") else qa.get("answers", [])
                 yield {"id": str(qa["id"]), "title": article.get("title", ""), "question": qa["question"],
-                       "context": paragraph["context"], "answers": answer_lists(answers)}
+                       "context": paragraph["context"],
+                       "answers": answer_lists(answers, f"row '{qa['id']}' of file '{path}'")}
 
 
-def _flat(row: dict[str, Any]) -> dict[str, Any]:
+def _flat(row: dict[str, Any], path: str) -> dict[str, Any]:
     answers = None if row.get("is_impossible") else row.get("answers")
     return {"id": str(row["id"]), "question": row["question"], "context": row["context"],
-            "answers": answer_lists(answers)}
+            "answers": answer_lists(answers, f"row '{row['id']}' of file '{path}'")}
 
 
 def load_squad_json(path: Path, key: str) -> datasets.Dataset:
@@ -82,6 +115,9 @@ def load_squad_json(path: Path, key: str) -> datasets.Dataset:
             features=FEATURES,
         )
     except Exception as err:
+        mine = user_error_in_chain(err)  # a row of the wrong shape, raised inside the `datasets` generator
+        if mine is not None:
+            raise mine from None
         raise UserError(
             f"{key}: could not read '{path}' as SQuAD JSON (data -> paragraphs -> qas with id, question, answers, "
             f"or data -> rows with id, question, context, answers): {err}"

@@ -10,7 +10,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from transformers import AutoModelForQuestionAnswering
 
-from lit_ft.datamodule import TaskDataModule
+from lit_ft.datamodule import STAGE_SPLITS, TaskDataModule
 from lit_ft.errors import UserError
 from lit_ft.io import write_jsonl, write_text
 from lit_ft.task import Batch, Task
@@ -61,6 +61,10 @@ class QuestionAnsweringTask(Task):
             raise TypeError(f"task 'question_answering' needs data.class_path "
                             f"lit_ft.tasks.question_answering.QuestionAnsweringData, got {type(datamodule).__name__}")
         self.data = datamodule
+        fn = getattr(getattr(datamodule.trainer, "state", None), "fn", None)
+        if not self.version_2 and fn is not None:  # the splits this run trains or scores on (predict scores none)
+            stage = str(getattr(fn, "value", fn))
+            datamodule.refuse_unanswerable(tuple(s for s in STAGE_SPLITS.get(stage, ()) if s != "predict"))
 
     def _rows(self, batch: Batch) -> SplitRows:
         if self.data is None:

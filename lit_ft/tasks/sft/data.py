@@ -130,12 +130,18 @@ class SFTData(TaskDataModule):
         answer = messages[1]["content"] if len(messages) > 1 else None
         return plain(f"{self.system_prompt}\n\n{prompt}" if self.system_prompt else prompt, answer)
 
-    def _check_response(self, row: dict[str, Any], fmt: str, where: str) -> None:
-        """A row to train or score on has a response (a missing cell, not an empty string, is a data error)."""
+    def _check_response(self, row: dict[str, Any], fmt: str, where: str) -> bool:
+        """Whether a row to train or score on has its responses: a missing cell is an error, a blank response
+        untrainable (an error, or False with `drop_untrainable`); otherwise it would train only the EOS."""
         found = self.formats[fmt].response(row)
         if found and row.get(found[1], "") is None:
             raise UserError(f"row '{row['id']}' in {where} has no {found[0]} '{found[1]}' value; fill it, drop the "
                             "row, or put rows without responses in data.source.predict")
+        blank = self.formats[fmt].blank_response(row)
+        if blank is None or self.drop_untrainable:
+            return blank is None
+        raise UserError(f"row '{row['id']}' in {where}: the response ({blank}) is empty, so there is nothing to learn "
+                        "or score; fill it, drop the row, or set data.drop_untrainable: true to skip such rows")
 
     # ---- text -> features ----------------------------------------------------------------------
     def _tokenize(self, text: str, special: bool) -> tuple[list[int], list[tuple[int, int]]]:
@@ -157,9 +163,10 @@ class SFTData(TaskDataModule):
             out.update({k: [] for k in EVAL_KEYS if k != "tests" or self.tests_column})
         for i in range(len(rows["id"])):
             row = {k: v[i] for k, v in rows.items()}
-            if split != "predict":
-                self._check_response(row, fmt, where)
-            self._encode_row(row, self.render(row, fmt, where), split, where, out)
+            rendered = self.render(row, fmt, where)
+            if split != "predict" and not self._check_response(row, fmt, where):
+                continue
+            self._encode_row(row, rendered, split, where, out)
         return out
 
     def _encode_row(
@@ -236,6 +243,12 @@ class SFTData(TaskDataModule):
     def _report(self, split: str, ds: datasets.Dataset) -> None:
         raw = self.raw(split)
         total = len(raw) if raw is not None else len(ds)
+        if total and not len(ds):  # nothing left to batch (the empty features have no columns either)
+            raise UserError(
+                f"every one of the {total} examples in {self._where(split)} was dropped by data.drop_untrainable: "
+                f"none has a response token left within data.max_length={self.max_length}; raise "
+                "data.max_length or fill the responses"
+            )
         truncated = int(sum(ds["truncated"]))
         self.report[split] = {"examples": total, "truncated": truncated, "dropped": total - len(ds)}
         where = self._where(split)

@@ -34,6 +34,13 @@ class ChatRows:
     def messages(self, row: dict[str, Any], where: str, templated: bool) -> list[Message]:
         return check_messages(row[self.messages_column], row["id"], where, self.messages_column)
 
+    def blank_response(self, row: dict[str, Any]) -> str | None:
+        """The first assistant turn with no text (of a checked conversation), as `message 1 of column 'messages'`."""
+        for i, message in enumerate(row[self.messages_column]):
+            if message["role"] == "assistant" and not message["content"].strip():
+                return f"message {i} of column '{self.messages_column}'"
+        return None
+
 
 @dataclass(frozen=True)
 class TurnRows:
@@ -57,6 +64,12 @@ class TurnRows:
 
     def response(self, row: dict[str, Any]) -> tuple[str, str] | None:
         return self.response_setting, self.response_column
+
+    def blank_response(self, row: dict[str, Any]) -> str | None:
+        """The response setting and column when the row's response is blank (spaces only count as blank)."""
+        answer = row.get(self.response_column)
+        blank = isinstance(answer, str) and not answer.strip()
+        return f"{self.response_setting} '{self.response_column}'" if blank else None
 
     def prompt(self, row: dict[str, Any], templated: bool) -> str:
         return str(row[self.prompt_column]) if self.prompt_column in row else ""

@@ -10,9 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from jinja2 import TemplateError
+
 from lit_ft.errors import UserError
 
 Message = dict[str, str]
+# the roles chat templates render (Llama 3.1 adds `ipython`, OpenAI's format `developer` and `function`)
+ROLES = ("system", "developer", "user", "assistant", "tool", "function", "ipython")
 
 ALPACA_PROMPT = (
     "Below is an instruction that describes a task, paired with an input that provides further context. "
@@ -83,6 +87,13 @@ class ChatRenderer:
 
     def render(self, messages: list[Message], row_id: str, where: str) -> Rendered:
         """Full text plus the span of every assistant turn; the last assistant turn is the generation target."""
+        try:
+            return self._render(messages, row_id, where)
+        except TemplateError as err:  # templates refuse what they cannot render (`raise_exception(...)`)
+            raise UserError(f"row '{row_id}' in {where}: the chat template refuses the conversation ({err}); fix "
+                            "the row or set data.chat_template") from err
+
+    def _render(self, messages: list[Message], row_id: str, where: str) -> Rendered:
         turns = [i for i, m in enumerate(messages) if m.get("role") == "assistant"]
         if not turns:
             return Rendered(self.text(messages, True), [], self.text(messages, True), "", special=True)
@@ -111,10 +122,21 @@ def check_messages(messages: Any, row_id: str, where: str, column: str) -> list[
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         raise UserError(f"row '{row_id}' in {where}: column '{column}' must hold a list of {{role, content}} "
                         f"messages, not {type(messages).__name__}; fix the row or set data.messages_column")
+    if not messages:
+        raise UserError(f"row '{row_id}' in {where}: column '{column}' holds no messages; fix the row or drop it")
     for i, message in enumerate(messages):
         if not isinstance(message.get("role"), str) or not isinstance(message.get("content"), str):
             raise UserError(f"row '{row_id}' in {where}: message {i} of column '{column}' needs a text 'role' and "
                             f"'content' (it has {sorted(message)}); fix the row")
+        if message["role"] not in ROLES:
+            raise UserError(f"row '{row_id}' in {where}: message {i} of column '{column}' has role "
+                            f"{message['role']!r}, which chat templates do not know; use 'system', 'user', "
+                            "'assistant' or 'tool' (ShareGPT's 'human' is 'user', its 'gpt' is 'assistant')")
+    first = next((i for i, m in enumerate(messages) if m["role"] != "system"), None)
+    if first is not None and messages[first]["role"] == "assistant":
+        raise UserError(f"row '{row_id}' in {where}: message {first} of column '{column}' is the assistant's, before "
+                        "any user turn, so it answers nothing; start the conversation with a user turn (after any "
+                        "system turn) or drop that message")
     return messages
 
 

@@ -1,7 +1,8 @@
-"""CoNLL-style files: one token per line in whitespace-separated columns, blank lines between sentences."""
+"""CoNLL-style files: one token per line in whitespace- or tab-separated columns, blank lines between sentences."""
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -11,7 +12,7 @@ import datasets
 
 from lit_ft.errors import UserError
 from lit_ft.file_errors import check_readable
-from lit_ft.source import FILE_FORMATS, DataSource, local_path
+from lit_ft.source import FILE_FORMATS, DataSource, bom_safe, local_path
 
 CONLL_SUFFIXES = (".conll", ".conllu", ".txt", ".iob", ".bio")
 DOCSTART = "-DOCSTART-"
@@ -23,22 +24,53 @@ def is_conll(path: str, data_format: str) -> bool:
     return data_format == "conll" or suffix in CONLL_SUFFIXES or suffix not in FILE_FORMATS
 
 
-def read_sentences(path: str | Path, token_index: int, tag_index: int | None, encoding: str = "utf-8") -> Iterator[
-        tuple[list[str], list[str]]]:
+def split_columns(line: str) -> tuple[list[str], bool]:
+    """The columns of a line, and whether it is tab-separated.
+
+    A line with a tab is split at tabs only, so a token keeps its spaces (`New York\tB-LOC`); other lines are
+    split at any whitespace (the CoNLL-2003 layout)."""
+    if "\t" not in line:
+        return line.split(), False
+    return [cell.strip() for cell in line.split("\t") if cell.strip()], True
+
+
+def column_count(path: str | Path, encoding: str = "utf-8") -> int:
+    """The number of columns most token lines have (ties: the fewest), 0 when there are no token lines.
+
+    The most common count, not the first line's, since a token with a space adds a column to its own line."""
+    counts: collections.Counter[int] = collections.Counter()
+    with open(path, encoding=bom_safe(encoding)) as f:
+        for line in f:
+            cols = split_columns(line)[0]
+            if cols and cols[0] != DOCSTART:
+                counts[len(cols)] += 1
+    return min(counts, key=lambda n: (-counts[n], n)) if counts else 0
+
+
+def read_sentences(path: str | Path, token_index: int, tag_index: int | None, encoding: str = "utf-8",
+                   columns: int | None = None) -> Iterator[tuple[list[str], list[str]]]:
     """(tokens, tags) per sentence; `-DOCSTART-` lines and runs of blank lines separate sentences.
 
-    With `tag_index` None the tags are empty (files to predict on, with a token column only).
+    With `tag_index` None the tags are empty (files to predict on, with a token column only). A space-separated line
+    with more than `columns` columns (default: `column_count`) is an error: it would lose a word of its token.
     """
+    columns = column_count(path, encoding) if columns is None else columns
     tokens: list[str] = []
     tags: list[str] = []
-    with open(path, encoding=encoding) as f:
+    with open(path, encoding=bom_safe(encoding)) as f:
         for lineno, line in enumerate(f, 1):
-            cols = line.split()
+            cols, tabbed = split_columns(line)
             if not cols or cols[0] == DOCSTART:
                 if tokens:
                     yield tokens, tags
                 tokens, tags = [], []
                 continue
+            if not tabbed and len(cols) > columns:
+                raise UserError(
+                    f"{path}:{lineno}: line {line.strip()!r} has {len(cols)} space-separated columns where the "
+                    f"file's lines have {columns}, so a token with a space would lose a word; separate the columns "
+                    "with tabs (a line with a tab keeps the spaces inside its token) or remove the extra column"
+                )
             try:
                 tokens.append(cols[token_index])
                 if tag_index is not None:
@@ -56,24 +88,23 @@ def read_sentences(path: str | Path, token_index: int, tag_index: int | None, en
 
 def first_token_line(path: str | Path, encoding: str = "utf-8") -> tuple[int, list[str]]:
     """Line number and columns of the first token line (0, [] when there is none)."""
-    with open(path, encoding=encoding) as f:
+    with open(path, encoding=bom_safe(encoding)) as f:
         for lineno, line in enumerate(f, 1):
-            cols = line.split()
+            cols = split_columns(line)[0]
             if cols and cols[0] != DOCSTART:
                 return lineno, cols
     return 0, []
 
 
-def tag_column_present(path: str | Path, token_index: int, tag_index: int, encoding: str = "utf-8") -> bool:
-    """Whether the first token line has a tag column distinct from the token column (else: tokens only)."""
-    n = len(first_token_line(path, encoding)[1])
-    return n > 0 and -n <= tag_index < n and tag_index % n != token_index % n
+def tag_column_present(columns: int, token_index: int, tag_index: int) -> bool:
+    """Whether lines of `columns` columns have a tag column distinct from the token column (else: tokens only)."""
+    return columns > 0 and -columns <= tag_index < columns and tag_index % columns != token_index % columns
 
 
 def _generate(path: str, token_index: int, tag_index: int | None, encoding: str, token_column: str,
-              tag_column: str, stamp: tuple[int, int]) -> Iterator[dict[str, Any]]:
+              tag_column: str, columns: int, stamp: tuple[int, int]) -> Iterator[dict[str, Any]]:
     # `stamp` (size, mtime) only enters the cache key, so an edited file is read again
-    for tokens, tags in read_sentences(path, token_index, tag_index, encoding):
+    for tokens, tags in read_sentences(path, token_index, tag_index, encoding, columns):
         yield {token_column: tokens, tag_column: tags} if tag_index is not None else {token_column: tokens}
 
 
@@ -85,7 +116,8 @@ def load_conll(path: str, token_column: str, tag_column: str, token_index: int =
     file = local_path(path)
     check_readable(file, path, key)
     resolved = str(file.resolve())
-    has_tags = tag_column_present(resolved, token_index, tag_index, encoding)
+    columns = column_count(resolved, encoding)
+    has_tags = tag_column_present(columns, token_index, tag_index)
     if need_tags and not has_tags:
         lineno, cols = first_token_line(resolved, encoding)
         raise UserError(f"{key}: '{path}' line {lineno} has {len(cols)} columns, so data.conll_tag_index={tag_index} "
@@ -96,7 +128,7 @@ def load_conll(path: str, token_column: str, tag_column: str, token_index: int =
     stat = file.stat()
     gen_kwargs = {"path": resolved, "token_index": token_index, "tag_index": tag_index if has_tags else None,
                   "encoding": encoding, "token_column": token_column, "tag_column": tag_column,
-                  "stamp": (stat.st_size, stat.st_mtime_ns)}
+                  "columns": columns, "stamp": (stat.st_size, stat.st_mtime_ns)}
     ds = datasets.Dataset.from_generator(_generate, features=features, gen_kwargs=gen_kwargs)
     assert isinstance(ds, datasets.Dataset)
     return ds
