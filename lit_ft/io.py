@@ -15,6 +15,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from lit_ft.no_room import NoRoomError, file_size, no_room_cause, no_room_error
+
 TMP_MARK = ".lit_ft-tmp-"
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -45,7 +47,8 @@ def temp_name(path: str | Path) -> Path:
 def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success it is flushed to disk and renamed to `path`.
 
-    On any failure (including KeyboardInterrupt) the temporary file is removed and `path` is left as it was.
+    On any failure (including KeyboardInterrupt) the temporary file is removed and `path` is left as it was; a
+    full disk or the file-size limit is a `NoRoomError` naming the directory and about the bytes needed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,8 +56,12 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         commit(tmp, path)
-    except BaseException:
+    except BaseException as err:
+        needed = file_size(tmp, path)  # what was written before the failure, or the previous version
         remove_path(tmp)
+        cause = no_room_cause(err)
+        if cause is not None and not isinstance(err, NoRoomError):
+            raise no_room_error(cause, path, needed) from err
         raise
 
 
