@@ -235,14 +235,15 @@ def run(args: list[str] | None = None, callbacks: list[Any] | None = None) -> Li
     if entry is not None:
         entry(argv[1:])
         return None
-    return _run_trainer(with_overlays(argv), callbacks, command=argv)  # the resume line leaves overlays to the env
+    return _run_trainer(with_overlays(argv), callbacks, resume_argv=argv)  # the resume line leaves overlays to the env
 
 
-def _run_trainer(argv: list[str], callbacks: list[Any] | None = None, command: list[str] | None = None) -> LitFtCLI:
+def _run_trainer(argv: list[str], callbacks: list[Any] | None = None,
+                 resume_argv: list[str] | None = None) -> LitFtCLI:
     prepare_config_command(argv)
     from lit_ft.trainer_cli import run_trainer
 
-    return run_trainer(argv, callbacks, command)
+    return run_trainer(argv, callbacks, resume_argv)
 
 
 def prepare_config_command(argv: list[str]) -> None:
