@@ -235,7 +235,9 @@ def run(args: list[str] | None = None, callbacks: list[Any] | None = None) -> Li
     if entry is not None:
         entry(argv[1:])
         return None
-    return _run_trainer(with_overlays(argv), callbacks, resume_argv=argv)  # the resume line leaves overlays to the env
+    # a fit stopped by a signal prints `argv` to resume it (overlays stay in the environment); a caller with
+    # callbacks of its own (`lit_ft tune`'s trials) handles stops itself
+    return _run_trainer(with_overlays(argv), callbacks, resume_argv=argv if callbacks is None else None)
 
 
 def _run_trainer(argv: list[str], callbacks: list[Any] | None = None,

@@ -258,9 +258,9 @@ def run_trainer(argv: list[str], callbacks: list[Callback] | None = None,
                 resume_argv: list[str] | None = None) -> LitFtCLI:
     """Parse `argv` (a trainer verb first) and run it; a parse error is one line (`UserError`). `callbacks` join
     the trainer's own (Lightning's `trainer_defaults`, which stay out of the parsed and saved config). A fit stops
-    at a step's end on SIGTERM or Ctrl-C (`StopOnSignal`); its resume line repeats `resume_argv` (default `argv`)."""
-    if argv and argv[0] == "fit":
-        callbacks = [*(callbacks or []), StopOnSignal(argv if resume_argv is None else resume_argv)]
+    at a step's end on SIGTERM or Ctrl-C when `resume_argv` is given (`StopOnSignal`, whose resume line repeats it)."""
+    if argv and argv[0] == "fit" and resume_argv is not None:
+        callbacks = [*(callbacks or []), StopOnSignal(resume_argv)]
     try:
         return LitFtCLI(
             FineTuner,

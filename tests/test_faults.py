@@ -107,7 +107,7 @@ def the_stop_line(stderr: str, name: str) -> str:
     lines = [line[line.index(STOPPED):].rstrip("\r") for line in stderr.splitlines() if STOPPED in line]
     assert len(lines) == 1, stderr[-3000:]
     assert "Traceback" not in stderr, stderr[-3000:]
-    assert lines[0].startswith(f"{STOPPED}{name} at step {HELD_STEP};"), lines[0]
+    assert lines[0].startswith(f"{STOPPED}{name} at step "), lines[0]
     return lines[0]
 
 
@@ -147,6 +147,38 @@ def test_resume_mid_epoch_with_the_progress_display(
     assert_same_end(root, straight)
 
 
+def test_sigterm_during_validation_lets_it_finish_then_stops(
+    tmp_path: Path, tiny_bert: Path, data: dict[str, str], straight: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM at the first batch of epoch 1's validation: the validation finishes (Lightning alone would stop in
+    its middle), `last` holds step 8, the exit status is 143 and the resumed run ends as the uninterrupted one."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    root = tmp_path / "run"
+    args = fault_args(root, tiny_bert, data)
+    with pytest.raises(SystemExit) as stopped:
+        run([*args, "--trainer.callbacks+=helpers.SigtermAt", "--trainer.callbacks.step", "8"])
+    assert stopped.value.code == 143
+    err = capsys.readouterr().err
+    assert the_stop_line(err, "SIGTERM").startswith(f"{STOPPED}SIGTERM at step 8; ")
+    assert last_step(root) == 8
+    assert [p.name for p in (root / "metrics").glob("val_*.json")] == ["val_epoch_1.json"]
+    first = json.loads((root / "metrics" / "val_epoch_1.json").read_text())["metrics"]
+    assert first == pytest.approx(json.loads((straight / "metrics" / "val_epoch_1.json").read_text())["metrics"])
+    resumed = cli(*args, "--ckpt_path", "last")
+    resumed.trainer.loggers[0].experiment.finish()
+    assert_same_end(root, straight)
+
+
+def test_the_lightning_signal_flag_lit_ft_defers_exists() -> None:
+    """`lit_ft.interrupt` sets Lightning's private SIGTERM flag (read publicly as `trainer.received_sigterm`)."""
+    from lightning.pytorch import Trainer
+
+    trainer = Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer._signal_connector.received_sigterm = True
+    assert trainer.received_sigterm is True
+
+
 def test_resume_command_replaces_a_given_checkpoint() -> None:
     assert resume_command(["fit", "--config", "a b.yaml", "--ckpt_path", "best", "--x=1"]) == \
         "lit_ft fit --config 'a b.yaml' --x=1 --ckpt_path last"
@@ -169,6 +201,7 @@ def test_sigterm_saves_the_step_exits_143_and_the_printed_command_resumes(
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 143, err[-3000:]
     line = the_stop_line(err, "SIGTERM")
+    assert line.startswith(f"{STOPPED}SIGTERM at step {HELD_STEP};")
     assert err.splitlines()[-1] == line  # the last word on stderr, a line of its own
     assert f"holds step {HELD_STEP};" in line and last_step(root) == HELD_STEP  # the step in progress, finished
     assert "\r" not in out and "Epoch 1/2" not in out  # a pipe gets no bars, and the stopped epoch no end line
@@ -190,6 +223,7 @@ def test_ctrl_c_in_a_terminal_saves_the_step_exits_130_and_resumes(
                                marker)
     assert status == 130, text[-3000:]
     line = the_stop_line(text, "Ctrl-C")
+    assert line.startswith(f"{STOPPED}Ctrl-C at step {HELD_STEP};")
     assert line.endswith(resume_command(args)) and last_step(root) == HELD_STEP
     assert "\r" in text  # the live bars were drawn
     command = line.split("resume with: ", 1)[1]
