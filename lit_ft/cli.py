@@ -190,7 +190,9 @@ def main(args: list[str] | None = None) -> None:
     debug = debug_requested(argv)
     argv = [a for a in argv if a != DEBUG_FLAG]
     if hasattr(signal, "SIGXFSZ") and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over `ulimit -f` a write fails (EFBIG), not the process
+        # over `ulimit -f` a write fails (EFBIG, reported as one line) instead of the process dying; CPython
+        # ignores SIGXFSZ at startup already, this holds where an embedding restored the default action
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         run(argv)
     except KeyboardInterrupt:

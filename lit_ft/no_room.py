@@ -2,8 +2,8 @@
 
 Every lit_ft output is written to a temporary name and renamed (`lit_ft.io`), so a failed write leaves the
 previous good file in place; the message says where the room is missing, about how much is needed and what to do.
-The `lit_ft` CLI ignores SIGXFSZ (whose default action kills the process without a word) so a write over the
-file-size limit fails with EFBIG and is reported here too.
+The `lit_ft` CLI ignores SIGXFSZ (whose default action kills the process without a word; CPython ignores it at
+startup too), so a write over the file-size limit fails with EFBIG and is reported here too.
 """
 
 from __future__ import annotations
