@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lit_ft.errors import UserError
 from lit_ft.io import clean_stale_temps, commit, remove_path, temp_name, write_text
 from lit_ft.nan_guard import NonFiniteError, non_finite_parameters
+from lit_ft.no_room import NoRoomError, file_size, no_room_cause, no_room_error
 from lit_ft.resume import (
     flush_and_count_rows,
     logger_versions,
@@ -106,6 +107,7 @@ class TaskCheckpoint(ModelCheckpoint):
         self._between_batches = False
         self._pending_rng: list[dict[str, Any]] | None = None
         self._last_saves = 0  # count of `last` saves, to see whether Lightning's hook wrote one
+        self.last_saved_step = -1  # the global step `last.ckpt` holds (-1: none written or resumed from)
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.dirpath is None:
@@ -127,6 +129,7 @@ class TaskCheckpoint(ModelCheckpoint):
         self._last_resume_save = time.monotonic()
         if trainer.ckpt_path:
             self._last_global_step_saved = trainer.global_step  # the state just loaded is on disk already
+            self.last_saved_step = trainer.global_step
             reposition_train_loader(trainer)
         if self._pending_rng is not None:
             restore_rng(self._pending_rng, trainer.global_rank)  # after the loaders started, as when it was saved
@@ -175,6 +178,20 @@ class TaskCheckpoint(ModelCheckpoint):
         super()._save_last_checkpoint(trainer, monitor_candidates)
         self._last_saves += 1
         self._last_resume_save = time.monotonic()
+        if self.save_last:
+            self.last_saved_step = trainer.global_step
+
+    def save_last_now(self, trainer: Trainer) -> str | None:
+        """Write `last` for a fit stopping at the end of a step (SIGTERM, Ctrl-C) unless it holds that step
+        already; returns the path of `last`, or None when there is none to resume from."""
+        if self.save_last and 0 < trainer.global_step != self.last_saved_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        return self.saved_last()
+
+    def saved_last(self) -> str | None:
+        """The path of `last.ckpt` when this fit wrote or resumed from one."""
+        path = self.last_model_path
+        return path if self.last_saved_step >= 0 and path and os.path.isfile(path) else None
 
     def _update_best_and_save(self, current: torch.Tensor, trainer: Trainer,
                               monitor_candidates: dict[str, torch.Tensor]) -> None:
@@ -196,9 +213,12 @@ class TaskCheckpoint(ModelCheckpoint):
             trainer.save_checkpoint(tmp, weights_only)
             if trainer.is_global_zero:
                 commit(tmp, Path(filepath))
-        except BaseException:
+        except BaseException as err:
             if trainer.is_global_zero:
                 remove_path(Path(tmp))
+            cause = no_room_cause(err)
+            if cause is not None and not isinstance(err, NoRoomError):
+                raise _no_room(cause, filepath, self._size_estimate(trainer, filepath, weights_only)) from err
             raise
         trainer.strategy.barrier("lit_ft checkpoint rename")
         self._last_global_step_saved = trainer.global_step
@@ -207,6 +227,12 @@ class TaskCheckpoint(ModelCheckpoint):
             for logger in trainer.loggers:
                 logger.after_save_checkpoint(self)
             self._write_pointer(trainer)
+
+    def _size_estimate(self, trainer: Trainer, filepath: str, weights_only: bool) -> int:
+        """About the bytes a checkpoint needs: the previous one of its kind, else the model's weights (at least)."""
+        previous = [filepath] if weights_only else [filepath, self.last_model_path]
+        weights = sum(t.numel() * t.element_size() for t in trainer.lightning_module.state_dict().values())
+        return file_size(*previous) or weights
 
     def _write_pointer(self, trainer: Trainer) -> None:
         assert self.dirpath is not None
@@ -252,6 +278,13 @@ class TaskCheckpoint(ModelCheckpoint):
         if old and self.dirpath and os.path.abspath(old) != os.path.abspath(self.dirpath):
             state_dict = _rebase(state_dict, old, str(self.dirpath))
         super().load_state_dict(state_dict)
+
+
+def _no_room(cause: OSError, filepath: str, needed: int) -> NoRoomError:
+    kept = [p.name for p in sorted(Path(filepath).parent.glob("*.ckpt"))]
+    error = no_room_error(cause, filepath, needed, what="checkpoint")
+    keep = f"; the previous checkpoints ({', '.join(kept)}) are unchanged" if kept else ""
+    return NoRoomError(f"{error}{keep}")
 
 
 def _fit_ends_after_this_epoch(trainer: Trainer) -> bool:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,7 @@ from lit_ft.errors import (
     one_line,
     user_error_in_chain,
 )
+from lit_ft.no_room import no_room_cause, no_room_error
 from lit_ft.preflight import config_files, load_yaml
 
 if TYPE_CHECKING:
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
 PLUGINS_ENV = "LIT_FT_PLUGINS"
 OVERLAY_ENV = "LIT_FT_OVERLAY"
 CHECKPOINT_ALIASES = ("best", "last")
+EXIT_CTRL_C = 130  # 128 + SIGINT, as a shell reports it
 
 
 @dataclass(frozen=True)
@@ -180,18 +184,38 @@ def with_overlays(argv: list[str]) -> list[str]:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Console entry point (`lit_ft ...`): user errors print one line and exit 2 (`--debug` for the traceback)."""
+    """Console entry point (`lit_ft ...`): user errors print one line and exit 2 (`--debug` for the traceback);
+    an interrupted command exits 130 (Ctrl-C) or 143 (SIGTERM: a fit saves `last` first, `lit_ft.interrupt`)."""
     argv = list(sys.argv[1:] if args is None else args)
     debug = debug_requested(argv)
     argv = [a for a in argv if a != DEBUG_FLAG]
+    if hasattr(signal, "SIGXFSZ") and threading.current_thread() is threading.main_thread():
+        # over `ulimit -f` a write fails (EFBIG, reported as one line) instead of the process dying; CPython
+        # ignores SIGXFSZ at startup already, this holds where an embedding restored the default action
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         run(argv)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("lit_ft: interrupted (Ctrl-C)", file=sys.stderr, flush=True)
+        sys.exit(EXIT_CTRL_C)
+    except SystemExit as stop:
+        if isinstance(stop.__context__, KeyboardInterrupt) and stop.code == 1:
+            raise SystemExit(EXIT_CTRL_C) from None  # Lightning exits 1 after a Ctrl-C it handled
+        raise
     except Exception as err:
-        found = user_error_in_chain(err)
+        found = user_error_in_chain(err) or unwrapped_no_room(err)
         if found is None or debug:
             raise
         print(f"lit_ft: error: {one_line(str(found))}", file=sys.stderr, flush=True)
         sys.exit(EXIT_USER_ERROR)
+
+
+def unwrapped_no_room(err: BaseException) -> UserError | None:
+    """A write that found no room outside lit_ft's own writers (a logger's file), as one line."""
+    cause = no_room_cause(err)
+    return None if cause is None else no_room_error(cause, cause.filename or "(unnamed)", None)
 
 
 def run(args: list[str] | None = None, callbacks: list[Any] | None = None) -> LitFtCLI | None:
@@ -213,14 +237,17 @@ def run(args: list[str] | None = None, callbacks: list[Any] | None = None) -> Li
     if entry is not None:
         entry(argv[1:])
         return None
-    return _run_trainer(with_overlays(argv), callbacks)
+    # a fit stopped by a signal prints `argv` to resume it (overlays stay in the environment); a caller with
+    # callbacks of its own (`lit_ft tune`'s trials) handles stops itself
+    return _run_trainer(with_overlays(argv), callbacks, resume_argv=argv if callbacks is None else None)
 
 
-def _run_trainer(argv: list[str], callbacks: list[Any] | None = None) -> LitFtCLI:
+def _run_trainer(argv: list[str], callbacks: list[Any] | None = None,
+                 resume_argv: list[str] | None = None) -> LitFtCLI:
     prepare_config_command(argv)
     from lit_ft.trainer_cli import run_trainer
 
-    return run_trainer(argv, callbacks)
+    return run_trainer(argv, callbacks, resume_argv)
 
 
 def prepare_config_command(argv: list[str]) -> None:

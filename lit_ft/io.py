@@ -15,6 +15,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from lit_ft.no_room import NoRoomError, file_size, no_room_cause, no_room_error
+
 TMP_MARK = ".lit_ft-tmp-"
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -26,13 +28,12 @@ def write_jsonl(records: Iterable[dict[str, Any]], path: str | Path) -> None:
 
 
 def write_bytes(data: bytes, path: str | Path) -> None:
-    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+    with atomic_file(path, size=len(data)) as tmp, open(tmp, "wb") as f:
         f.write(data)
 
 
 def write_text(text: str, path: str | Path) -> None:
-    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
+    write_bytes(text.encode("utf-8"), path)
 
 
 def temp_name(path: str | Path) -> Path:
@@ -42,10 +43,12 @@ def temp_name(path: str | Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | Path) -> Iterator[Path]:
+def atomic_file(path: str | Path, size: int | None = None) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success it is flushed to disk and renamed to `path`.
 
-    On any failure (including KeyboardInterrupt) the temporary file is removed and `path` is left as it was.
+    On any failure (including KeyboardInterrupt) the temporary file is removed and `path` is left as it was; a
+    full disk or the file-size limit is a `NoRoomError` naming the directory and the bytes needed (`size` when
+    the caller knows it, else about: what was written, or the previous file's size).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,8 +56,12 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         commit(tmp, path)
-    except BaseException:
+    except BaseException as err:
+        needed = size or file_size(tmp, path)
         remove_path(tmp)
+        cause = no_room_cause(err)
+        if cause is not None and not isinstance(err, NoRoomError):
+            raise no_room_error(cause, path, needed) from err
         raise
 
 

@@ -28,10 +28,10 @@ STAGE_NAMES = {"validate": "Validation", "test": "Test", "predict": "Predict"}
 class _Meter:
     """Counts one stage's batches and samples (or tokens) and the time since it started."""
 
-    def __init__(self, unit: str) -> None:
+    def __init__(self, unit: str, first_batch: int = 0) -> None:
         self.unit = unit
         self.start = time.monotonic()
-        self.batches = 0
+        self.batches = first_batch  # a run resumed mid-epoch starts counting where the epoch stopped
         self.count = 0
 
     def add(self, batch: Any, world_size: int) -> None:
@@ -166,14 +166,25 @@ class LitFtProgressBar(TQDMProgressBar):
 
     # ---- training -------------------------------------------------------------------------------
     def on_train_epoch_start(self, trainer: Trainer, *_: Any) -> None:
+        self._open_train(trainer, first_batch=0)
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        if not self._train_open:
+            # resumed mid-epoch: Lightning calls no `on_train_epoch_start` for an epoch that had started before
+            self._open_train(trainer, first_batch=batch_idx)
+
+    def _open_train(self, trainer: Trainer, first_batch: int) -> None:
+        """A new epoch bar and meter, counting from `first_batch` (0, or where a resumed epoch continues)."""
         super().on_train_epoch_start(trainer)
-        self.train_progress_bar.set_description(epoch_label(trainer))
-        self._meters["train"] = _Meter(task_unit(trainer.lightning_module))
+        bar = self.train_progress_bar
+        bar.initial = bar.n = first_batch
+        bar.set_description(epoch_label(trainer))
+        self._meters["train"] = _Meter(task_unit(trainer.lightning_module), first_batch)
         self._train_open = True
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        self._meters["train"].add(batch, trainer.world_size)
+        self._meter("train", pl_module).add(batch, trainer.world_size)
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def _finish_train(self, trainer: Trainer) -> None:
@@ -182,7 +193,7 @@ class LitFtProgressBar(TQDMProgressBar):
             return
         self._train_open = False
         self.train_progress_bar.close()
-        line = self._meters["train"].line(epoch_label(trainer), self.total_train_batches)
+        line = self._meter("train", trainer.lightning_module).line(epoch_label(trainer), self.total_train_batches)
         loss = trainer.progress_bar_metrics.get("train/loss")
         self.say(line + ("" if loss is None else f"  loss {float(loss):.4f}"))
 
@@ -194,6 +205,12 @@ class LitFtProgressBar(TQDMProgressBar):
     def _start(self, stage: str, pl_module: LightningModule) -> None:
         self._meters[stage] = _Meter(task_unit(pl_module))
 
+    def _meter(self, stage: str, pl_module: LightningModule) -> _Meter:
+        """The stage's meter, started on first use when its start hook did not run (a resumed run skips some)."""
+        if stage not in self._meters:
+            self._start(stage, pl_module)
+        return self._meters[stage]
+
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         meter = self._meters.get("train")
         if trainer.state.fn == "fit" and not trainer.sanity_checking and meter is not None:
@@ -204,7 +221,7 @@ class LitFtProgressBar(TQDMProgressBar):
 
     def on_validation_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
                                 batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._meters["val"].add(batch, trainer.world_size)
+        self._meter("val", pl_module).add(batch, trainer.world_size)
         super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -219,7 +236,7 @@ class LitFtProgressBar(TQDMProgressBar):
 
     def on_test_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
                           batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._meters["test"].add(batch, trainer.world_size)
+        self._meter("test", pl_module).add(batch, trainer.world_size)
         super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -232,18 +249,19 @@ class LitFtProgressBar(TQDMProgressBar):
 
     def on_predict_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
                              batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._meters["predict"].add(batch, trainer.world_size)
+        self._meter("predict", pl_module).add(batch, trainer.world_size)
         super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_predict_end(trainer, pl_module)  # resets the current dataloader index: count from the trainer
-        self.say(self._meters["predict"].line("Predict", sum(trainer.num_predict_batches)))
+        self.say(self._meter("predict", pl_module).line("Predict", sum(trainer.num_predict_batches)))
 
     def _report(self, trainer: Trainer, stage: str) -> None:
         """Stage line (outside fit) and the metrics table."""
         values = scalar_metrics(trainer, stage)
         fn = str(getattr(trainer.state.fn, "value", ""))
-        lines = [] if fn == "fit" else [self._meters[stage].line(STAGE_NAMES.get(fn, fn), self._stage_total(stage))]
+        meter = self._meter(stage, trainer.lightning_module)
+        lines = [] if fn == "fit" else [meter.line(STAGE_NAMES.get(fn, fn), self._stage_total(stage))]
         self.say(*lines, *metric_table(stage, values))
 
     def _stage_total(self, stage: str) -> int | float | None:

@@ -26,6 +26,7 @@ LIGHTNING_NOISE = re.compile(
     r"💡 Tip|litlogger|litmodels|^(TPU|HPU) available: False|^`Trainer\.\w+` stopped: `max_(epochs|steps)=\d+` reached"
     r"|^Loading `train_dataloader` to estimate|^`weights_only` was not set"
     r"|^Trainer already configured with model summary"
+    r"|Received SIGTERM: \d+$"  # lit_ft.interrupt prints one line: where the run stopped and how to resume it
 )
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _restoring = 0
@@ -97,6 +98,8 @@ def install() -> None:
     _add_filter(logging.getLogger("lightning.pytorch.utilities.rank_zero"), _DropMatching(LIGHTNING_NOISE))
     _add_filter(logging.getLogger("lightning.fabric.utilities.rank_zero"), _DropMatching(LIGHTNING_NOISE))
     _add_filter(logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector"),
+                _DropMatching(LIGHTNING_NOISE))
+    _add_filter(logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector"),
                 _DropMatching(LIGHTNING_NOISE))
     _add_filter(logging.getLogger("transformers.modeling_utils"), _LoadReport())
     # per-split "Generating / numbering / tokenizing" and "Loading weights" bars: the data summary replaces them

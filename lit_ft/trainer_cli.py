@@ -22,6 +22,7 @@ from lit_ft.consolidate import metadata_file
 from lit_ft.datamodule import TaskDataModule
 from lit_ft.errors import UserError, one_line
 from lit_ft.export import ExportBest
+from lit_ft.interrupt import StopOnSignal
 from lit_ft.io import remove_path
 from lit_ft.metrics_files import MetricsFiles
 from lit_ft.model_summary import ModelLine
@@ -253,9 +254,13 @@ def trainer_verbs() -> list[str]:
     return list(LitFtCLI.subcommands())
 
 
-def run_trainer(argv: list[str], callbacks: list[Callback] | None = None) -> LitFtCLI:
+def run_trainer(argv: list[str], callbacks: list[Callback] | None = None,
+                resume_argv: list[str] | None = None) -> LitFtCLI:
     """Parse `argv` (a trainer verb first) and run it; a parse error is one line (`UserError`). `callbacks` join
-    the trainer's own (Lightning's `trainer_defaults`, which stay out of the parsed and saved config)."""
+    the trainer's own (Lightning's `trainer_defaults`, which stay out of the parsed and saved config). A fit stops
+    at a step's end on SIGTERM or Ctrl-C when `resume_argv` is given (`StopOnSignal`, whose resume line repeats it)."""
+    if argv and argv[0] == "fit" and resume_argv is not None:
+        callbacks = [*(callbacks or []), StopOnSignal(resume_argv)]
     try:
         return LitFtCLI(
             FineTuner,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,18 @@ class InterruptAt(Callback):
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         if trainer.global_step == self.step:
             raise KeyboardInterrupt
+
+
+class SigtermAt(Callback):
+    """SIGTERM to this process at the first validation batch after optimizer step `step` (mid-validation)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_validation_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int,
+                                  dataloader_idx: int = 0) -> None:
+        if trainer.global_step == self.step and batch_idx == 0 and not trainer.sanity_checking:
+            signal.raise_signal(signal.SIGTERM)
 
 
 def token_cross_entropy(result: LitFtCLI) -> float:

@@ -4,6 +4,8 @@ can SIGKILL the process in the middle of it.
 LIT_FT_STALL=`checkpoint:N:MARKER` stops the N-th checkpoint write after half of its bytes;
 `export:N:MARKER` stops the N-th export after the model weights are written (before the tokenizer).
 The process touches MARKER, then sleeps until it is killed.
+`step:N:MARKER` holds training step N (1-based) after its forward pass: the process touches MARKER and waits
+until a signal stops the run (Lightning's SIGTERM flag, which lit_ft also raises on Ctrl-C), then finishes the step.
 """
 
 from __future__ import annotations
@@ -45,6 +47,22 @@ def _install(what: str, nth: int, marker: str) -> None:
             _stall(marker)
 
         torch_io._atomic_save = half_save
+    elif what == "step":
+        from lit_ft.module import FineTuner
+
+        training_step = FineTuner.training_step
+
+        def held(self: Any, *args: Any, **kwargs: Any) -> Any:
+            loss = training_step(self, *args, **kwargs)
+            if self.trainer.global_step == nth - 1 and not calls["n"]:
+                calls["n"] += 1
+                Path(marker).touch()
+                deadline = time.monotonic() + 300
+                while not self.trainer.received_sigterm and time.monotonic() < deadline:
+                    time.sleep(0.02)
+            return loss
+
+        FineTuner.training_step = held  # type: ignore[method-assign]
     elif what == "export":
         from lit_ft import export
 
