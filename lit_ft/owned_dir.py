@@ -107,7 +107,8 @@ def claim(path: str | Path, kind: str, overwrite: bool, label: str, fix: str = O
 
 def check_apart(output: str | Path, label: str, run_dir: str | Path, checkpoint_dir: str | Path) -> None:
     """An output directory may neither equal nor contain the run directory or its checkpoint directory, nor lie
-    inside the checkpoint directory (a directory inside the run, such as `<run>/export`, is fine)."""
+    inside the checkpoint directory (a directory inside the run, such as `<run>/export`, is fine; so is one next
+    to a loose checkpoint file, whose folder is taken as its run directory)."""
     out = Path(output).resolve()
     for name, guarded in (("run directory", Path(run_dir).resolve()),
                           ("checkpoint directory", Path(checkpoint_dir).resolve())):
@@ -115,7 +116,8 @@ def check_apart(output: str | Path, label: str, run_dir: str | Path, checkpoint_
             raise UserError(f"{label} '{output}' {'is' if out == guarded else 'contains'} the {name} '{guarded}', "
                             f"whose checkpoints it must not touch; write the {label} elsewhere, such as "
                             f"{Path(run_dir) / 'export'}")
-    if Path(checkpoint_dir).resolve() in out.parents:
+    inside_run = Path(checkpoint_dir).resolve() == Path(run_dir).resolve()  # a loose .ckpt: its folder is the run
+    if not inside_run and Path(checkpoint_dir).resolve() in out.parents:
         raise UserError(f"{label} '{output}' is inside the checkpoint directory '{checkpoint_dir}'; write it "
                         f"elsewhere, such as {Path(run_dir) / 'export'}")
 

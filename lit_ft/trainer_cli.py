@@ -267,7 +267,7 @@ def _check_export_dir(cfg: Any) -> None:
         cfg.export.overwrite = True
     claim(export, "export", cfg.export.get("overwrite", False), "export.dir",
           fix="give another export.dir or an empty one, or add --overwrite true to write beside them (lit_ft "
-                  "never removes files it did not write)")
+              "never removes files it did not write)")
 
 
 def _checkpoint_dir(cfg: Any) -> str:

@@ -94,7 +94,8 @@ def test_an_export_is_written_again_and_overwrite_keeps_foreign_files(
     main(["export", str(run_dir), "--output_dir", str(out)])
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["kind"] == "export" and manifest["task"] == "classification"
-    assert sorted(manifest["files"]) == sorted(set(snapshot(out)) - {MANIFEST}) and "model.safetensors" in manifest["files"]
+    assert sorted(manifest["files"]) == sorted(set(snapshot(out)) - {MANIFEST})
+    assert "model.safetensors" in manifest["files"]
     # an earlier export is written again without --overwrite; a file it listed and no longer writes goes
     (out / "stale.bin").write_bytes(b"old weights")
     (out / MANIFEST).write_text(json.dumps({**manifest, "files": [*manifest["files"], "stale.bin"]}))
