@@ -140,7 +140,6 @@ def write_owned_dir(path: str | Path, kind: str, write: Callable[[Path], None], 
     """
     out = Path(path)
     claim(out, kind, overwrite, label, fix)  # refused before any work
-    created = not out.exists()
     out.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(out.parent)  # a killed write's temporary directory
     lock = lock_directory(out, f"lit_ft: writing the {kind} {out}")
@@ -153,12 +152,8 @@ def write_owned_dir(path: str | Path, kind: str, write: Callable[[Path], None], 
             install(tmp, found, record)
         finally:
             remove_path(tmp)
-    except BaseException:
-        lock.release()
-        if created:
-            _remove_empty(out)
-        raise
-    lock.release()
+    finally:
+        lock.release()  # a directory the lock created goes again if the write failed
     return out
 
 

@@ -29,10 +29,11 @@ RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID
 class DirectoryLock:
     """A held lock on `directory`; `release()` lets go (idempotent)."""
 
-    def __init__(self, directory: Path, fd: int | None) -> None:
+    def __init__(self, directory: Path, fd: int | None, created: bool = False) -> None:
         self.directory = directory
         self.path = directory / LOCK_FILE
         self._fd: int | None = fd
+        self._created = created  # the lock made the directory: a run that wrote nothing leaves none behind
 
     def release(self) -> None:
         if self._fd is None:
@@ -44,6 +45,9 @@ class DirectoryLock:
         except OSError:
             pass
         os.close(fd)  # closing the last descriptor releases the flock
+        if self._created:
+            with contextlib.suppress(OSError):
+                self.directory.rmdir()  # only if empty
 
 
 def is_launching_process() -> bool:
@@ -63,6 +67,7 @@ def lock_directory(directory: str | Path, command: str, writing: bool = True) ->
     import fcntl
 
     where = Path(directory)
+    created = writing and not where.exists()
     if writing:
         where.mkdir(parents=True, exist_ok=True)
     path = where / LOCK_FILE
@@ -86,7 +91,7 @@ def lock_directory(directory: str | Path, command: str, writing: bool = True) ->
     record = {"pid": os.getpid(), "command": command[:300], "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     os.ftruncate(fd, 0)
     os.write(fd, json.dumps(record).encode())
-    return DirectoryLock(where, fd)
+    return DirectoryLock(where, fd, created)
 
 
 @contextlib.contextmanager
