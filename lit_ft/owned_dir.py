@@ -31,25 +31,27 @@ from lit_ft.run_lock import LOCK_FILE, lock_directory
 
 MANIFEST = "lit_ft.json"
 SHOWN = 3  # names of files shown in a refusal
+LISTED = 100  # files of a directory looked at to refuse it
 OVERWRITE_FIX = ("give a new or empty directory, or add --overwrite to write beside them (lit_ft never removes "
                  "files it did not write)")
 # what lit_ft writes in run directories that carry no manifest: `fit --overwrite` and `tune --keep best` remove these
 WRITTEN_FILES = {"checkpoints": ("*.ckpt", "*.consolidated", "best.json"), "samples": ("*_step*.jsonl",)}
 
 
-def _legacy_export(manifest: dict[str, Any], files: list[str]) -> bool:
+def _legacy_export(path: Path, manifest: dict[str, Any]) -> bool:
     return "task" in manifest and "pipeline_tag" in manifest
 
 
-def _legacy_report(manifest: dict[str, Any], files: list[str]) -> bool:
+def _legacy_report(path: Path, manifest: dict[str, Any]) -> bool:
+    files = listed_files(path, LISTED)
     return "data.json" in files and all(f == "data.json" or f.endswith(".png") for f in files)
 
 
-def _legacy_tune(manifest: dict[str, Any], files: list[str]) -> bool:
-    return "study.db" in files
+def _legacy_tune(path: Path, manifest: dict[str, Any]) -> bool:
+    return (path / "study.db").is_file()
 
 
-LEGACY: dict[str, Callable[[dict[str, Any], list[str]], bool]] = {
+LEGACY: dict[str, Callable[[Path, dict[str, Any]], bool]] = {
     "export": _legacy_export, "report": _legacy_report, "tune": _legacy_tune,
 }
 
@@ -70,18 +72,18 @@ class Ownership:
 
 
 def ownership(path: Path, kind: str) -> Ownership:
-    """Sort the files under `path` (missing: none) into lit_ft's own of `kind` and the rest."""
-    files = listed_files(path)
+    """Sort the files under `path` (missing: none) into lit_ft's own of `kind` and the rest (the first `LISTED`
+    of the rest: a refusal needs no more, and an output directory given as `~` is not walked whole)."""
     manifest = read_manifest(path)
     previous = manifest.get("kind") == kind or ("kind" not in manifest and kind in LEGACY
-                                                and LEGACY[kind](manifest, files))
+                                                and LEGACY[kind](path, manifest))
     if not previous:
-        return Ownership(path, kind, frozenset(), tuple(files))
+        return Ownership(path, kind, frozenset(), tuple(listed_files(path, LISTED)))
     listed = manifest.get("files") if manifest.get("kind") == kind else None
     if not isinstance(listed, list):  # listing none: every file there is the earlier output's
-        return Ownership(path, kind, frozenset(f for f in files if f != MANIFEST), (), remove_stale=False)
-    owned = frozenset(str(f) for f in listed)
-    return Ownership(path, kind, owned, tuple(f for f in files if f not in owned and f != MANIFEST))
+        return Ownership(path, kind, frozenset(f for f in listed_files(path) if f != MANIFEST), (), remove_stale=False)
+    owned = frozenset(str(f) for f in listed) | {MANIFEST}
+    return Ownership(path, kind, owned - {MANIFEST}, tuple(listed_files(path, LISTED, skip=owned)))
 
 
 def claim(path: str | Path, kind: str, overwrite: bool, label: str, fix: str = OVERWRITE_FIX) -> Ownership:
@@ -99,8 +101,8 @@ def claim(path: str | Path, kind: str, overwrite: bool, label: str, fix: str = O
         raise UserError(f"{label} '{where}' is a file, not a directory; give a directory to write the {kind} to")
     found = ownership(where, kind)
     if found.foreign and not overwrite:
-        shown = ", ".join(found.foreign[:SHOWN]) + (f", ... ({len(found.foreign)} in all)"
-                                                     if len(found.foreign) > SHOWN else "")
+        count = f"{LISTED} or more" if len(found.foreign) >= LISTED else str(len(found.foreign))
+        shown = ", ".join(found.foreign[:SHOWN]) + (f", ... ({count} in all)" if len(found.foreign) > SHOWN else "")
         raise UserError(f"{label} '{where}' is not empty: it holds files lit_ft did not write ({shown}); {fix}")
     return found
 
@@ -161,7 +163,7 @@ def install(tmp: Path, found: Ownership, record: bool = True) -> None:
     """Move the files of the finished `tmp` into `found.path`, replacing lit_ft's own files only; `record`:
     write the manifest (the kind and the files)."""
     new = [f for f in listed_files(tmp) if f != MANIFEST]
-    clashes = [f for f in new if f in found.foreign]
+    clashes = [f for f in new if f not in found.owned and (found.path / f).exists()]
     if clashes:
         raise UserError(f"{found.path} holds {clashes[0]}, which lit_ft did not write, and the {found.kind} "
                         f"would replace it: move it away, or write the {found.kind} to a new directory")
@@ -208,17 +210,21 @@ def remove_owned(path: Path, kind: str) -> list[Path]:
     return gone
 
 
-def listed_files(path: Path) -> list[str]:
-    """The files under `path` (relative, `/`-separated), leaving out lit_ft's lock and temporary files."""
-    if not path.is_dir():
-        return []
-    found = []
-    for item in path.rglob("*"):
-        relative = item.relative_to(path).as_posix()
-        if item.is_dir() and not item.is_symlink() or TMP_MARK in relative or item.name == LOCK_FILE:
-            continue
-        found.append(relative)
-    return sorted(found)
+def listed_files(path: Path, limit: int | None = None, skip: frozenset[str] = frozenset()) -> list[str]:
+    """The files under `path` (relative, `/`-separated; symbolic links not followed), leaving out lit_ft's lock
+    and temporary files and the names in `skip`; at most `limit` of them."""
+    found: list[str] = []
+    for top, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if TMP_MARK not in d)
+        base = Path(top).relative_to(path)
+        for name in sorted(files):
+            relative = (base / name).as_posix()
+            if TMP_MARK in name or name == LOCK_FILE or relative in skip:
+                continue
+            found.append(relative)
+            if limit is not None and len(found) >= limit:
+                return found
+    return found
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
