@@ -60,7 +60,8 @@ LEGACY: dict[str, Callable[[Path, dict[str, Any]], bool]] = {
 class Ownership:
     """What an existing directory holds, seen by a writer of outputs of `kind`.
 
-    `owned`: files lit_ft wrote there (an earlier output of this kind); `foreign`: every other file;
+    `owned`: files lit_ft wrote there (an earlier output of this kind); `foreign`: the other files (the first
+    `LISTED`);
     `remove_stale`: whether owned files the new output does not write again are removed (False for an output
     from before manifests listed their files: they are kept, and listed from now on)."""
 
