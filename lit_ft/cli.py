@@ -73,7 +73,10 @@ def list_tasks_main(argv: list[str]) -> None:
 def export_main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="lit_ft export", description=COMMANDS["export"].help)
     parser.add_argument("checkpoint", help="a .ckpt file, or a run directory (its best checkpoint is used)")
-    parser.add_argument("--output_dir", "-o", required=True, help="directory to write (replaced if it exists)")
+    parser.add_argument("--output_dir", "-o", required=True,
+                        help="directory to write: missing, empty or an earlier export (whose files are replaced)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into a directory holding other files (they are kept; none is replaced)")
     parser.add_argument("--which", choices=CHECKPOINT_ALIASES, default="best", help="checkpoint of a run directory")
     parser.add_argument("--format", choices=("hf", "onnx"), default="hf",
                         help="hf: a Hugging Face model directory; onnx: model.onnx with the tokenizer and config "
@@ -88,8 +91,10 @@ def export_main(argv: list[str]) -> None:
                         "drop it (the ONNX export merges the adapter) or use --format hf")
     from lit_ft import quiet
     from lit_ft.checkpoint import find_checkpoint
-    from lit_ft.export import export_model, load_checkpoint_module
+    from lit_ft.export import EXPORT_KIND, export_model, load_checkpoint_module
+    from lit_ft.owned_dir import check_apart, claim
     from lit_ft.registry import load_plugin_module
+    from lit_ft.run_lock import holding
 
     quiet.install()  # no weight-loading bars, no "newly initialised head" report for the restored checkpoint
     for spec in filter(None, args.plugins.split(",")):
@@ -98,14 +103,23 @@ def export_main(argv: list[str]) -> None:
         found = find_checkpoint(args.checkpoint, args.which)
     except FileNotFoundError as err:
         raise UserError(str(err)) from err
-    if args.format == "onnx":
-        from lit_ft.onnx_export import export_onnx_checkpoint
+    run_dir = run_of(Path(found))
+    check_apart(args.output_dir, "--output_dir", run_dir, Path(found).parent)
+    claim(args.output_dir, EXPORT_KIND, args.overwrite, "--output_dir")  # before the model loads
+    with holding(run_dir, f"lit_ft export {' '.join(argv)}", writing=False):  # no fit writes the run while it is read
+        if args.format == "onnx":
+            from lit_ft.onnx_export import export_onnx_checkpoint
 
-        print(export_onnx_checkpoint(found, args.output_dir, args.atol).summary())
-        return
-    module = load_checkpoint_module(found)
-    out = export_model(module, args.output_dir, merge=not args.adapter_only)
+            print(export_onnx_checkpoint(found, args.output_dir, args.atol, args.overwrite).summary())
+            return
+        module = load_checkpoint_module(found)
+        out = export_model(module, args.output_dir, merge=not args.adapter_only, overwrite=args.overwrite)
     print(f"lit_ft: exported to {out}")
+
+
+def run_of(checkpoint: Path) -> Path:
+    """The run directory a checkpoint belongs to: the parent of its `checkpoints/` directory, else its own."""
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
 
 
 # Every verb of `lit_ft`, in the order `lit_ft --help` shows them; tests check the trainer verbs against LightningCLI.

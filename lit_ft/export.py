@@ -13,54 +13,49 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from lit_ft.backbone import load_tokenizer
 from lit_ft.errors import UserError
-from lit_ft.io import clean_stale_temps, remove_path, replace_dir, temp_name
 from lit_ft.nan_guard import NonFiniteError, non_finite_parameters
+from lit_ft.owned_dir import MANIFEST, claim, write_owned_dir
 from lit_ft.safe_load import load_checkpoint_file
 
 if TYPE_CHECKING:
     from lit_ft.module import FineTuner
 
-MANIFEST = "lit_ft.json"
+EXPORT_KIND = "export"  # the kind in the manifest (`lit_ft.json`) of every export, ONNX ones too
 
 
-def export_model(module: FineTuner, out_dir: str | Path, merge: bool = True) -> Path:
+def export_model(module: FineTuner, out_dir: str | Path, merge: bool = True, overwrite: bool = False,
+                 label: str = "--output_dir") -> Path:
     """Write `module`'s model and tokenizer to `out_dir`, atomically: a failed export leaves nothing behind.
 
-    The files are written to a hidden temporary directory next to `out_dir`, then swapped in; a killed export's
-    temporary directory is removed by the next export or fit in that directory.
+    The files are written to a hidden temporary directory next to `out_dir`, then moved in (`lit_ft.owned_dir`);
+    a killed export's temporary directory is removed by the next export or fit in that directory.
 
     Args:
         module: A built FineTuner.
-        out_dir: Target directory; replaced if it exists.
+        out_dir: Target directory: missing, empty or an earlier export (its files are replaced).
         merge: For adapter (LoRA) models, merge the adapter into the base weights (True) or write the
             adapter alone (False). Plain models ignore it.
+        overwrite: Write into a directory holding files lit_ft did not write (they are kept).
+        label: The option naming `out_dir`, for messages.
     """
     def write(tmp: Path) -> None:
         model: Any = module.exportable_model(merge)
         model.save_pretrained(tmp)
         write_tokenizer_and_manifest(module, tmp)
 
-    return write_export_dir(module, out_dir, write)
+    return write_export_dir(module, out_dir, write, overwrite, label)
 
 
-def write_export_dir(module: FineTuner, out_dir: str | Path, write: Callable[[Path], None]) -> Path:
-    """Run `write` on a hidden temporary directory next to `out_dir`, then swap it in (nothing is left behind
+def write_export_dir(module: FineTuner, out_dir: str | Path, write: Callable[[Path], None],
+                     overwrite: bool = False, label: str = "--output_dir") -> Path:
+    """Run `write` on a hidden temporary directory next to `out_dir`, then move its files in (nothing is changed
     when `write` fails); refuses a model with non-finite weights before writing anything."""
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale_temps(out.parent)
+    claim(out, EXPORT_KIND, overwrite, label)
     bad = non_finite_parameters(module)
     if bad:
         raise NonFiniteError(f"not exporting to {out}: parameter '{bad}' holds NaN or inf (the run diverged)")
-    tmp = temp_name(out)
-    try:
-        tmp.mkdir()
-        write(tmp)
-        replace_dir(tmp, out)
-    except BaseException:
-        remove_path(tmp)
-        raise
-    return out
+    return write_owned_dir(out, EXPORT_KIND, write, overwrite, label)
 
 
 def write_tokenizer_and_manifest(module: FineTuner, out: Path, **extra: Any) -> None:
@@ -104,12 +99,16 @@ class ExportBest(Callback):
         dir: Export directory; default `<trainer.default_root_dir>/export`.
         enabled: Export at the end of fit.
         merge: Merge LoRA adapters into the base model (False writes the adapter alone).
+        overwrite: Write into a `dir` holding files lit_ft did not write, keeping them (fit's `--overwrite`
+            sets it).
     """
 
-    def __init__(self, dir: str | None = None, enabled: bool = True, merge: bool = True) -> None:
+    def __init__(self, dir: str | None = None, enabled: bool = True, merge: bool = True,
+                 overwrite: bool = False) -> None:
         self.dir = dir
         self.enabled = enabled
         self.merge = merge
+        self.overwrite = overwrite
         self.exported: Path | None = None
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -122,7 +121,7 @@ class ExportBest(Callback):
         elif best and Path(best).is_file():
             pl_module.load_state_dict(load_checkpoint_file(best)["state_dict"])
         target = self.dir or os.path.join(trainer.default_root_dir, "export")
-        self.exported = export_model(module, target, merge=self.merge)
+        self.exported = export_model(module, target, merge=self.merge, overwrite=self.overwrite, label="export.dir")
         rank_zero_info(f"lit_ft: exported {'the best checkpoint' if best else 'the final model'} to {self.exported}")
 
 

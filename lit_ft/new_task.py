@@ -13,10 +13,12 @@ import keyword
 from pathlib import Path
 
 from lit_ft.errors import UserError
-from lit_ft.io import remove_path, replace_dir, temp_name
+from lit_ft.owned_dir import claim, write_owned_dir
 
 TEMPLATES = Path(__file__).parent / "resources" / "new_task"
 SUFFIX = ".tmpl"
+KIND = "new-task"
+NEVER_OVERWRITES = "give a new or empty directory (new-task never overwrites)"
 
 
 def placeholders(name: str) -> dict[str, str]:
@@ -46,25 +48,22 @@ def check_name(name: str) -> None:
 
 
 def scaffold(name: str, output: Path) -> list[Path]:
-    """Write the plugin package for task `name` into the new directory `output`; returns the files written."""
+    """Write the plugin package for task `name` into `output`, a new or empty directory (`lit_ft.owned_dir`:
+    new-task never writes beside other files); returns the files written."""
     check_name(name)
-    if output.exists():
-        raise UserError(f"--output '{output}' already exists; give a new directory (new-task never overwrites)")
+    claim(output, KIND, False, "--output", NEVER_OVERWRITES)
     values = placeholders(name)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(output)
     written = []
-    try:
+
+    def write(tmp: Path) -> None:
         for template in sorted(p for p in TEMPLATES.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
             relative = fill(template.relative_to(TEMPLATES).as_posix(), values).removesuffix(SUFFIX)
             target = tmp / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(fill(template.read_text(encoding="utf-8"), values), encoding="utf-8")
             written.append(output / relative)
-        replace_dir(tmp, output)
-    except BaseException:
-        remove_path(tmp)
-        raise
+
+    write_owned_dir(output, KIND, write, label="--output", fix=NEVER_OVERWRITES, record=False)
     return written
 
 

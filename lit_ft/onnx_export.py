@@ -59,7 +59,8 @@ class OnnxExport:
                 f"{self.max_abs_diff:.2g}")
 
 
-def export_onnx_checkpoint(ckpt_path: str, out_dir: str | Path, atol: float = 1e-3) -> OnnxExport:
+def export_onnx_checkpoint(ckpt_path: str, out_dir: str | Path, atol: float = 1e-3,
+                           overwrite: bool = False) -> OnnxExport:
     """`lit_ft export --format onnx`: the task is checked (and the extra's packages) before the model is built."""
     from lit_ft.export import module_from_checkpoint
     from lit_ft.registry import get_task
@@ -70,7 +71,7 @@ def export_onnx_checkpoint(ckpt_path: str, out_dir: str | Path, atol: float = 1e
     if isinstance(task, str):  # else not lit_ft's: module_from_checkpoint says so
         onnx_outputs(get_task(task))
     require_onnx()
-    return export_onnx(module_from_checkpoint(checkpoint, ckpt_path), out_dir, atol)
+    return export_onnx(module_from_checkpoint(checkpoint, ckpt_path), out_dir, atol, overwrite)
 
 
 def require_onnx() -> None:
@@ -109,13 +110,14 @@ class _NamedOutputs(nn.Module):
         return tuple(out[name] for name in self.output_names)
 
 
-def export_onnx(module: FineTuner, out_dir: str | Path, atol: float = 1e-3) -> OnnxExport:
+def export_onnx(module: FineTuner, out_dir: str | Path, atol: float = 1e-3, overwrite: bool = False) -> OnnxExport:
     """Write `module`'s model (LoRA merged) as `model.onnx` plus tokenizer, config and `lit_ft.json`, atomically.
 
     Args:
         module: A built FineTuner whose task declares `onnx_outputs`.
-        out_dir: Target directory; replaced if it exists.
+        out_dir: Target directory: missing, empty or an earlier export (its files are replaced).
         atol: Largest absolute difference between onnxruntime's and PyTorch's outputs accepted by the check.
+        overwrite: Write into a directory holding files lit_ft did not write (they are kept).
     """
     outputs = list(onnx_outputs(type(module.plugin)))
     require_onnx()
@@ -136,7 +138,7 @@ def export_onnx(module: FineTuner, out_dir: str | Path, atol: float = 1e-3) -> O
         write_tokenizer_and_manifest(module, tmp, format="onnx", onnx=manifest)
         written.append(OnnxExport(Path(out_dir), named.input_names, outputs, diff, len(SAMPLE_TEXTS) + 1))
 
-    write_export_dir(module, out_dir, write)
+    write_export_dir(module, out_dir, write, overwrite)
     return written[0]
 
 

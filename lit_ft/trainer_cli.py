@@ -7,6 +7,7 @@ Kept apart from `lit_ft.cli` (the `lit_ft` entry point) so that `lit_ft --help`,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -23,17 +24,18 @@ from lit_ft.datamodule import TaskDataModule
 from lit_ft.errors import UserError, one_line
 from lit_ft.export import ExportBest
 from lit_ft.interrupt import StopOnSignal
-from lit_ft.io import remove_path
 from lit_ft.metrics_files import MetricsFiles
 from lit_ft.model_summary import ModelLine
 from lit_ft.module import FineTuner
 from lit_ft.nan_guard import NanGuard
+from lit_ft.owned_dir import check_apart, claim, remove_owned
 from lit_ft.predictions import PredictionWriter
 from lit_ft.preflight import check_task_and_data, check_writable, condense_parse_error
 from lit_ft.progress import LitFtProgressBar
 from lit_ft.quantization import check_quantization
 from lit_ft.registry import get_task
 from lit_ft.resume import resume_logger_runs
+from lit_ft.run_lock import holding, is_launching_process
 from lit_ft.run_plan import RunPlan
 from lit_ft.safe_load import load_checkpoint_file
 from lit_ft.summary import RunSummary
@@ -64,7 +66,12 @@ class LitFtCLI(LightningCLI):
         argv = kwargs.get("args")
         verb = argv[0] if isinstance(argv, list) and argv else None
         self._verb = verb if verb in LightningCLI.subcommands() else None
-        super().__init__(*args, **kwargs)
+        self._command = "lit_ft " + " ".join(str(a) for a in argv or [])
+        self._locks = contextlib.ExitStack()  # the run directory's lock, held while the verb runs (in __init__)
+        try:
+            super().__init__(*args, **kwargs)
+        finally:
+            self._locks.close()
 
     def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
         """Build the parser of the verb being run only: each verb's parser costs about a second to build."""
@@ -85,7 +92,8 @@ class LitFtCLI(LightningCLI):
         )
         parser.add_argument(
             "--overwrite", type=bool, default=False,
-            help="fit: replace the run in trainer.default_root_dir (its checkpoints/, export/ and samples/)",
+            help="fit: replace the run in trainer.default_root_dir (the files lit_ft wrote in its checkpoints/, "
+                 "export/ and samples/; other files are kept)",
         )
         parser.add_lightning_class_args(TaskCheckpoint, "checkpoint")
         parser.add_lightning_class_args(NanGuard, "nan_guard")
@@ -181,10 +189,13 @@ class LitFtCLI(LightningCLI):
         if message:
             print(message, file=sys.stderr)
         follow_root_dir(loggers, cfg.trainer.default_root_dir or ".")
+        if sub == "fit" and is_launching_process():  # DDP's other ranks run under rank 0's lock and checks
+            self._locks.enter_context(holding(cfg.trainer.default_root_dir or ".", self._command))
+            _check_export_dir(cfg)
         if sub == "fit" and cfg.get("ckpt_path"):
             resume_logger_runs([c for c in _as_list(loggers) if getattr(c, "class_path", None)],
                                read_pointer(_checkpoint_dir(cfg)))
-        elif sub == "fit":
+        elif sub == "fit" and is_launching_process():
             _claim_run_dir(cfg)
         if sub:
             group_wandb_runs(wandb_loggers, sub, run_id_of(_checkpoint_dir(cfg)) if sub != "fit" else None)
@@ -226,9 +237,8 @@ def follow_root_dir(loggers: Any, root: str) -> None:
 
 
 def _claim_run_dir(cfg: Any) -> None:
-    """One run directory, one run: a new fit refuses a directory holding a run, unless `--overwrite`."""
-    if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
-        return  # the launching process (rank 0) has checked already
+    """One run directory, one run: a new fit refuses a directory holding a run, unless `--overwrite`, which
+    removes what lit_ft wrote in its checkpoints/, export/ and samples/ (`lit_ft.owned_dir`), nothing else."""
     root = Path(cfg.trainer.default_root_dir or ".")
     checkpoints = Path(_checkpoint_dir(cfg))
     export = Path(cfg.export.dir or root / "export")
@@ -240,9 +250,25 @@ def _claim_run_dir(cfg: Any) -> None:
             f"{root} already holds a run ({', '.join(str(p) for p in held)}): resume it with --ckpt_path last, "
             "write to a new --trainer.default_root_dir, or replace it with --overwrite true"
         )
-    for path in (checkpoints, export, root / "samples"):
-        remove_path(path)
-    print(f"lit_ft: --overwrite: removed the previous run's checkpoints and export in {root}", file=sys.stderr)
+    for path, kind in ((checkpoints, "checkpoints"), (export, "export"), (root / "samples", "samples")):
+        remove_owned(path, kind)
+    print(f"lit_ft: --overwrite: removed the previous run's checkpoints and export in {root} (files lit_ft did not "
+          "write are kept)", file=sys.stderr)
+
+
+def _check_export_dir(cfg: Any) -> None:
+    """The fit-time export's directory, checked before training: apart from the checkpoints, and lit_ft's to
+    write (`--overwrite` lets it write beside other files, which are kept)."""
+    if not cfg.export.get("enabled", True):
+        return
+    root = cfg.trainer.default_root_dir or "."
+    export = cfg.export.dir or os.path.join(root, "export")
+    check_apart(export, "export.dir", root, _checkpoint_dir(cfg))
+    if cfg.get("overwrite"):
+        cfg.export.overwrite = True
+    claim(export, "export", cfg.export.get("overwrite", False), "export.dir",
+          fix="give another export.dir or an empty one, or add --overwrite true to write beside them (lit_ft "
+              "never removes files it did not write)")
 
 
 def _checkpoint_dir(cfg: Any) -> str:

@@ -85,8 +85,9 @@ def test_an_existing_output_directory_is_refused_and_kept(tmp_path: Path, capsys
     with pytest.raises(SystemExit) as done:
         main(["new-task", "fresh_task", "--output", str(out)])
     assert done.value.code == 2
-    assert capsys.readouterr().err == f"lit_ft: error: --output '{out}' already exists; give a new directory " \
-                                      "(new-task never overwrites)\n"
+    assert capsys.readouterr().err == f"lit_ft: error: --output '{out}' is not empty: it holds files lit_ft did " \
+                                      "not write (notes.txt); give a new or empty directory (new-task never " \
+                                      "overwrites)\n"
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 

@@ -226,10 +226,12 @@ def test_failed_check_keeps_the_previous_export_and_leaves_no_temporaries(
     out = tmp_path / "onnx"
     out.mkdir()
     (out / "previous.txt").write_text("kept")
+    (out / "lit_ft.json").write_text('{"kind": "export", "files": ["previous.txt"]}')  # an earlier export's file
     err = one_line_error(["export", str(run_dir), "-o", str(out), "--format", "onnx", "--atol", "0"], capsys)
     assert err.startswith("lit_ft: error: the ONNX export of bert disagrees with PyTorch: outputs differ by up to ")
     assert err.endswith("(more than --atol 0); nothing was written. Use --format hf")
-    assert [p.name for p in tmp_path.iterdir()] == ["onnx"] and [p.name for p in out.iterdir()] == ["previous.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["onnx"]
+    assert sorted(p.name for p in out.iterdir()) == ["lit_ft.json", "previous.txt"]
 
 
 def test_missing_packages_and_adapter_only_are_refused(

@@ -27,6 +27,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--output", "-o", default=None,
                         help="HTML file to write (default: RUN_DIR/report.html for one run, ./report.html for "
                              "several); its PNGs and data.json go to <name>_files/ next to it")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write <name>_files/ even if it holds files lit_ft did not write (they are kept)")
     parser.add_argument("--plugins", default="", help="comma-separated local plugin modules (third-party tasks)")
     args = parser.parse_args(argv)
     from lit_ft.registry import load_plugin_module
@@ -39,12 +41,27 @@ def main(argv: list[str]) -> None:
     if output.is_dir():
         raise UserError(f"--output '{output}' is a directory; give the HTML file to write, e.g. {output}/report.html")
     check_writable(str(output.parent), "--output")
-    written = build_report(roots, output)
+    check_output(output, args.overwrite)
+    written = build_report(roots, output, args.overwrite)
     charts = sum(1 for p in written if p.suffix == ".png")
     print(f"lit_ft: wrote {output} ({charts} charts; PNGs and data.json in {output.stem}_files/ next to it)")
 
 
-def build_report(roots: list[Path], output: Path) -> list[Path]:
+def check_output(output: Path, overwrite: bool) -> None:
+    """The HTML file replaces only an earlier report, and its folder is lit_ft's to write (`lit_ft.owned_dir`)."""
+    from lit_ft.owned_dir import claim
+    from lit_ft.report.page import files_folder, is_report
+
+    if output.exists() and not is_report(output):
+        raise UserError(f"--output '{output}' exists and is not a report lit_ft wrote; lit_ft never replaces a file "
+                        "it did not write: give another --output")
+    folder = files_folder(output)
+    claim(folder, "report", overwrite, "--output's folder",
+          fix="give another --output, or add --overwrite to write beside them (lit_ft never removes files it did "
+              "not write)")
+
+
+def build_report(roots: list[Path], output: Path, overwrite: bool = False) -> list[Path]:
     """Read the runs and write the report; returns the files written (the HTML first)."""
     from lit_ft.report.page import write_report
 
@@ -52,7 +69,7 @@ def build_report(roots: list[Path], output: Path) -> list[Path]:
     parts = [(f"Run {run.name}", run_sections(run)) for run in runs]
     if len(runs) > 1:
         parts.append(("Comparison of the runs", [compare_section(runs)]))
-    return write_report(parts, output, f"lit_ft report: {', '.join(run.name for run in runs)}")
+    return write_report(parts, output, f"lit_ft report: {', '.join(run.name for run in runs)}", overwrite)
 
 
 def run_names(roots: list[Path]) -> list[str]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lit_ft.io import write_bytes, write_text
+from lit_ft.owned_dir import write_owned_dir
 from lit_ft.report.section import Chart, Section, Table
 
 STYLE = """
@@ -24,34 +25,58 @@ th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertic
 td.num { text-align: right; font-variant-numeric: tabular-nums; } th { background: #f0f0f0; }
 nav a { margin-right: 1em; }
 """
+GENERATOR = '<meta name="generator" content="lit_ft report">'  # marks a report lit_ft may replace
+LEGACY_MARK = 'id="chart-data"'  # the data block every earlier report carries
 # counts the images the browser decoded, so a headless browser's DOM dump shows that they render
 LOADED = ("window.addEventListener('load', function () { document.body.setAttribute('data-images-decoded', "
           "Array.prototype.filter.call(document.images, function (i) { return i.naturalWidth > 0; }).length); });")
 
 
-def write_report(parts: list[tuple[str, list[Section]]], output: Path, title: str) -> list[Path]:
-    """Write `output` (HTML) and `<stem>_files/` (PNGs, data.json); `parts` are (heading, sections) pairs,
-    one per run plus the comparison. Returns the files written."""
-    folder = output.with_name(f"{output.stem}_files")
+def files_folder(output: Path) -> Path:
+    """The folder of a report's PNGs and data.json, next to its HTML file."""
+    return output.with_name(f"{output.stem}_files")
+
+
+def is_report(path: Path) -> bool:
+    """Whether the file at `path` is a report lit_ft wrote (which a new report may replace)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return GENERATOR in text or LEGACY_MARK in text
+
+
+def write_report(parts: list[tuple[str, list[Section]]], output: Path, title: str,
+                 overwrite: bool = False) -> list[Path]:
+    """Write `output` (HTML) and `<stem>_files/` (PNGs, data.json: an output directory lit_ft owns, see
+    `lit_ft.owned_dir`); `parts` are (heading, sections) pairs, one per run plus the comparison. Returns the
+    files written."""
+    folder = files_folder(output)
     data: dict[str, Any] = {}
     body: list[str] = []
     nav: list[str] = []
     written: list[Path] = []
-    for index, (heading, sections) in enumerate(parts):
-        anchor = f"part{index}"
-        nav.append(f'<a href="#{anchor}">{_e(heading)}</a>')
-        body.append(f'<h1 id="{anchor}">{_e(heading)}</h1>')
-        for section in sections:
-            body.append(_section(section, anchor, folder, data, written))
-    write_text(json.dumps(data, indent=1, default=_json_safe), folder / "data.json")
+
+    def write(tmp: Path) -> None:
+        for index, (heading, sections) in enumerate(parts):
+            anchor = f"part{index}"
+            nav.append(f'<a href="#{anchor}">{_e(heading)}</a>')
+            body.append(f'<h1 id="{anchor}">{_e(heading)}</h1>')
+            for section in sections:
+                body.append(_section(section, anchor, tmp, data, written))
+        write_text(json.dumps(data, indent=1, default=_json_safe), tmp / "data.json")
+
+    write_owned_dir(folder, "report", write, overwrite, label="--output's folder",
+                    fix="give another --output, or add --overwrite to write beside them (lit_ft never removes files "
+                        "it did not write)")
     page = (
-        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">{GENERATOR}<title>{_e(title)}</title>'
         f"<style>{STYLE}</style></head>\n<body>\n<nav>{''.join(nav)}</nav>\n{''.join(body)}\n"
         f'<script type="application/json" id="chart-data">{_script_json(data)}</script>\n'
         f"<script>{LOADED}</script>\n</body></html>\n"
     )
     write_text(page, output)
-    return [output, folder / "data.json", *written]
+    return [output, folder / "data.json", *(folder / path.name for path in written)]
 
 
 def _section(section: Section, anchor: str, folder: Path, data: dict[str, Any], written: list[Path]) -> str:

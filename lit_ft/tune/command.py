@@ -64,7 +64,15 @@ def main(argv: list[str]) -> None:
     seed = resolved.get("seed_everything")
     trial_seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else args.seed
     tune_dir = Path(args.tune_dir) if args.tune_dir else root / "tune"
-    search_and_report(Search(tune_dir, space, args.seed, trial_seed), fit_argv, args.trials, args.keep)
+    from lit_ft.owned_dir import claim, mark_owned
+    from lit_ft.run_lock import holding
+
+    fix = "give a new or empty --tune_dir, or the directory of an earlier search to continue it"
+    claim(tune_dir, "tune", False, "--tune_dir", fix)
+    with holding(tune_dir, f"lit_ft tune {' '.join(argv)}"):  # one search per study
+        claim(tune_dir, "tune", False, "--tune_dir", fix)
+        mark_owned(tune_dir, "tune")
+        search_and_report(Search(tune_dir, space, args.seed, trial_seed), fit_argv, args.trials, args.keep)
 
 
 def search_and_report(search: Search, fit_argv: list[str], trials: int, keep: str) -> None:

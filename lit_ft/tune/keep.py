@@ -6,14 +6,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lit_ft.io import remove_path
+from lit_ft.owned_dir import remove_owned
 from lit_ft.tune.study import Search
 
 WEIGHTS = ("checkpoints", "export")
 
 
 def drop_weights(search: Search, keep: str) -> list[Path]:
-    """Remove the checkpoints and export of every ended trial but the best completed one; returns what went."""
+    """Remove the checkpoints and export of every ended trial but the best completed one (the files lit_ft wrote
+    there: `lit_ft.owned_dir.remove_owned`); returns what went."""
     if keep == "all" or search.study is None:
         return []
     states = search.optuna.trial.TrialState
@@ -24,8 +25,6 @@ def drop_weights(search: Search, keep: str) -> list[Path]:
         if trial.state in (states.RUNNING, states.WAITING) or trial.number == best:
             continue
         run_dir = Path(trial.user_attrs.get("dir") or search.tune_dir / f"trial_{trial.number}")
-        for path in (run_dir / name for name in WEIGHTS):
-            if path.exists():
-                remove_path(path)
-                removed.append(path)
+        for name in WEIGHTS:
+            removed.extend(remove_owned(run_dir / name, "export" if name == "export" else name))
     return removed
