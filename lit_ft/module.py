@@ -15,6 +15,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from lit_ft.backbone import resolve_backbone
 from lit_ft.compile import CompiledForward
 from lit_ft.datamodule import DEFAULT_BACKBONE, TaskDataModule
+from lit_ft.domains import NonNegativeFloat, NonNegativeInt, PositiveFloat
 from lit_ft.errors import UserError
 from lit_ft.freeze import freeze
 from lit_ft.lora import LoraSettings, apply_lora, exportable, is_adapter_model
@@ -73,13 +74,13 @@ class FineTuner(LightningModule):
         backbone: str = DEFAULT_BACKBONE,
         task_options: dict[str, Any] | None = None,
         info: dict[str, Any] | None = None,
-        learning_rate: float = 5e-5,
-        weight_decay: float = 0.01,
+        learning_rate: PositiveFloat = 5e-5,
+        weight_decay: NonNegativeFloat = 0.01,
         optimizer: OptimizerCallable = AdamW,
-        warmup: float = 0.0,
+        warmup: NonNegativeFloat = 0.0,
         schedule: Schedule = "linear",
         freeze_backbone: bool = False,
-        freeze_layers: int = 0,
+        freeze_layers: NonNegativeInt = 0,
         lora: LoraSettings | None = None,
         gradient_checkpointing: bool = False,
         quantization: QuantizationSettings | None = None,

@@ -28,7 +28,7 @@ from lit_ft.model_summary import ModelLine
 from lit_ft.module import FineTuner
 from lit_ft.nan_guard import NanGuard
 from lit_ft.predictions import PredictionWriter
-from lit_ft.preflight import check_task_and_data, check_writable, condense_parse_error
+from lit_ft.preflight import check_task_and_data, check_writable, condense_parse_error, join_negative_values
 from lit_ft.progress import LitFtProgressBar
 from lit_ft.quantization import check_quantization
 from lit_ft.registry import get_task
@@ -56,6 +56,12 @@ class LitFtParser(LightningArgumentParser):
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         raise argparse.ArgumentError(None, message) from ex
+
+    def parse_args(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:
+        """Negative values in both spellings, `--key -1e-3` and `--key=-1e-3` (`join_negative_values`)."""
+        if args is None or isinstance(args, (list, tuple)):
+            args = join_negative_values(list(sys.argv[1:] if args is None else args))
+        return super().parse_args(args, *rest, **kwargs)
 
 
 class LitFtCLI(LightningCLI):
