@@ -43,6 +43,17 @@ def _first_bad_row(plan: RunPlan, split: str) -> str:
     return ""
 
 
+@rule("fatal", needs_data=True)
+def train_split_has_one_class(plan: RunPlan) -> tuple[str, str] | None:
+    """Every training row of one class: the model learns to answer that class whatever the input."""
+    counts = plan.data.label_counts("train") if plan.data.raw("train") is not None else {}
+    if len(counts) != 1:
+        return None
+    (name, rows), = counts.items()
+    return (f"every label of the training split is '{name}' ({rows:,} rows): the model would learn to answer "
+            f"'{name}' whatever the input", "add training rows of the other classes (or fix data.label_column)")
+
+
 @rule("warning", needs_data=True)
 def labels_never_in_train(plan: RunPlan) -> tuple[str, str] | None:
     """More label names than the training data has examples of: the model cannot learn the others."""

@@ -24,6 +24,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from lit_ft.datamodule import TaskDataModule
 from lit_ft.domains import OpenUnitInterval
 from lit_ft.errors import UserError
+from lit_ft.label_sanity import check_discovered_labels, label_map_example
 from lit_ft.task import Batch, Task
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ class ClassificationData(TaskDataModule):
         if self.problem_type == "regression":
             return {"problem_type": "regression", "label_names": [self.label_column]}
         if self.label_names:
-            return {"problem_type": self.problem_type, "label_names": list(self.label_names)}
+            return {"problem_type": self.problem_type, "label_names": _two_or_more(list(self.label_names), True)}
         train = self.raw("train")
         if train is None:
             raise UserError(
@@ -122,8 +123,13 @@ class ClassificationData(TaskDataModule):
         if names is None:
             names = discover_labels(train[self.label_column], self._label_list, self.problem_type)
             self._check_not_scores(names)
-            names = [self._name(n) for n in names] if self.problem_type == "single_label" else names
-        return {"problem_type": self.problem_type, "label_names": list(names)}
+            if self.problem_type == "single_label":  # mapped here, so values mapped to one name make one class
+                names = list(dict.fromkeys(self._name(n) for n in names))
+            where = f"{self.source.describe('train')} (column '{self.label_column}')"
+            check_discovered_labels(names, where, f"join them with data.label_map (raw value: class name, for "
+                                    f"example {label_map_example(names)}), or list the classes in data.label_names "
+                                    "to keep them as they are")
+        return {"problem_type": self.problem_type, "label_names": _two_or_more(list(names), False)}
 
     def _check_not_scores(self, names: list[str]) -> None:
         """Fractional numbers as class names are almost always scores meant for regression."""
@@ -228,6 +234,15 @@ class ClassificationData(TaskDataModule):
                 f"is not one of the label names {names}; add it to data.label_names or fix the row"
             )
         return hot if self.problem_type == "multi_label" else index[value]
+
+
+def _two_or_more(names: list[str], given: bool) -> list[str]:
+    """A classifier needs two classes: one class would train nothing (and its metrics cannot be built)."""
+    if len(names) < 2:
+        where = "data.label_names" if given else "the training split"
+        raise UserError(f"{where} has {len(names)} class(es) {names}: classification needs two or more; add rows "
+                        "of the other classes to the training split, or list every class in data.label_names")
+    return names
 
 
 def _is_fraction(name: str) -> bool:
