@@ -33,7 +33,9 @@ def numbers_and_names(names: list[str]) -> tuple[list[str], list[str]] | None:
 
 def label_map_example(names: list[str]) -> str:
     """A `data.label_map` (YAML flow) that joins the confusable names of `names`, or names its numbers."""
-    pairs = [(n, min(g, key=lambda m: (m != m.strip(), m != m.lower(), m))) for g in confusable_groups(names) for n in g]
+    # each group joins on its plainest spelling: no surrounding spaces, lower case if there is one
+    pairs = [(n, min(g, key=lambda m: (m != m.strip(), m != m.lower(), m))) for g in confusable_groups(names)
+             for n in g]
     mixed = numbers_and_names(names)
     pairs += [(n, "<class name>") for n in (mixed[0] if mixed else [])]
     shown = [(k, v) for k, v in pairs if k != v][:SHOWN]

@@ -13,8 +13,8 @@ from transformers import DataCollatorForTokenClassification
 
 from lit_ft.datamodule import TaskDataModule
 from lit_ft.errors import UserError
-from lit_ft.label_sanity import check_discovered_labels
 from lit_ft.example_view import decode, field
+from lit_ft.label_sanity import check_discovered_labels
 from lit_ft.task import Batch
 from lit_ft.tasks.token_classification.conll import ConllSource
 from lit_ft.tasks.token_classification.metrics import IGNORE
