@@ -184,8 +184,8 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
     c["eval_batch_size_zero"] = Case(cls, ["--data.init_args.eval_batch_size", "0"], [r"data.eval_batch_size"],
                                      **early)
     c["batch_size_not_a_number"] = Case(cls, ["--data.init_args.batch_size", "many"],
-                                        [r"data.init_args.batch_size: Expected a <class 'int'>. Got value: many",
-                                         "see `lit_ft fit --help`"], **early)
+                                        [r"data.batch_size must be a positive integer \(got many\)",
+                                         "set data.batch_size to 1 or more"], **early)
     c["misspelt_option"] = Case(cls, ["--data.init_args.bach_size", "8"],
                                 [r"data.init_args.bach_size: Option 'bach_size' is not accepted; see", "--help"],
                                 **early)

@@ -110,7 +110,7 @@ class ClassificationData(TaskDataModule):
         if self.problem_type == "regression":
             return {"problem_type": "regression", "label_names": [self.label_column]}
         if self.label_names:
-            return {"problem_type": self.problem_type, "label_names": _two_or_more(list(self.label_names), True)}
+            return {"problem_type": self.problem_type, "label_names": list(self.label_names)}
         train = self.raw("train")
         if train is None:
             raise UserError(
@@ -129,7 +129,7 @@ class ClassificationData(TaskDataModule):
             check_discovered_labels(names, where, f"join them with data.label_map (raw value: class name, for "
                                     f"example {label_map_example(names)}), or list the classes in data.label_names "
                                     "to keep them as they are")
-        return {"problem_type": self.problem_type, "label_names": _two_or_more(list(names), False)}
+        return {"problem_type": self.problem_type, "label_names": _two_or_more(list(names))}
 
     def _check_not_scores(self, names: list[str]) -> None:
         """Fractional numbers as class names are almost always scores meant for regression."""
@@ -236,12 +236,11 @@ class ClassificationData(TaskDataModule):
         return hot if self.problem_type == "multi_label" else index[value]
 
 
-def _two_or_more(names: list[str], given: bool) -> list[str]:
+def _two_or_more(names: list[str]) -> list[str]:
     """A classifier needs two classes: one class would train nothing (and its metrics cannot be built)."""
     if len(names) < 2:
-        where = "data.label_names" if given else "the training split"
-        raise UserError(f"{where} has {len(names)} class(es) {names}: classification needs two or more; add rows "
-                        "of the other classes to the training split, or list every class in data.label_names")
+        raise UserError(f"the training split has {len(names)} class(es) {names}: classification needs two or more; "
+                        "add rows of the other classes, or list every class in data.label_names")
     return names
 
 
@@ -285,6 +284,9 @@ class ClassificationTask(Task):
         super().__init__(info)
         self.problem_type: str = info["problem_type"]
         self.names: list[str] = info["label_names"]
+        if self.problem_type != "regression" and len(self.names) < 2:
+            raise UserError(f"the model has {len(self.names)} class(es) {self.names}: classification needs two or "
+                            "more; list every class in data.label_names")
         self.threshold = threshold
         self._monitor = monitor or DEFAULT_MONITOR[self.problem_type]
 
