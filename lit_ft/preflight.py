@@ -95,14 +95,15 @@ def condense_parse_error(message: str, command: str = "") -> str:
     outside its option's domain, `key must be <domain> (got value); set key to <fix>`."""
     flat = " ".join(message.split())
     keys = _KEY.findall(flat)
-    option = re.search(r"Option '([^']+)' is not accepted", flat)
-    if option:
-        keys.append(option.group(1))
     domain = _OUT_OF_DOMAIN.search(flat)
     if keys and domain and domain.group(1) in DOMAINS:
         given = _GIVEN.search(flat, domain.end())
         value = next((v for v in (*domain.group(2, 4, 5), *(given.groups() if given else ())) if v), "?")
-        return domain_error(".".join(keys), value, domain.group(1), domain.group(3) or "")
+        return domain_error(".".join(_KEY.findall(flat[:domain.start()])), value, domain.group(1),
+                            domain.group(3) or "")
+    option = re.search(r"Option '([^']+)' is not accepted", flat)
+    if option:
+        keys.append(option.group(1))
     if len(keys) > 1 and "class_path" in flat:
         keys.insert(1, "init_args")
     detail = next((m.group(1).strip() for pattern in _DETAILS for m in [pattern.search(flat)] if m), flat)
