@@ -402,8 +402,6 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
     c["threshold_above_one"] = Case(cls, ["--model.task_options", "{threshold: 1.5}"],
                                     domain("model.task_options.threshold", "1.5", "between 0 and 1 (both excluded)"),
                                     **early)
-    c["group_batches_zero"] = Case(cls, ["--data.init_args.group_batches", "0"],
-                                   domain("data.group_batches", "0", "a positive integer"), **early)
     c["shuffle_seed_negative"] = Case(cls, ["--data.init_args.shuffle_seed", "-7"],
                                       domain("data.shuffle_seed", "-7", "an integer of 0 or more"), **early)
     c["save_top_k_below_minus_one"] = Case(cls, ["--checkpoint.save_top_k", "-2"],

@@ -56,9 +56,12 @@ class ClassificationData(TaskDataModule):
         label_column: Column with the label: a class name or id (single-label); a list, or names joined by
             `label_separator` (multi-label); a number (regression).
         label_names: Class names in model order; discovered from the training split (sorted) when not given.
+            Discovered names that differ only by case or surrounding spaces, or mix numbers and names, are refused
+            (join them with `label_map`, or list the classes here to keep them as they are).
         problem_type: `single_label`, `multi_label` (sigmoid + BCE) or `regression` (one output, MSE).
         label_separator: Separator of multi-label names given as one string.
-        label_map: Renames raw label values to label names (for example `{"1": World}` for numbered files).
+        label_map: Renames raw label values to label names when reading every split (for example `{"1": World}`
+            for numbered files, `{"positive ": positive, Positive: positive}` to join spellings into one class).
         **kwargs: Source, tokenizer and batching settings of `TaskDataModule`.
     """
 
