@@ -48,6 +48,7 @@ from lit_ft.wandb_setup import (
 
 CHECKPOINT_ALIASES = ("best", "last")
 DEFAULT_GRADIENT_CLIP = 1.0
+MAX_SEED = 2**32 - 1  # numpy's seeds are uint32
 
 
 class LitFtParser(LightningArgumentParser):
@@ -162,6 +163,14 @@ class LitFtCLI(LightningCLI):
             reason = one_line(str(err)).split(". ")[0][:200]
             raise UserError(f"--ckpt_path '{ckpt_path}' is not a readable lit_ft checkpoint "
                             f"({type(err).__name__}: {reason}); give a .ckpt written by `lit_ft fit`") from err
+
+    def _set_seed(self) -> None:
+        """A seed numpy cannot take is a one-line error (Lightning raises a bare ValueError)."""
+        seed = self._get(self.config, "seed_everything")
+        if not isinstance(seed, bool) and seed is not None and not 0 <= seed <= MAX_SEED:
+            raise UserError(f"seed_everything must be an integer from 0 to {MAX_SEED} (got {seed}); set "
+                            "seed_everything in that range, or true for a random seed")
+        super()._set_seed()
 
     def _run_subcommand(self, subcommand: str) -> None:
         try:
