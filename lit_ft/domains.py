@@ -11,6 +11,7 @@ number types, subclasses of `int`/`float` that validate on construction.
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -77,3 +78,27 @@ def check_domains(function: Callable[..., Any], values: dict[str, Any], prefix: 
                 kind(value)
             except (TypeError, ValueError):
                 raise UserError(domain_error(f"{prefix}.{name}", str(value), kind.__name__, kind._expression)) from None
+
+
+
+def plain_numbers(value: Any) -> Any:
+    """`value` with every restricted number in it (lists, tuples, dicts, dataclasses) as the plain `int`/`float`
+    it is; unchanged containers are returned as they are. What a checkpoint holds must load with weights_only=True,
+    which refuses jsonargparse's classes (`FineTuner.on_save_checkpoint`)."""
+    if isinstance(value, bool) or type(value) in (int, float):
+        return value
+    if isinstance(value, (int, float)):
+        return int(value) if isinstance(value, int) else float(value)
+    if isinstance(value, (list, tuple)):
+        items = [plain_numbers(v) for v in value]
+        if all(a is b for a, b in zip(items, value, strict=True)):
+            return value
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, dict):
+        entries = {k: plain_numbers(v) for k, v in value.items()}
+        return value if all(entries[k] is value[k] for k in value) else entries
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.init}
+        changed = {k: plain_numbers(v) for k, v in fields.items() if plain_numbers(v) is not v}
+        return dataclasses.replace(value, **changed) if changed else value
+    return value

@@ -21,7 +21,6 @@ from typing import Any
 
 import yaml
 
-from lit_ft.domains import DOMAINS, check_domains, domain_error
 from lit_ft.errors import UserError
 
 
@@ -65,7 +64,7 @@ def join_negative_values(argv: list[str]) -> list[str]:
     joined: list[str] = []
     for arg in argv:
         previous = joined[-1] if joined else ""
-        if _NEGATIVE_NUMBER.fullmatch(arg) and previous.startswith("--") and "=" not in previous:
+        if _NEGATIVE_NUMBER.fullmatch(arg) and previous.startswith("--") and "=" not in previous and previous != "--":
             joined[-1] = f"{previous}={arg}"
         else:
             joined.append(arg)
@@ -93,6 +92,8 @@ _GIVEN = re.compile(r"Given value: (\S+)|NestedArg\(key='[^']*', val='([^']*)'\)
 def condense_parse_error(message: str, command: str = "") -> str:
     """jsonargparse's error report (a tree of Union alternatives) as `key: problem; see --help`, or, for a value
     outside its option's domain, `key must be <domain> (got value); set key to <fix>`."""
+    from lit_ft.domains import DOMAINS, domain_error  # imports jsonargparse: not at `lit_ft --help`
+
     flat = " ".join(message.split())
     keys = _KEY.findall(flat)
     domain = _OUT_OF_DOMAIN.search(flat)
@@ -133,6 +134,7 @@ def _data_modules_accepting(option: str) -> list[str]:
 def check_task_and_data(cfg: Any) -> None:
     """model.task is registered, its task_options are within their domains, and data.class_path is a data module
     of that task."""
+    from lit_ft.domains import check_domains
     from lit_ft.registry import available_tasks
 
     task = cfg.model.task

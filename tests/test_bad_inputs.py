@@ -420,6 +420,10 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
                                     {"train.jsonl": jsonl(SUMMARY_ROW)}, train="train.jsonl", early=True)
     c["seed_negative"] = Case(cls, ["--seed_everything", "-5"],
                               [r"seed_everything must be an integer from 0 to 4294967295 \(got -5\)"], **early)
+    c["tune_seed_negative"] = Case(cls, ["tune", "--config", "configs/quickstart.yaml", "--search", "{d}/space.yaml",
+                                         "--trials", "1", "--seed", "-1"],
+                                   [r"--seed must be an integer from 0 to 4294967295 \(got -1\)"], early=True,
+                                   base=False)
     c["max_epochs_zero"] = Case(cls, ["--trainer.max_epochs", "0"],
                                 [r"trainer.max_epochs is 0: fit would stop before the first step and export an "
                                  "untrained model", "set trainer.max_epochs to 1 or more"], **early)

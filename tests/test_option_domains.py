@@ -113,7 +113,7 @@ def test_a_negative_value_reaches_its_option(value: str) -> None:
 
 
 def test_values_that_are_not_numbers_stay_apart() -> None:
-    argv = ["--trainer.fast_dev_run", "--model.lora", "-r", "--a=b", "-1", "-c", "x.yaml", "--x", "-e5"]
+    argv = ["--trainer.fast_dev_run", "--model.lora", "-r", "--a=b", "-1", "-c", "x.yaml", "--x", "-e5", "--", "-2"]
     assert join_negative_values(argv) == argv
 
 
@@ -224,3 +224,28 @@ def test_domain_types_are_numbers() -> None:
     for name in DOMAINS:
         kind = getattr(domains, name)
         assert issubclass(kind, (int, float)) and inspect.isclass(kind)
+
+
+def test_a_run_with_typed_options_resumes(tiny_bert: Path, tmp_path: Path) -> None:
+    """Checkpoints hold plain numbers (hyperparameters, the data's settings, optimizer and early stopping state):
+    they load with weights_only=True, which would refuse jsonargparse's restricted types, and the run resumes."""
+    import torch
+
+    (tmp_path / "train.csv").write_text("text,label\ngood,pos\nbad,neg\n" * 4)
+    train = str(tmp_path / "train.csv")
+
+    def fit(run: str, *extra: str) -> Any:
+        return cli("fit", "--config", "configs/quickstart.yaml", "--export.enabled", "false",
+                   *tiny_args(tmp_path / run, tiny_bert, {"train": train, "validation": train}), *extra)
+
+    fit("stopping", "--trainer.max_steps", "1", "--trainer.callbacks+=lit_ft.checkpoint.TaskEarlyStopping",
+        "--trainer.callbacks.patience", "5")
+    saved = torch.load(tmp_path / "stopping" / "checkpoints" / "last.ckpt", weights_only=True)
+    numbers = {"warmup": saved["hyper_parameters"]["warmup"],
+               "batch_size": saved["datamodule_hyper_parameters"]["batch_size"],
+               "patience": next(v["patience"] for k, v in saved["callbacks"].items() if "EarlyStopping" in k),
+               "betas": saved["optimizer_states"][0]["param_groups"][0]["betas"]}
+    assert numbers == {"warmup": 0.1, "batch_size": 16, "patience": 5, "betas": (0.9, 0.999)}
+    assert [type(v) for v in [*numbers.values(), *numbers["betas"]]] == [float, int, int, tuple, float, float]
+    fit("run", "--trainer.max_steps", "1")
+    assert fit("run", "--trainer.max_steps", "2", "--ckpt_path", "last").trainer.global_step == 2
