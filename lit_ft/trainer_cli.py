@@ -164,13 +164,14 @@ class LitFtCLI(LightningCLI):
             raise UserError(f"--ckpt_path '{ckpt_path}' is not a readable lit_ft checkpoint "
                             f"({type(err).__name__}: {reason}); give a .ckpt written by `lit_ft fit`") from err
 
-    def _set_seed(self) -> None:
-        """A seed numpy cannot take is a one-line error (Lightning raises a bare ValueError)."""
-        seed = self._get(self.config, "seed_everything")
-        if not isinstance(seed, bool) and seed is not None and not 0 <= seed <= MAX_SEED:
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Then a seed numpy cannot take is a one-line error (seeding, next, would raise a bare ValueError)."""
+        super().parse_arguments(parser, args)
+        sub = self.config.get("subcommand")
+        seed = (self.config[sub] if sub else self.config).get("seed_everything")
+        if not isinstance(seed, bool) and isinstance(seed, int) and not 0 <= seed <= MAX_SEED:
             raise UserError(f"seed_everything must be an integer from 0 to {MAX_SEED} (got {seed}); set "
                             "seed_everything in that range, or true for a random seed")
-        super()._set_seed()
 
     def _run_subcommand(self, subcommand: str) -> None:
         try:

@@ -400,7 +400,7 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
     c["optimizer_lr_negative"] = Case(cls, ["--model.optimizer.init_args.lr", "-1"],
                                       domain("model.optimizer.lr", "-1", "a number above 0"), **early)
     c["threshold_above_one"] = Case(cls, ["--model.task_options", "{threshold: 1.5}"],
-                                    domain("model.task_options.threshold", "1.5", "between 0 and 1 (both excluded)"),
+                                    domain("model.task_options.threshold", "1.5", "between 0 and 1 (both included)"),
                                     **early)
     c["shuffle_seed_negative"] = Case(cls, ["--data.init_args.shuffle_seed", "-7"],
                                       domain("data.shuffle_seed", "-7", "an integer of 0 or more"), **early)

@@ -22,7 +22,7 @@ from torchmetrics.wrappers import ClasswiseWrapper
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from lit_ft.datamodule import TaskDataModule
-from lit_ft.domains import OpenUnitInterval
+from lit_ft.domains import ClosedUnitInterval
 from lit_ft.errors import UserError
 from lit_ft.label_sanity import check_discovered_labels, label_map_example
 from lit_ft.task import Batch, Task
@@ -283,7 +283,7 @@ class ClassificationTask(Task):
     peft_task_type = "SEQ_CLS"
     onnx_outputs = ("logits",)
 
-    def __init__(self, info: dict[str, Any], threshold: OpenUnitInterval = 0.5, monitor: str | None = None) -> None:
+    def __init__(self, info: dict[str, Any], threshold: ClosedUnitInterval = 0.5, monitor: str | None = None) -> None:
         super().__init__(info)
         self.problem_type: str = info["problem_type"]
         self.names: list[str] = info["label_names"]
