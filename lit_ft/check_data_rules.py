@@ -43,6 +43,19 @@ def _first_bad_row(plan: RunPlan, split: str) -> str:
     return ""
 
 
+@rule("fatal", needs_data=True)
+def train_split_has_one_class(plan: RunPlan) -> tuple[str, str] | None:
+    """Every training label of one class: the model learns to answer that class whatever the input."""
+    if plan.data.features("train") is None:  # encoded first, so a row the task cannot read is named instead
+        return None
+    counts = plan.data.label_counts("train")
+    if len(counts) != 1:
+        return None
+    (name, rows), = counts.items()
+    return (f"every label of the training split is '{name}' ({rows:,} in all): the model would learn to answer "
+            f"'{name}' whatever the input", "add training rows of the other labels, or fix the label column")
+
+
 @rule("warning", needs_data=True)
 def labels_never_in_train(plan: RunPlan) -> tuple[str, str] | None:
     """More label names than the training data has examples of: the model cannot learn the others."""

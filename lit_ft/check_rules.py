@@ -64,8 +64,10 @@ def run_rules(plan: RunPlan, rules: list[Rule]) -> list[Finding]:
 
 
 def all_rules() -> list[Rule]:
-    """The rules of this module and of `lit_ft.check_data_rules` (rules about the data and the schedule)."""
+    """The rules of this module, of `lit_ft.check_trainer_rules` (Lightning's trainer options) and of
+    `lit_ft.check_data_rules` (rules about the data and the schedule)."""
     import lit_ft.check_data_rules  # noqa: F401 - registers its rules
+    import lit_ft.check_trainer_rules  # noqa: F401 - registers its rules
 
     return list(RULES)
 

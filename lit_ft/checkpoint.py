@@ -13,6 +13,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
+from lit_ft.domains import AllOrCount, NonNegativeInt
 from lit_ft.errors import UserError
 from lit_ft.io import clean_stale_temps, commit, remove_path, temp_name, write_text
 from lit_ft.nan_guard import NonFiniteError, non_finite_parameters
@@ -84,10 +85,10 @@ class TaskCheckpoint(ModelCheckpoint):
         monitor: str | None = None,
         mode: Literal["min", "max"] | None = None,
         save_last: bool | None = True,
-        save_top_k: int = 1,
+        save_top_k: AllOrCount = 1,
         validate_at_end: bool = True,
         save_weights_only_best: bool = True,
-        every_n_train_steps: int | None = None,
+        every_n_train_steps: NonNegativeInt | None = None,
         train_time_interval: timedelta | None = None,
         **kwargs: Any,
     ) -> None:
@@ -336,8 +337,8 @@ class TaskEarlyStopping(EarlyStopping):
         **kwargs: Further `EarlyStopping` arguments.
     """
 
-    def __init__(self, monitor: str | None = None, patience: int = 3, mode: Literal["min", "max"] | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(self, monitor: str | None = None, patience: NonNegativeInt = 3,
+                 mode: Literal["min", "max"] | None = None, **kwargs: Any) -> None:
         super().__init__(monitor=monitor or "", patience=patience, mode=mode or "min", **kwargs)
         self._given_monitor = monitor
         self._auto_mode = mode is None

@@ -16,6 +16,7 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from lit_ft.backbone import load_tokenizer, position_limit
 from lit_ft.data_summary import inputs_at_limit
+from lit_ft.domains import NonNegativeInt, PositiveInt
 from lit_ft.errors import UserError
 from lit_ft.sampler import (
     EvalRows,
@@ -59,13 +60,13 @@ class TaskDataModule(LightningDataModule):
         self,
         source: DataSource | None = None,
         tokenizer: str = DEFAULT_BACKBONE,
-        batch_size: int = 32,
-        eval_batch_size: int | None = None,
-        max_length: int = 128,
-        group_batches: int = 50,
-        shuffle_seed: int = 42,
+        batch_size: PositiveInt = 32,
+        eval_batch_size: PositiveInt | None = None,
+        max_length: PositiveInt = 128,
+        group_batches: PositiveInt = 50,
+        shuffle_seed: NonNegativeInt = 42,
         id_column: str = "id",
-        num_workers: int = 0,
+        num_workers: NonNegativeInt = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()  # also collects the subclass's arguments; part of the cache fingerprint

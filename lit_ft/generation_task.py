@@ -20,6 +20,7 @@ from torch import nn
 from torchmetrics import Metric, MetricCollection
 from transformers import GenerationConfig
 
+from lit_ft.domains import NonNegativeInt, PositiveInt
 from lit_ft.errors import UserError
 from lit_ft.generation import POSITION, generate
 from lit_ft.task import Batch, Task
@@ -54,10 +55,10 @@ class GenerationTask(Task):
         info: dict[str, Any],
         metric_names: list[str],
         monitor: str,
-        generate_examples: int | None = None,
-        max_new_tokens: int = 128,
+        generate_examples: NonNegativeInt | None = None,
+        max_new_tokens: PositiveInt = 128,
         generate_kwargs: dict[str, Any] | None = None,
-        sample_rows: int = 4,
+        sample_rows: NonNegativeInt = 4,
         use_stemmer: bool = True,
     ) -> None:
         super().__init__(info)

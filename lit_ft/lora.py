@@ -7,6 +7,8 @@ from typing import Any
 
 from torch import nn
 
+from lit_ft.domains import PositiveInt, Probability
+
 
 @dataclass
 class LoraSettings:
@@ -22,9 +24,9 @@ class LoraSettings:
         modules_to_save: Extra modules trained in full and saved with the adapter (default: the task head).
     """
 
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.05
+    r: PositiveInt = 8
+    alpha: PositiveInt = 16
+    dropout: Probability = 0.05
     target_modules: list[str] | str | None = None
     modules_to_save: list[str] | None = None
 

@@ -7,6 +7,8 @@ from typing import Any
 from lightning.pytorch.callbacks import ModelSummary
 from lightning.pytorch.utilities.model_summary import get_human_readable_count
 
+from lit_ft.domains import AllOrCount
+
 
 class ModelLine(ModelSummary):
     """`model: BertForSequenceClassification, 22.7 M parameters (22.7 M trainable), 90.9 MB`.
@@ -15,7 +17,7 @@ class ModelLine(ModelSummary):
         max_depth: Module nesting summarised; 0 prints nothing.
     """
 
-    def __init__(self, max_depth: int = 1) -> None:
+    def __init__(self, max_depth: AllOrCount = 1) -> None:
         super().__init__(max_depth=max_depth)
 
     @staticmethod

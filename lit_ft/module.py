@@ -15,6 +15,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from lit_ft.backbone import resolve_backbone
 from lit_ft.compile import CompiledForward
 from lit_ft.datamodule import DEFAULT_BACKBONE, TaskDataModule
+from lit_ft.domains import NonNegativeFloat, NonNegativeInt, PositiveFloat, plain_numbers
 from lit_ft.errors import UserError
 from lit_ft.freeze import freeze
 from lit_ft.lora import LoraSettings, apply_lora, exportable, is_adapter_model
@@ -73,13 +74,13 @@ class FineTuner(LightningModule):
         backbone: str = DEFAULT_BACKBONE,
         task_options: dict[str, Any] | None = None,
         info: dict[str, Any] | None = None,
-        learning_rate: float = 5e-5,
-        weight_decay: float = 0.01,
+        learning_rate: PositiveFloat = 5e-5,
+        weight_decay: NonNegativeFloat = 0.01,
         optimizer: OptimizerCallable = AdamW,
-        warmup: float = 0.0,
+        warmup: NonNegativeFloat = 0.0,
         schedule: Schedule = "linear",
         freeze_backbone: bool = False,
-        freeze_layers: int = 0,
+        freeze_layers: NonNegativeInt = 0,
         lora: LoraSettings | None = None,
         gradient_checkpointing: bool = False,
         quantization: QuantizationSettings | None = None,
@@ -242,6 +243,14 @@ class FineTuner(LightningModule):
         """The model to save as a Hugging Face directory (adapter models merge or stay adapters per `merge`)."""
         assert self.model is not None, "the model is not built yet"
         return exportable(self.model, merge)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Settings parsed into jsonargparse's restricted number types (`lit_ft.domains`) are saved as plain
+        numbers: a checkpoint loads with weights_only=True, which refuses those classes. Runs after every other
+        part of the checkpoint (hyperparameters, data settings, callback and optimizer states) is in place."""
+        for key, value in checkpoint.items():
+            if key != "state_dict":  # tensors only
+                checkpoint[key] = plain_numbers(value)
 
     def state_dict(self, *args: Any, **kwargs: Any) -> Any:
         """Adapter models save only their trainable weights (the base weights come from the backbone)."""

@@ -9,6 +9,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
+from lit_ft.domains import NonNegativeInt
 from lit_ft.errors import UserError
 
 
@@ -47,7 +48,7 @@ class NanGuard(Callback):
             warning each time); the run stops at the next one.
     """
 
-    def __init__(self, enabled: bool = True, skip_steps: int = 0) -> None:
+    def __init__(self, enabled: bool = True, skip_steps: NonNegativeInt = 0) -> None:
         if skip_steps < 0:
             raise UserError(f"nan_guard.skip_steps must be >= 0, got {skip_steps}")
         self.enabled = enabled

@@ -11,6 +11,7 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
+from lit_ft.domains import NonNegativeFloat, PositiveFloat, Probability
 from lit_ft.errors import UserError
 
 Schedule = Literal["linear", "cosine", "constant"]
@@ -27,10 +28,10 @@ class AdamW(torch.optim.AdamW):
     def __init__(
         self,
         params: Any,
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 1e-2,
+        lr: PositiveFloat = 1e-3,
+        betas: tuple[Probability, Probability] = (0.9, 0.999),
+        eps: PositiveFloat = 1e-8,
+        weight_decay: NonNegativeFloat = 1e-2,
         amsgrad: bool = False,
         fused: bool | None = True,
     ) -> None:

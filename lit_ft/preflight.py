@@ -54,6 +54,23 @@ def load_yaml(path: Path) -> Any:
         raise UserError(f"config file '{path}' is not valid YAML ({err}); fix the file") from None
 
 
+# a negative number in any spelling (`-3`, `-.5`, `-1e-3`, `-inf`): Python 3.11's argparse takes `-1e-3` for an option
+_NEGATIVE_NUMBER = re.compile(r"-(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|inf|nan)", re.IGNORECASE)
+
+
+def join_negative_values(argv: list[str]) -> list[str]:
+    """`--key -1e-3` as `--key=-1e-3`, so a negative value reaches the option (and its domain check) in both
+    spellings instead of argparse reading it as an unknown option."""
+    joined: list[str] = []
+    for arg in argv:
+        previous = joined[-1] if joined else ""
+        if _NEGATIVE_NUMBER.fullmatch(arg) and previous.startswith("--") and "=" not in previous and previous != "--":
+            joined[-1] = f"{previous}={arg}"
+        else:
+            joined.append(arg)
+    return joined
+
+
 _KEY = re.compile(r'Parser key "([^"]+)"')
 _DETAILS = (
     re.compile(r"(Option '[^']+' is not accepted)"),
@@ -64,10 +81,27 @@ _DETAILS = (
 )
 
 
+# a value outside a restricted number type (`lit_ft.domains`): the type, the value when the message gives it inline
+_OUT_OF_DOMAIN = re.compile(r"Not of type (\w+): (?:(\S+) )?"
+                            r"(?:does not conform to restriction (\S+(?: (?:and|or) \S+)*)|not an integer"
+                            r"|invalid literal for \w+\(\) with base 10: '([^']*)'"
+                            r"|could not convert string to float: '([^']*)')")
+_GIVEN = re.compile(r"Given value: (\S+)|NestedArg\(key='[^']*', val='([^']*)'\)")
+
+
 def condense_parse_error(message: str, command: str = "") -> str:
-    """jsonargparse's error report (a tree of Union alternatives) as `key: problem; see --help`."""
+    """jsonargparse's error report (a tree of Union alternatives) as `key: problem; see --help`, or, for a value
+    outside its option's domain, `key must be <domain> (got value); set key to <fix>`."""
+    from lit_ft.domains import DOMAINS, domain_error  # imports jsonargparse: not at `lit_ft --help`
+
     flat = " ".join(message.split())
     keys = _KEY.findall(flat)
+    domain = _OUT_OF_DOMAIN.search(flat)
+    if keys and domain and domain.group(1) in DOMAINS:
+        given = _GIVEN.search(flat, domain.end())
+        value = next((v for v in (*domain.group(2, 4, 5), *(given.groups() if given else ())) if v), "?")
+        return domain_error(".".join(_KEY.findall(flat[:domain.start()])), value, domain.group(1),
+                            domain.group(3) or "")
     option = re.search(r"Option '([^']+)' is not accepted", flat)
     if option:
         keys.append(option.group(1))
@@ -98,7 +132,9 @@ def _data_modules_accepting(option: str) -> list[str]:
 
 
 def check_task_and_data(cfg: Any) -> None:
-    """model.task is registered, and data.class_path is a data module of that task."""
+    """model.task is registered, its task_options are within their domains, and data.class_path is a data module
+    of that task."""
+    from lit_ft.domains import check_domains
     from lit_ft.registry import available_tasks
 
     task = cfg.model.task
@@ -106,6 +142,7 @@ def check_task_and_data(cfg: Any) -> None:
     if task not in tasks:
         raise UserError(f"unknown task '{task}' (model.task); registered tasks are {sorted(tasks)}: fix model.task, "
                         "or load a plugin with --plugins path/to/module.py")
+    check_domains(tasks[task].task.__init__, dict(cfg.model.get("task_options") or {}), "model.task_options")
     data_class = _data_class(cfg)
     data_task = getattr(data_class, "task_name", "") if data_class is not None else ""
     if data_class is not None and data_task and data_task != task:

@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm, convert_inf
 
 from lit_ft.data_summary import data_summary
+from lit_ft.domains import NonNegativeInt
 from lit_ft.metrics_files import scalar_metrics
 
 BAR_FORMAT = "{desc} {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
@@ -100,7 +101,7 @@ class LitFtProgressBar(TQDMProgressBar):
         live: Show live bars (default: only when standard output is a terminal).
     """
 
-    def __init__(self, refresh_rate: int = 1, live: bool | None = None) -> None:
+    def __init__(self, refresh_rate: NonNegativeInt = 1, live: bool | None = None) -> None:
         super().__init__(refresh_rate=refresh_rate, leave=True)  # leave: a new train bar each epoch
         self.live = sys.stdout.isatty() if live is None else live
         self._meters: dict[str, _Meter] = {}

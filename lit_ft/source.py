@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import datasets
 
+from lit_ft.domains import NonNegativeInt, OpenUnitInterval
 from lit_ft.errors import UserError
 from lit_ft.file_errors import check_readable, check_shape, explain_read_error, quiet_datasets_logs
 
@@ -59,8 +60,8 @@ class DataSource:
     validation: str | None = None
     test: str | None = None
     predict: str | None = None
-    validation_fraction: float = 0.1
-    seed: int = 42
+    validation_fraction: OpenUnitInterval = 0.1
+    seed: NonNegativeInt = 42
     format: FileFormat = "auto"
     field: str | None = None
     encoding: str = "utf-8"

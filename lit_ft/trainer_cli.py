@@ -30,7 +30,7 @@ from lit_ft.module import FineTuner
 from lit_ft.nan_guard import NanGuard
 from lit_ft.owned_dir import check_apart, claim, remove_owned
 from lit_ft.predictions import PredictionWriter
-from lit_ft.preflight import check_task_and_data, check_writable, condense_parse_error
+from lit_ft.preflight import check_task_and_data, check_writable, condense_parse_error, join_negative_values
 from lit_ft.progress import LitFtProgressBar
 from lit_ft.quantization import check_quantization
 from lit_ft.registry import get_task
@@ -51,6 +51,7 @@ from lit_ft.wandb_setup import (
 
 CHECKPOINT_ALIASES = ("best", "last")
 DEFAULT_GRADIENT_CLIP = 1.0
+MAX_SEED = 2**32 - 1  # numpy's seeds are uint32
 
 
 class LitFtParser(LightningArgumentParser):
@@ -59,6 +60,12 @@ class LitFtParser(LightningArgumentParser):
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         raise argparse.ArgumentError(None, message) from ex
+
+    def parse_args(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:
+        """Negative values in both spellings, `--key -1e-3` and `--key=-1e-3` (`join_negative_values`)."""
+        if args is None or isinstance(args, (list, tuple)):
+            args = join_negative_values(list(sys.argv[1:] if args is None else args))
+        return super().parse_args(args, *rest, **kwargs)
 
 
 class LitFtCLI(LightningCLI):
@@ -165,6 +172,15 @@ class LitFtCLI(LightningCLI):
             reason = one_line(str(err)).split(". ")[0][:200]
             raise UserError(f"--ckpt_path '{ckpt_path}' is not a readable lit_ft checkpoint "
                             f"({type(err).__name__}: {reason}); give a .ckpt written by `lit_ft fit`") from err
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Then a seed numpy cannot take is a one-line error (seeding, next, would raise a bare ValueError)."""
+        super().parse_arguments(parser, args)
+        sub = self.config.get("subcommand")
+        seed = (self.config[sub] if sub else self.config).get("seed_everything")
+        if not isinstance(seed, bool) and isinstance(seed, int) and not 0 <= seed <= MAX_SEED:
+            raise UserError(f"seed_everything must be an integer from 0 to {MAX_SEED} (got {seed}); set "
+                            "seed_everything in that range, or true for a random seed")
 
     def _run_subcommand(self, subcommand: str) -> None:
         try:

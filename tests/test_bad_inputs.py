@@ -184,8 +184,8 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
     c["eval_batch_size_zero"] = Case(cls, ["--data.init_args.eval_batch_size", "0"], [r"data.eval_batch_size"],
                                      **early)
     c["batch_size_not_a_number"] = Case(cls, ["--data.init_args.batch_size", "many"],
-                                        [r"data.init_args.batch_size: Expected a <class 'int'>. Got value: many",
-                                         "see `lit_ft fit --help`"], **early)
+                                        [r"data.batch_size must be a positive integer \(got many\)",
+                                         "set data.batch_size to 1 or more"], **early)
     c["misspelt_option"] = Case(cls, ["--data.init_args.bach_size", "8"],
                                 [r"data.init_args.bach_size: Option 'bach_size' is not accepted; see", "--help"],
                                 **early)
@@ -461,6 +461,95 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
         s2s, ["--data.init_args.source_lang", "en", "--data.init_args.target_lang", "de"],
         [r"row '1' of .*: column 'translation' has an empty 'de' text", "fill it or drop the row"],
         {"train.en": "a cat\nthe mat\n", "train.de": "eine katze\n\n"}, train="train")
+    # typed limits and labels -------------------------------------------------------------------
+    def domain(key: str, value: str, words: str) -> list[str]:
+        key = re.escape(key)
+        return [rf"{key} must be {re.escape(words)} \(got {re.escape(value)}\)", rf"; set {key} to"]
+
+    c["learning_rate_negative"] = Case(cls, ["--model.learning_rate", "-1e-3"],
+                                       domain("model.learning_rate", "-1e-3", "a number above 0"), **early)
+    c["learning_rate_negative_joined"] = Case(cls, ["--model.learning_rate=-0.001"],
+                                              domain("model.learning_rate", "-0.001", "a number above 0"), **early)
+    c["learning_rate_zero_in_config"] = Case(cls, ["--config", "{d}/lr.yaml"],
+                                             domain("model.learning_rate", "0", "a number above 0"),
+                                             {**early["files"], "lr.yaml": "model:\n  learning_rate: 0\n"}, early=True)
+    c["weight_decay_negative"] = Case(cls, ["--model.weight_decay", "-0.01"],
+                                      domain("model.weight_decay", "-0.01", "a number of 0 or more"), **early)
+    c["warmup_negative"] = Case(cls, ["--model.warmup", "-1"], domain("model.warmup", "-1", "a number of 0 or more"),
+                                **early)
+    c["freeze_layers_negative"] = Case(cls, ["--model.freeze_layers", "-2"],
+                                       domain("model.freeze_layers", "-2", "an integer of 0 or more"), **early)
+    c["lora_dropout_one"] = Case(cls, ["--model.lora.dropout", "1.0"],
+                                 domain("model.lora.dropout", "1.0", "between 0 and 1 (0 included, 1 excluded)"),
+                                 **early)
+    c["optimizer_lr_negative"] = Case(cls, ["--model.optimizer.init_args.lr", "-1"],
+                                      domain("model.optimizer.lr", "-1", "a number above 0"), **early)
+    c["threshold_above_one"] = Case(cls, ["--model.task_options", "{threshold: 1.5}"],
+                                    domain("model.task_options.threshold", "1.5", "between 0 and 1 (both included)"),
+                                    **early)
+    c["shuffle_seed_negative"] = Case(cls, ["--data.init_args.shuffle_seed", "-7"],
+                                      domain("data.shuffle_seed", "-7", "an integer of 0 or more"), **early)
+    c["save_top_k_below_minus_one"] = Case(cls, ["--checkpoint.save_top_k", "-2"],
+                                           domain("checkpoint.save_top_k", "-2", "-1 (all) or a count of 0 or more"),
+                                           **early)
+    c["nan_guard_skip_steps_negative"] = Case(cls, ["--nan_guard.skip_steps", "-1"],
+                                              domain("nan_guard.skip_steps", "-1", "an integer of 0 or more"), **early)
+    c["early_stopping_patience_negative"] = Case(
+        cls, ["--trainer.callbacks+=lit_ft.checkpoint.TaskEarlyStopping", "--trainer.callbacks.patience", "-1"],
+        domain("trainer.callbacks.patience", "-1", "an integer of 0 or more"), **early)
+    c["qa_stride_negative"] = Case(qa, ["--data.init_args.stride", "-16"],
+                                   domain("data.stride", "-16", "an integer of 0 or more"),
+                                   {"train.jsonl": jsonl(SQUAD_ROW)}, train="train.jsonl", early=True)
+    c["max_new_tokens_zero"] = Case(s2s, ["--model.task_options", "{max_new_tokens: 0}"],
+                                    domain("model.task_options.max_new_tokens", "0", "a positive integer"),
+                                    {"train.jsonl": jsonl(SUMMARY_ROW)}, train="train.jsonl", early=True)
+    c["seed_negative"] = Case(cls, ["--seed_everything", "-5"],
+                              [r"seed_everything must be an integer from 0 to 4294967295 \(got -5\)"], **early)
+    c["tune_seed_negative"] = Case(cls, ["tune", "--config", "configs/quickstart.yaml", "--search", "{d}/space.yaml",
+                                         "--trials", "1", "--seed", "-1"],
+                                   [r"--seed must be an integer from 0 to 4294967295 \(got -1\)"], early=True,
+                                   base=False)
+    c["max_epochs_zero"] = Case(cls, ["--trainer.max_epochs", "0"],
+                                [r"trainer.max_epochs is 0: fit would stop before the first step and export an "
+                                 "untrained model", "set trainer.max_epochs to 1 or more"], **early)
+    c["max_steps_zero"] = Case(cls, ["--trainer.max_steps", "0"], [r"trainer.max_steps is 0", "1 or more"], **early)
+    c["max_epochs_below_minus_one"] = Case(cls, ["--trainer.max_epochs", "-3"],
+                                           [r"trainer.max_epochs is -3; set trainer.max_epochs to 1 or more, or -1"],
+                                           **early)
+    c["accumulate_grad_batches_zero"] = Case(cls, ["--trainer.accumulate_grad_batches", "0"],
+                                             [r"trainer.accumulate_grad_batches is 0", "1 or more"], **early)
+    c["val_check_interval_zero"] = Case(cls, ["--trainer.val_check_interval", "0.0"],
+                                        [r"trainer.val_check_interval is 0.0", "set it above 0"], **early)
+    c["gradient_clip_val_negative"] = Case(cls, ["--trainer.gradient_clip_val", "-1"],
+                                           [r"trainer.gradient_clip_val is -1(\.0)?", "0 or more"], **early)
+    c["limit_val_batches_negative"] = Case(cls, ["--trainer.limit_val_batches", "-2"],
+                                           [r"trainer.limit_val_batches is -2", "0 or more"], **early)
+    c["labels_differ_by_case_and_space"] = Case(
+        cls, [], [r"labels of file '.*train.csv' \(column 'label'\) differ only by case or surrounding spaces "
+                  r"\('Positive', 'positive', 'positive '\)", r"data.label_map .*\{Positive: positive, "
+                  r"'positive ': positive\}", "data.label_names"],
+        {"train.csv": "text,label\ngood,positive\nfine,positive \ngreat,Positive\nbad,negative\n"})
+    c["labels_mix_numbers_and_names"] = Case(
+        cls, [], [r"labels of file '.*train.csv' \(column 'label'\) mix numbers \('1'\) and names "
+                  r"\('negative', 'positive'\)",
+                  r"data.label_map .*\{1: <class name>\}"],
+        {"train.csv": "text,label\ngood,1\nfine,positive\nbad,negative\n"})
+    c["multi_label_names_differ_by_case"] = Case(
+        cls, ["--data.init_args.problem_type", "multi_label"],
+        [r"differ only by case or surrounding spaces \('Drama', 'drama'\)", "data.label_map"],
+        {"train.csv": 'text,label\ngood,action\nfun,"action,drama"\nsad,Drama\n'})
+    c["train_split_of_one_class"] = Case(
+        cls, [], [r"the training split has 1 class\(es\) \['positive'\]: classification needs two or more"],
+        {"train.csv": "text,label\ngood,positive\nfine,positive\n"})
+    c["train_split_of_one_listed_class"] = Case(
+        cls, ["--data.init_args.label_names", "[negative,positive]"],
+        [r"every label of the training split is 'positive' \(2 in all\)", "add training rows of the other labels"],
+        {"train.csv": "text,label\ngood,positive\nfine,positive\n"})
+    c["tags_differ_by_case"] = Case(
+        tok, [], [r"labels of file '.*train.jsonl' \(column 'tags'\) differ only by case .*\('B-PER', 'b-per'\)",
+                  "spell each tag one way"],
+        {"train.jsonl": jsonl({"tokens": ["john", "met", "anna"], "tags": ["B-PER", "O", "b-per"]})},
+        train="train.jsonl")
     return c
 
 

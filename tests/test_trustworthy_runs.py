@@ -273,7 +273,7 @@ def test_second_fit_into_a_run_directory_refuses_unless_overwrite(
 ) -> None:
     root = tmp_path / "run"
     args = ["fit", "--config", QUICKSTART, *tiny_args(root, tiny_bert, sentiment_files), "--trainer.max_epochs", "1"]
-    cli(*args, "--model.learning_rate", "0")  # the metric cannot improve after the first validation
+    cli(*args, "--model.learning_rate", "1e-12")  # the metric cannot improve after the first validation
     exported = (root / "export" / "model.safetensors").read_bytes()
     with pytest.raises(SystemExit) as exited:
         main(args)

@@ -175,7 +175,7 @@ def test_pruning_stops_a_trial_and_a_diverging_trial_fails_without_ending_the_se
     ({"model.learing_rate": {"type": "float", "low": 1e-5, "high": 1e-3}},
      "'model.learing_rate' does not fit the config: unrecognized arguments: --model.learing_rate=1e-05"),
     ({"model.learning_rate": {"type": "categorical", "choices": ["fast"]}},
-     "'model.learning_rate' does not fit the config: model.learning_rate: Expected a <class 'float'>"),
+     "'model.learning_rate' does not fit the config: model.learning_rate must be a number above 0 (got fast)"),
     ({"model.schedule": {"type": "categorical", "choices": ["linear", "cosin"]}},
      "'model.schedule' choice 'cosin' does not fit the config: model.schedule:"),
     ({"model.warmup": {"type": "float", "low": 0, "high": 0.1}, "pruner": {"type": "median", "patience": 2}},

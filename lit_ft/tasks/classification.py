@@ -22,7 +22,9 @@ from torchmetrics.wrappers import ClasswiseWrapper
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from lit_ft.datamodule import TaskDataModule
+from lit_ft.domains import ClosedUnitInterval
 from lit_ft.errors import UserError
+from lit_ft.label_sanity import check_discovered_labels, label_map_example
 from lit_ft.task import Batch, Task
 
 if TYPE_CHECKING:
@@ -54,9 +56,12 @@ class ClassificationData(TaskDataModule):
         label_column: Column with the label: a class name or id (single-label); a list, or names joined by
             `label_separator` (multi-label); a number (regression).
         label_names: Class names in model order; discovered from the training split (sorted) when not given.
+            Discovered names that differ only by case or surrounding spaces, or mix numbers and names, are refused
+            (join them with `label_map`, or list the classes here to keep them as they are).
         problem_type: `single_label`, `multi_label` (sigmoid + BCE) or `regression` (one output, MSE).
         label_separator: Separator of multi-label names given as one string.
-        label_map: Renames raw label values to label names (for example `{"1": World}` for numbered files).
+        label_map: Renames raw label values to label names when reading every split (for example `{"1": World}`
+            for numbered files, `{"positive ": positive, Positive: positive}` to join spellings into one class).
         **kwargs: Source, tokenizer and batching settings of `TaskDataModule`.
     """
 
@@ -121,8 +126,13 @@ class ClassificationData(TaskDataModule):
         if names is None:
             names = discover_labels(train[self.label_column], self._label_list, self.problem_type)
             self._check_not_scores(names)
-            names = [self._name(n) for n in names] if self.problem_type == "single_label" else names
-        return {"problem_type": self.problem_type, "label_names": list(names)}
+            if self.problem_type == "single_label":  # mapped here, so values mapped to one name make one class
+                names = list(dict.fromkeys(self._name(n) for n in names))
+            where = f"{self.source.describe('train')} (column '{self.label_column}')"
+            check_discovered_labels(names, where, f"join them with data.label_map (raw value: class name, for "
+                                    f"example {label_map_example(names)}), or list the classes in data.label_names "
+                                    "to keep them as they are")
+        return {"problem_type": self.problem_type, "label_names": _two_or_more(list(names))}
 
     def _check_not_scores(self, names: list[str]) -> None:
         """Fractional numbers as class names are almost always scores meant for regression."""
@@ -229,6 +239,14 @@ class ClassificationData(TaskDataModule):
         return hot if self.problem_type == "multi_label" else index[value]
 
 
+def _two_or_more(names: list[str]) -> list[str]:
+    """A classifier needs two classes: one class would train nothing (and its metrics cannot be built)."""
+    if len(names) < 2:
+        raise UserError(f"the training split has {len(names)} class(es) {names}: classification needs two or more; "
+                        "add rows of the other classes, or list every class in data.label_names")
+    return names
+
+
 def _is_fraction(name: str) -> bool:
     try:
         return not float(name).is_integer()
@@ -265,10 +283,13 @@ class ClassificationTask(Task):
     peft_task_type = "SEQ_CLS"
     onnx_outputs = ("logits",)
 
-    def __init__(self, info: dict[str, Any], threshold: float = 0.5, monitor: str | None = None) -> None:
+    def __init__(self, info: dict[str, Any], threshold: ClosedUnitInterval = 0.5, monitor: str | None = None) -> None:
         super().__init__(info)
         self.problem_type: str = info["problem_type"]
         self.names: list[str] = info["label_names"]
+        if self.problem_type != "regression" and len(self.names) < 2:
+            raise UserError(f"the model has {len(self.names)} class(es) {self.names}: classification needs two or "
+                            "more; list every class in data.label_names")
         self.threshold = threshold
         self._monitor = monitor or DEFAULT_MONITOR[self.problem_type]
 

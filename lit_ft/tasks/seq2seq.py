@@ -12,6 +12,7 @@ from transformers import AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq
 
 from lit_ft.backbone import load_tokenizer
 from lit_ft.datamodule import TaskDataModule, check_positive
+from lit_ft.domains import NonNegativeInt, PositiveInt
 from lit_ft.errors import UserError
 from lit_ft.example_view import decode, field
 from lit_ft.generation import POSITION, number_rows
@@ -56,7 +57,7 @@ class Seq2SeqData(TaskDataModule):
         source_lang: str | None = None,
         target_lang: str | None = None,
         translation_column: str = "translation",
-        max_target_length: int = 128,
+        max_target_length: PositiveInt = 128,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -247,10 +248,10 @@ class Seq2SeqTask(GenerationTask):
         info: dict[str, Any],
         metrics: list[str] | None = None,
         monitor: str | None = None,
-        generate_examples: int | None = None,
-        max_new_tokens: int = 128,
+        generate_examples: NonNegativeInt | None = None,
+        max_new_tokens: PositiveInt = 128,
         generate_kwargs: dict[str, Any] | None = None,
-        sample_rows: int = 4,
+        sample_rows: NonNegativeInt = 4,
         rouge_stemmer: bool = True,
     ) -> None:
         translation = info.get("target_lang") is not None

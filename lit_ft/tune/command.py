@@ -42,6 +42,8 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     args, rest = parser.parse_known_args(argv)
     if args.trials < 1:
         raise UserError(f"--trials must be at least 1, got {args.trials}")
+    if not 0 <= args.seed < 2**32:  # optuna's sampler seeds numpy, which takes uint32
+        raise UserError(f"--seed must be an integer from 0 to {2**32 - 1} (got {args.seed}); set --seed in that range")
     return args, [part for config in args.config for part in ("--config", config)] + rest
 
 

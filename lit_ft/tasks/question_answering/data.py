@@ -9,6 +9,7 @@ import datasets
 import torch
 
 from lit_ft.datamodule import TaskDataModule
+from lit_ft.domains import NonNegativeInt, PositiveInt
 from lit_ft.errors import UserError
 from lit_ft.example_view import CLOSE, OPEN, field, marked
 from lit_ft.source import local_path
@@ -56,8 +57,8 @@ class QuestionAnsweringData(TaskDataModule):
         question_column: str = "question",
         context_column: str = "context",
         answers_column: str = "answers",
-        stride: int = 128,
-        max_length: int = 384,
+        stride: NonNegativeInt = 128,
+        max_length: PositiveInt = 384,
         **kwargs: Any,
     ) -> None:
         super().__init__(max_length=max_length, **kwargs)

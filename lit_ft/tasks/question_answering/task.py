@@ -11,6 +11,7 @@ from torchmetrics import MetricCollection
 from transformers import AutoModelForQuestionAnswering
 
 from lit_ft.datamodule import STAGE_SPLITS, TaskDataModule
+from lit_ft.domains import PositiveInt
 from lit_ft.errors import UserError
 from lit_ft.io import write_jsonl, write_text
 from lit_ft.task import Batch, Task
@@ -43,7 +44,7 @@ class QuestionAnsweringTask(Task):
     onnx_outputs = ("start_logits", "end_logits")
 
     def __init__(self, info: dict[str, Any], version_2_with_negative: bool = False, null_threshold: float = 0.0,
-                 max_answer_length: int = 30, n_best: int = 20) -> None:
+                 max_answer_length: PositiveInt = 30, n_best: PositiveInt = 20) -> None:
         super().__init__(info)
         if max_answer_length < 1 or n_best < 1:
             raise UserError(f"max_answer_length and n_best must be >= 1, got {max_answer_length} and {n_best}")

@@ -10,6 +10,7 @@ from torchmetrics import Metric, MetricCollection
 from transformers import AutoModelForCausalLM
 
 from lit_ft.backbone import load_tokenizer
+from lit_ft.domains import NonNegativeInt, PositiveFloat, PositiveInt
 from lit_ft.errors import UserError
 from lit_ft.generation import extract_code
 from lit_ft.generation_task import GenerationTask
@@ -74,11 +75,11 @@ class SFTTask(GenerationTask):
         info: dict[str, Any],
         metrics: list[str] | None = None,
         monitor: str | None = None,
-        generate_examples: int | None = 32,
-        max_new_tokens: int = 128,
+        generate_examples: NonNegativeInt | None = 32,
+        max_new_tokens: PositiveInt = 128,
         generate_kwargs: dict[str, Any] | None = None,
-        sample_rows: int = 16,
-        code_timeout: float = 10.0,
+        sample_rows: NonNegativeInt = 16,
+        code_timeout: PositiveFloat = 10.0,
         code_sandbox: Literal["auto", "namespaces", "unsafe_user", "unsafe"] = "auto",
         allow_unsafe_sandbox: bool = False,
     ) -> None:

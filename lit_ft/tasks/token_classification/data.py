@@ -14,6 +14,7 @@ from transformers import DataCollatorForTokenClassification
 from lit_ft.datamodule import TaskDataModule
 from lit_ft.errors import UserError
 from lit_ft.example_view import decode, field
+from lit_ft.label_sanity import check_discovered_labels
 from lit_ft.task import Batch
 from lit_ft.tasks.token_classification.conll import ConllSource
 from lit_ft.tasks.token_classification.metrics import IGNORE
@@ -100,6 +101,9 @@ class TokenClassificationData(TaskDataModule):
         if class_names is not None and self.tag_scheme == self.target_scheme:
             return class_names  # the hub's own label order
         tags = class_names or sorted({t for row in self._tag_names(train[self.tag_column], "train") for t in row})
+        if class_names is None:
+            check_discovered_labels(tags, f"{self.source.describe('train')} (column '{self.tag_column}')",
+                                    "spell each tag one way in the rows, or list the tags in data.label_names")
         if self.target_scheme == "none":
             return tags
         self._check_scheme(tags, "train", "(training split)")
