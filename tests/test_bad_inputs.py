@@ -311,8 +311,6 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
     c["stride_not_below_max_length"] = Case(qa, ["--data.init_args.stride", "64"],
                                             [r"data.stride \(64\) must be .* below data.max_length \(48\)"],
                                             {"train.jsonl": jsonl(SQUAD_ROW)}, train="train.jsonl", early=True)
-    c["duplicate_question_ids"] = Case(qa, [], [r"ids \['q0'\] repeat in file '.*train.jsonl'"],
-                                       {"train.jsonl": jsonl(SQUAD_ROW, SQUAD_ROW)}, train="train.jsonl")
     c["empty_context"] = Case(qa, [], [r"row 'q0' of file '.*train.jsonl' has an empty context_column 'context'"],
                               {"train.jsonl": jsonl({**SQUAD_ROW, "context": " "})}, train="train.jsonl")
     c["truncated_squad_json"] = Case(qa, [], [r"'.*train.json': invalid JSON at line 2"],

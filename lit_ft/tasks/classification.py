@@ -150,18 +150,18 @@ class ClassificationData(TaskDataModule):
             self.require_columns(rows, split, {"label_column": self.label_column})
         return out
 
-    def prediction_inputs(self, split: str) -> dict[str, dict[str, Any]]:
-        """`text`, `text_pair` (pair tasks) and, when the split has labels, `gold_label` (`gold_labels` for
+    def prediction_inputs(self, split: str) -> list[dict[str, Any]]:
+        """Per row: `text`, `text_pair` (pair tasks) and, when the split has labels, `gold_label` (`gold_labels` for
         multi-label, `gold_score` for regression) as the model's label names."""
         raw = self.raw(split)
         if raw is None:
-            return {}
+            return []
         columns = {"text": self.text_column, "text_pair": self.text_pair_column}
         fields = {key: raw[column] for key, column in columns.items() if column and column in raw.column_names}
         if self.label_column in raw.column_names:
             key, values = self._gold(raw[self.label_column], raw.features.get(self.label_column))
             fields[key] = values
-        return {row_id: {k: v[i] for k, v in fields.items()} for i, row_id in enumerate(raw["id"])}
+        return [{k: v[i] for k, v in fields.items()} for i in range(len(raw))]
 
     def _gold(self, values: list[Any], feature: Any) -> tuple[str, list[Any]]:
         """The gold labels of raw label values, as `encode` reads them (ClassLabel ids, `label_map`)."""

@@ -11,25 +11,18 @@ import torch
 from lit_ft.datamodule import TaskDataModule
 from lit_ft.errors import UserError
 from lit_ft.example_view import CLOSE, OPEN, field, marked
+from lit_ft.rows import ROW
 from lit_ft.source import local_path
 from lit_ft.task import Batch
 from lit_ft.tasks.question_answering.squad_json import answer_lists, is_squad_json, load_squad_json
 
 
 class SplitRows:
-    """The raw rows of one split as Python lists, indexed by example id (contexts to cut answers from)."""
+    """The raw rows of one split as Python lists, indexed by row position (contexts to cut answers from); ids are
+    data here: they may repeat, and windows are merged by row."""
 
-    def __init__(self, ids: list[str], questions: list[str], contexts: list[str], answers: list[list[str]],
-                 where: str) -> None:
+    def __init__(self, ids: list[str], questions: list[str], contexts: list[str], answers: list[list[str]]) -> None:
         self.ids, self.questions, self.contexts, self.answers = ids, questions, contexts, answers
-        self.index = {row_id: i for i, row_id in enumerate(ids)}
-        if len(self.index) != len(ids):
-            dupes = sorted({i for i in ids if ids.count(i) > 1})[:5]
-            raise UserError(f"ids {dupes} repeat in {where}; answers are merged by id: make ids unique or set "
-                             "data.id_column to null to number the rows")
-
-    def positions(self, ids: list[str]) -> torch.Tensor:
-        return torch.tensor([self.index[i] for i in ids], dtype=torch.long)
 
 
 class QuestionAnsweringData(TaskDataModule):
@@ -87,18 +80,17 @@ class QuestionAnsweringData(TaskDataModule):
             "question_column": self.question_column, "context_column": self.context_column})
         answers = ds[self.answers_column] if self.answers_column in ds.column_names else [None] * len(ds)
         return SplitRows(list(ds["id"]), list(ds[self.question_column]), list(ds[self.context_column]),
-                         [answer_lists(a)["text"] for a in answers], self.source.describe(split))
+                         [answer_lists(a)["text"] for a in answers])
 
-    def prediction_inputs(self, split: str) -> dict[str, dict[str, Any]]:
-        """`question`, `context` and, when the split has answers, `gold_answers` (texts; [] = unanswerable)."""
+    def prediction_inputs(self, split: str) -> list[dict[str, Any]]:
+        """Per row: `question`, `context` and, when the split has answers, `gold_answers` (texts; [] =
+        unanswerable)."""
         raw = self.raw(split)
         if raw is None:
-            return {}
+            return []
         rows, gold = self.rows(split), self.answers_column in raw.column_names
-        return {
-            row_id: {"question": q, "context": c, **({"gold_answers": a} if gold else {})}
-            for row_id, q, c, a in zip(rows.ids, rows.questions, rows.contexts, rows.answers, strict=True)
-        }
+        return [{"question": q, "context": c, **({"gold_answers": a} if gold else {})}
+                for q, c, a in zip(rows.questions, rows.contexts, rows.answers, strict=True)]
 
     # ---- features ------------------------------------------------------------------------------
     def encode(self, rows: dict[str, list[Any]], split: str) -> dict[str, list[Any]]:
@@ -122,6 +114,7 @@ class QuestionAnsweringData(TaskDataModule):
         out["offset_start"] = [[s for s, _ in o] for o in context_offsets]
         out["offset_end"] = [[e for _, e in o] for o in context_offsets]
         out["id"] = [rows["id"][i] for i in example]
+        out[ROW] = [rows[ROW][i] for i in example]  # windows are merged by row, never by id
         out["split"] = [split] * len(example)
         if self.answers_column in rows:
             spans = [self._gold_span(rows, i, split) for i in range(len(rows["id"]))]

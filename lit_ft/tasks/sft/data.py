@@ -11,14 +11,14 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lit_ft.datamodule import TaskDataModule
 from lit_ft.errors import UserError
-from lit_ft.generation import POSITION, number_rows
 from lit_ft.packing import PackedBatchSampler, fill, stack_bins
+from lit_ft.rows import ROW
 from lit_ft.sampler import LengthGroupedBatchSampler
 from lit_ft.task import IGNORE, Batch
 from lit_ft.tasks.sft.formats import AlpacaRows, ChatRows, Format, PromptCompletionRows, RowFormat, detect_format
 from lit_ft.tasks.sft.render import ChatRenderer, Rendered, plain, with_system
 
-EVAL_KEYS = ("prompt_ids", "prompt", "references", "tests", POSITION)
+EVAL_KEYS = ("prompt_ids", "prompt", "references", "tests")
 
 
 def token_labels(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
@@ -150,7 +150,8 @@ class SFTData(TaskDataModule):
         fmt = self.resolve_format(rows, split)
         self.require_columns(rows, split, self.formats[fmt].required(split))
         where = self._where(split)
-        out: dict[str, list[Any]] = {"input_ids": [], "attention_mask": [], "truncated": [], "id": []}
+        # dropped rows (drop_untrainable) change the count: each feature names its row
+        out: dict[str, list[Any]] = {"input_ids": [], "attention_mask": [], "truncated": [], "id": [], ROW: []}
         if split != "predict":
             out["labels"] = []
         if split != "train":
@@ -193,6 +194,7 @@ class SFTData(TaskDataModule):
         out["attention_mask"].append([1] * len(ids))
         out["truncated"].append(truncated)
         out["id"].append(row["id"])
+        out[ROW].append(row[ROW])
         if split != "train":
             self._eval_features(row, rendered, split, out)
 
@@ -205,7 +207,6 @@ class SFTData(TaskDataModule):
         out["prompt"].append(rendered.prompt)
         # a predict row without a response has nothing to compare with: no reference in its record
         out["references"].append([] if split == "predict" and not rendered.reference else [rendered.reference or ""])
-        out[POSITION].append(row[POSITION])
         if self.tests_column:
             if self.tests_column not in row:
                 self.require_columns(row, split, {"tests_column": self.tests_column})
@@ -213,13 +214,6 @@ class SFTData(TaskDataModule):
             out["tests"].append([tests] if isinstance(tests, str) else list(tests))
 
     # ---- splits and batches --------------------------------------------------------------------
-    @functools.cache  # noqa: B019 - one load per split, like the base
-    def raw(self, split: str) -> datasets.Dataset | None:
-        ds = super().raw(split)
-        if ds is None or split == "train":
-            return ds
-        return number_rows(ds)
-
     def features(self, split: str) -> datasets.Dataset | None:
         known = split in self._features
         ds = super().features(split)

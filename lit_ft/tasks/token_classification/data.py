@@ -152,15 +152,15 @@ class TokenClassificationData(TaskDataModule):
         order = {n: i for i, n in enumerate(self.info["label_names"])}
         return dict(sorted(counts.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 
-    def prediction_inputs(self, split: str) -> dict[str, dict[str, Any]]:
-        """`gold_tags` (in the model's scheme) when the split has tags; the records hold the tokens already."""
+    def prediction_inputs(self, split: str) -> list[dict[str, Any]]:
+        """Per row, `gold_tags` (in the model's scheme) when the split has tags; the records hold the tokens."""
         raw = self.raw(split)
         if raw is None or self.tag_column not in raw.column_names:
-            return {}
+            return []
         rows = self._tag_names(raw[self.tag_column], split)
         if self.target_scheme != "none":
             rows = [convert(tags, self.target_scheme) for tags in rows]
-        return {row_id: {"gold_tags": tags} for row_id, tags in zip(raw["id"], rows, strict=True)}
+        return [{"gold_tags": tags} for tags in rows]
 
     # ---- inspection ----------------------------------------------------------------------------
     def example_keys(self, rows: dict[str, list[Any]]) -> list[str]:
