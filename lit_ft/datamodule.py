@@ -17,7 +17,7 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 from lit_ft.backbone import load_tokenizer, position_limit
 from lit_ft.data_summary import inputs_at_limit
 from lit_ft.errors import InternalError, UserError
-from lit_ft.rows import ROW, number_split, row_collate
+from lit_ft.rows import ROW, number_split, row_collate, row_name
 from lit_ft.sampler import (
     EvalRows,
     LengthGroupedBatchSampler,
@@ -331,10 +331,10 @@ class TaskDataModule(LightningDataModule):
     def texts(self, rows: dict[str, list[Any]], split: str, setting: str, column: str) -> list[str]:
         """The values of a text column as strings; an empty or missing text fails naming the row."""
         values = rows[column]
-        for value, row_id in zip(values, rows["id"], strict=True):
+        for value, row_id, row in zip(values, rows["id"], rows[ROW], strict=True):
             if value is None or (isinstance(value, str) and not value.strip()):
-                raise UserError(f"row '{row_id}' of {self.source.describe(split)} has an empty {setting} '{column}'; "
-                                "fill it or drop the row")
+                raise UserError(f"{row_name(row_id, row)} of {self.source.describe(split)} has an empty {setting} "
+                                f"'{column}'; fill it or drop the row")
         return [v if isinstance(v, str) else str(v) for v in values]
 
     def _require(self, split: str) -> datasets.Dataset:

@@ -78,21 +78,38 @@ class PredictionWriter(Callback):
         plugin: Task = pl_module.plugin  # type: ignore[assignment]
         what = "predictions" if split == "predict" else f"{split} predictions"
         datamodule = getattr(trainer, "datamodule", None)
+        records = row_records(records, plugin, datamodule, split, gathered=trainer.world_size > 1)
         raw = datamodule.raw(split) if datamodule is not None and hasattr(datamodule, "raw") else None
-        records = plugin.merge_rows(in_row_order(records, repeats_allowed=trainer.world_size > 1))
-        rows = len(raw) if raw is not None else len(records)
-        check_records(records, rows, f"{what} of task '{plugin.name}'")
-        fields = getattr(datamodule, "prediction_inputs", None)
-        inputs = fields(split) if fields is not None else []
-        if inputs and len(inputs) != rows:
-            raise InternalError(f"{type(datamodule).__name__}.prediction_inputs gave {len(inputs)} rows for the "
-                                f"{rows} of the {split} split: it must give one per row, in order")
-        records = [with_inputs(r, inputs[i] if inputs else {}) for i, r in enumerate(without_positions(records))]
         path = Path(given or os.path.join(trainer.default_root_dir, default))
         self.written = plugin.write_predictions(records, path)
         notes = id_notes(raw["id"]) if raw is not None else ""
         rank_zero_info(f"lit_ft: wrote {what} for {len(records)} inputs{f' ({notes})' if notes else ''} to "
                        f"{', '.join(map(str, self.written))}")
+
+
+def row_records(records: list[dict[str, Any]], plugin: Task, datamodule: Any, split: str, gathered: bool = False
+                ) -> list[dict[str, Any]]:
+    """A split's prediction records (each with its `ROW`, in any order) -> the records to write: one per input row,
+    in input order (checked), each joined to its row's input fields by position.
+
+    Args:
+        records: What `predict_step` / `test_step` returned, from every process.
+        plugin: The task: `merge_rows` makes one record of a row's several (QA windows).
+        datamodule: The run's data module (`raw`, `prediction_inputs`).
+        split: `predict` or `test`.
+        gathered: The records come from several processes (a distributed sampler may repeat inputs).
+    """
+    what = "predictions" if split == "predict" else f"{split} predictions"
+    raw = datamodule.raw(split) if datamodule is not None and hasattr(datamodule, "raw") else None
+    records = plugin.merge_rows(in_row_order(records, repeats_allowed=gathered))
+    rows = len(raw) if raw is not None else len(records)
+    check_records(records, rows, f"{what} of task '{plugin.name}'")
+    fields = getattr(datamodule, "prediction_inputs", None)
+    inputs = fields(split) if fields is not None else []
+    if inputs and len(inputs) != rows:
+        raise InternalError(f"{type(datamodule).__name__}.prediction_inputs gave {len(inputs)} rows for the "
+                            f"{rows} of the {split} split: it must give one per row, in order")
+    return [with_inputs(r, inputs[i] if inputs else {}) for i, r in enumerate(without_positions(records))]
 
 
 def gather(records: list[dict[str, Any]], world_size: int) -> list[dict[str, Any]]:

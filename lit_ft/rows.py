@@ -98,3 +98,11 @@ def id_notes(ids: Sequence[Any]) -> str:
     if missing:
         notes.append(f"{missing} {'row has' if missing == 1 else 'rows have'} no id")
     return "; ".join(notes)
+
+
+def row_name(row_id: Any, row: int) -> str:
+    """How an error names a row: `row '8'` where the id is the row's number (files without ids), else the position
+    with the id (`row 3 (id 'a')`, `row 3 (no id)`), which stays unambiguous when ids repeat or are missing."""
+    if row_id is None or row_id == "":
+        return f"row {row} (no id)"
+    return f"row '{row_id}'" if str(row_id) == str(row) else f"row {row} (id '{row_id}')"

@@ -168,6 +168,8 @@ def load_file(
     kwargs = {**kwargs, **_format_options(fmt, encoding, column_names, field, delimiter)}
     with quiet_datasets_logs():
         try:
+            if fmt in ("csv", "tsv"):
+                kwargs["features"] = _text_columns(file, kwargs)
             ds = datasets.load_dataset(builder, data_files={"data": str(file.resolve())}, split="data", **kwargs)
         except Exception as err:
             raise explain_read_error(err, file, path, key, fmt, encoding) from err
@@ -178,10 +180,22 @@ def load_file(
     return ds
 
 
+def _text_columns(file: Path, options: dict[str, Any]) -> datasets.Features:
+    """Every column of a csv/tsv file as text (the header read alone), so no cell is read as a number."""
+    import pandas as pd
+
+    names = options.get("column_names")
+    header = names or list(pd.read_csv(file, nrows=0, sep=options.get("sep", ","), quoting=options.get("quoting", 0),
+                                       encoding=options["encoding"]).columns)
+    return datasets.Features({str(name): datasets.Value("string") for name in header})
+
+
 def _format_options(fmt: str, encoding: str, column_names: list[str] | None, field: str | None,
                     delimiter: str | None) -> dict[str, Any]:
     if fmt in ("csv", "tsv"):
-        options: dict[str, Any] = {"encoding": encoding}
+        # cells are text as written: no number guessing ("007" stays "007", "1.50" stays "1.50") and no pandas
+        # missing-value words ("NA", "null", "None" are texts); only an empty cell is missing (see `_text_columns`)
+        options: dict[str, Any] = {"encoding": encoding, "keep_default_na": False, "na_values": [""]}
         if column_names:
             options["column_names"] = column_names
         if delimiter:

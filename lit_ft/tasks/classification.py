@@ -23,6 +23,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from lit_ft.datamodule import TaskDataModule
 from lit_ft.errors import UserError
+from lit_ft.rows import ROW, row_name
 from lit_ft.task import Batch, Task
 
 if TYPE_CHECKING:
@@ -145,7 +146,8 @@ class ClassificationData(TaskDataModule):
             values = rows[self.label_column]
             if isinstance(feature, datasets.ClassLabel):  # hub datasets store class ids; -1 marks "no label"
                 values = [feature.int2str(v) if v >= 0 else None for v in values]
-            out["labels"] = [self._encode_label(v, i, split) for v, i in zip(values, rows["id"], strict=True)]
+            names = [row_name(i, r) for i, r in zip(rows["id"], rows[ROW], strict=True)]
+            out["labels"] = [self._encode_label(v, name, split) for v, name in zip(values, names, strict=True)]
         elif split != "predict":
             self.require_columns(rows, split, {"label_column": self.label_column})
         return out
@@ -157,7 +159,9 @@ class ClassificationData(TaskDataModule):
         if raw is None:
             return []
         columns = {"text": self.text_column, "text_pair": self.text_pair_column}
-        fields = {key: raw[column] for key, column in columns.items() if column and column in raw.column_names}
+        # the texts as the model read them (`texts`): a number in a JSON text column is its string
+        fields = {key: [v if v is None or isinstance(v, str) else str(v) for v in raw[column]]
+                  for key, column in columns.items() if column and column in raw.column_names}
         if self.label_column in raw.column_names:
             key, values = self._gold(raw[self.label_column], raw.features.get(self.label_column))
             fields[key] = values
@@ -195,10 +199,11 @@ class ClassificationData(TaskDataModule):
         return [f"{text}\t{pair}" if pair is not None else str(text)
                 for text, pair in zip(rows[self.text_column], pairs, strict=True)]
 
-    def _encode_label(self, value: Any, row_id: str, split: str) -> Any:
+    def _encode_label(self, value: Any, row: str, split: str) -> Any:
+        """The label's encoding; `row` names the row in errors (`row_name`)."""
         if value is None:
             raise UserError(
-                f"row '{row_id}' of {self.source.describe(split)} has no label (column '{self.label_column}'); "
+                f"{row} of {self.source.describe(split)} has no label (column '{self.label_column}'); "
                 "unlabelled splits (like GLUE test sets) belong in data.source.predict"
             )
         if self.problem_type == "regression":
@@ -206,7 +211,7 @@ class ClassificationData(TaskDataModule):
                 return float(value)
             except (TypeError, ValueError):
                 raise UserError(
-                    f"label {value!r} of row '{row_id}' in {self.source.describe(split)} (column "
+                    f"label {value!r} of {row} in {self.source.describe(split)} (column "
                     f"'{self.label_column}') is not a number, which data.problem_type regression needs; for class "
                     "names set data.problem_type single_label"
                 ) from None
@@ -223,7 +228,7 @@ class ClassificationData(TaskDataModule):
             unknown = [] if value in index else [value]
         if unknown:
             raise UserError(
-                f"label {unknown} of row '{row_id}' in {self.source.describe(split)} (column '{self.label_column}') "
+                f"label {unknown} of {row} in {self.source.describe(split)} (column '{self.label_column}') "
                 f"is not one of the label names {names}; add it to data.label_names or fix the row"
             )
         return hot if self.problem_type == "multi_label" else index[value]
@@ -246,7 +251,16 @@ def discover_labels(values: list[Any], split_labels: Any, problem_type: str) -> 
             found.add(v)
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in found):
         return [str(v) for v in sorted(found)]
+    if all(isinstance(v, str) and _number(v) is not None for v in found):  # csv cells are text: "2" before "10"
+        return sorted(found, key=lambda v: (_number(v), v))
     return sorted(str(v) for v in found)
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 class ClassificationTask(Task):

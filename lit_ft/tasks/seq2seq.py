@@ -177,7 +177,8 @@ class Seq2SeqData(TaskDataModule):
         # the seq2seq collator sets `labels: None` for rows without targets
         inputs = {k: v for k, v in self.padder(rows).items() if v is not None}
         batch: Batch = {"inputs": inputs, "prompt_ids": prompt_ids}
-        batch.update({key: values for key, values in extra.items() if values[0] is not None})
+        # ids may be missing (None): the batch keeps them; prompts and references are absent when a split has none
+        batch.update({key: values for key, values in extra.items() if key == "id" or values[0] is not None})
         return batch
 
 

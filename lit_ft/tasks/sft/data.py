@@ -12,7 +12,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lit_ft.datamodule import TaskDataModule
 from lit_ft.errors import UserError
 from lit_ft.packing import PackedBatchSampler, fill, stack_bins
-from lit_ft.rows import ROW
+from lit_ft.rows import ROW, row_name
 from lit_ft.sampler import LengthGroupedBatchSampler
 from lit_ft.task import IGNORE, Batch
 from lit_ft.tasks.sft.formats import AlpacaRows, ChatRows, Format, PromptCompletionRows, RowFormat, detect_format
@@ -134,8 +134,8 @@ class SFTData(TaskDataModule):
         """A row to train or score on has a response (a missing cell, not an empty string, is a data error)."""
         found = self.formats[fmt].response(row)
         if found and row.get(found[1], "") is None:
-            raise UserError(f"row '{row['id']}' in {where} has no {found[0]} '{found[1]}' value; fill it, drop the "
-                            "row, or put rows without responses in data.source.predict")
+            raise UserError(f"{row_name(row['id'], row[ROW])} in {where} has no {found[0]} '{found[1]}' value; fill "
+                            "it, drop the row, or put rows without responses in data.source.predict")
 
     # ---- text -> features ----------------------------------------------------------------------
     def _tokenize(self, text: str, special: bool) -> tuple[list[int], list[tuple[int, int]]]:
@@ -184,7 +184,7 @@ class SFTData(TaskDataModule):
                 if self.drop_untrainable:
                     return
                 raise UserError(
-                    f"row '{row['id']}' in {where} has no response token to train on "
+                    f"{row_name(row['id'], row[ROW])} in {where} has no response token to train on "
                     f"({'cut off at' if truncated else 'within'} data.max_length={self.max_length}; "
                     f"response {rendered.reference[:40]!r}); raise data.max_length, fix the row, or set "
                     "data.drop_untrainable: true to skip such rows"
