@@ -12,6 +12,7 @@ import datasets
 
 from lit_ft.errors import UserError
 from lit_ft.file_errors import check_readable, check_shape, explain_read_error, quiet_datasets_logs
+from lit_ft.json_rows import read_json_rows
 
 SPLITS = ("train", "validation", "test", "predict")
 
@@ -170,7 +171,9 @@ def load_file(
         try:
             if fmt in ("csv", "tsv"):
                 kwargs["features"] = _text_columns(file, kwargs)
-            ds = datasets.load_dataset(builder, data_files={"data": str(file.resolve())}, split="data", **kwargs)
+            listed = read_json_rows(file, fmt, encoding, field) if fmt in ("json", "jsonl") else None
+            ds = listed if listed is not None else datasets.load_dataset(
+                builder, data_files={"data": str(file.resolve())}, split="data", **kwargs)
         except Exception as err:
             raise explain_read_error(err, file, path, key, fmt, encoding) from err
     assert isinstance(ds, datasets.Dataset)

@@ -140,7 +140,7 @@ class ClassificationData(TaskDataModule):
         texts = self.texts(rows, split, "text_column", self.text_column)
         pairs = self.texts(rows, split, "text_pair_column", self.text_pair_column) if self.text_pair_column else None
         out = dict(self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length))
-        if self.label_column in rows:
+        if self.label_column in rows and split != "predict":  # predict labels are only shown (`prediction_inputs`)
             raw = self.raw(split)
             feature = raw.features.get(self.label_column) if raw is not None else None
             values = rows[self.label_column]
