@@ -183,14 +183,17 @@ def load_file(
     return ds
 
 
-def _text_columns(file: Path, options: dict[str, Any]) -> datasets.Features:
-    """Every column of a csv/tsv file as text (the header read alone), so no cell is read as a number."""
+def _text_columns(file: Path, options: dict[str, Any]) -> datasets.Features | None:
+    """Every column of a csv/tsv file as text (read from its first rows), so no cell is read as a number. None when
+    the rows have more fields than the header (pandas then makes an index of the first field): the file is read as
+    it is, and `check_shape` names the line."""
     import pandas as pd
 
-    names = options.get("column_names")
-    header = names or list(pd.read_csv(file, nrows=0, sep=options.get("sep", ","), quoting=options.get("quoting", 0),
-                                       encoding=options["encoding"]).columns)
-    return datasets.Features({str(name): datasets.Value("string") for name in header})
+    head = pd.read_csv(file, nrows=2, sep=options.get("sep", ","), quoting=options.get("quoting", 0), dtype=str,
+                       encoding=options["encoding"], names=options.get("column_names"))
+    if not isinstance(head.index, pd.RangeIndex):
+        return None
+    return datasets.Features({str(name): datasets.Value("string") for name in head.columns})
 
 
 def _format_options(fmt: str, encoding: str, column_names: list[str] | None, field: str | None,
