@@ -31,19 +31,22 @@ def row_collate(collate: Callable[[list[dict[str, Any]]], dict[str, Any]], rows:
                 ) -> dict[str, Any]:
     """`collate` on rows without their `ROW` (and `FEATURE`, on evaluation rows), which the batch gets as lists (one
     per batch item), so a task's collate never has to know about them."""
-    positions = [row.pop(ROW) for row in rows]
+    positions = [row.pop(ROW, None) for row in rows]  # rows of a TaskDataModule's split always have it
     features = [row.pop(FEATURE, None) for row in rows]
     batch = collate(rows)
-    batch[ROW] = positions
-    if features[0] is not None:
-        batch[FEATURE] = features
+    for key, values in ((ROW, positions), (FEATURE, features)):
+        if values and values[0] is not None:
+            batch[key] = values
     return batch
 
 
 def with_rows(records: list[dict[str, Any]], batch: dict[str, Any], task: str) -> list[dict[str, Any]]:
     """A batch's prediction records with the `ROW` and `FEATURE` of the batch item each was made from (one record
     per item)."""
-    positions = batch[ROW]
+    positions = batch.get(ROW)
+    if positions is None:
+        raise InternalError(f"a batch of task '{task}' has no `{ROW}`: its rows did not come from a TaskDataModule "
+                            "split")
     if len(records) != len(positions):
         raise InternalError(f"task '{task}' made {len(records)} prediction records for a batch of {len(positions)} "
                             "inputs; `Task.predictions` must return one record per batch item, in batch order")
