@@ -301,7 +301,7 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
                                               {"train.conll": GOOD_CONLL}, train="train.conll", early=True)
     # ---- question answering ----------------------------------------------------------------------
     qa = "question_answering"
-    c["answer_not_in_context"] = Case(qa, [], [r"answer 'berlin' of row 'q0' .* is not in its context"],
+    c["answer_not_in_context"] = Case(qa, [], [r"answer 'berlin' of row 0 \(id 'q0'\) .* is not in its context"],
                                       {"train.jsonl": jsonl({**SQUAD_ROW, "answers": {"text": ["berlin"],
                                                                                       "answer_start": [0]}})},
                                       train="train.jsonl")

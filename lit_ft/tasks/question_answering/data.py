@@ -11,7 +11,7 @@ import torch
 from lit_ft.datamodule import TaskDataModule
 from lit_ft.errors import UserError
 from lit_ft.example_view import CLOSE, OPEN, field, marked
-from lit_ft.rows import ROW
+from lit_ft.rows import ROW, row_name
 from lit_ft.source import local_path
 from lit_ft.task import Batch
 from lit_ft.tasks.question_answering.squad_json import answer_lists, is_squad_json, load_squad_json
@@ -135,7 +135,8 @@ class QuestionAnsweringData(TaskDataModule):
             found = [j for j in range(len(context)) if context.startswith(text, j)]
             if not found:
                 raise UserError(
-                    f"answer {text!r} of row '{rows['id'][i]}' in {self.source.describe(split)} is not in its "
+                    f"answer {text!r} of {row_name(rows['id'][i], rows[ROW][i])} in {self.source.describe(split)} "
+                    "is not in its "
                     f"context (answer_start {start}); fix the row or drop it")
             start = min(found, key=lambda j: abs(j - start))
         end = start + len(text)
