@@ -208,7 +208,7 @@ def test_misplaced_answer_start_is_repaired_or_reported(tiny_bert: Path, tmp_pat
     moved = {"id": "q0", "question": "what", "context": context, "answers": {"text": ["mat"], "answer_start": [3]}}
     assert window_texts(qa_data(tiny_bert, tmp_path, [moved], max_length=32)) == [("q0", "mat")]
     bad = {**moved, "answers": {"text": ["dog"], "answer_start": [3]}}
-    with pytest.raises(ValueError, match="answer 'dog' of row 'q0'.*not in its context"):
+    with pytest.raises(ValueError, match=r"answer 'dog' of row 0 \(id 'q0'\).*not in its context"):
         qa_data(tiny_bert, tmp_path / "b", [bad], max_length=32).features("train")
     with pytest.raises(UserError, match="question_column 'query' not found.*set data.question_column"):
         qa_data(tiny_bert, tmp_path / "c", [moved], max_length=32, question_column="query").features("train")
