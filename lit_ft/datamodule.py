@@ -156,6 +156,7 @@ class TaskDataModule(LightningDataModule):
         ids = [row.pop("id") for row in rows]
         for row in rows:
             row.pop("length", None)
+            row.pop(ROW, None)  # loaders move it to the batch first (`row_collate`); a direct call drops it
         return {"inputs": dict(self.padder(rows)), "id": ids}
 
     # ---- shared machinery ----------------------------------------------------------------------

@@ -29,7 +29,7 @@ from lit_ft.tasks.token_classification.schemes import (
 )
 
 # per-row keys the collate moves out of the model inputs
-_EXTRA = ("id", "tokens", "truncated", "word_ids", "word_labels", "length")
+_EXTRA = ("id", "tokens", "truncated", "word_ids", "word_labels", "length", ROW)
 
 
 class TokenClassificationData(TaskDataModule):
