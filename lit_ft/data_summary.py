@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from lit_ft.rows import id_notes
+
 SPLITS = ("train", "validation", "test", "predict")
 MAX_LABELS_SHOWN = 6
 
 
 def data_summary(datamodule: Any) -> list[str]:
-    """`data: train 400 rows (negative 200, positive 200), validation 100, ...; 0 of 620 inputs reach ...`.
+    """`data: train 400 rows (negative 200, positive 200), validation 100, ...; 0 of 620 inputs reach ...`; a split
+    whose ids repeat or are missing says so (`predict 4 (id 'a' repeat)`).
 
     Reads only splits the data module has already loaded (lit_ft's `prepare_data` loads every configured one);
     anything but a lit_ft TaskDataModule gives no lines.
@@ -28,8 +31,12 @@ def data_summary(datamodule: Any) -> list[str]:
             continue
         part = f"{split} {split_rows(datamodule, split, ds):,}"
         counts = datamodule.label_counts(split) if split == "train" else {}
-        if counts:
-            part += f" ({format_counts(counts)})"
+        notes = [format_counts(counts)] if counts else []
+        raw = datamodule.raw(split)
+        if raw is not None and id_notes(raw["id"]):  # allowed: rows are joined by position, ids are data
+            notes.append(id_notes(raw["id"]))
+        if notes:
+            part += f" ({'; '.join(notes)})"
         parts.append(part)
         if limit and "length" in ds.column_names:
             inputs += len(ds)

@@ -17,7 +17,8 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 from lit_ft.backbone import load_tokenizer, position_limit
 from lit_ft.data_summary import inputs_at_limit
 from lit_ft.domains import NonNegativeInt, PositiveInt
-from lit_ft.errors import UserError
+from lit_ft.errors import InternalError, UserError
+from lit_ft.rows import ROW, number_split, row_collate, row_name
 from lit_ft.sampler import (
     EvalRows,
     LengthGroupedBatchSampler,
@@ -32,15 +33,19 @@ DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
 STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",), "predict": ("predict",)}
 # settings that change batching but not the tokenized features, so they stay out of the cache fingerprint
 _BATCHING_ARGS = {"batch_size", "eval_batch_size", "group_batches", "num_workers", "shuffle_seed", "packing"}
-_FEATURES_VERSION = 2  # bump when the base's feature layout changes, so old caches are not reused
+_FEATURES_VERSION = 3  # bump when the base's feature layout changes, so old caches are not reused
 
 
 class TaskDataModule(LightningDataModule):
     """Loads, tokenizes (with `datasets.map`, cached) and batches the splits of one task.
 
     Subclasses set `task_name`, implement `encode` (a batched `datasets.map` function over raw rows that
-    returns model features plus `id` when it changes the number of rows), and optionally `build_info`
-    (what the model must know, such as label names) and `collate`.
+    returns model features, plus `id` and `ROW` per feature when it changes the number of rows), and optionally
+    `build_info` (what the model must know, such as label names) and `collate`.
+
+    Every row of a split carries its index in the split (`lit_ft.rows.ROW`) through features and batches (the
+    batch's `ROW` list) into the prediction records, which are joined to their inputs by that position: ids are
+    data, and may repeat or be missing.
 
     Args:
         source: Where the rows come from (hub dataset or local files per split).
@@ -141,16 +146,18 @@ class TaskDataModule(LightningDataModule):
 
         return default_view(feature, self.tokenizer, self.info.get("label_names"))
 
-    def prediction_inputs(self, split: str) -> dict[str, dict[str, Any]]:
-        """Per row id, the input fields that prediction records carry (the text, and the gold labels when the
-        split has them), so errors read without a join; `lit_ft predict` and `lit_ft test` add them to each
-        record next to its `id`. Keys a task's records already hold keep the task's value. None by default."""
-        return {}
+    def prediction_inputs(self, split: str) -> list[dict[str, Any]]:
+        """Per row of the split, in order (`raw(split)[i]` for row i), the input fields that prediction records
+        carry (the text, and the gold labels when the split has them), so errors read without a join;
+        `lit_ft predict` and `lit_ft test` add them to the row's record next to its `id`. Keys a task's records
+        already hold keep the task's value. None (an empty list) by default."""
+        return []
 
     def collate(self, rows: list[dict[str, Any]]) -> Batch:
         ids = [row.pop("id") for row in rows]
         for row in rows:
             row.pop("length", None)
+            row.pop(ROW, None)  # loaders move it to the batch first (`row_collate`); a direct call drops it
         return {"inputs": dict(self.padder(rows)), "id": ids}
 
     # ---- shared machinery ----------------------------------------------------------------------
@@ -177,7 +184,12 @@ class TaskDataModule(LightningDataModule):
 
     @functools.cache  # noqa: B019 - one load per split for the DataModule's life
     def raw(self, split: str) -> datasets.Dataset | None:
-        """The raw rows of a split, with an `id` column; validation is carved from train when not given."""
+        """The raw rows of a split, with an `id` column and their index in the split (`ROW`); validation is carved
+        from train when not given."""
+        ds = self._split_rows(split)
+        return None if ds is None else number_split(ds)
+
+    def _split_rows(self, split: str) -> datasets.Dataset | None:
         carve = self.source.validation is None and self.source.train is not None
         if carve and split in ("train", "validation"):
             train = self._numbered("train")  # ids count rows of the file, before the held-out split
@@ -245,6 +257,12 @@ class TaskDataModule(LightningDataModule):
         out = self.encode(rows, split)
         if "id" not in out:
             out["id"] = rows["id"]
+        if ROW not in out:
+            if len(out["id"]) != len(rows["id"]):
+                raise InternalError(f"{type(self).__name__}.encode made {len(out['id'])} features of {len(rows['id'])} "
+                                    f"rows but no `{ROW}` column: a task that changes the number of rows returns "
+                                    "each feature's row (lit_ft.rows.ROW) next to its id")
+            out[ROW] = rows[ROW]
         if "length" not in out:
             out["length"] = [len(ids) for ids in out["input_ids"]]
         return out
@@ -306,7 +324,7 @@ class TaskDataModule(LightningDataModule):
         """Fail with the setting to change when a configured column is missing from a split."""
         for setting, column in columns.items():
             if column is not None and column not in rows:
-                found = sorted(k for k in rows if k != "id")
+                found = sorted(k for k in rows if k != "id" and k != ROW)
                 raise UserError(
                     f"{setting} '{column}' not found in {self.source.describe(split)}; columns are {found}: "
                     f"set data.{setting}"
@@ -315,10 +333,10 @@ class TaskDataModule(LightningDataModule):
     def texts(self, rows: dict[str, list[Any]], split: str, setting: str, column: str) -> list[str]:
         """The values of a text column as strings; an empty or missing text fails naming the row."""
         values = rows[column]
-        for value, row_id in zip(values, rows["id"], strict=True):
+        for value, row_id, row in zip(values, rows["id"], rows[ROW], strict=True):
             if value is None or (isinstance(value, str) and not value.strip()):
-                raise UserError(f"row '{row_id}' of {self.source.describe(split)} has an empty {setting} '{column}'; "
-                                "fill it or drop the row")
+                raise UserError(f"{row_name(row_id, row)} of {self.source.describe(split)} has an empty {setting} "
+                                f"'{column}'; fill it or drop the row")
         return [v if isinstance(v, str) else str(v) for v in values]
 
     def _require(self, split: str) -> datasets.Dataset:
@@ -347,7 +365,8 @@ class TaskDataModule(LightningDataModule):
         ds = self._require("train")
         rank, world = self._rank_world()
         sampler = self.train_sampler(ds["length"], rank, world)
-        return ResumableLoader(ds, batch_sampler=sampler, collate_fn=self.train_collate, num_workers=self.num_workers,  # type: ignore[arg-type]
+        collate = functools.partial(row_collate, self.train_collate)
+        return ResumableLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers,  # type: ignore[arg-type]
                                batches_done=self._batches_done)
 
     def train_sampler(self, lengths: list[int], rank: int, world: int) -> LengthGroupedBatchSampler:

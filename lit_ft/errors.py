@@ -41,3 +41,7 @@ def user_error_in_chain(err: BaseException) -> UserError | None:
 def one_line(message: str) -> str:
     """Messages are printed on one line: collapse newlines and runs of spaces."""
     return " ".join(message.split())
+
+
+class InternalError(RuntimeError):
+    """A broken invariant of lit_ft itself (not the user's input): raised instead of writing a wrong output."""

@@ -14,7 +14,9 @@ import datasets
 import torch
 from torch import nn
 
-POSITION = "_position"  # a row's place in its eval split: generation runs on the first `generate_examples`
+from lit_ft.rows import ROW, number_split
+
+POSITION = ROW  # a row's place in its split (every split has it): generation runs on the first `generate_examples`
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _PYTHON_TAGS = {"python", "py", "python3"}
 
@@ -100,5 +102,6 @@ def extract_code(generation: str) -> str:
 
 
 def number_rows(ds: datasets.Dataset) -> datasets.Dataset:
-    """The rows of an eval split with their place in it (`POSITION`), which `generate_examples` selects by."""
-    return ds.add_column(POSITION, list(range(len(ds))))  # type: ignore[arg-type]
+    """The rows of a split with their place in it (`POSITION`), which `generate_examples` selects by; the data
+    module's `raw` numbers every split already (kept for plugins that read rows themselves)."""
+    return number_split(ds)

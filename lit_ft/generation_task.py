@@ -6,8 +6,8 @@ prediction generates for every row. A subclass builds the model, names its promp
 (`update_scores` for per-token ones on every row, `score_generations` for those that need the generated text).
 
 A batch of a generative task's data carries `prompt_ids` (token ids generation starts from, unpadded), `prompt`
-(their text, shown in samples and records), `POSITION` on eval splits, and `references` (a list of reference
-texts per row) where the split has targets.
+(their text, shown in samples and records), `ROW` (every batch has it: each row's place in its split), and
+`references` (a list of reference texts per row) where the split has targets.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from transformers import GenerationConfig
 
 from lit_ft.domains import NonNegativeInt, PositiveInt
 from lit_ft.errors import UserError
-from lit_ft.generation import POSITION, generate
+from lit_ft.generation import generate
+from lit_ft.rows import ROW
 from lit_ft.task import Batch, Task
 from lit_ft.text_metrics import TEXT_METRICS, GenerationMetrics, text_metric
 
@@ -118,7 +119,7 @@ class GenerationTask(Task):
     def update_metrics(self, metrics: MetricCollection, model: nn.Module, batch: Batch, outputs: Any) -> None:
         self.update_scores(metrics, batch, outputs)
         limit = self.generate_examples
-        rows = [i for i, p in enumerate(batch[POSITION]) if limit is None or p < limit]
+        rows = [i for i, p in enumerate(batch[ROW]) if limit is None or p < limit]
         if not rows or not self.metric_names:
             return
         texts = self.generate(model, [batch["prompt_ids"][i] for i in rows])
@@ -127,11 +128,12 @@ class GenerationTask(Task):
             if name not in self.extra_metrics:
                 metrics[name].update(texts, references)
         self.score_generations(metrics, batch, rows, texts)
-        samples = [self._record(batch, i, text) for i, text in zip(rows, texts, strict=True)]
+        # each sample keeps its row until shown, so the table holds the split's first rows in input order
+        samples = [{ROW: batch[ROW][i], **self._record(batch, i, text)} for i, text in zip(rows, texts, strict=True)]
         cast(GenerationMetrics, metrics).keep(samples, self.sample_rows)
 
     def samples(self, metrics: MetricCollection) -> list[dict[str, Any]]:
-        return list(cast(GenerationMetrics, metrics).samples)
+        return [{k: v for k, v in row.items() if k != ROW} for row in cast(GenerationMetrics, metrics).samples]
 
     def monitor(self) -> str:
         return self._monitor

@@ -30,6 +30,7 @@ from lit_ft.quantization import (
 )
 from lit_ft.quiet import restoring
 from lit_ft.registry import get_task
+from lit_ft.rows import with_rows
 from lit_ft.sampler import is_padding
 from lit_ft.samples import log_samples
 from lit_ft.task import Batch, Task
@@ -212,11 +213,13 @@ class FineTuner(LightningModule):
         outputs = self._eval_step(batch, "test")
         if not self.plugin.predictions_at_test or is_padding(batch):
             return None
-        return self.plugin.predictions(self._model(), batch, outputs)
+        return with_rows(self.plugin.predictions(self._model(), batch, outputs), batch, self.plugin.name)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Any]]:
         outputs = self._forward(batch)
-        return [] if is_padding(batch) else self.plugin.predictions(self._model(), batch, outputs)
+        if is_padding(batch):
+            return []
+        return with_rows(self.plugin.predictions(self._model(), batch, outputs), batch, self.plugin.name)
 
     def _log_epoch(self, stage: Stage) -> None:
         # torchmetrics has already synced the states across processes: log the values as they are

@@ -1,5 +1,7 @@
-"""Writing predictions: gathered from every process, in input order, one record per input, with the input's
-text and gold labels (when the split has them) next to the prediction, so errors read without a join."""
+"""Writing predictions: gathered from every process, one record per input row, in input order, joined to the row by
+its position in the split (ids are data: they may repeat or be missing), with the row's text and gold labels (when
+the split has them) next to the prediction, so errors read without a join. A file that would break that invariant
+is not written (`lit_ft.rows.check_records`)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import torch.distributed as dist
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
+from lit_ft.errors import InternalError
+from lit_ft.rows import check_records, id_notes, in_row_order, without_positions
 from lit_ft.task import Task
 
 
@@ -19,7 +23,9 @@ class PredictionWriter(Callback):
     forward pass, `Task.predictions_at_test`) and writes them once, on rank 0, in the order of the input file.
 
     Each record carries the input's `id`, then its input fields from the data module (`prediction_inputs`: the
-    text, and the gold labels when the split has them), then the task's prediction fields.
+    text, and the gold labels when the split has them), then the task's prediction fields. Records are ordered,
+    merged (`Task.merge_rows`) and joined to their inputs by row position; the log line counts them and names
+    repeated or missing ids.
 
     Args:
         path: Output file (JSONL); default `<trainer.default_root_dir>/predictions.jsonl`. Tasks may write
@@ -69,24 +75,45 @@ class PredictionWriter(Callback):
         self.records = []
         if not trainer.is_global_zero:
             return
-        datamodule = getattr(trainer, "datamodule", None)
-        raw = datamodule.raw(split) if datamodule is not None and hasattr(datamodule, "raw") else None
-        if raw is not None:
-            position = {row_id: i for i, row_id in enumerate(raw["id"])}
-            records.sort(key=lambda r: position.get(r.get("id"), len(position)))
-        fields = getattr(datamodule, "prediction_inputs", None)
-        inputs = fields(split) if fields is not None else {}
-        records = [with_inputs(r, inputs.get(r.get("id"), {})) for r in records]
-        path = Path(given or os.path.join(trainer.default_root_dir, default))
         plugin: Task = pl_module.plugin  # type: ignore[assignment]
-        self.written = plugin.write_predictions(records, path)
-        examples = len({r.get("id") for r in records})  # tasks may emit several records per input (QA windows)
         what = "predictions" if split == "predict" else f"{split} predictions"
-        rank_zero_info(f"lit_ft: wrote {what} for {examples} inputs to {', '.join(map(str, self.written))}")
+        datamodule = getattr(trainer, "datamodule", None)
+        records = row_records(records, plugin, datamodule, split, gathered=trainer.world_size > 1)
+        raw = datamodule.raw(split) if datamodule is not None and hasattr(datamodule, "raw") else None
+        path = Path(given or os.path.join(trainer.default_root_dir, default))
+        self.written = plugin.write_predictions(records, path)
+        notes = id_notes(raw["id"]) if raw is not None else ""
+        rank_zero_info(f"lit_ft: wrote {what} for {len(records)} inputs{f' ({notes})' if notes else ''} to "
+                       f"{', '.join(map(str, self.written))}")
+
+
+def row_records(records: list[dict[str, Any]], plugin: Task, datamodule: Any, split: str, gathered: bool = False
+                ) -> list[dict[str, Any]]:
+    """A split's prediction records (each with its `ROW`, in any order) -> the records to write: one per input row,
+    in input order (checked), each joined to its row's input fields by position.
+
+    Args:
+        records: What `predict_step` / `test_step` returned, from every process.
+        plugin: The task: `merge_rows` makes one record of a row's several (QA windows).
+        datamodule: The run's data module (`raw`, `prediction_inputs`).
+        split: `predict` or `test`.
+        gathered: The records come from several processes (a distributed sampler may repeat inputs).
+    """
+    what = "predictions" if split == "predict" else f"{split} predictions"
+    raw = datamodule.raw(split) if datamodule is not None and hasattr(datamodule, "raw") else None
+    records = plugin.merge_rows(in_row_order(records, repeats_allowed=gathered))
+    rows = len(raw) if raw is not None else len(records)
+    check_records(records, rows, f"{what} of task '{plugin.name}'")
+    fields = getattr(datamodule, "prediction_inputs", None)
+    inputs = fields(split) if fields is not None else []
+    if inputs and len(inputs) != rows:
+        raise InternalError(f"{type(datamodule).__name__}.prediction_inputs gave {len(inputs)} rows for the "
+                            f"{rows} of the {split} split: it must give one per row, in order")
+    return [with_inputs(r, inputs[i] if inputs else {}) for i, r in enumerate(without_positions(records))]
 
 
 def gather(records: list[dict[str, Any]], world_size: int) -> list[dict[str, Any]]:
-    """Every process's records, concatenated (the input order is restored by the caller)."""
+    """Every process's records, concatenated (the caller restores the input order by each record's row)."""
     if world_size <= 1 or not dist.is_available() or not dist.is_initialized():
         return list(records)
     gathered: list[list[dict[str, Any]] | None] = [None] * world_size

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Sampler
 from torch.utils.data import Dataset as TorchDataset
 
 from lit_ft.errors import UserError
+from lit_ft.rows import FEATURE, row_collate
 
 PADDING = "_padding"  # the key that marks an evaluation batch as padding (see ShardedEvalBatchSampler)
 
@@ -135,7 +136,7 @@ class ShardedEvalBatchSampler(Sampler[list[int]]):
     when there are fewer examples than batches (fewer examples than ranks, or a batch size near 1) does a batch
     come out empty; it is replaced by a padding batch: the shortest example again, at index `i + n` so that
     `EvalRows` flags it and the model runs it but leaves it out of metrics and prediction records. Metrics synced
-    at epoch end therefore equal the single-process result. Order does not matter: predictions carry their ids.
+    at epoch end therefore equal the single-process result. Order does not matter: predictions carry their row (`ROW`).
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, rank: int = 0, world_size: int = 1) -> None:
@@ -158,7 +159,8 @@ class ShardedEvalBatchSampler(Sampler[list[int]]):
 
 class EvalRows(TorchDataset[dict[str, Any]]):
     """The evaluation rows a `ShardedEvalBatchSampler` indexes: row `i` for `i < n`, and row `i - n` flagged with
-    `PADDING` for the padding batches (`flagged_collate` turns the flag into the batch's)."""
+    `PADDING` for the padding batches (`flagged_collate` turns the flag into the batch's); each row carries its
+    index in the features (`FEATURE`), which tells repeated inputs apart from a row's several windows."""
 
     def __init__(self, rows: Any) -> None:
         self.rows = rows
@@ -170,6 +172,7 @@ class EvalRows(TorchDataset[dict[str, Any]]):
         n = len(self.rows)
         rows = [dict(row) for row in self.rows.__getitems__([k % n for k in keys])]
         for key, row in zip(keys, rows, strict=True):
+            row[FEATURE] = key % n
             if key >= n:
                 row[PADDING] = True
         return rows
@@ -180,9 +183,10 @@ class EvalRows(TorchDataset[dict[str, Any]]):
 
 def flagged_collate(collate: Callable[[list[dict[str, Any]]], dict[str, Any]], rows: list[dict[str, Any]]
                     ) -> dict[str, Any]:
-    """`collate` on rows without the padding flag; the batch gets `PADDING: True` when its rows had it."""
+    """`collate` on rows without the padding flag; the batch gets `PADDING: True` when its rows had it (and the
+    rows' `ROW` / `FEATURE` lists, see `row_collate`)."""
     padding = any([row.pop(PADDING, False) for row in rows])
-    batch = collate(rows)
+    batch = row_collate(collate, rows)
     if padding:
         batch[PADDING] = True
     return batch

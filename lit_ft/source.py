@@ -13,6 +13,7 @@ import datasets
 from lit_ft.domains import NonNegativeInt, OpenUnitInterval
 from lit_ft.errors import UserError
 from lit_ft.file_errors import check_readable, check_shape, explain_read_error, quiet_datasets_logs
+from lit_ft.json_rows import read_json_rows
 
 SPLITS = ("train", "validation", "test", "predict")
 
@@ -175,7 +176,11 @@ def load_file(
     kwargs = {**kwargs, **_format_options(fmt, encoding, column_names, field, delimiter)}
     with quiet_datasets_logs():
         try:
-            ds = datasets.load_dataset(builder, data_files={"data": str(file.resolve())}, split="data", **kwargs)
+            if fmt in ("csv", "tsv"):
+                kwargs["features"] = _text_columns(file, kwargs)
+            listed = read_json_rows(file, fmt, encoding, field) if fmt in ("json", "jsonl") else None
+            ds = listed if listed is not None else datasets.load_dataset(
+                builder, data_files={"data": str(file.resolve())}, split="data", **kwargs)
         except Exception as err:
             raise explain_read_error(err, file, path, key, fmt, encoding) from err
     assert isinstance(ds, datasets.Dataset)
@@ -185,10 +190,25 @@ def load_file(
     return ds
 
 
+def _text_columns(file: Path, options: dict[str, Any]) -> datasets.Features | None:
+    """Every column of a csv/tsv file as text (read from its first rows), so no cell is read as a number. None when
+    the rows have more fields than the header (pandas then makes an index of the first field): the file is read as
+    it is, and `check_shape` names the line."""
+    import pandas as pd
+
+    head = pd.read_csv(file, nrows=2, sep=options.get("sep", ","), quoting=options.get("quoting", 0), dtype=str,
+                       encoding=options["encoding"], names=options.get("column_names"))
+    if not isinstance(head.index, pd.RangeIndex):
+        return None
+    return datasets.Features({str(name): datasets.Value("string") for name in head.columns})
+
+
 def _format_options(fmt: str, encoding: str, column_names: list[str] | None, field: str | None,
                     delimiter: str | None) -> dict[str, Any]:
     if fmt in ("csv", "tsv"):
-        options: dict[str, Any] = {"encoding": bom_safe(encoding)}
+        # cells are text as written: no number guessing ("007" stays "007", "1.50" stays "1.50") and no pandas
+        # missing-value words ("NA", "null", "None" are texts); only an empty cell is missing (see `_text_columns`)
+        options: dict[str, Any] = {"encoding": bom_safe(encoding), "keep_default_na": False, "na_values": [""]}
         if column_names:
             options["column_names"] = column_names
         if delimiter:

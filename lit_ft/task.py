@@ -101,8 +101,16 @@ class Task:
         raise NotImplementedError
 
     def predictions(self, model: nn.Module, batch: Batch, outputs: Any) -> list[dict[str, Any]]:
-        """One JSON-ready record per input of the batch, each carrying the input's `id`."""
+        """One JSON-ready record per input of the batch (batch item), in batch order, each carrying the input's
+        `id`; the FineTuner adds each item's row (`lit_ft.rows.ROW`), by which the records are ordered and joined."""
         raise NotImplementedError
+
+    def merge_rows(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records of a split, sorted by row, -> one record per row, in row order, each keeping its `ROW`.
+
+        For tasks that make several inputs of one row (question answering's windows): merge them per row, by
+        position, never by id (ids may repeat). Unchanged by default: one input per row."""
+        return records
 
     def monitor(self) -> str:
         """The primary metric: its logged name within a stage (`accuracy` for `val/accuracy`), or `loss`.
@@ -116,7 +124,8 @@ class Task:
         return []
 
     def write_predictions(self, records: list[dict[str, Any]], path: Path) -> list[Path]:
-        """Write gathered prediction records; the default writes JSONL. Returns the files written."""
+        """Write the prediction records, one per input row in input order (merged, with their inputs, and checked
+        by `PredictionWriter`); the default writes JSONL. Returns the files written."""
         from lit_ft.io import write_jsonl
 
         write_jsonl(records, path)

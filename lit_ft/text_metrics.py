@@ -23,6 +23,7 @@ import torch
 from torchmetrics import Metric, MetricCollection
 
 from lit_ft.errors import UserError
+from lit_ft.rows import ROW
 
 TEXT_METRICS = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "chrf", "exact_match")
 References = Sequence[str] | Sequence[Sequence[str]]
@@ -166,8 +167,9 @@ class GenerationMetrics(MetricCollection):
         self.samples: list[dict[str, Any]] = []
 
     def keep(self, rows: Sequence[dict[str, Any]], limit: int) -> None:
-        """Add sample rows until `limit` are kept."""
-        self.samples.extend(rows[: max(limit - len(self.samples), 0)])
+        """Keep the `limit` sample rows first in the split (by their `ROW`; eval batches come in length order), in
+        input order."""
+        self.samples = sorted([*self.samples, *rows], key=lambda r: r.get(ROW, 0))[:limit]
 
     def reset(self) -> None:
         super().reset()

@@ -17,6 +17,7 @@ from transformers import AutoModelForQuestionAnswering
 from lit_ft.cli import run
 from lit_ft.errors import UserError
 from lit_ft.io import read_jsonl
+from lit_ft.rows import ROW
 from lit_ft.source import DataSource
 from lit_ft.tasks.question_answering import QuestionAnsweringData
 from lit_ft.tasks.question_answering.decode import choose_answers, merge_windows, window_spans
@@ -145,7 +146,7 @@ def window_texts(dm: QuestionAnsweringData, split: str = "train") -> list[tuple[
     out = []
     for f in feats:
         s, e = f["start_positions"], f["end_positions"]
-        text = "" if s == 0 else rows.contexts[rows.index[f["id"]]][f["offset_start"][s] : f["offset_end"][e]]
+        text = "" if s == 0 else rows.contexts[f[ROW]][f["offset_start"][s] : f["offset_end"][e]]
         out.append((f["id"], text))
     return out
 
@@ -207,7 +208,7 @@ def test_misplaced_answer_start_is_repaired_or_reported(tiny_bert: Path, tmp_pat
     moved = {"id": "q0", "question": "what", "context": context, "answers": {"text": ["mat"], "answer_start": [3]}}
     assert window_texts(qa_data(tiny_bert, tmp_path, [moved], max_length=32)) == [("q0", "mat")]
     bad = {**moved, "answers": {"text": ["dog"], "answer_start": [3]}}
-    with pytest.raises(ValueError, match="answer 'dog' of row 'q0'.*not in its context"):
+    with pytest.raises(ValueError, match=r"answer 'dog' of row 0 \(id 'q0'\).*not in its context"):
         qa_data(tiny_bert, tmp_path / "b", [bad], max_length=32).features("train")
     with pytest.raises(UserError, match="question_column 'query' not found.*set data.question_column"):
         qa_data(tiny_bert, tmp_path / "c", [moved], max_length=32, question_column="query").features("train")
@@ -278,22 +279,23 @@ def test_decoding_edge_cases() -> None:
     assert torch.isinf(none.score).all() and (none.char_start == -1).all()
 
 
-def test_no_answer_option_and_windows_merged_by_id() -> None:
-    records = [  # q0 has two windows (in different batches); the second holds its best span
-        {"id": "q0", "null_score": 1.0, "candidates": [{"text": "a", "score": 2.0, "start": 0, "end": 1}]},
-        {"id": "q1", "null_score": 9.0, "candidates": [{"text": "b", "score": 3.0, "start": 0, "end": 1}]},
-        {"id": "q0", "null_score": 0.5, "candidates": [{"text": "c", "score": 4.0, "start": 5, "end": 6},
-                                                       {"text": "a", "score": 2.5, "start": 0, "end": 1}]},
-        {"id": "q2", "null_score": 0.0, "candidates": []},
+def test_no_answer_option_and_windows_merged_by_row() -> None:
+    records = [  # row 0 has two windows (in different batches); the second holds its best span
+        {ROW: 0, "id": "q0", "null_score": 1.0, "candidates": [{"text": "a", "score": 2.0, "start": 0, "end": 1}]},
+        {ROW: 1, "id": "q1", "null_score": 9.0, "candidates": [{"text": "b", "score": 3.0, "start": 0, "end": 1}]},
+        {ROW: 0, "id": "q0", "null_score": 0.5, "candidates": [{"text": "c", "score": 4.0, "start": 5, "end": 6},
+                                                               {"text": "a", "score": 2.5, "start": 0, "end": 1}]},
+        {ROW: 2, "id": "q2", "null_score": 0.0, "candidates": []},
+        {ROW: 3, "id": "q1", "null_score": 0.0, "candidates": []},  # a repeated id is another row: not merged
     ]
     merged = merge_windows(records, n_best=5)
-    assert merged["q0"]["null_score"] == 0.5
-    assert [(c["text"], c["score"]) for c in merged["q0"]["n_best"]] == [("c", 4.0), ("a", 2.5)]
-    v1 = {a["id"]: a["answer"] for a in choose_answers(merged, False, 0.0)}
-    assert v1 == {"q0": "c", "q1": "b", "q2": ""}
-    v2 = {a["id"]: a["answer"] for a in choose_answers(merged, True, 0.0)}
-    assert v2 == {"q0": "c", "q1": "", "q2": ""}  # q1: null 9 - span 3 > 0
-    assert {a["id"]: a["answer"] for a in choose_answers(merged, True, 6.5)}["q1"] == "b"  # threshold 6.5 > 6
+    assert merged[0]["null_score"] == 0.5
+    assert [(c["text"], c["score"]) for c in merged[0]["n_best"]] == [("c", 4.0), ("a", 2.5)]
+    v1 = [(a[ROW], a["id"], a["answer"]) for a in choose_answers(merged, False, 0.0)]
+    assert v1 == [(0, "q0", "c"), (1, "q1", "b"), (2, "q2", ""), (3, "q1", "")]
+    v2 = [a["answer"] for a in choose_answers(merged, True, 0.0)]
+    assert v2 == ["c", "", "", ""]  # row 1: null 9 - span 3 > 0
+    assert choose_answers(merged, True, 6.5)[1]["answer"] == "b"  # threshold 6.5 > 6
 
 
 def test_metric_aggregates_windows_across_updates() -> None:

@@ -19,6 +19,7 @@ from seqeval.metrics.sequence_labeling import precision_recall_fscore_support
 from lit_ft.cli import run
 from lit_ft.io import read_jsonl
 from lit_ft.monitor import monitorable
+from lit_ft.rows import ROW
 from lit_ft.source import DataSource
 from lit_ft.tasks.token_classification import TokenClassificationData, TokenClassificationTask
 from lit_ft.tasks.token_classification.conll import read_sentences
@@ -182,7 +183,7 @@ def test_conll_reader(tmp_path: Path) -> None:
     assert train is not None and train["ner"] == [["I-ORG", "O"], ["I-PER", "I-PER"], ["I-LOC"]]
     assert train["id"] == ["0", "1", "2"]
     predict = dm.raw("predict")
-    assert predict is not None and predict.column_names == ["tokens", "id"] and predict["tokens"][1] == ["Again"]
+    assert predict is not None and predict.column_names == ["tokens", "id", ROW] and predict["tokens"][1] == ["Again"]
     with pytest.raises(ValueError, match="conll_tag_index"):
         list(read_sentences(path, 0, 5))
 

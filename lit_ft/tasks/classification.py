@@ -25,6 +25,7 @@ from lit_ft.datamodule import TaskDataModule
 from lit_ft.domains import ClosedUnitInterval
 from lit_ft.errors import UserError
 from lit_ft.label_sanity import check_discovered_labels, label_map_example
+from lit_ft.rows import ROW, row_name
 from lit_ft.task import Batch, Task
 
 if TYPE_CHECKING:
@@ -149,29 +150,32 @@ class ClassificationData(TaskDataModule):
         texts = self.texts(rows, split, "text_column", self.text_column)
         pairs = self.texts(rows, split, "text_pair_column", self.text_pair_column) if self.text_pair_column else None
         out = dict(self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length))
-        if self.label_column in rows:
+        if self.label_column in rows and split != "predict":  # predict labels are only shown (`prediction_inputs`)
             raw = self.raw(split)
             feature = raw.features.get(self.label_column) if raw is not None else None
             values = rows[self.label_column]
             if isinstance(feature, datasets.ClassLabel):  # hub datasets store class ids; -1 marks "no label"
                 values = [feature.int2str(v) if v >= 0 else None for v in values]
-            out["labels"] = [self._encode_label(v, i, split) for v, i in zip(values, rows["id"], strict=True)]
+            names = [row_name(i, r) for i, r in zip(rows["id"], rows[ROW], strict=True)]
+            out["labels"] = [self._encode_label(v, name, split) for v, name in zip(values, names, strict=True)]
         elif split != "predict":
             self.require_columns(rows, split, {"label_column": self.label_column})
         return out
 
-    def prediction_inputs(self, split: str) -> dict[str, dict[str, Any]]:
-        """`text`, `text_pair` (pair tasks) and, when the split has labels, `gold_label` (`gold_labels` for
+    def prediction_inputs(self, split: str) -> list[dict[str, Any]]:
+        """Per row: `text`, `text_pair` (pair tasks) and, when the split has labels, `gold_label` (`gold_labels` for
         multi-label, `gold_score` for regression) as the model's label names."""
         raw = self.raw(split)
         if raw is None:
-            return {}
+            return []
         columns = {"text": self.text_column, "text_pair": self.text_pair_column}
-        fields = {key: raw[column] for key, column in columns.items() if column and column in raw.column_names}
+        # the texts as the model read them (`texts`): a number in a JSON text column is its string
+        fields = {key: [v if v is None or isinstance(v, str) else str(v) for v in raw[column]]
+                  for key, column in columns.items() if column and column in raw.column_names}
         if self.label_column in raw.column_names:
             key, values = self._gold(raw[self.label_column], raw.features.get(self.label_column))
             fields[key] = values
-        return {row_id: {k: v[i] for k, v in fields.items()} for i, row_id in enumerate(raw["id"])}
+        return [{k: v[i] for k, v in fields.items()} for i in range(len(raw))]
 
     def _gold(self, values: list[Any], feature: Any) -> tuple[str, list[Any]]:
         """The gold labels of raw label values, as `encode` reads them (ClassLabel ids, `label_map`)."""
@@ -205,10 +209,11 @@ class ClassificationData(TaskDataModule):
         return [f"{text}\t{pair}" if pair is not None else str(text)
                 for text, pair in zip(rows[self.text_column], pairs, strict=True)]
 
-    def _encode_label(self, value: Any, row_id: str, split: str) -> Any:
+    def _encode_label(self, value: Any, row: str, split: str) -> Any:
+        """The label's encoding; `row` names the row in errors (`row_name`)."""
         if value is None:
             raise UserError(
-                f"row '{row_id}' of {self.source.describe(split)} has no label (column '{self.label_column}'); "
+                f"{row} of {self.source.describe(split)} has no label (column '{self.label_column}'); "
                 "unlabelled splits (like GLUE test sets) belong in data.source.predict"
             )
         if self.problem_type == "regression":
@@ -216,7 +221,7 @@ class ClassificationData(TaskDataModule):
                 return float(value)
             except (TypeError, ValueError):
                 raise UserError(
-                    f"label {value!r} of row '{row_id}' in {self.source.describe(split)} (column "
+                    f"label {value!r} of {row} in {self.source.describe(split)} (column "
                     f"'{self.label_column}') is not a number, which data.problem_type regression needs; for class "
                     "names set data.problem_type single_label"
                 ) from None
@@ -233,7 +238,7 @@ class ClassificationData(TaskDataModule):
             unknown = [] if value in index else [value]
         if unknown:
             raise UserError(
-                f"label {unknown} of row '{row_id}' in {self.source.describe(split)} (column '{self.label_column}') "
+                f"label {unknown} of {row} in {self.source.describe(split)} (column '{self.label_column}') "
                 f"is not one of the label names {names}; add it to data.label_names or fix the row"
             )
         return hot if self.problem_type == "multi_label" else index[value]
@@ -264,7 +269,16 @@ def discover_labels(values: list[Any], split_labels: Any, problem_type: str) -> 
             found.add(v)
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in found):
         return [str(v) for v in sorted(found)]
+    if all(isinstance(v, str) and _number(v) is not None for v in found):  # csv cells are text: "2" before "10"
+        return sorted(found, key=lambda v: (_number(v), v))
     return sorted(str(v) for v in found)
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 class ClassificationTask(Task):

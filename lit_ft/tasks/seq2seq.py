@@ -15,7 +15,6 @@ from lit_ft.datamodule import TaskDataModule, check_positive
 from lit_ft.domains import NonNegativeInt, PositiveInt
 from lit_ft.errors import UserError
 from lit_ft.example_view import decode, field
-from lit_ft.generation import POSITION, number_rows
 from lit_ft.generation_task import GenerationTask
 from lit_ft.source import FILE_FORMATS, bom_safe, local_path
 from lit_ft.task import IGNORE, Batch, label_tokens
@@ -91,18 +90,11 @@ class Seq2SeqData(TaskDataModule):
         return load_parallel_text(where, self.source_lang, self.target_lang, self.translation_column,
                                   self.source.encoding, key=f"data.source.{split}")
 
-    @functools.cache  # noqa: B019 - one load per split, like the base
-    def raw(self, split: str) -> datasets.Dataset | None:
-        ds = super().raw(split)
-        return ds if ds is None or split == "train" else number_rows(ds)
-
     def encode(self, rows: dict[str, list[Any]], split: str) -> dict[str, list[Any]]:
         sources, labels, references = self._texts(rows, split)
         prefixed = [self.source_prefix + s for s in sources]
         out = dict(self.tokenizer(prefixed, truncation=True, max_length=self.max_length))
         out["prompt"] = sources
-        if POSITION in rows:
-            out[POSITION] = rows[POSITION]
         if labels is not None:
             targets = self.tokenizer(text_target=labels, truncation=True, max_length=self.max_target_length)
             out["labels"] = targets["input_ids"]
@@ -183,14 +175,15 @@ class Seq2SeqData(TaskDataModule):
         return DataCollatorForSeq2Seq(self.tokenizer, label_pad_token_id=IGNORE)
 
     def collate(self, rows: list[dict[str, Any]]) -> Batch:
-        extra = {key: [row.pop(key, None) for row in rows] for key in ("id", "prompt", "references", POSITION)}
+        extra = {key: [row.pop(key, None) for row in rows] for key in ("id", "prompt", "references")}
         for row in rows:
             row.pop("length", None)
         prompt_ids = [list(row["input_ids"]) for row in rows]
         # the seq2seq collator sets `labels: None` for rows without targets
         inputs = {k: v for k, v in self.padder(rows).items() if v is not None}
         batch: Batch = {"inputs": inputs, "prompt_ids": prompt_ids}
-        batch.update({key: values for key, values in extra.items() if values[0] is not None})
+        # ids may be missing (None): the batch keeps them; prompts and references are absent when a split has none
+        batch.update({key: values for key, values in extra.items() if key == "id" or values[0] is not None})
         return batch
 
 

@@ -12,25 +12,18 @@ from lit_ft.datamodule import TaskDataModule
 from lit_ft.domains import NonNegativeInt, PositiveInt
 from lit_ft.errors import UserError
 from lit_ft.example_view import CLOSE, OPEN, field, marked
+from lit_ft.rows import ROW, row_name
 from lit_ft.source import local_path
 from lit_ft.task import Batch
 from lit_ft.tasks.question_answering.squad_json import answer_lists, is_squad_json, load_squad_json
 
 
 class SplitRows:
-    """The raw rows of one split as Python lists, indexed by example id (contexts to cut answers from)."""
+    """The raw rows of one split as Python lists, indexed by row position (contexts to cut answers from); ids are
+    data here: they may repeat, and windows are merged by row."""
 
-    def __init__(self, ids: list[str], questions: list[str], contexts: list[str], answers: list[list[str]],
-                 where: str) -> None:
+    def __init__(self, ids: list[str], questions: list[str], contexts: list[str], answers: list[list[str]]) -> None:
         self.ids, self.questions, self.contexts, self.answers = ids, questions, contexts, answers
-        self.index = {row_id: i for i, row_id in enumerate(ids)}
-        if len(self.index) != len(ids):
-            dupes = sorted({i for i in ids if ids.count(i) > 1})[:5]
-            raise UserError(f"ids {dupes} repeat in {where}; answers are merged by id: make ids unique or set "
-                             "data.id_column to null to number the rows")
-
-    def positions(self, ids: list[str]) -> torch.Tensor:
-        return torch.tensor([self.index[i] for i in ids], dtype=torch.long)
 
 
 class QuestionAnsweringData(TaskDataModule):
@@ -89,8 +82,7 @@ class QuestionAnsweringData(TaskDataModule):
         answers = ds[self.answers_column] if self.answers_column in ds.column_names else [None] * len(ds)
         texts = [answer_lists(a, self._row(row_id, split), self.answers_column)["text"]
                  for row_id, a in zip(ds["id"], answers, strict=True)]
-        return SplitRows(list(ds["id"]), list(ds[self.question_column]), list(ds[self.context_column]), texts,
-                         self.source.describe(split))
+        return SplitRows(list(ds["id"]), list(ds[self.question_column]), list(ds[self.context_column]), texts)
 
     def _row(self, row_id: str, split: str) -> str:
         return f"row '{row_id}' of {self.source.describe(split)}"
@@ -111,16 +103,15 @@ class QuestionAnsweringData(TaskDataModule):
                     "set --model.task_options.version_2_with_negative true to allow \"no answer\", or drop those rows"
                 )
 
-    def prediction_inputs(self, split: str) -> dict[str, dict[str, Any]]:
-        """`question`, `context` and, when the split has answers, `gold_answers` (texts; [] = unanswerable)."""
+    def prediction_inputs(self, split: str) -> list[dict[str, Any]]:
+        """Per row: `question`, `context` and, when the split has answers, `gold_answers` (texts; [] =
+        unanswerable)."""
         raw = self.raw(split)
         if raw is None:
-            return {}
+            return []
         rows, gold = self.rows(split), self.answers_column in raw.column_names
-        return {
-            row_id: {"question": q, "context": c, **({"gold_answers": a} if gold else {})}
-            for row_id, q, c, a in zip(rows.ids, rows.questions, rows.contexts, rows.answers, strict=True)
-        }
+        return [{"question": q, "context": c, **({"gold_answers": a} if gold else {})}
+                for q, c, a in zip(rows.questions, rows.contexts, rows.answers, strict=True)]
 
     # ---- features ------------------------------------------------------------------------------
     def encode(self, rows: dict[str, list[Any]], split: str) -> dict[str, list[Any]]:
@@ -145,6 +136,7 @@ class QuestionAnsweringData(TaskDataModule):
         out["offset_start"] = [[s for s, _ in o] for o in context_offsets]
         out["offset_end"] = [[e for _, e in o] for o in context_offsets]
         out["id"] = [rows["id"][i] for i in example]
+        out[ROW] = [rows[ROW][i] for i in example]  # windows are merged by row, never by id
         out["split"] = [split] * len(example)
         if self.answers_column in rows:
             spans = [self._gold_span(rows, i, split) for i in range(len(rows["id"]))]
@@ -184,7 +176,8 @@ class QuestionAnsweringData(TaskDataModule):
             found = [j for j in range(len(context)) if context.startswith(text, j)]
             if not found:
                 raise UserError(
-                    f"answer {text!r} of row '{rows['id'][i]}' in {self.source.describe(split)} is not in its "
+                    f"answer {text!r} of {row_name(rows['id'][i], rows[ROW][i])} in {self.source.describe(split)} "
+                    "is not in its "
                     f"context (answer_start {start}); fix the row or drop it")
             start = min(found, key=lambda j: abs(j - start))
         end = start + len(text)

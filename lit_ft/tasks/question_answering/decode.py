@@ -2,8 +2,8 @@
 
 A window's span score is `start_logit[i] + end_logit[j]` over context tokens with `i <= j < i + max_answer_length`;
 its null (no-answer) score is the CLS pair `start_logit[0] + end_logit[0]`. An example's windows are merged
-by example: its best span is the best over all windows, its null score the smallest window null score (as in
-the reference SQuAD v2 scripts), and with `version_2_with_negative` it answers "" when
+by row (its position in the split): its best span is the best over all windows, its null score the smallest window
+null score (as in the reference SQuAD v2 scripts), and with `version_2_with_negative` it answers "" when
 `null_score - best_span_score > null_threshold`.
 """
 
@@ -13,8 +13,9 @@ from typing import Any, NamedTuple
 
 import torch
 
+from lit_ft.rows import ROW
+
 NO_SPAN = float("-inf")
-WINDOW_KEYS = ("id", "null_score", "candidates")
 
 
 class WindowSpans(NamedTuple):
@@ -68,17 +69,17 @@ def says_no_answer(best_score: float, null_score: float, version_2_with_negative
     return version_2_with_negative and null_score - best_score > null_threshold
 
 
-def merge_windows(records: list[dict[str, Any]], n_best: int) -> dict[str, dict[str, Any]]:
-    """Per example id: the n-best distinct spans over all its windows and the smallest null score.
+def merge_windows(records: list[dict[str, Any]], n_best: int) -> dict[int, dict[str, Any]]:
+    """Per row (its position in the split, `ROW`; never by id, which may repeat): the n-best distinct spans over
+    all its windows and the smallest null score, in row order.
 
     Args:
-        records: Window records with `id`, `null_score` and `candidates` (`text`, `score`, `start`, `end`).
+        records: Window records with `ROW`, `id`, `null_score` and `candidates` (`text`, `score`, `start`, `end`).
         n_best: Spans kept per example.
     """
-    merged: dict[str, dict[str, Any]] = {}
-    for record in records:
-        fields = {k: v for k, v in record.items() if k not in WINDOW_KEYS}  # the example's inputs, if given
-        entry = merged.setdefault(record["id"], {"null_score": record["null_score"], "spans": {}, "fields": fields})
+    merged: dict[int, dict[str, Any]] = {}
+    for record in sorted(records, key=lambda r: r[ROW]):
+        entry = merged.setdefault(record[ROW], {"id": record["id"], "null_score": record["null_score"], "spans": {}})
         entry["null_score"] = min(entry["null_score"], record["null_score"])
         for cand in record["candidates"]:
             key = (cand["start"], cand["end"])  # overlapping windows find the same span twice
@@ -90,21 +91,21 @@ def merge_windows(records: list[dict[str, Any]], n_best: int) -> dict[str, dict[
 
 
 def choose_answers(
-    merged: dict[str, dict[str, Any]], version_2_with_negative: bool, null_threshold: float
+    merged: dict[int, dict[str, Any]], version_2_with_negative: bool, null_threshold: float
 ) -> list[dict[str, Any]]:
-    """One record per example: `id`, the example's input fields carried by its windows (question, context, gold
-    answers), `answer` ("" for no answer), `score`, `null_score`, `n_best`."""
+    """One record per row, in row order: `id`, `answer` ("" for no answer), `score`, `null_score`, `n_best`, and
+    the row's `ROW`."""
     out = []
-    for example_id, entry in merged.items():
+    for row, entry in sorted(merged.items()):
         best = entry["n_best"][0] if entry["n_best"] else None
         best_score = best["score"] if best else NO_SPAN
         empty = says_no_answer(best_score, entry["null_score"], version_2_with_negative, null_threshold)
         out.append({
-            "id": example_id,
-            **entry.get("fields", {}),
+            "id": entry["id"],
             "answer": "" if empty or best is None else best["text"],
             "score": None if best is None else best_score,
             "null_score": entry["null_score"],
             "n_best": entry["n_best"],
+            ROW: row,
         })
     return out

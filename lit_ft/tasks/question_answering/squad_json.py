@@ -15,7 +15,7 @@ from typing import Any
 
 import datasets
 
-from lit_ft.errors import UserError, user_error_in_chain
+from lit_ft.errors import UserError, one_line, user_error_in_chain
 
 ENCODING = "utf-8-sig"  # UTF-8 with or without a byte-order mark (which would hide the leading `{`)
 FEATURES = datasets.Features({
@@ -88,22 +88,31 @@ def _shape_error(where: str, column: str | None, problem: str) -> UserError:
 def squad_rows(path: str, stamp: tuple[float, int] = (0.0, 0)) -> Iterator[dict[str, Any]]:
     """The questions of a SQuAD JSON file as flat rows (`stamp` only keys the `datasets` cache to the file)."""
     data = json.loads(Path(path).read_text(encoding=ENCODING))["data"]
+    row = 0
     for article in data:
-        if "paragraphs" not in article:  # already flat (`{"data": [{id, question, context, answers}]}`)
-            yield {"title": article.get("title", ""), **_flat(article, path)}
-            continue
-        for paragraph in article["paragraphs"]:
-            for qa in paragraph["qas"]:
-                answers = [] if qa.get("is_impossible") else qa.get("answers", [])
-                yield {"id": str(qa["id"]), "title": article.get("title", ""), "question": qa["question"],
-                       "context": paragraph["context"],
-                       "answers": answer_lists(answers, f"row '{qa['id']}' of file '{path}'")}
+        title = article.get("title", "") if isinstance(article, dict) else ""
+        if isinstance(article, dict) and "paragraphs" in article:
+            questions = [(qa, paragraph.get("context")) for paragraph in article["paragraphs"]
+                         for qa in paragraph.get("qas", [])]
+        else:  # already flat (`{"data": [{id, question, context, answers}]}`)
+            questions = [(article, article.get("context") if isinstance(article, dict) else None)]
+        for qa, context in questions:
+            yield {"title": title if isinstance(title, str) else str(title), **_question(qa, context, row, path)}
+            row += 1
 
 
-def _flat(row: dict[str, Any], path: str) -> dict[str, Any]:
-    answers = None if row.get("is_impossible") else row.get("answers")
-    return {"id": str(row["id"]), "question": row["question"], "context": row["context"],
-            "answers": answer_lists(answers, f"row '{row['id']}' of file '{path}'")}
+def _question(qa: Any, context: Any, row: int, path: str) -> dict[str, Any]:
+    """One question as a flat row; a question that is not `{id, question, answers}` fails naming its row. The id
+    may be missing (rows are joined by position, ids are data)."""
+    where = f"question {row} (0-based, in file order) of '{path}'"
+    if not isinstance(qa, dict) or not isinstance(qa.get("question"), str) or not isinstance(context, str):
+        raise UserError(f"{where} needs a text 'question' and its paragraph a text 'context'; got "
+                        f"{str(qa)[:80]!r}: fix the row")
+    row_id = qa.get("id")
+    named = where if row_id is None else f"row '{row_id}' of file '{path}'"
+    answers = answer_lists(None if qa.get("is_impossible") else qa.get("answers"), named)
+    return {"id": None if row_id is None else str(row_id), "question": qa["question"], "context": context,
+            "answers": answers}
 
 
 def load_squad_json(path: Path, key: str) -> datasets.Dataset:
@@ -115,12 +124,12 @@ def load_squad_json(path: Path, key: str) -> datasets.Dataset:
             features=FEATURES,
         )
     except Exception as err:
-        mine = user_error_in_chain(err)  # a row of the wrong shape, raised inside the `datasets` generator
-        if mine is not None:
-            raise mine from None
+        found = user_error_in_chain(err)  # a bad row, named by `_question`
+        if found is not None:
+            raise UserError(one_line(f"{key}: {found}")) from err
         raise UserError(
             f"{key}: could not read '{path}' as SQuAD JSON (data -> paragraphs -> qas with id, question, answers, "
-            f"or data -> rows with id, question, context, answers): {err}"
+            f"or data -> rows with id, question, context, answers): {one_line(str(err))[:300]}"
         ) from err
     assert isinstance(ds, datasets.Dataset)
     return ds

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import nn
 from torchmetrics import MetricCollection
 from transformers import AutoModelForQuestionAnswering
@@ -14,6 +15,7 @@ from lit_ft.datamodule import STAGE_SPLITS, TaskDataModule
 from lit_ft.domains import PositiveInt
 from lit_ft.errors import UserError
 from lit_ft.io import write_jsonl, write_text
+from lit_ft.rows import ROW
 from lit_ft.task import Batch, Task
 from lit_ft.tasks.question_answering.data import QuestionAnsweringData, SplitRows
 from lit_ft.tasks.question_answering.decode import choose_answers, merge_windows, window_spans
@@ -81,18 +83,19 @@ class QuestionAnsweringTask(Task):
         # the same n-best search as `predictions`, so ties resolve alike and the metric matches predictions.json
         spans = window_spans(outputs.start_logits, outputs.end_logits, batch["offsets"], self.max_answer_length,
                              self.n_best)
-        metrics["squad"].update(rows.positions(batch["id"]).to(spans.score.device), spans.score[:, 0],
+        positions = torch.tensor(batch[ROW], dtype=torch.long, device=spans.score.device)
+        metrics["squad"].update(positions, spans.score[:, 0],
                                 spans.char_start[:, 0], spans.char_end[:, 0], spans.null, references=rows)
 
     def predictions(self, model: nn.Module, batch: Batch, outputs: Any) -> list[dict[str, Any]]:
-        """One record per window: its id, null score and n-best spans; `write_predictions` merges them."""
+        """One record per window: its id, null score and n-best spans; `merge_rows` merges a row's windows."""
         rows = self._rows(batch)
         spans = window_spans(outputs.start_logits, outputs.end_logits, batch["offsets"], self.max_answer_length,
                              self.n_best)
         records = []
         scores, starts, ends = spans.score.tolist(), spans.char_start.tolist(), spans.char_end.tolist()
-        for w, row_id in enumerate(batch["id"]):
-            context = rows.contexts[rows.index[row_id]]
+        for w, (row_id, row) in enumerate(zip(batch["id"], batch[ROW], strict=True)):
+            context = rows.contexts[row]
             candidates = [
                 {"text": context[s:e], "score": score, "start": s, "end": e}
                 for score, s, e in zip(scores[w], starts[w], ends[w], strict=True)
@@ -101,10 +104,15 @@ class QuestionAnsweringTask(Task):
             records.append({"id": row_id, "null_score": float(spans.null[w]), "candidates": candidates})
         return records
 
+    def merge_rows(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A row's windows -> its answer: the best span over them, the smallest null score (merged by row)."""
+        return choose_answers(merge_windows(records, self.n_best), self.version_2, self.null_threshold)
+
     def write_predictions(self, records: list[dict[str, Any]], path: Path) -> list[Path]:
-        """`path` (JSONL: inputs, answer, score, null score, n-best per example) and the same name with `.json`
-        next to it (`predictions.json`, `test_predictions.json`) in the official SQuAD `{id: answer}` format."""
-        answers = choose_answers(merge_windows(records, self.n_best), self.version_2, self.null_threshold)
+        """`path` (JSONL: inputs, answer, score, null score, n-best per row) and the same name with `.json` next
+        to it (`predictions.json`, `test_predictions.json`) in the official SQuAD `{id: answer}` format (which holds
+        one answer per id: with repeated ids, the last row's; the JSONL keeps every row)."""
+        answers = records
         write_jsonl(answers, path)
         official = path.with_suffix(".json")  # predictions.jsonl -> predictions.json
         write_text(json.dumps({a["id"]: a["answer"] for a in answers}, ensure_ascii=False, indent=1), official)

@@ -11,14 +11,14 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lit_ft.datamodule import TaskDataModule
 from lit_ft.errors import UserError
-from lit_ft.generation import POSITION, number_rows
 from lit_ft.packing import PackedBatchSampler, fill, stack_bins
+from lit_ft.rows import ROW, row_name
 from lit_ft.sampler import LengthGroupedBatchSampler
 from lit_ft.task import IGNORE, Batch
 from lit_ft.tasks.sft.formats import AlpacaRows, ChatRows, Format, PromptCompletionRows, RowFormat, detect_format
 from lit_ft.tasks.sft.render import ChatRenderer, Rendered, plain, with_system
 
-EVAL_KEYS = ("prompt_ids", "prompt", "references", "tests", POSITION)
+EVAL_KEYS = ("prompt_ids", "prompt", "references", "tests")
 
 
 def token_labels(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
@@ -135,13 +135,14 @@ class SFTData(TaskDataModule):
         untrainable (an error, or False with `drop_untrainable`); otherwise it would train only the EOS."""
         found = self.formats[fmt].response(row)
         if found and row.get(found[1], "") is None:
-            raise UserError(f"row '{row['id']}' in {where} has no {found[0]} '{found[1]}' value; fill it, drop the "
-                            "row, or put rows without responses in data.source.predict")
+            raise UserError(f"{row_name(row['id'], row[ROW])} in {where} has no {found[0]} '{found[1]}' value; fill "
+                            "it, drop the row, or put rows without responses in data.source.predict")
         blank = self.formats[fmt].blank_response(row)
         if blank is None or self.drop_untrainable:
             return blank is None
-        raise UserError(f"row '{row['id']}' in {where}: the response ({blank}) is empty, so there is nothing to learn "
-                        "or score; fill it, drop the row, or set data.drop_untrainable: true to skip such rows")
+        raise UserError(f"{row_name(row['id'], row[ROW])} in {where}: the response ({blank}) is empty, so there is "
+                        "nothing to learn or score; fill it, drop the row, or set data.drop_untrainable: true to skip "
+                        "such rows")
 
     # ---- text -> features ----------------------------------------------------------------------
     def _tokenize(self, text: str, special: bool) -> tuple[list[int], list[tuple[int, int]]]:
@@ -156,7 +157,8 @@ class SFTData(TaskDataModule):
         fmt = self.resolve_format(rows, split)
         self.require_columns(rows, split, self.formats[fmt].required(split))
         where = self._where(split)
-        out: dict[str, list[Any]] = {"input_ids": [], "attention_mask": [], "truncated": [], "id": []}
+        # dropped rows (drop_untrainable) change the count: each feature names its row
+        out: dict[str, list[Any]] = {"input_ids": [], "attention_mask": [], "truncated": [], "id": [], ROW: []}
         if split != "predict":
             out["labels"] = []
         if split != "train":
@@ -190,7 +192,7 @@ class SFTData(TaskDataModule):
                 if self.drop_untrainable:
                     return
                 raise UserError(
-                    f"row '{row['id']}' in {where} has no response token to train on "
+                    f"{row_name(row['id'], row[ROW])} in {where} has no response token to train on "
                     f"({'cut off at' if truncated else 'within'} data.max_length={self.max_length}; "
                     f"response {rendered.reference[:40]!r}); raise data.max_length, fix the row, or set "
                     "data.drop_untrainable: true to skip such rows"
@@ -200,6 +202,7 @@ class SFTData(TaskDataModule):
         out["attention_mask"].append([1] * len(ids))
         out["truncated"].append(truncated)
         out["id"].append(row["id"])
+        out[ROW].append(row[ROW])
         if split != "train":
             self._eval_features(row, rendered, split, out)
 
@@ -212,7 +215,6 @@ class SFTData(TaskDataModule):
         out["prompt"].append(rendered.prompt)
         # a predict row without a response has nothing to compare with: no reference in its record
         out["references"].append([] if split == "predict" and not rendered.reference else [rendered.reference or ""])
-        out[POSITION].append(row[POSITION])
         if self.tests_column:
             if self.tests_column not in row:
                 self.require_columns(row, split, {"tests_column": self.tests_column})
@@ -220,13 +222,6 @@ class SFTData(TaskDataModule):
             out["tests"].append([tests] if isinstance(tests, str) else list(tests))
 
     # ---- splits and batches --------------------------------------------------------------------
-    @functools.cache  # noqa: B019 - one load per split, like the base
-    def raw(self, split: str) -> datasets.Dataset | None:
-        ds = super().raw(split)
-        if ds is None or split == "train":
-            return ds
-        return number_rows(ds)
-
     def features(self, split: str) -> datasets.Dataset | None:
         known = split in self._features
         ds = super().features(split)

@@ -123,7 +123,8 @@ def detect_format(columns: list[str], chat: ChatRows, alpaca: AlpacaRows, pc: Pr
     if pc.prompt_column in columns and pc.response_column in columns:
         return "prompt_completion"
     raise UserError(
-        f"cannot tell the data shape from the columns {sorted(c for c in columns if c != 'id')}: expected a "
+        f"cannot tell the data shape from the columns {sorted(c for c in columns if c != 'id' and c[:1] != '_')}: "
+        "expected a "
         f"'{chat.messages_column}' column (chat), '{alpaca.prompt_column}' + '{alpaca.response_column}' (alpaca) or "
         f"'{pc.prompt_column}' + '{pc.response_column}' (prompt_completion); set data.format and the column names "
         "(data.messages_column, data.prompt_column, ...)"

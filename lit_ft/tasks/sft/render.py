@@ -127,7 +127,7 @@ def check_messages(messages: Any, row_id: str, where: str, column: str) -> list[
     for i, message in enumerate(messages):
         if not isinstance(message.get("role"), str) or not isinstance(message.get("content"), str):
             raise UserError(f"row '{row_id}' in {where}: message {i} of column '{column}' needs a text 'role' and "
-                            f"'content' (it has {sorted(message)}); fix the row")
+                            f"'content' (it has {sorted(k for k, v in message.items() if v is not None)}); fix the row")
         if message["role"] not in ROLES:
             raise UserError(f"row '{row_id}' in {where}: message {i} of column '{column}' has role "
                             f"{message['role']!r}, which chat templates do not know; use 'system', 'user', "

@@ -15,6 +15,7 @@ from lit_ft.datamodule import TaskDataModule
 from lit_ft.errors import UserError
 from lit_ft.example_view import decode, field
 from lit_ft.label_sanity import check_discovered_labels
+from lit_ft.rows import ROW, row_name
 from lit_ft.task import Batch
 from lit_ft.tasks.token_classification.conll import ConllSource
 from lit_ft.tasks.token_classification.metrics import IGNORE
@@ -29,7 +30,7 @@ from lit_ft.tasks.token_classification.schemes import (
 )
 
 # per-row keys the collate moves out of the model inputs
-_EXTRA = ("id", "tokens", "truncated", "word_ids", "word_labels", "length")
+_EXTRA = ("id", "tokens", "truncated", "word_ids", "word_labels", "length", ROW)
 
 
 class TokenClassificationData(TaskDataModule):
@@ -135,13 +136,14 @@ class TokenClassificationData(TaskDataModule):
                 f"{self.tag_scheme} tag; set data.tag_scheme (`none` for plain tags such as POS) or fix the row"
             )
 
-    def _label_ids(self, tags: list[str], row_id: str, split: str, index: dict[str, int]) -> list[int]:
-        self._check_scheme(tags, split, f"'{row_id}'")
+    def _label_ids(self, tags: list[str], row: str, split: str, index: dict[str, int]) -> list[int]:
+        """Label ids of a row's tags; `row` names it in errors (`row_name`)."""
+        self._check_scheme(tags, split, row.removeprefix("row "))
         if self.target_scheme != "none":
             tags = convert(tags, self.target_scheme)
         unknown = sorted({t for t in tags if t not in index})
         if unknown:
-            raise UserError(f"tags {unknown} of row '{row_id}' in {self.source.describe(split)} are not among the "
+            raise UserError(f"tags {unknown} of {row} in {self.source.describe(split)} are not among the "
                              f"label names {list(index)}; add them to data.label_names or fix the row")
         return [index[t] for t in tags]
 
@@ -156,15 +158,15 @@ class TokenClassificationData(TaskDataModule):
         order = {n: i for i, n in enumerate(self.info["label_names"])}
         return dict(sorted(counts.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 
-    def prediction_inputs(self, split: str) -> dict[str, dict[str, Any]]:
-        """`gold_tags` (in the model's scheme) when the split has tags; the records hold the tokens already."""
+    def prediction_inputs(self, split: str) -> list[dict[str, Any]]:
+        """Per row, `gold_tags` (in the model's scheme) when the split has tags; the records hold the tokens."""
         raw = self.raw(split)
         if raw is None or self.tag_column not in raw.column_names:
-            return {}
+            return []
         rows = self._tag_names(raw[self.tag_column], split)
         if self.target_scheme != "none":
             rows = [convert(tags, self.target_scheme) for tags in rows]
-        return {row_id: {"gold_tags": tags} for row_id, tags in zip(raw["id"], rows, strict=True)}
+        return [{"gold_tags": tags} for tags in rows]
 
     # ---- inspection ----------------------------------------------------------------------------
     def example_keys(self, rows: dict[str, list[Any]]) -> list[str]:
@@ -208,12 +210,13 @@ class TokenClassificationData(TaskDataModule):
         index = {n: i for i, n in enumerate(names)}
         inside = [index.get(continuation(n), i) for i, n in enumerate(names)]
         word_labels, token_labels = [], []
-        for row_id, words, tags, ids in zip(rows["id"], sentences, self._tag_names(rows[self.tag_column], split),
-                                            word_ids, strict=True):
+        names = [row_name(i, r) for i, r in zip(rows["id"], rows[ROW], strict=True)]
+        for name, words, tags, ids in zip(names, sentences, self._tag_names(rows[self.tag_column], split),
+                                          word_ids, strict=True):
             if len(tags) != len(words):
-                raise UserError(f"row '{row_id}' in {self.source.describe(split)} has {len(words)} tokens but "
+                raise UserError(f"{name} in {self.source.describe(split)} has {len(words)} tokens but "
                                  f"{len(tags)} tags; give one tag per token")
-            labels = self._label_ids(tags, row_id, split, index)
+            labels = self._label_ids(tags, name, split, index)
             word_labels.append(labels)
             token_labels.append(self._align(labels, ids, inside))
         return word_labels, token_labels

@@ -1,0 +1,59 @@
+"""JSON and JSON Lines rows read with Python's `json` (`data.source` reads every local json/jsonl file here first).
+
+The `datasets` json builder falls back to pandas when a column mixes texts and numbers (ids `7` and `"a"`), which
+reads the text `"007"` as the number 7 and `"{\"a\": 1}"` as an object, and it refuses whole numbers beyond 64
+bits. Here the scalars of such a column become their text (as `str()` writes them), as a csv cell would be; other
+columns keep their JSON types. Files that are not a list of objects (or JSON Lines of objects) return None: the
+builder then reads them, or explains why it cannot.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import datasets
+from datasets.fingerprint import Hasher
+
+INT64 = 2**63
+
+
+def read_json_rows(file: Path, fmt: str, encoding: str, field: str | None) -> datasets.Dataset | None:
+    """The file's rows with mixed or oversized scalar columns as text; None when the file is not a list of objects
+    (the caller then explains the reader's own error)."""
+    try:
+        text = file.read_text(encoding=encoding)
+        if fmt == "jsonl" or (fmt == "json" and not text.lstrip().startswith(("[", "{"))):
+            # JSON text holds no raw line break: split at \n, \r\n and \r only (not at U+2028 and the like)
+            rows = [json.loads(line) for line in re.split(r"\r\n|\r|\n", text) if line.strip()]
+        else:
+            loaded = json.loads(text)
+            rows = loaded[field] if field is not None and isinstance(loaded, dict) else loaded
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+        return None
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    mixed = {c for c in columns if _needs_text([r.get(c) for r in rows])}
+    table = {c: [_as_text(r.get(c)) if c in mixed else r.get(c) for r in rows] for c in columns}
+    try:
+        ds = datasets.Dataset.from_dict(table)
+    except (TypeError, ValueError, OverflowError, ArithmeticError):
+        return None
+    stat = file.stat()  # a fingerprint of the file, so the tokenized features are cached as for builder reads
+    return datasets.Dataset(ds.data, info=ds.info, fingerprint=Hasher.hash(
+        ("lit_ft.json_rows", str(file.resolve()), stat.st_size, stat.st_mtime_ns, fmt, encoding, field)))
+
+
+def _needs_text(values: list[Any]) -> bool:
+    scalars = [v for v in values if v is not None and not isinstance(v, (list, dict))]
+    kinds = {str if isinstance(v, str) else float if isinstance(v, (int, float)) else type(v) for v in scalars}
+    huge = any(isinstance(v, int) and not -INT64 <= v < INT64 for v in scalars)
+    return len(kinds) > 1 or huge
+
+
+def _as_text(value: Any) -> Any:
+    """A scalar as text; None, text, lists and objects as they are."""
+    return value if value is None or isinstance(value, (str, list, dict)) else str(value)
