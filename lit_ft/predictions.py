@@ -14,7 +14,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
 from lit_ft.errors import InternalError
-from lit_ft.rows import check_records, id_notes, in_row_order, without_positions
+from lit_ft.rows import ROW, check_records, id_notes, in_row_order, without_positions
 from lit_ft.task import Task
 
 
@@ -78,17 +78,22 @@ class PredictionWriter(Callback):
         plugin: Task = pl_module.plugin  # type: ignore[assignment]
         what = "predictions" if split == "predict" else f"{split} predictions"
         datamodule = getattr(trainer, "datamodule", None)
-        records = row_records(records, plugin, datamodule, split, gathered=trainer.world_size > 1)
+        limit = trainer.limit_test_batches if split == "test" else trainer.limit_predict_batches
+        complete = isinstance(limit, float) and limit >= 1.0  # an int is a batch count (fast_dev_run too)
+        records = row_records(records, plugin, datamodule, split, gathered=trainer.world_size > 1, complete=complete)
         raw = datamodule.raw(split) if datamodule is not None and hasattr(datamodule, "raw") else None
         path = Path(given or os.path.join(trainer.default_root_dir, default))
         self.written = plugin.write_predictions(records, path)
-        notes = id_notes(raw["id"]) if raw is not None else ""
-        rank_zero_info(f"lit_ft: wrote {what} for {len(records)} inputs{f' ({notes})' if notes else ''} to "
+        notes = [n for n in (id_notes(raw["id"]) if raw is not None else "",
+                             "" if complete else f"trainer.limit_{split}_batches {limit}") if n]
+        count = f"{len(records)}" if complete or raw is None else f"{len(records)} of {len(raw)}"
+        noted = f" ({'; '.join(notes)})" if notes else ""
+        rank_zero_info(f"lit_ft: wrote {what} for {count} inputs{noted} to "
                        f"{', '.join(map(str, self.written))}")
 
 
-def row_records(records: list[dict[str, Any]], plugin: Task, datamodule: Any, split: str, gathered: bool = False
-                ) -> list[dict[str, Any]]:
+def row_records(records: list[dict[str, Any]], plugin: Task, datamodule: Any, split: str, gathered: bool = False,
+                complete: bool = True) -> list[dict[str, Any]]:
     """A split's prediction records (each with its `ROW`, in any order) -> the records to write: one per input row,
     in input order (checked), each joined to its row's input fields by position.
 
@@ -98,18 +103,22 @@ def row_records(records: list[dict[str, Any]], plugin: Task, datamodule: Any, sp
         datamodule: The run's data module (`raw`, `prediction_inputs`).
         split: `predict` or `test`.
         gathered: The records come from several processes (a distributed sampler may repeat inputs).
+        complete: Every batch of the split ran; False when the trainer limits the batches, so rows may be missing
+            (the rest keep their order and their own inputs).
     """
     what = "predictions" if split == "predict" else f"{split} predictions"
     raw = datamodule.raw(split) if datamodule is not None and hasattr(datamodule, "raw") else None
     records = plugin.merge_rows(in_row_order(records, repeats_allowed=gathered))
     rows = len(raw) if raw is not None else len(records)
-    check_records(records, rows, f"{what} of task '{plugin.name}'")
+    check_records(records, rows, f"{what} of task '{plugin.name}'", complete)
     fields = getattr(datamodule, "prediction_inputs", None)
     inputs = fields(split) if fields is not None else []
     if inputs and len(inputs) != rows:
         raise InternalError(f"{type(datamodule).__name__}.prediction_inputs gave {len(inputs)} rows for the "
                             f"{rows} of the {split} split: it must give one per row, in order")
-    return [with_inputs(r, inputs[i] if inputs else {}) for i, r in enumerate(without_positions(records))]
+    positions = [r[ROW] for r in records]
+    return [with_inputs(r, inputs[row] if inputs else {}) for row, r in zip(positions, without_positions(records),
+                                                                             strict=True)]
 
 
 def gather(records: list[dict[str, Any]], world_size: int) -> list[dict[str, Any]]:

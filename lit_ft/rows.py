@@ -78,11 +78,17 @@ def without_positions(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if k not in (ROW, FEATURE)} for r in records]
 
 
-def check_records(records: Sequence[dict[str, Any]], rows: int, what: str) -> None:
-    """The invariant of every prediction file: exactly one record per input row, rows 0..rows-1 in order."""
+def check_records(records: Sequence[dict[str, Any]], rows: int, what: str, complete: bool = True) -> None:
+    """The invariant of every prediction file: exactly one record per input row, rows 0..rows-1 in order. A run
+    that evaluates only some batches (`complete=False`: `limit_test_batches`, `limit_predict_batches`) may leave rows
+    out, but never repeats, reorders or invents one."""
     got = [r.get(ROW) for r in records]
-    if got != list(range(rows)):
-        wrong = next((i for i, row in enumerate(got) if row != i), min(len(got), rows))
+    seen = {g for g in got if isinstance(g, int) and 0 <= g < rows}
+    expected = list(range(rows)) if complete else sorted(seen)
+    ok = got == expected
+    wrong = next((i for i, (g, e) in enumerate(zip(got, expected, strict=False)) if g != e),
+                 min(len(got), len(expected)))
+    if not ok:
         raise InternalError(f"{what}: {len(records)} records for {rows} input rows (first wrong at position {wrong}: "
                             f"row {got[wrong] if wrong < len(got) else None}); not writing a file that would "
                             "misplace predictions. Please report this with the run's config")

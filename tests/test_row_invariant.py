@@ -73,6 +73,25 @@ def test_classification_records_follow_rows(verb: str, tiny_bert: Path, tmp_path
 
 
 @pytest.mark.parametrize("verb", ["predict", "test"])
+def test_a_limited_run_keeps_its_rows_in_order_with_their_own_inputs(verb: str, tiny_bert: Path, tmp_path: Path,
+                                                                     caplog: Log) -> None:
+    """`limit_*_batches` evaluates some rows only (one length-ordered batch of 2 here): the file holds those rows,
+    in file order, each with its own text and label, and the log line says how many of how many."""
+    texts = ["the film was very very good and fun", "dull", "the plot was awful", "loved it so much"]
+    labels = ["positive", "negative", "negative", "positive"]
+    (tmp_path / "rows.csv").write_text("\n".join(["text,label", *(f"{t},{lb}" for t, lb in zip(texts, labels,
+                                                                                                 strict=True))]))
+    split = "predict" if verb == "predict" else "test"
+    lit_ft(verb, "classification", tiny_bert, tmp_path / "run", split, str(tmp_path / "rows.csv"),
+           "--data.init_args.label_names", "[negative,positive]", f"--trainer.limit_{split}_batches", "1")
+    records = read_jsonl(tmp_path / "run" / ("predictions.jsonl" if verb == "predict" else "test_predictions.jsonl"))
+    assert len(records) == 2
+    pairs = [(r["text"], r["gold_label"]) for r in records]
+    assert pairs == [p for p in zip(texts, labels, strict=True) if p in pairs]  # file order, own labels
+    assert f"for 2 of 4 inputs (trainer.limit_{split}_batches 1)" in caplog.text
+
+
+@pytest.mark.parametrize("verb", ["predict", "test"])
 def test_token_classification_records_follow_rows(verb: str, tagger_bert: Path, tmp_path: Path,
                                                   capfd: Out, caplog: Log) -> None:
     sentences = [["john", "visited", "paris", "and", "london", "in", "one", "story"], ["the", "cat"],
@@ -140,6 +159,11 @@ def test_writer_refuses_records_that_break_the_invariant() -> None:
     for bad, rows in (good[:2], 3), ([good[0], good[2], good[1]], 3), ([*good, good[2]], 3), (good, 4):
         with pytest.raises(InternalError, match="not writing a file"):
             check_records(bad, rows, "predictions")
+    # a run limited to some batches may leave rows out, but not repeat, reorder or invent one
+    check_records([good[0], good[2]], 3, "predictions", complete=False)
+    for bad in [good[2], good[0]], [good[0], good[0]], [*good, {ROW: 3}], [{ROW: None}]:
+        with pytest.raises(InternalError, match="not writing a file"):
+            check_records(bad, 3, "predictions", complete=False)
     # records gathered from several processes: a padded repeat of an input is dropped by row and feature index,
     # while rows that share an id (and a row's several windows) stay
     gathered = [{ROW: 1, "_feature": 1, "id": "a"}, {ROW: 0, "_feature": 0, "id": "a"},
