@@ -5,6 +5,10 @@ reads the text `"007"` as the number 7 and `"{\"a\": 1}"` as an object, and it r
 bits. Here the scalars of such a column become their text (as `str()` writes them), as a csv cell would be; other
 columns keep their JSON types. Files that are not a list of objects (or JSON Lines of objects) return None: the
 builder then reads them, or explains why it cannot.
+
+The rows are kept as an Arrow file in the `datasets` cache, keyed by the file's path, size and modification time, as
+the builder's reads are: a later run maps it from disk instead of parsing the JSON again, and the tokenized features
+`.map` makes from it are cached next to it (a dataset held only in memory would be tokenized again every run).
 """
 
 from __future__ import annotations
@@ -15,7 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import pyarrow as pa
 from datasets.fingerprint import Hasher
+from datasets.table import MemoryMappedTable
+
+from lit_ft.io import atomic_file
 
 INT64 = 2**63
 
@@ -23,6 +31,22 @@ INT64 = 2**63
 def read_json_rows(file: Path, fmt: str, encoding: str, field: str | None) -> datasets.Dataset | None:
     """The file's rows with mixed or oversized scalar columns as text; None when the file is not a list of objects
     (the caller then explains the reader's own error)."""
+    stat = file.stat()
+    fingerprint = Hasher.hash(
+        ("lit_ft.json_rows", str(file.resolve()), stat.st_size, stat.st_mtime_ns, fmt, encoding, field))
+    cached = Path(datasets.config.HF_DATASETS_CACHE) / "lit_ft_json_rows" / f"{fingerprint}.arrow"
+    if not cached.is_file():
+        table = _parse(file, fmt, encoding, field)
+        if table is None:
+            return None
+        with atomic_file(cached) as tmp, pa.OSFile(str(tmp), "wb") as sink, \
+                pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+    return datasets.Dataset(MemoryMappedTable.from_file(str(cached)), fingerprint=fingerprint)
+
+
+def _parse(file: Path, fmt: str, encoding: str, field: str | None) -> pa.Table | None:
+    """The rows as an Arrow table carrying their `datasets` features, or None (not a list of objects)."""
     try:
         text = file.read_text(encoding=encoding)
         if fmt == "jsonl" or (fmt == "json" and not text.lstrip().startswith(("[", "{"))):
@@ -37,14 +61,12 @@ def read_json_rows(file: Path, fmt: str, encoding: str, field: str | None) -> da
         return None
     columns = list(dict.fromkeys(k for r in rows for k in r))
     mixed = {c for c in columns if _needs_text([r.get(c) for r in rows])}
-    table = {c: [_as_text(r.get(c)) if c in mixed else r.get(c) for r in rows] for c in columns}
+    values = {c: [_as_text(r.get(c)) if c in mixed else r.get(c) for r in rows] for c in columns}
     try:
-        ds = datasets.Dataset.from_dict(table)
+        table: pa.Table = datasets.Dataset.from_dict(values).data.table  # schema metadata holds the features
     except (TypeError, ValueError, OverflowError, ArithmeticError):
         return None
-    stat = file.stat()  # a fingerprint of the file, so the tokenized features are cached as for builder reads
-    return datasets.Dataset(ds.data, info=ds.info, fingerprint=Hasher.hash(
-        ("lit_ft.json_rows", str(file.resolve()), stat.st_size, stat.st_mtime_ns, fmt, encoding, field)))
+    return table
 
 
 def _needs_text(values: list[Any]) -> bool:

@@ -70,10 +70,11 @@ def test_headerless_latin1_csv(tmp_path: Path, tiny_bert: Path) -> None:
     assert dm.raw("train")["text"] == ["café was great", "naïve and dull"]  # type: ignore[index]
 
 
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])  # JSON Lines are parsed by lit_ft (json_rows), then cached too
 def test_second_run_reuses_the_tokenized_cache(
-    tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+    fmt: str, tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = _write_all_formats(tmp_path)["csv"]
+    path = _write_all_formats(tmp_path)[fmt]
     source = DataSource(train=str(path), validation=str(path))
     first = ClassificationData(source=source, tokenizer=str(tiny_bert), max_length=17)
     features = first.features("train")
