@@ -32,16 +32,20 @@ EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 
 
+DROPPED = ("--ckpt_path", "--overwrite")  # the resume line names its checkpoint; it continues the run, never resets it
+
+
 def resume_command(argv: list[str]) -> str:
-    """`lit_ft <argv>` with `--ckpt_path last` in place of any `--ckpt_path` given, quoted for a POSIX shell."""
+    """`lit_ft <argv>` with `--ckpt_path last` in place of any `--ckpt_path` given and without `--overwrite`, quoted
+    for a POSIX shell."""
     kept: list[str] = []
     skip = False
     for arg in argv:
         if skip:
             skip = False
-        elif arg == "--ckpt_path":
+        elif arg in DROPPED:
             skip = True
-        elif not arg.startswith("--ckpt_path="):
+        elif not arg.startswith(tuple(f"{flag}=" for flag in DROPPED)):
             kept.append(arg)
     return shlex.join(["lit_ft", *kept, "--ckpt_path", "last"])
 

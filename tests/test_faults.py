@@ -183,6 +183,9 @@ def test_resume_command_replaces_a_given_checkpoint() -> None:
     assert resume_command(["fit", "--config", "a b.yaml", "--ckpt_path", "best", "--x=1"]) == \
         "lit_ft fit --config 'a b.yaml' --x=1 --ckpt_path last"
     assert resume_command(["fit", "--ckpt_path=last"]) == "lit_ft fit --ckpt_path last"
+    # a run started with --overwrite resumes without it (the line continues the run; it never resets it)
+    assert resume_command(["fit", "--overwrite", "true", "--trainer.max_epochs", "3", "--overwrite=true"]) == \
+        "lit_ft fit --trainer.max_epochs 3 --ckpt_path last"
 
 
 # ---- real subprocesses ---------------------------------------------------------------------------------------
