@@ -33,8 +33,9 @@ def data_summary(datamodule: Any) -> list[str]:
         counts = datamodule.label_counts(split) if split == "train" else {}
         notes = [format_counts(counts)] if counts else []
         raw = datamodule.raw(split)
-        if raw is not None and id_notes(raw["id"]):  # allowed: rows are joined by position, ids are data
-            notes.append(id_notes(raw["id"]))
+        ids = id_notes(raw["id"]) if raw is not None else ""  # allowed: rows are joined by position, ids are data
+        if ids:
+            notes.append(ids)
         if notes:
             part += f" ({'; '.join(notes)})"
         parts.append(part)

@@ -76,19 +76,18 @@ class PredictionWriter(Callback):
         if not trainer.is_global_zero:
             return
         plugin: Task = pl_module.plugin  # type: ignore[assignment]
-        what = "predictions" if split == "predict" else f"{split} predictions"
         datamodule = getattr(trainer, "datamodule", None)
         limit = trainer.limit_test_batches if split == "test" else trainer.limit_predict_batches
         complete = isinstance(limit, float) and limit >= 1.0  # an int is a batch count (fast_dev_run too)
         records = row_records(records, plugin, datamodule, split, gathered=trainer.world_size > 1, complete=complete)
-        raw = datamodule.raw(split) if datamodule is not None and hasattr(datamodule, "raw") else None
+        raw = _raw(datamodule, split)
         path = Path(given or os.path.join(trainer.default_root_dir, default))
         self.written = plugin.write_predictions(records, path)
         notes = [n for n in (id_notes(raw["id"]) if raw is not None else "",
                              "" if complete else f"trainer.limit_{split}_batches {limit}") if n]
         count = f"{len(records)}" if complete or raw is None else f"{len(records)} of {len(raw)}"
         noted = f" ({'; '.join(notes)})" if notes else ""
-        rank_zero_info(f"lit_ft: wrote {what} for {count} inputs{noted} to "
+        rank_zero_info(f"lit_ft: wrote {_what(split)} for {count} inputs{noted} to "
                        f"{', '.join(map(str, self.written))}")
 
 
@@ -106,11 +105,10 @@ def row_records(records: list[dict[str, Any]], plugin: Task, datamodule: Any, sp
         complete: Every batch of the split ran; False when the trainer limits the batches, so rows may be missing
             (the rest keep their order and their own inputs).
     """
-    what = "predictions" if split == "predict" else f"{split} predictions"
-    raw = datamodule.raw(split) if datamodule is not None and hasattr(datamodule, "raw") else None
+    raw = _raw(datamodule, split)
     records = plugin.merge_rows(in_row_order(records, repeats_allowed=gathered))
     rows = len(raw) if raw is not None else len(records)
-    check_records(records, rows, f"{what} of task '{plugin.name}'", complete)
+    check_records(records, rows, f"{_what(split)} of task '{plugin.name}'", complete)
     fields = getattr(datamodule, "prediction_inputs", None)
     inputs = fields(split) if fields is not None else []
     if inputs and len(inputs) != rows:
@@ -119,6 +117,15 @@ def row_records(records: list[dict[str, Any]], plugin: Task, datamodule: Any, sp
     positions = [r[ROW] for r in records]
     return [with_inputs(r, inputs[row] if inputs else {}) for row, r in zip(positions, without_positions(records),
                                                                              strict=True)]
+
+
+def _raw(datamodule: Any, split: str) -> Any:
+    """The split's rows as read (None without a data module that reads rows)."""
+    return datamodule.raw(split) if datamodule is not None and hasattr(datamodule, "raw") else None
+
+
+def _what(split: str) -> str:
+    return "predictions" if split == "predict" else f"{split} predictions"
 
 
 def gather(records: list[dict[str, Any]], world_size: int) -> list[dict[str, Any]]:
