@@ -354,7 +354,8 @@ def test_interrupted_then_resumed_wandb_run_holds_each_step_once(
     run_id = resumed.trainer.loggers[1].version
     resumed.trainer.loggers[1].experiment.finish()
 
-    files_of_run = sorted((root / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
+    # both fits may start within one second: W&B then names the second folder `offline-run-<time>-<id>-1`
+    files_of_run = sorted((root / "wandb").glob(f"offline-run-*-{run_id}*/run-{run_id}.wandb"))
     assert len(files_of_run) == 2, "the resumed fit continues the interrupted run's id"
     for _ in range(60):  # the W&B service process may still be flushing the resumed run's file
         if any(r.WhichOneof("record_type") == "exit" for r in wandb_file.records(files_of_run[1])):
