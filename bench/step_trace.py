@@ -3,7 +3,7 @@
 Each optimizer step records the learning rate it was taken with and the total gradient norm before clipping, so two
 runs can be compared step by step (schedules, how often and how hard clipping bites, the number of optimizer steps).
 
-    lit_ft:      --trainer.callbacks+=trace.LitTrace --trainer.callbacks.init_args.path FILE
+    lit_ft:      --trainer.callbacks+=step_trace.LitTrace --trainer.callbacks.init_args.path FILE
                  (or `lit_trace_args(FILE)`)
     HF Trainer:  Trainer(..., callbacks=[HFTrace(FILE)], args=TrainingArguments(..., logging_steps=1))
 """
@@ -21,7 +21,7 @@ from transformers import TrainerCallback
 
 def lit_trace_args(path: Path | str) -> list[str]:
     """lit_ft CLI arguments that add a `LitTrace` writing to `path` (the bench folder must be on sys.path)."""
-    return ["--trainer.callbacks+=trace.LitTrace", "--trainer.callbacks.init_args.path", str(path)]
+    return ["--trainer.callbacks+=step_trace.LitTrace", "--trainer.callbacks.init_args.path", str(path)]
 
 
 def write(path: Path | str, record: dict[str, list[float]]) -> None:
