@@ -16,7 +16,7 @@ metric), never lit_ft's own.
     python bench/qa_vs_hf.py --check-eval    # the shared evaluation on gold answers and gold-span logits: 100
 
 Targets (over seeds): lit_ft defaults' mean test F1 >= the HF Trainer's, and its worst seed >= HF's worst - 1 pt.
-Each RESULT carries the run's trace (`bench/trace.py`): optimizer steps, pre-clip gradient norms, lr at fixed points.
+Each RESULT carries the run's trace (`bench/step_trace.py`): optimizer steps, pre-clip gradient norms, lr by step.
 """
 
 from __future__ import annotations
@@ -277,7 +277,7 @@ def check_eval(opts: argparse.Namespace) -> None:
 # ---- the settings -------------------------------------------------------------------------------------------------
 def lit_args(opts: argparse.Namespace, backbone: Path, train: Path, root: Path, trace_file: Path) -> list[str]:
     """The shipped QA recipe with this job's data and hyperparameters; everything else is lit_ft's default."""
-    from trace import lit_trace_args  # bench/trace.py (this folder is first on sys.path)
+    from step_trace import lit_trace_args  # bench/step_trace.py (this folder is first on sys.path)
 
     args = ["fit", "--config", str(REPO / "configs/qa_squad.yaml"), "--seed_everything", str(opts.seed),
             "--model.backbone", str(backbone), "--model.learning_rate", str(LR), "--model.warmup", str(WARMUP),
@@ -306,9 +306,8 @@ def run_lit_ft(opts: argparse.Namespace, backbone: Path, train: Path, root: Path
 def run_hf(opts: argparse.Namespace, backbone: Path, rows: list[Row], root: Path, trace_file: Path) -> str:
     """The HF Trainer as run_qa.py uses it: all train rows, padded windows, its defaults (clipping 1.0, random
     batches), the final model."""
-    from trace import HFTrace
-
     from datasets import Dataset
+    from step_trace import HFTrace
     from transformers import (
         AutoModelForQuestionAnswering,
         AutoTokenizer,
@@ -334,9 +333,8 @@ def run_hf(opts: argparse.Namespace, backbone: Path, rows: list[Row], root: Path
 
 def worker(opts: argparse.Namespace) -> None:
     """One setting and seed in this fresh process; prints `RESULT {json}` last."""
-    from trace import summary
-
     import torch
+    from step_trace import summary
 
     torch.set_num_threads(opts.threads)
     root = Path(tempfile.mkdtemp(prefix="lit_ft_qa_"))
