@@ -66,6 +66,12 @@ class Task:
     `lit_ft test` writes them too, with the gold labels, to `test_predictions.jsonl` (error analysis, the
     report's confusion matrix) at almost no cost. Off by default."""
 
+    trainer_defaults: ClassVar[dict[str, Any]] = {}
+    """Trainer settings this task trains better with than lit_ft's defaults, by `lightning.pytorch.Trainer` argument
+    name (`{"gradient_clip_val": None}`, say): `fit` uses them wherever no recipe, overlay or flag sets the option
+    (`lit_ft.task_defaults`). Declare one only from a benchmark against the HF Trainer on the task (bench/README.md),
+    and list it in the task's docs. None by default."""
+
     def __init__(self, info: dict[str, Any], **options: Any) -> None:
         if options:
             raise TypeError(f"task '{self.name}' takes no task_options; got {sorted(options)}")

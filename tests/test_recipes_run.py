@@ -13,6 +13,7 @@ from builders import SHARED_DATA, shared_data
 from stand_ins import RECIPES, ROOT, STEPS, offline_piece, overlays, read_recipe
 
 from lit_ft.cli import OVERLAY_ENV, run
+from lit_ft.task_defaults import task_trainer_defaults
 from lit_ft.trainer_cli import DEFAULT_GRADIENT_CLIP
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -52,7 +53,9 @@ def test_recipe_runs_with_its_own_settings(recipe: Path, stand_in_models: dict[s
     assert trainer.global_step == STEPS
     assert trainer.fit_loop.epoch_loop.batch_progress.total.completed == STEPS * accumulate
     assert trainer.precision == own.get("precision", "32-true")
-    assert trainer.gradient_clip_val == own.get("gradient_clip_val", DEFAULT_GRADIENT_CLIP)
+    task_default = task_trainer_defaults(read_recipe(recipe)["model"]["task"])
+    assert trainer.gradient_clip_val == own.get("gradient_clip_val",
+                                               task_default.get("gradient_clip_val", DEFAULT_GRADIENT_CLIP))
     assert trainer.accumulate_grad_batches == accumulate
     if logger_classes(own) is not None:
         assert [type(lg).__name__ for lg in trainer.loggers] == logger_classes(own)
