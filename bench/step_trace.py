@@ -71,16 +71,51 @@ class HFTrace(TrainerCallback):
         write(self.path, self.record)
 
 
+def adam_step_scale(norms: list[float], clip: float | None, beta2: float = 0.999) -> list[float]:
+    """Per step, the gradient norm Adam steps with (after clipping) over the root of Adam's running mean of its
+    square (bias-corrected, `beta2`): how much larger than the learning rate Adam's steps are, as a whole.
+
+    A one-number model of Adam's per-coordinate normalisation, to compare runs: when gradients grow during training
+    the running mean lags behind and steps come out larger than the lr (above 1); clipping every step to the same
+    norm keeps them near 1; a burst of large early gradients inflates the mean and shrinks later steps (below 1).
+    """
+    out, mean_square = [], 0.0
+    for t, norm in enumerate(norms, 1):
+        g = min(norm, clip) if clip else norm
+        mean_square = beta2 * mean_square + (1 - beta2) * g * g
+        out.append(g / (mean_square / (1 - beta2**t)) ** 0.5 if mean_square > 0 else 0.0)
+    return out
+
+
+def quarters(values: list[float]) -> list[float]:
+    n = len(values)
+    return [statistics.mean(values[q * n // 4 : max(q * n // 4 + 1, (q + 1) * n // 4)]) for q in range(4)]
+
+
 def summary(path: Path | str, clip: float | None) -> dict[str, Any]:
-    """Steps, the gradient-norm distribution, how many steps a clip at `clip` rescaled, and the lr at fixed points."""
+    """Steps, the gradient-norm distribution, how many steps a clip at `clip` rescaled, the lr at fixed points, and
+    Adam's step scale per quarter of training (`adam_step_scale`) with the lr sum it makes effective."""
     record = json.loads(Path(path).read_text())
     norms, lrs = record["grad_norm"], record["lr"]
     n = len(norms)
     out: dict[str, Any] = {"steps": n}
     if n:
+        scale = adam_step_scale(norms, clip)
+        out.update(grad_norm_quarters=[round(v, 3) for v in quarters(norms)],
+                   adam_step_scale_quarters=[round(v, 3) for v in quarters(scale)],
+                   effective_lr_ratio=sum(s * lr for s, lr in zip(scale, lrs, strict=True)) / max(sum(lrs), 1e-30))
         out.update(grad_norm_median=statistics.median(norms), grad_norm_max=max(norms),
                    grad_norm_last_quarter=statistics.median(norms[3 * n // 4:]) if n >= 4 else norms[-1],
                    clipped_steps=sum(g > clip for g in norms) if clip else 0,
                    lr_at={f"{q}%": lrs[min(n - 1, q * n // 100)] for q in (0, 5, 10, 25, 50, 75, 99)},
                    lr_sum=sum(lrs))
     return out
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) < 3 or len(sys.argv) % 2 == 0:
+        sys.exit("usage: python bench/step_trace.py TRACE.json CLIP [TRACE.json CLIP ...]   (CLIP 0: none)")
+    for file, clip in zip(sys.argv[1::2], sys.argv[2::2], strict=True):
+        print(file, json.dumps(summary(file, float(clip) or None)))

@@ -7,6 +7,7 @@ recipe's value).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,18 @@ def test_a_plugin_declaring_an_unknown_trainer_option_is_named(tmp_path: Path, t
                                         r"gradient_clip, which lightning.pytorch.Trainer does not take"):
         run(["fit", "--plugins", str(plugin), "--config", "configs/quickstart.yaml", "--model.task",
              "clipped_classification", *FAST, *tiny_args(tmp_path / "run", tiny_bert, sentiment_files)])
+
+
+def test_every_task_documents_its_trainer_defaults() -> None:
+    """docs/training.md's per-task table says, for every built-in task, which trainer defaults it declares."""
+    from lit_ft.registry import available_tasks
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    section = text.split("\n## Defaults per task\n", 1)[1].split("\n## ", 1)[0]
+    rows = {cells[1].strip("` "): cells[2].strip() for line in section.splitlines() if line.startswith("| `")
+            for cells in [line.split("|")]}
+    built_in = {name: entry.task for name, entry in available_tasks().items() if entry.source == "built-in"}
+    assert set(rows) == set(built_in)
+    for name, task in built_in.items():
+        declared = ", ".join(f"`{key}: {json.dumps(value)}`" for key, value in task.trainer_defaults.items())
+        assert rows[name] == (declared or "none"), name
