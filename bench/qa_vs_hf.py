@@ -15,6 +15,9 @@ metric), never lit_ft's own.
         --settings "lit_ft defaults" "lit_ft clip 1.0" "HF Trainer" "lit_ft random batches"   # smoke run
     python bench/qa_vs_hf.py --check-eval    # the shared evaluation on gold answers and gold-span logits: 100
 
+Settings: "lit_ft defaults" (the task's own default: no clipping), "lit_ft clip 1.0" (lit_ft's default for other
+tasks, and this task's before it declared its own), "HF Trainer"; diagnostics "lit_ft no clipping" (explicit null)
+and "lit_ft random batches" (`group_batches 1`).
 Targets (over seeds): lit_ft defaults' mean test F1 >= the HF Trainer's, and its worst seed >= HF's worst - 1 pt.
 Each RESULT carries the run's trace (`bench/step_trace.py`): optimizer steps, pre-clip gradient norms, lr by step.
 """

@@ -82,7 +82,10 @@ def test_minilm_learns_xquad_at_the_defaults(tmp_path: Path) -> None:
     assert f1 > QA_THRESHOLD, f1
 
 
-INTENT_THRESHOLD = 0.0  # set from the measurements in the docstring above
+# Measured on a 2-core CPU (fp32, 2 threads), 2026-12-06: 0.692 with the defaults (no clipping); 0.659 with
+# `--trainer.gradient_clip_val 1.0` (the default before classification declared its own). Across seeds the
+# defaults scored 0.674-0.727 and clipping 0.648-0.692 (bench/README.md, cls_vs_hf.py --job clinc150).
+INTENT_THRESHOLD = 0.675
 QA_THRESHOLD = 0.0
 
 
