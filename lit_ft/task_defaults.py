@@ -9,10 +9,12 @@ without defaults (a few milliseconds), so every way of setting an option counts.
 
 from __future__ import annotations
 
+import argparse
 import inspect
+import sys
 from typing import Any
 
-from jsonargparse import ArgumentParser, Namespace
+from jsonargparse import ArgumentParser
 from lightning.pytorch import Trainer
 
 from lit_ft.errors import UserError
@@ -30,26 +32,25 @@ def task_trainer_defaults(task: str) -> dict[str, Any]:
     return declared
 
 
-def apply_task_defaults(parser: ArgumentParser, args: Any, config: Namespace) -> dict[str, Any]:
-    """Put the fit's task's trainer defaults into `config` where the arguments leave the option unset.
+def set_task_defaults(parser: ArgumentParser, fit_parser: ArgumentParser | None, args: Any) -> dict[str, Any]:
+    """Make the fit's task's trainer defaults the `fit` parser's defaults, before the arguments are parsed.
 
-    Returns the options it set (name: value), for the run's log line.
+    The task is read by a first parse of the same arguments without defaults (a few milliseconds; `--print_config`
+    and `--help` left out, they would print and exit): its `model.task`, or the FineTuner's default task. As parser
+    defaults, they lose to every value a recipe, an overlay or a flag gives, and `--print_config` shows them.
+    Returns the defaults set (name: value).
     """
-    sub = config.get("subcommand")
-    if sub != "fit":  # only training reads these; validate/test/predict keep the fit's saved settings
-        return {}
-    cfg = config[sub]
+    argv = [str(a) for a in (sys.argv[1:] if args is None else args)] if not isinstance(args, dict) else []
+    if fit_parser is None or not argv or argv[0] != "fit":
+        return {}  # only training reads these; validate/test/predict keep the fit's saved settings
+    quiet = [a for a in argv if not a.startswith("--print_config") and a not in ("-h", "--help")]
     try:
-        get_task(str(cfg.model.task))
-    except UserError:
-        return {}  # an unknown task: the pre-flight checks name it in their own words
-    declared = task_trainer_defaults(str(cfg.model.task))
-    if not declared:
-        return {}
-    given = parser.parse_args(args, defaults=False)[sub]
-    applied = {}
-    for name, value in declared.items():
-        if f"trainer.{name}" not in given:
-            cfg[f"trainer.{name}"] = value
-            applied[name] = value
-    return applied
+        given = parser.parse_args(quiet, defaults=False)["fit"]
+        task = str(given.get("model.task") or fit_parser.get_default("model.task"))
+        get_task(task)
+    except (UserError, argparse.ArgumentError, KeyError, TypeError):
+        return {}  # the real parse and the pre-flight checks report what is wrong, in their own words
+    declared = task_trainer_defaults(task)
+    if declared:
+        fit_parser.set_defaults({f"trainer.{name}": value for name, value in declared.items()})
+    return declared

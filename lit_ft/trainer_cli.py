@@ -40,7 +40,7 @@ from lit_ft.run_plan import RunPlan
 from lit_ft.safe_load import load_checkpoint_file
 from lit_ft.summary import RunSummary
 from lit_ft.task import restored_options
-from lit_ft.task_defaults import apply_task_defaults
+from lit_ft.task_defaults import set_task_defaults
 from lit_ft.train_rates import TrainRates
 from lit_ft.wandb_setup import (
     SaveConfigToLoggers,
@@ -175,10 +175,10 @@ class LitFtCLI(LightningCLI):
                             f"({type(err).__name__}: {reason}); give a .ckpt written by `lit_ft fit`") from err
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        """Then the task's own trainer defaults fill the options the run leaves unset (`lit_ft.task_defaults`), and
-        a seed numpy cannot take is a one-line error (seeding, next, would raise a bare ValueError)."""
+        """The fit's task's own trainer defaults first become the parser's (`lit_ft.task_defaults`); then a seed
+        numpy cannot take is a one-line error (seeding, next, would raise a bare ValueError)."""
+        self.task_defaults = set_task_defaults(parser, self._subcommand_parsers.get("fit"), args)
         super().parse_arguments(parser, args)
-        self.task_defaults = apply_task_defaults(parser, args, self.config)
         sub = self.config.get("subcommand")
         seed = (self.config[sub] if sub else self.config).get("seed_everything")
         if not isinstance(seed, bool) and isinstance(seed, int) and not 0 <= seed <= MAX_SEED:

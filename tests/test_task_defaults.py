@@ -77,3 +77,16 @@ def test_every_task_documents_its_trainer_defaults() -> None:
     for name, task in built_in.items():
         declared = ", ".join(f"`{key}: {json.dumps(value)}`" for key, value in task.trainer_defaults.items())
         assert rows[name] == (declared or "none"), name
+
+
+def test_print_config_shows_the_task_default(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def printed(config: str) -> object:
+        out = subprocess.run([sys.executable, "-m", "lit_ft", "fit", "--config", config, "--print_config"],
+                             capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1])
+        return yaml.safe_load(out.stdout)["trainer"]["gradient_clip_val"]
+
+    assert printed("configs/quickstart.yaml") is None  # classification's own default
+    assert printed("configs/ner_conll2003.yaml") == DEFAULT_GRADIENT_CLIP  # lit_ft's default
