@@ -12,9 +12,11 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from builders import shared_data
+from test_question_answering import official_v1_evaluate
 
 from lit_ft.cli import run
 
@@ -31,9 +33,10 @@ def _write_csv(rows: list[list[str]], path: Path) -> str:
     return str(path)
 
 
-def intent_accuracy(tmp_path: Path, extra: tuple[str, ...] = ()) -> float:
-    """CLINC150's 150 in-scope intents (7,500 train / 3,000 val / 4,500 test): test accuracy of the best checkpoint
-    after 3 epochs at lr 5e-5, batch 32, max_length 128, weight decay 0.01, warmup 6%, seed 0."""
+def intent_run(tmp_path: Path, extra: tuple[str, ...] = ()) -> tuple[float, float]:
+    """CLINC150's 150 in-scope intents (7,500 train / 3,000 val / 4,500 test), 3 epochs at lr 5e-5, batch 32,
+    max_length 128, weight decay 0.01, warmup 6%, seed 0: the validation loss at the end of training, and the test
+    accuracy of the best checkpoint."""
     raw = json.loads((shared_data("clinc150") / "data_small.json").read_text())
     files = {split: _write_csv(raw[key], tmp_path / f"{split}.csv")
              for split, key in (("train", "train"), ("validation", "val"), ("test", "test"))}
@@ -42,17 +45,18 @@ def intent_accuracy(tmp_path: Path, extra: tuple[str, ...] = ()) -> float:
               files["validation"], "--data.init_args.source.test", files["test"],
               "--data.init_args.source.predict", "null", "--data.init_args.batch_size", "32",
               "--data.init_args.max_length", "128", *QUIET]
-    run(["fit", *common, "--seed_everything", "0", "--model.learning_rate", "5e-5", "--model.warmup", "0.06",
-         "--model.weight_decay", "0.01", "--trainer.max_epochs", "3", *extra])
+    fitted = run(["fit", *common, "--seed_everything", "0", "--model.learning_rate", "5e-5", "--model.warmup", "0.06",
+                  "--model.weight_decay", "0.01", "--trainer.max_epochs", "3", *extra])
     tested = run(["test", *common, "--ckpt_path", "best"])
-    assert tested is not None
-    return float(tested.trainer.callback_metrics["test/accuracy"])
+    assert fitted is not None and tested is not None
+    return float(fitted.trainer.callback_metrics["val/loss"]), float(tested.trainer.callback_metrics["test/accuracy"])
 
 
-def qa_f1(tmp_path: Path, extra: tuple[str, ...] = ()) -> float:
+def qa_run(tmp_path: Path, extra: tuple[str, ...] = ()) -> tuple[float, float]:
     """XQuAD-en first half split by article (test: every 4th article; no context shared), the rest trained with
-    lit_ft's default 10% validation hold-out: test F1 of the best checkpoint after 3 epochs at lr 1e-4, batch 16,
-    max_length 384, stride 128, weight decay 0.01, warmup 6%, seed 0."""
+    lit_ft's default 10% validation hold-out, 3 epochs at lr 1e-4, batch 16, max_length 384, stride 128, weight
+    decay 0.01, warmup 6%, seed 0: the validation loss at the end of training, and the test F1 of the best
+    checkpoint."""
     squad = json.loads((shared_data("xquad_en_first_half") / "xquad.en.first_half.json").read_text())
     parts = {"train": [a for i, a in enumerate(squad["data"]) if i % 4 != 3],
              "test": [a for i, a in enumerate(squad["data"]) if i % 4 == 3]}
@@ -63,35 +67,50 @@ def qa_f1(tmp_path: Path, extra: tuple[str, ...] = ()) -> float:
               "--data.init_args.source.validation", "null", "--data.init_args.source.test",
               str(tmp_path / "test.json"), "--data.init_args.max_length", "384", "--data.init_args.stride", "128",
               "--data.init_args.batch_size", "16", *QUIET]
-    run(["fit", *common, "--seed_everything", "0", "--model.learning_rate", "1e-4", "--model.warmup", "0.06",
-         "--model.weight_decay", "0.01", "--trainer.max_epochs", "3", *extra])
+    fitted = run(["fit", *common, "--seed_everything", "0", "--model.learning_rate", "1e-4", "--model.warmup", "0.06",
+                  "--model.weight_decay", "0.01", "--trainer.max_epochs", "3", *extra])
     tested = run(["test", *common, "--ckpt_path", "best"])
-    assert tested is not None
-    return float(tested.trainer.callback_metrics["test/f1"])
+    assert fitted is not None and tested is not None
+    return float(fitted.trainer.callback_metrics["val/loss"]), float(tested.trainer.callback_metrics["test/f1"])
 
 
 @pytest.mark.slow
 def test_minilm_learns_150_intents_at_the_defaults(tmp_path: Path) -> None:
-    accuracy = intent_accuracy(tmp_path)
-    assert accuracy > INTENT_THRESHOLD, accuracy
+    val_loss, accuracy = intent_run(tmp_path)
+    assert val_loss < INTENT_VAL_LOSS, val_loss
+    assert accuracy > INTENT_ACCURACY, accuracy
+
+
+def first_words_f1(articles: list[dict[str, Any]], n_words: int) -> float:
+    """Test F1 of answering every question with the first `n_words` words of its context (official v1.1 logic)."""
+    preds = {qa["id"]: " ".join(p["context"].split()[:n_words])
+             for a in articles for p in a["paragraphs"] for qa in p["qas"]}
+    return official_v1_evaluate(articles, preds)["f1"]
 
 
 @pytest.mark.slow
 def test_minilm_learns_xquad_at_the_defaults(tmp_path: Path) -> None:
-    f1 = qa_f1(tmp_path)
-    assert f1 > QA_THRESHOLD, f1
+    val_loss, f1 = qa_run(tmp_path)
+    test_articles = json.loads((tmp_path / "test.json").read_text())["data"]
+    assert val_loss < QA_VAL_LOSS, val_loss
+    assert f1 > max(first_words_f1(test_articles, n) for n in (1, 3, 5, 8)), f1
 
 
-# Measured on a 2-core CPU (fp32, 2 threads), 2026-12-06: 0.692 with the defaults (no clipping); 0.659 with
-# `--trainer.gradient_clip_val 1.0` (the default before classification declared its own). Across seeds the
-# defaults scored 0.674-0.727 and clipping 0.648-0.692 (bench/README.md, cls_vs_hf.py --job clinc150).
-INTENT_THRESHOLD = 0.675
-QA_THRESHOLD = 0.0
+# Measured on a 2-core CPU (fp32, 2 threads), 2026-12-06. The final validation loss says how far training got and
+# varies little across seeds: CLINC150 with the defaults (no clipping) 3.210-3.227 over 4 runs (this test's 3.226,
+# the bench's seeds 0-2), with `--trainer.gradient_clip_val 1.0` (the default before classification declared its
+# own) 3.421-3.437 (this test's 3.437); 3.374-3.385 with clipping and random batches. Held-out accuracy varies more
+# with the seed (defaults 0.674-0.727, this test 0.692; clipping 0.648-0.692, this test 0.659), so its bound is
+# loose: it catches a broken run, the loss catches slower learning.
+INTENT_VAL_LOSS = 3.32
+INTENT_ACCURACY = 0.64
+# XQuAD: QA_MEASURED
+QA_VAL_LOSS = 0.0
 
 
 if __name__ == "__main__":  # the measurements: python tests/test_convergence.py intent|qa [extra fit args...]
     import sys
     import tempfile
 
-    measure = {"intent": intent_accuracy, "qa": qa_f1}[sys.argv[1]]
+    measure = {"intent": intent_run, "qa": qa_run}[sys.argv[1]]
     print("RESULT", sys.argv[1:], measure(Path(tempfile.mkdtemp()), tuple(sys.argv[2:])))
