@@ -32,20 +32,23 @@ def task_trainer_defaults(task: str) -> dict[str, Any]:
     return declared
 
 
-def set_task_defaults(parser: ArgumentParser, fit_parser: ArgumentParser | None, args: Any) -> dict[str, Any]:
+def set_task_defaults(parser: ArgumentParser, fit_parser: ArgumentParser | None, args: Any,
+                      verb: str | None = "fit") -> dict[str, Any]:
     """Make the fit's task's trainer defaults the `fit` parser's defaults, before the arguments are parsed.
 
     The task is read by a first parse of the same arguments without defaults (a few milliseconds; `--print_config`
     and `--help` left out, they would print and exit): its `model.task`, or the FineTuner's default task. As parser
     defaults, they lose to every value a recipe, an overlay or a flag gives, and `--print_config` shows them.
+    `verb` None: a CLI built without subcommands (`run=False`), where `parser` is the fit's parser.
     Returns the defaults set (name: value).
     """
     argv = [str(a) for a in (sys.argv[1:] if args is None else args)] if not isinstance(args, dict) else []
-    if fit_parser is None or not argv or argv[0] != "fit":
+    if fit_parser is None or (verb is not None and (not argv or argv[0] != verb)):
         return {}  # only training reads these; validate/test/predict keep the fit's saved settings
     quiet = [a for a in argv if not a.startswith("--print_config") and a not in ("-h", "--help")]
     try:
-        given = parser.parse_args(quiet, defaults=False)["fit"]
+        given = parser.parse_args(quiet, defaults=False)
+        given = given[verb] if verb is not None else given
         task = str(given.get("model.task") or fit_parser.get_default("model.task"))
         get_task(task)
     except (UserError, argparse.ArgumentError, KeyError, TypeError):

@@ -177,7 +177,9 @@ class LitFtCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """The fit's task's own trainer defaults first become the parser's (`lit_ft.task_defaults`); then a seed
         numpy cannot take is a one-line error (seeding, next, would raise a bare ValueError)."""
-        self.task_defaults = set_task_defaults(parser, self._subcommand_parsers.get("fit"), args)
+        subcommands = getattr(self, "_subcommand_parsers", None)  # None: built with run=False, no verbs
+        self.task_defaults = (set_task_defaults(parser, parser, args, verb=None) if subcommands is None
+                              else set_task_defaults(parser, subcommands.get("fit"), args))
         super().parse_arguments(parser, args)
         sub = self.config.get("subcommand")
         seed = (self.config[sub] if sub else self.config).get("seed_everything")
