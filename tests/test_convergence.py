@@ -3,8 +3,10 @@
 Each test runs a shipped recipe on real files with the settings named (what a user types), then `lit_ft test` on
 data no training or validation row shares, and checks the score against a threshold set between what the defaults
 reach and what a default that cost accuracy reached: gradient clipping at 1.0 on these tasks (docs/training.md,
-bench/README.md). `extra` arguments let the measurement behind each threshold be repeated (`clip_run` below).
-Both are slow (minutes on 2 CPU cores) and skip without ../shared/data.
+bench/README.md). The final validation loss carries the threshold: it says how far training got and varies little
+from seed to seed, where held-out accuracy varies by several points. Running this file as a script repeats a
+measurement: `python tests/test_convergence.py intent|qa [fit arguments, such as --trainer.gradient_clip_val 1.0]`.
+Both tests are slow (about 3 minutes each on 2 CPU cores) and skip without ../shared/data.
 """
 
 from __future__ import annotations
@@ -104,8 +106,10 @@ def test_minilm_learns_xquad_at_the_defaults(tmp_path: Path) -> None:
 # loose: it catches a broken run, the loss catches slower learning.
 INTENT_VAL_LOSS = 3.32
 INTENT_ACCURACY = 0.64
-# XQuAD: QA_MEASURED
-QA_VAL_LOSS = 0.0
+# XQuAD (81 optimizer steps): this test's run ends at validation loss 3.83 (3.82 with clipping at 1.0: this small
+# job does not tell the two apart, the intent test does), from 5.20 after 6 steps; it passed 3.95 a third of the
+# way through training. Test F1 8.65 (best checkpoint), against at most 5.87 for answering with the first words.
+QA_VAL_LOSS = 3.95
 
 
 if __name__ == "__main__":  # the measurements: python tests/test_convergence.py intent|qa [extra fit args...]
