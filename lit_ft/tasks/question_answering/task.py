@@ -44,7 +44,7 @@ class QuestionAnsweringTask(Task):
     predictions_at_test = True
     peft_task_type = "QUESTION_ANS"
     onnx_outputs = ("start_logits", "end_logits")
-    # no clipping: on held-out XQuAD it cost F1 against the HF Trainer's own setup (docs/training.md, bench/qa_vs_hf.py)
+    # no clipping: QA gradients grow during training, where clipping holds Adam back (docs/training.md)
     trainer_defaults = {"gradient_clip_val": None}
 
     def __init__(self, info: dict[str, Any], version_2_with_negative: bool = False, null_threshold: float = 0.0,
