@@ -35,6 +35,16 @@ def _write_csv(rows: list[list[str]], path: Path) -> str:
     return str(path)
 
 
+def fit_and_test(common: list[str], lr: str, extra: tuple[str, ...], metric: str) -> tuple[float, float]:
+    """`lit_ft fit` for 3 epochs at `lr` with weight decay 0.01, warmup 6% and seed 0, then `lit_ft test` of its best
+    checkpoint: the validation loss at the end of training, and the test `metric`."""
+    fitted = run(["fit", *common, "--seed_everything", "0", "--model.learning_rate", lr, "--model.warmup", "0.06",
+                  "--model.weight_decay", "0.01", "--trainer.max_epochs", "3", *extra])
+    tested = run(["test", *common, "--ckpt_path", "best"])
+    assert fitted is not None and tested is not None
+    return float(fitted.trainer.callback_metrics["val/loss"]), float(tested.trainer.callback_metrics[metric])
+
+
 def intent_run(tmp_path: Path, extra: tuple[str, ...] = ()) -> tuple[float, float]:
     """CLINC150's 150 in-scope intents (7,500 train / 3,000 val / 4,500 test), 3 epochs at lr 5e-5, batch 32,
     max_length 128, weight decay 0.01, warmup 6%, seed 0: the validation loss at the end of training, and the test
@@ -47,11 +57,7 @@ def intent_run(tmp_path: Path, extra: tuple[str, ...] = ()) -> tuple[float, floa
               files["validation"], "--data.init_args.source.test", files["test"],
               "--data.init_args.source.predict", "null", "--data.init_args.batch_size", "32",
               "--data.init_args.max_length", "128", *QUIET]
-    fitted = run(["fit", *common, "--seed_everything", "0", "--model.learning_rate", "5e-5", "--model.warmup", "0.06",
-                  "--model.weight_decay", "0.01", "--trainer.max_epochs", "3", *extra])
-    tested = run(["test", *common, "--ckpt_path", "best"])
-    assert fitted is not None and tested is not None
-    return float(fitted.trainer.callback_metrics["val/loss"]), float(tested.trainer.callback_metrics["test/accuracy"])
+    return fit_and_test(common, "5e-5", extra, "test/accuracy")
 
 
 def qa_run(tmp_path: Path, extra: tuple[str, ...] = ()) -> tuple[float, float]:
@@ -69,11 +75,7 @@ def qa_run(tmp_path: Path, extra: tuple[str, ...] = ()) -> tuple[float, float]:
               "--data.init_args.source.validation", "null", "--data.init_args.source.test",
               str(tmp_path / "test.json"), "--data.init_args.max_length", "384", "--data.init_args.stride", "128",
               "--data.init_args.batch_size", "16", *QUIET]
-    fitted = run(["fit", *common, "--seed_everything", "0", "--model.learning_rate", "1e-4", "--model.warmup", "0.06",
-                  "--model.weight_decay", "0.01", "--trainer.max_epochs", "3", *extra])
-    tested = run(["test", *common, "--ckpt_path", "best"])
-    assert fitted is not None and tested is not None
-    return float(fitted.trainer.callback_metrics["val/loss"]), float(tested.trainer.callback_metrics["test/f1"])
+    return fit_and_test(common, "1e-4", extra, "test/f1")
 
 
 @pytest.mark.slow
