@@ -120,14 +120,21 @@ def initial_model(seed: int, out: Path) -> Path:
 
 
 # ---- run_qa.py's features -----------------------------------------------------------------------------------------
+def windows(tokenizer: Any, examples: dict[str, list[Any]]) -> Any:
+    """run_qa.py's tokenization of both feature functions: question and context cut into padded, overlapping windows
+    (leading spaces of questions stripped; the context is the truncated side)."""
+    pad_right = tokenizer.padding_side == "right"
+    examples["question"] = [q.lstrip() for q in examples["question"]]
+    return tokenizer(examples["question" if pad_right else "context"], examples["context" if pad_right else "question"],
+                     truncation="only_second" if pad_right else "only_first", max_length=MAX_LENGTH, stride=STRIDE,
+                     return_overflowing_tokens=True, return_offsets_mapping=True, padding="max_length")
+
+
 def prepare_train_features(tokenizer: Any, examples: dict[str, list[Any]]) -> Any:
     """run_qa.py's `prepare_train_features` (pad_to_max_length=True, its default): start/end token positions of the
     first answer, the CLS index where the answer is not wholly inside the window."""
     pad_right = tokenizer.padding_side == "right"
-    examples["question"] = [q.lstrip() for q in examples["question"]]
-    enc = tokenizer(examples["question" if pad_right else "context"], examples["context" if pad_right else "question"],
-                    truncation="only_second" if pad_right else "only_first", max_length=MAX_LENGTH, stride=STRIDE,
-                    return_overflowing_tokens=True, return_offsets_mapping=True, padding="max_length")
+    enc = windows(tokenizer, examples)
     sample_mapping = enc.pop("overflow_to_sample_mapping")
     offset_mapping = enc.pop("offset_mapping")
     enc["start_positions"], enc["end_positions"] = [], []
@@ -164,10 +171,7 @@ def prepare_train_features(tokenizer: Any, examples: dict[str, list[Any]]) -> An
 def prepare_validation_features(tokenizer: Any, examples: dict[str, list[Any]]) -> Any:
     """run_qa.py's `prepare_validation_features`: windows with their example id; offsets outside the context None."""
     pad_right = tokenizer.padding_side == "right"
-    examples["question"] = [q.lstrip() for q in examples["question"]]
-    enc = tokenizer(examples["question" if pad_right else "context"], examples["context" if pad_right else "question"],
-                    truncation="only_second" if pad_right else "only_first", max_length=MAX_LENGTH, stride=STRIDE,
-                    return_overflowing_tokens=True, return_offsets_mapping=True, padding="max_length")
+    enc = windows(tokenizer, examples)
     sample_mapping = enc.pop("overflow_to_sample_mapping")
     enc["example_id"] = []
     for i in range(len(enc["input_ids"])):
