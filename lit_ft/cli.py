@@ -84,14 +84,23 @@ def export_main(argv: list[str]) -> None:
     parser.add_argument("--adapter_only", action="store_true", help="LoRA: write the adapter instead of merging it")
     parser.add_argument("--atol", type=float, default=1e-3,
                         help="onnx: largest difference from PyTorch's outputs the check after export accepts")
+    parser.add_argument("--push_to_hub", metavar="REPO", default=None,
+                        help="hf: then upload the export to this Hugging Face Hub model repo (user/name; created "
+                             "when missing; token: HF_TOKEN or `hf auth login`)")
+    parser.add_argument("--private", action="store_true", help="--push_to_hub: create the repo private")
     parser.add_argument("--plugins", default="", help="comma-separated local plugin modules")
     args = parser.parse_args(argv)
+    if args.format == "onnx" and args.push_to_hub:
+        raise UserError("--push_to_hub uploads a Hugging Face directory: use it with --format hf, or upload the "
+                        "ONNX directory with `hf upload REPO DIR`")
+    if args.push_to_hub:
+        check_repo_id(args.push_to_hub)  # before any work
     if args.format == "onnx" and args.adapter_only:
         raise UserError("--adapter_only writes a LoRA adapter for Transformers, which an ONNX file cannot hold: "
                         "drop it (the ONNX export merges the adapter) or use --format hf")
     from lit_ft import quiet
     from lit_ft.checkpoint import find_checkpoint
-    from lit_ft.export import EXPORT_KIND, export_model, load_checkpoint_module
+    from lit_ft.export import EXPORT_KIND, export_model, load_for_export
     from lit_ft.owned_dir import check_apart, claim
     from lit_ft.registry import load_plugin_module
     from lit_ft.run_lock import holding
@@ -112,9 +121,25 @@ def export_main(argv: list[str]) -> None:
 
             print(export_onnx_checkpoint(found, args.output_dir, args.atol, args.overwrite).summary())
             return
-        module = load_checkpoint_module(found)
-        out = export_model(module, args.output_dir, merge=not args.adapter_only, overwrite=args.overwrite)
-    print(f"lit_ft: exported to {out}")
+        module, source = load_for_export(found, run_dir)
+        out = export_model(module, args.output_dir, merge=not args.adapter_only, overwrite=args.overwrite,
+                           source=source, model_id=args.push_to_hub)
+    print(f"lit_ft: exported to {out}", flush=True)
+    if args.push_to_hub:
+        from lit_ft.hub_push import push_export
+
+        print(f"lit_ft: pushed {out} to the Hub: {push_export(out, args.push_to_hub, args.private)}")
+
+
+def check_repo_id(repo_id: str) -> None:
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise UserError(f"--push_to_hub '{repo_id}' is not a Hub repo id ({err}); give user/name or org/name") \
+            from err
 
 
 def run_of(checkpoint: Path) -> Path:

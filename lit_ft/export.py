@@ -13,6 +13,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from lit_ft.backbone import load_tokenizer
 from lit_ft.errors import UserError
+from lit_ft.model_card import CardSource, write_model_card
 from lit_ft.nan_guard import NonFiniteError, non_finite_parameters
 from lit_ft.owned_dir import MANIFEST, claim, write_owned_dir
 from lit_ft.safe_load import load_checkpoint_file
@@ -24,8 +25,9 @@ EXPORT_KIND = "export"  # the kind in the manifest (`lit_ft.json`) of every expo
 
 
 def export_model(module: FineTuner, out_dir: str | Path, merge: bool = True, overwrite: bool = False,
-                 label: str = "--output_dir") -> Path:
-    """Write `module`'s model and tokenizer to `out_dir`, atomically: a failed export leaves nothing behind.
+                 label: str = "--output_dir", source: CardSource | None = None, model_id: str | None = None) -> Path:
+    """Write `module`'s model, tokenizer and model card (`README.md`) to `out_dir`, atomically: a failed export
+    leaves nothing behind.
 
     The files are written to a hidden temporary directory next to `out_dir`, then moved in (`lit_ft.owned_dir`);
     a killed export's temporary directory is removed by the next export or fit in that directory.
@@ -37,11 +39,14 @@ def export_model(module: FineTuner, out_dir: str | Path, merge: bool = True, ove
             adapter alone (False). Plain models ignore it.
         overwrite: Write into a directory holding files lit_ft did not write (they are kept).
         label: The option naming `out_dir`, for messages.
+        source: The run and checkpoint the weights come from, for the model card (its metrics and settings).
+        model_id: The Hub repo (or directory) the model card names; default `out_dir`.
     """
     def write(tmp: Path) -> None:
         model: Any = module.exportable_model(merge)
         model.save_pretrained(tmp)
         write_tokenizer_and_manifest(module, tmp)
+        write_model_card(module, tmp, source or CardSource(), model_id or str(out_dir))
 
     return write_export_dir(module, out_dir, write, overwrite, label)
 
@@ -73,6 +78,19 @@ def load_checkpoint_module(ckpt_path: str) -> FineTuner:
     from lit_ft.consolidate import load_any_checkpoint
 
     return module_from_checkpoint(load_any_checkpoint(ckpt_path), ckpt_path)
+
+
+def load_for_export(ckpt_path: str, run_dir: Path) -> tuple[FineTuner, CardSource]:
+    """The FineTuner of a checkpoint, and where its weights come from (the model card's metrics)."""
+    from lit_ft.consolidate import load_any_checkpoint
+
+    checkpoint = load_any_checkpoint(ckpt_path)
+    return module_from_checkpoint(checkpoint, ckpt_path), card_source(checkpoint, ckpt_path, run_dir)
+
+
+def card_source(checkpoint: dict[str, Any], ckpt_path: str | None, run_dir: Path) -> CardSource:
+    step = checkpoint.get("global_step")
+    return CardSource(run_dir, ckpt_path, step if isinstance(step, int) else None)
 
 
 def module_from_checkpoint(checkpoint: dict[str, Any], ckpt_path: str) -> FineTuner:
@@ -116,12 +134,18 @@ class ExportBest(Callback):
             return
         best = getattr(trainer.checkpoint_callback, "best_model_path", "")
         module: Any = pl_module
+        run_dir = Path(trainer.default_root_dir)
+        source = CardSource(run_dir, None, trainer.global_step)  # the final model
         if best and (Path(best).is_dir() or shards_parameters(trainer.strategy)):
-            module = load_checkpoint_module(best)  # the trained model is split across the ranks: rebuild it whole
+            # the trained model is split across the ranks: rebuild it whole
+            module, source = load_for_export(best, run_dir)
         elif best and Path(best).is_file():
-            pl_module.load_state_dict(load_checkpoint_file(best)["state_dict"])
+            checkpoint = load_checkpoint_file(best)
+            pl_module.load_state_dict(checkpoint["state_dict"])
+            source = card_source(checkpoint, best, run_dir)
         target = self.dir or os.path.join(trainer.default_root_dir, "export")
-        self.exported = export_model(module, target, merge=self.merge, overwrite=self.overwrite, label="export.dir")
+        self.exported = export_model(module, target, merge=self.merge, overwrite=self.overwrite, label="export.dir",
+                                     source=source)
         rank_zero_info(f"lit_ft: exported {'the best checkpoint' if best else 'the final model'} to {self.exported}")
 
 

@@ -19,6 +19,8 @@ from lit_ft.rows import ROW, number_split
 POSITION = ROW  # a row's place in its split (every split has it): generation runs on the first `generate_examples`
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _PYTHON_TAGS = {"python", "py", "python3"}
+_SAMPLING_FLAGS = ("temperature", "top_k", "top_p", "min_p", "top_h", "typical_p", "epsilon_cutoff", "eta_cutoff")
+_BEAM_FLAGS = ("early_stopping", "length_penalty")
 
 
 def pad_prompts(prompts: list[list[int]], pad_id: int, left: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,14 +38,34 @@ def pad_prompts(prompts: list[list[int]], pad_id: int, left: bool = True) -> tup
     return torch.tensor(ids, dtype=torch.long), torch.tensor(mask, dtype=torch.long)
 
 
-def stop_ids(model: nn.Module, tokenizer: Any) -> list[int]:
+def stop_ids(generation_config: Any, tokenizer: Any) -> list[int]:
     """Every token that ends a response: the generation config's EOS ids plus the tokenizer's."""
-    config = getattr(model, "generation_config", None)
-    found = getattr(config, "eos_token_id", None)
+    found = getattr(generation_config, "eos_token_id", None)
     ids = [found] if isinstance(found, int) else list(found or [])
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
         ids.append(tokenizer.eos_token_id)
     return ids
+
+
+def decoding_settings(generation_config: Any, tokenizer: Any, max_new_tokens: int, **kwargs: Any) -> dict[str, Any]:
+    """The `model.generate` arguments lit_ft decodes with, over the model's `generation_config`: greedy unless
+    `kwargs` say otherwise (a backbone's own config may turn sampling on), `max_new_tokens`, pad and stop tokens.
+
+    An export writes these into its `generation_config.json` (`GenerationTask.export_extras`), so `generate()`
+    and `pipeline()` on it decode as evaluation and `lit_ft predict` did."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return {"do_sample": False, "max_new_tokens": max_new_tokens, "pad_token_id": pad,
+            "eos_token_id": stop_ids(generation_config, tokenizer), **kwargs}
+
+
+def inert_flags(config: Any) -> list[str]:
+    """The settings of a `GenerationConfig` that its decoding mode ignores (sampling ones without sampling, beam
+    ones with one beam): a backbone's sampling defaults left beside `do_sample=False` do nothing, and Transformers
+    refuses to save such a config."""
+    flags = [] if config.do_sample else [k for k in _SAMPLING_FLAGS if getattr(config, k, None) is not None]
+    if (config.num_beams or 1) == 1:
+        flags += [k for k in _BEAM_FLAGS if getattr(config, k, None) is not None]
+    return flags
 
 
 def is_encoder_decoder(model: nn.Module) -> bool:
@@ -66,13 +88,12 @@ def generate(
     """
     encoder_decoder = is_encoder_decoder(model)
     device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    ids, mask = pad_prompts(prompts, pad, left=not encoder_decoder)
-    stops = stop_ids(model, tokenizer)
-    settings = {"do_sample": False, **kwargs}
+    settings = decoding_settings(getattr(model, "generation_config", None), tokenizer, max_new_tokens, **kwargs)
+    ids, mask = pad_prompts(prompts, settings["pad_token_id"], left=not encoder_decoder)
+    found = settings["eos_token_id"]
+    stops = [found] if isinstance(found, int) else list(found or [])
     out = model.generate(  # type: ignore[operator]
-        input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
-        use_cache=True, pad_token_id=pad, eos_token_id=stops, **settings,
+        input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=True, **settings,
     )
     # (batch, new tokens): a decoder-only output repeats the prompt; an encoder-decoder one starts with the
     # decoder's start token (BART's is its EOS)

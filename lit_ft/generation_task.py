@@ -12,6 +12,7 @@ A batch of a generative task's data carries `prompt_ids` (token ids generation s
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, cast
 
@@ -22,7 +23,7 @@ from transformers import GenerationConfig
 
 from lit_ft.domains import NonNegativeInt, PositiveInt
 from lit_ft.errors import UserError
-from lit_ft.generation import generate
+from lit_ft.generation import decoding_settings, generate, inert_flags
 from lit_ft.rows import ROW
 from lit_ft.task import Batch, Task
 from lit_ft.text_metrics import TEXT_METRICS, GenerationMetrics, text_metric
@@ -155,12 +156,27 @@ class GenerationTask(Task):
         return {**record, "prediction": text}
 
     def export_extras(self, out_dir: Path) -> None:
-        """Make `model.generate` of the export decode as evaluation did (output length, `generate_kwargs`)."""
+        """Make `generate()` and `pipeline()` on the export decode as evaluation and predict did: the settings of
+        `lit_ft.generation.decoding_settings` (greedy unless `generate_kwargs` say otherwise, `max_new_tokens`,
+        stop and pad tokens) over the model's own generation config, which may have come with sampling on."""
         try:
             config = GenerationConfig.from_pretrained(out_dir)
         except OSError:
             config = GenerationConfig()
-        config.max_new_tokens = self.max_new_tokens
-        for key, value in self.generate_kwargs.items():
-            setattr(config, key, value)
+        config.update(**decoding_settings(config, self.tokenizer, self.max_new_tokens, **self.generate_kwargs))
+        for key in inert_flags(config):
+            setattr(config, key, None)
         config.save_pretrained(out_dir)
+
+    def model_card(self, model_id: str, export_dir: Path) -> list[tuple[str, str]]:
+        """The usage section, and the decoding settings the export's `generation_config.json` holds."""
+        config = {k: v for k, v in GenerationConfig.from_pretrained(export_dir).to_diff_dict().items()
+                  if not k.startswith("_") and k != "transformers_version"}
+        mode = "sampling" if config.get("do_sample") else f"beam search ({config['num_beams']} beams)" \
+            if (config.get("num_beams") or 1) > 1 else "greedy decoding"
+        text = (f"lit_ft evaluated and predicted with {mode}, at most {config.get('max_new_tokens')} new tokens, "
+                f"stopping at token ids {config.get('eos_token_id')} and padding with {config.get('pad_token_id')}; "
+                "`generation_config.json` holds these settings, so `generate()` and pipelines decode the same "
+                "way with no arguments (lit_ft's predictions are the new text with the whitespace around it "
+                f"stripped):\n\n```json\n{json.dumps(config, indent=2, sort_keys=True)}\n```")
+        return [*super().model_card(model_id, export_dir), ("Decoding", text)]

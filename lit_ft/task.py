@@ -140,6 +140,23 @@ class Task:
     def export_extras(self, out_dir: Path) -> None:
         """Write task files an export needs besides the model and tokenizer (none by default)."""
 
+    def model_card(self, model_id: str, export_dir: Path) -> list[tuple[str, str]]:
+        """The task's sections of the export's model card (`README.md`), as (title, Markdown) pairs, after the
+        metrics and training settings every card has; by default "How to use" with the `usage` code.
+
+        Args:
+            model_id: The Hub repo (or the directory) the card names.
+            export_dir: The directory being written (its model, tokenizer and configs are there already).
+        """
+        return [("How to use", f"```python\n{self.usage(model_id)}\n```")]
+
+    def usage(self, model_id: str) -> str:
+        """Python code that loads the export and runs it: `transformers.pipeline(pipeline_tag)` by default."""
+        if self.pipeline_tag is None:
+            return f'from transformers import AutoModel\n\nmodel = AutoModel.from_pretrained("{model_id}")'
+        return (f'from transformers import pipeline\n\npipe = pipeline("{self.pipeline_tag}", model="{model_id}")\n'
+                'print(pipe("Your text here"))')
+
     @classmethod
     def upgrade_options(cls, options: dict[str, Any]) -> dict[str, Any]:
         """Task options as this version names them: options saved or written under an earlier name move to their

@@ -257,6 +257,17 @@ class Seq2SeqTask(GenerationTask):
         self.tokenizer = load_tokenizer(backbone)
         return AutoModelForSeq2SeqLM.from_pretrained(backbone)
 
+    def usage(self, model_id: str) -> str:
+        """`generate()` on the source with the data's prefix: Transformers 5 has no text-to-text pipeline."""
+        prefix = self.info.get("source_prefix") or ""
+        return (
+            "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer\n\n"
+            f'tokenizer = AutoTokenizer.from_pretrained("{model_id}")\n'
+            f'model = AutoModelForSeq2SeqLM.from_pretrained("{model_id}")\n'
+            f'inputs = tokenizer({prefix!r} + "Your text here", return_tensors="pt")\n'
+            "print(tokenizer.decode(model.generate(**inputs)[0], skip_special_tokens=True))"
+        )
+
     def forward(self, model: nn.Module, batch: Batch) -> Any:
         # without labels (predict on sources only) there is no decoder input: generation does the work
         return model(**batch["inputs"]) if "labels" in batch["inputs"] else None
