@@ -1,7 +1,7 @@
 """Upload an export to the Hugging Face Hub (`lit_ft export --push_to_hub REPO`) with `huggingface_hub`'s public
-API: `create_repo` (kept when it exists) and `upload_folder` of the files the export wrote, in one commit. The token is huggingface_hub's own:
-`HF_TOKEN`, or the one `hf auth login` saved. Offline, or when the Hub cannot be reached, the export stays on disk
-and one line says how to upload it later."""
+API: `create_repo` (kept when it exists) and `upload_folder` of the files the export wrote, in one commit. The token
+is huggingface_hub's own: `HF_TOKEN`, or the one `hf auth login` saved. Offline, or when the Hub cannot be reached,
+the export stays on disk and one line says how to upload it later."""
 
 from __future__ import annotations
 

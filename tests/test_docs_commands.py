@@ -42,6 +42,8 @@ UNRUNNABLE = {
     "pip install ./plugins/lit_ft_multiple_choice": "installs packages into the environment (network)",
     "pip install -e plugins/lit_ft_multiple_choice --no-deps": "installs into the environment the tests run in",
     "python -m pytest plugins -q": "runs the plugin's test suite, which the test suite runs already",
+    "lit_ft export runs/quickstart --output_dir my_model --push_to_hub me/my-model":
+        "uploads to the Hugging Face Hub (network, a token); tests/test_generation_export.py runs it up to the upload",
 }
 
 

@@ -46,7 +46,7 @@ def sampling_backbone(path: Path) -> Path:
 def fit_predict_export(recipe: str, args: list[str], root: Path) -> dict[str, Any]:
     """`lit_ft fit`, `predict --ckpt_path best` and `export RUN --output_dir` with one recipe and overrides."""
     full = ["--config", str(CONFIGS / recipe), *args, "--trainer.default_root_dir", str(root), *COMMON]
-    run(["fit", *full, "--trainer.max_steps", "3", "--export.enabled", "false"])
+    run(["fit", *full, "--trainer.max_steps", "3"])  # exports to <root>/export at its end
     run(["predict", *full, "--ckpt_path", "best"])
     run(["export", str(root), "--output_dir", str(root.parent / "exported")])
     return {"root": root, "export": root.parent / "exported", "records": read_jsonl(root / "predictions.jsonl")}
@@ -131,7 +131,8 @@ def card_of(export: Path) -> tuple[dict[str, Any], str]:
 
 def test_model_card_holds_the_runs_values(sft_run: dict[str, Any], seq2seq_run: dict[str, Any]) -> None:
     """README.md: the Hub's metadata header (base model, task, tags, model-index with the best checkpoint's
-    validation metrics, as the run's metrics files hold them) and the settings, decoding and versions."""
+    validation metrics, as the run's metrics files hold them) and the settings, decoding and versions; the same
+    metrics in the card of the export `fit` writes at its end."""
     from transformers import __version__ as transformers_version
 
     import lit_ft
@@ -155,6 +156,8 @@ def test_model_card_holds_the_runs_values(sft_run: dict[str, Any], seq2seq_run: 
         assert "| learning_rate | `0.01` |" in body and "| trainer.max_steps | `3` |" in body
         assert f"lit_ft {lit_ft.__version__}" in body and f"transformers {transformers_version}" in body
         assert "greedy decoding" in body or "beam search (2 beams)" in body
+        at_fit_end, _ = card_of(fitted["root"] / "export")  # the fit's own export: the same checkpoint
+        assert at_fit_end["model-index"][0]["results"] == header["model-index"][0]["results"]
     assert "## How to use" in card_of(sft_run["export"])[1]
     assert 'pipeline("text-generation", model=' in card_of(sft_run["export"])[1]
     manifest = json.loads((sft_run["export"] / "lit_ft.json").read_text())
