@@ -103,8 +103,10 @@ def test_sft_export_in_pipeline_gives_the_predictions(sft_run: dict[str, Any]) -
 def test_seq2seq_export_generates_the_predictions(seq2seq_run: dict[str, Any]) -> None:
     """Transformers 5 has no text-to-text pipeline: the card's own code (`generate()` with no arguments, the
     data's source prefix) gives the text `lit_ft predict` wrote, beam width and length included."""
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
 
+    with pytest.raises(KeyError, match="text2text-generation has been removed"):
+        pipeline("text2text-generation", model=str(seq2seq_run["export"]))
     export, records = seq2seq_run["export"], seq2seq_run["records"]
     model, tokenizer = AutoModelForSeq2SeqLM.from_pretrained(export), AutoTokenizer.from_pretrained(export)
     assert any(r["prediction"] for r in records)  # else the comparison could not tell decoding modes apart
