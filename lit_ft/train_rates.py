@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Any, cast
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
@@ -34,7 +34,7 @@ class TrainRates(Callback):
         self._paused: float | None = None
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        trainer.log_every_n_steps = log_interval(trainer)
+        cast(Any, trainer).log_every_n_steps = log_interval(trainer)  # set at Trainer init, not declared on it
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._start = time.monotonic()
@@ -64,7 +64,7 @@ class TrainRates(Callback):
 
 def log_interval(trainer: Trainer) -> int:
     """`trainer.log_every_n_steps`, at most the optimizer steps of an epoch and `max_steps` (0 stays 0: no logs)."""
-    every = trainer.log_every_n_steps
+    every = int(cast(Any, trainer).log_every_n_steps)
     batches = trainer.num_training_batches
     if every <= 1 or not math.isfinite(batches) or batches < 1:
         return every

@@ -22,7 +22,6 @@ import yaml
 from builders import write_sentiment_csvs
 from helpers import QUIET, cli
 from matplotlib.image import imread
-from sft_fixtures import make_causal_lm
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from test_question_answering import RECIPE as QA_RECIPE
 from test_question_answering import SENTENCES, nested, official_v2_evaluate, row
@@ -33,7 +32,6 @@ from lit_ft.cli import main
 from lit_ft.io import read_jsonl
 from lit_ft.report.charts import bar_chart, line_chart
 from lit_ft.report.history import read_history
-from lit_ft.report.page import STYLE
 
 QUICKSTART = "configs/quickstart.yaml"
 QUIZ_PLUGIN = '''
@@ -382,9 +380,9 @@ def test_headless_chromium_shows_sample_code_with_its_indentation(sft_run: Path,
         "var out = document.createElement('pre'); out.id = 'seen';"
         "out.textContent = JSON.stringify(Array.prototype.map.call(cells, function (c) { return c.innerText; }));"
         "document.body.appendChild(out); });</script></body></html>")
-    dom = subprocess.run([str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
-                          f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", probe.as_uri()],
-                         capture_output=True, text=True, timeout=120).stdout
+    browser = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+               f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*browser, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
     seen = json.loads(html.unescape(dom.split('<pre id="seen">')[1].split("</pre>")[0]))
     written = [cell for row in page_sft.tables[f"part0-{path.stem}"][1:] for cell in row]
     assert seen == written and any("\n    return a + b" in cell for cell in seen)
