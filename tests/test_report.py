@@ -390,7 +390,7 @@ def test_headless_chromium_shows_sample_code_with_its_indentation(sft_run: Path,
 
 def test_axis_labels_carry_whole_values_and_legends_sit_beside_the_plot(page_a: Page, page_sft: Page) -> None:
     def beside(legend: list[float], area: list[float], pixels: list[int]) -> bool:
-        return legend[0] >= area[2] and legend[2] <= pixels[0] and legend[3] <= pixels[1]  # right of it, in view
+        return legend[0] >= area[2] and legend[2] <= pixels[0] and 0 <= legend[1] < legend[3] <= pixels[1]
 
     charts = {**page_a.data, **page_sft.data}
     for name, chart in charts.items():
@@ -399,6 +399,7 @@ def test_axis_labels_carry_whole_values_and_legends_sit_beside_the_plot(page_a: 
         if "lines" in chart or "values" in chart:
             ticks = [float(t) for t in drawn["ticks"]["y"]]  # every label a number, each told apart
             assert len(set(ticks)) == len(ticks) >= 2, name
+            np.testing.assert_allclose(np.diff(ticks), ticks[1] - ticks[0], rtol=1e-6)  # `1.75e-05`, not `1.7e-05`
             assert beside(drawn["legend"], drawn["plot_area"], chart["pixels"]), name
     assert "values" in charts["part0-per_class_scores"]  # the bars of per-class scores among them
 
@@ -406,10 +407,14 @@ def test_axis_labels_carry_whole_values_and_legends_sit_beside_the_plot(page_a: 
     steady = line_chart("t", "throughput", {"train/tokens_per_sec": [(1, 9026.1), (2, 9026.15), (3, 9026.3)]})
     ticks = [float(t) for t in steady.data["drawn"]["ticks"]["y"]]
     assert 9026 < min(ticks) < max(ticks) < 9027 and set(steady.data["drawn"]["offsets"]) == {""}
-    rates = line_chart("r", "learning rate", {"train/lr": [(1, 3e-5), (2, 2e-5), (3, 1e-5)]})
-    assert all(0 <= float(t) <= 4e-5 for t in rates.data["drawn"]["ticks"]["y"])
+    rates = line_chart("r", "learning rate", {"train/lr": [(1, 2e-5), (2, 1.3e-5), (3, 2e-6)]})
+    ticks = [float(t) for t in rates.data["drawn"]["ticks"]["y"]]
+    assert 0 <= min(ticks) < max(ticks) <= 2.5e-5 and set(rates.data["drawn"]["offsets"]) == {""}
+    np.testing.assert_allclose(np.diff(ticks), ticks[1] - ticks[0], rtol=1e-6)
     full = bar_chart("b", "scores", ["negative", "positive"], {"precision": [1.0, 0.98], "recall": [1.0, 1.0]})
     assert beside(full.data["drawn"]["legend"], full.data["drawn"]["plot_area"], full.data["pixels"])
+    many = line_chart("m", "f1 by label", {f"val/f1/label_{i}": [(1, i / 40), (2, i / 30)] for i in range(40)})
+    assert beside(many.data["drawn"]["legend"], many.data["drawn"]["plot_area"], many.data["pixels"])
 
 
 # ---- other tasks -------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ of the axis (`+9.026`, `1e-5`) that a reader misses; legends sit beside the plot
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 DPI = 100
 LINE_SIZE = (5.6, 3.2)  # inches: 560 x 320 pixels, two side by side on a wide screen
 MAX_INCHES = 14.0
+LEGEND_ROWS = 14  # legend entries (font size 8) that fit beside a plot of LINE_SIZE's height
+LEGEND_COLUMN_INCHES = 1.6  # the figure widens by this for each further legend column
 
 
 def _figure(size: tuple[float, float], legend: bool = True) -> Figure:
@@ -80,20 +83,28 @@ def _whole_values(*axes: Any) -> None:
 
 
 def whole_labels(values: list[float]) -> list[str]:
-    """Tick labels: `%g` with the fewest significant digits (never fewer than the integer part has) that keep
-    them distinct; a tick within rounding noise of 0 (`2.8e-17`) reads `0`."""
+    """Tick labels: `%g` with the fewest significant digits (never fewer than the integer part has) that write each
+    tick's value (`1.75e-05`, not `1.7e-05`) and keep them distinct; a tick within rounding noise of 0 reads `0`."""
     scale = max((abs(v) for v in values), default=0.0)
     values = [0.0 if abs(v) <= scale * 1e-9 else v for v in values]
+    ordered = sorted(values)
+    spacing = min((b - a for a, b in zip(ordered, ordered[1:], strict=False) if b > a), default=scale or 1.0)
     whole = max((len(str(int(abs(v)))) for v in values), default=1)  # 120000, not 1.2e+05
     for digits in range(whole, 18):
         labels = [f"{v:.{digits}g}" for v in values]
-        if len(set(labels)) == len(labels):
+        if len(set(labels)) == len(labels) and all(abs(float(t) - v) <= spacing * 1e-6 for t, v in zip(
+                labels, values, strict=True)):
             return labels
     return [repr(v) for v in values]
 
 
 def _legend_beside(ax: Any) -> None:
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
+    entries = len(ax.get_legend_handles_labels()[1])
+    columns = math.ceil(entries / LEGEND_ROWS) or 1  # a column of more rows would run past the image's foot
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False,
+              ncols=columns)
+    fig = ax.get_figure()
+    fig.set_figwidth(min(MAX_INCHES, fig.get_figwidth() + LEGEND_COLUMN_INCHES * (columns - 1)))  # the plot keeps room
 
 
 def line_chart(name: str, title: str, lines: dict[str, list[tuple[int, float]]], mark_step: int | None = None,
