@@ -238,7 +238,8 @@ class FineTuner(LightningModule):
         """Give the loggers the step of what is logged now: the optimizer steps done, the number that checkpoint
         names (`step=N`), `metrics/*.json` and `samples/*_step<N>.jsonl` carry. Lightning takes a logged `step` as
         the row's step (`Trainer` logging); without it, it numbers a row by the batches stepped before the current
-        one is counted, so a validation after 25 steps would land at step 24 (see docs/report.md)."""
+        one is counted, so a validation after 25 steps would land at step 24 (see docs/report.md). ModelCheckpoint
+        names a file by a logged `step` too: the same number, as the trainer updates it only at stepped batches."""
         self.log("step", float(step), batch_size=1, sync_dist=False)
 
     def on_validation_epoch_end(self) -> None:
