@@ -192,6 +192,7 @@ class FineTuner(LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss = self.plugin.loss(self._forward(batch), batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["id"]))
+        self._log_step(self.trainer.global_step + 1)  # the optimizer step this batch completes
         return loss
 
     def _eval_step(self, batch: Batch, stage: Stage) -> Any:
@@ -226,11 +227,20 @@ class FineTuner(LightningModule):
         values = {f"{stage}/loss": self._loss(stage).compute()}
         values.update(flatten_metrics(self._metrics(stage), stage))
         self.log_dict(values, sync_dist=False, prog_bar=False)
+        self._log_step(self.trainer.global_step)
         rows = self.plugin.samples(self._metrics(stage))
         if rows:
             log_samples(self.trainer, f"{stage}/samples", rows)
         self._loss(stage).reset()
         self._metrics(stage).reset()
+
+    def _log_step(self, step: int) -> None:
+        """Give the loggers the step of what is logged now: the optimizer steps done, the number that checkpoint
+        names (`step=N`), `metrics/*.json` and `samples/*_step<N>.jsonl` carry. Lightning takes a logged `step` as
+        the row's step (`Trainer` logging); without it, it numbers a row by the batches stepped before the current
+        one is counted, so a validation after 25 steps would land at step 24 (see docs/report.md). ModelCheckpoint
+        names a file by a logged `step` too: the same number, as the trainer updates it only at stepped batches."""
+        self.log("step", float(step), batch_size=1, sync_dist=False)
 
     def on_validation_epoch_end(self) -> None:
         if not self.trainer.sanity_checking:

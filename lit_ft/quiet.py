@@ -20,6 +20,7 @@ IGNORED_WARNINGS = (
     ".*isinstance\\(treespec, LeafSpec\\).*",
     ".*LightningCLI's args parameter is intended to run from within Python.*",  # `main()` passes argv itself
     ".*will save all targets and predictions in the buffer.*",  # torchmetrics' Pearson/Spearman, by design
+    ".*is smaller than the logging interval.*",  # lit_ft.train_rates lowers the interval to an epoch's steps
 )
 # Lightning's rank-zero info lines that are advertising or restate the obvious
 LIGHTNING_NOISE = re.compile(

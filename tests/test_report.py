@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import base64
 import csv
+import html
 import json
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -28,6 +30,7 @@ from test_token_classification import source_args, write_conll
 
 from lit_ft.cli import main
 from lit_ft.io import read_jsonl
+from lit_ft.report.charts import bar_chart, line_chart
 from lit_ft.report.history import read_history
 
 QUICKSTART = "configs/quickstart.yaml"
@@ -60,6 +63,7 @@ class Page(HTMLParser):
     def __init__(self, text: str) -> None:
         super().__init__()
         self.tables: dict[str, list[list[str]]] = {}
+        self.table_classes: dict[str, str] = {}
         self.images: list[dict[str, str]] = []
         self.sections: list[str] = []
         self.data: dict[str, Any] = {}
@@ -75,6 +79,7 @@ class Page(HTMLParser):
         if tag == "table":
             self._table = a["data-table"]
             self.tables[self._table] = []
+            self.table_classes[self._table] = a.get("class", "")
         elif tag == "tr" and self._table:
             self.tables[self._table].append([])
         elif tag in ("td", "th") and self._table:
@@ -113,8 +118,8 @@ def table_dicts(page: Page, name: str) -> list[dict[str, str]]:
     return [dict(zip(head, r, strict=True)) for r in rows]
 
 
-def csv_columns(root: Path) -> dict[str, list[tuple[int, float]]]:
-    with open(root / "csv" / "version_0" / "metrics.csv", newline="") as f:
+def csv_columns(root: Path, log: str = "csv") -> dict[str, list[tuple[int, float]]]:
+    with open(root / log / "version_0" / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     return {k: [(int(r["step"]), float(r[k])) for r in rows if r[k]] for k in rows[0] if k not in ("epoch", "step")}
 
@@ -283,6 +288,133 @@ def test_several_runs_overlay_curves_and_list_differing_config_keys(run_a: Path,
         assert float(metrics["val/loss"][f"{name} final"]) == pytest.approx(values[-1], rel=1e-3)
         assert float(metrics["val/loss"][f"{name} best"]) == pytest.approx(min(values), rel=1e-3)
     assert "part0-confusion_matrix" in page.data and "part1-confusion_matrix" in page.data
+
+
+# ---- an SFT run: a few optimizer steps per epoch, code in its samples ----------------------------------------
+SFT_RECIPE = "configs/sft_alpaca.yaml"
+CODE = ["def add(a, b):\n    return a + b", "for i in range(3):\n    if i:\n        print(i)  # two  spaces",
+        "class A:\n    pass"]
+
+
+@pytest.fixture(scope="module")
+def sft_run(llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The alpaca recipe as shipped (accumulation 4, log_every_n_steps 5, 3 epochs) on 24 rows: 2 optimizer steps
+    an epoch, fewer than the log interval."""
+    tmp = tmp_path_factory.mktemp("sft")
+    rows = [{"instruction": f"write program {i}", "input": "", "output": CODE[i % len(CODE)]} for i in range(24)]
+    (tmp / "code.json").write_text(json.dumps(rows))
+    cli("fit", "--config", SFT_RECIPE, "--model.backbone", str(llama), "--data.init_args.source.train",
+        str(tmp / "code.json"), "--model.task_options.max_new_tokens", "4", "--trainer.default_root_dir",
+        str(tmp / "run"), "--export.enabled", "false", *QUIET)
+    return tmp / "run"
+
+
+@pytest.fixture(scope="module")
+def page_sft(sft_run: Path) -> Page:
+    return report(sft_run, output=sft_run / "report.html")
+
+
+def metric_file_steps(root: Path) -> dict[str, int]:
+    return {p.stem: json.loads(p.read_text())["step"] for p in (root / "metrics").glob("val_*.json")}
+
+
+def test_sft_run_with_short_epochs_logs_and_draws_its_training_curves(sft_run: Path, page_sft: Page) -> None:
+    every = yaml.safe_load((sft_run / "config.yaml").read_text())["trainer"]["log_every_n_steps"]
+    epoch_ends = [metric_file_steps(sft_run)[f"val_epoch_{n}"] for n in (1, 2, 3)]
+    assert epoch_ends == [2, 4, 6] and every == 5  # an epoch is shorter than the recipe's log interval
+    logged = csv_columns(sft_run, "logs")
+    for key in ("train/loss", "train/lr", "train/tokens_per_sec"):
+        assert [s for s, _ in logged[key]] == epoch_ends, key  # a point at each epoch's last step
+    np.testing.assert_allclose(page_sft.data["part0-curve_loss"]["lines"]["train/loss"], logged["train/loss"])
+    np.testing.assert_allclose(page_sft.data["part0-curve_learning_rate"]["lines"]["train/lr"], logged["train/lr"])
+    throughput = page_sft.data["part0-curve_throughput"]["lines"]["train/tokens_per_sec"]
+    assert [s for s, _ in throughput] == epoch_ends and all(v > 0 for _, v in throughput)
+
+
+@pytest.mark.parametrize("kind", ["classification", "sft"])
+def test_validation_steps_agree_between_log_metric_files_samples_and_best_checkpoint(
+        kind: str, request: pytest.FixtureRequest) -> None:
+    root, log = (request.getfixturevalue("run_a"), "csv") if kind == "classification" else \
+        (request.getfixturevalue("sft_run"), "logs")
+    page: Page = request.getfixturevalue("page_a" if kind == "classification" else "page_sft")
+    logged = csv_columns(root, log)
+    validations = [s for s, _ in logged["val/loss"]]
+    files = metric_file_steps(root)
+    assert validations == sorted(files.values()) and len(validations) >= 2
+    for name, step in files.items():  # the same validation: its values are the file's
+        record = json.loads((root / "metrics" / f"{name}.json").read_text())["metrics"]
+        assert dict(logged["val/loss"])[step] == pytest.approx(record["val/loss"], rel=1e-5)
+    samples = sorted(int(p.stem.rpartition("_step")[2]) for p in (root / "samples").glob("*_step*.jsonl"))
+    assert samples == (validations if kind == "sft" else [])  # classification writes no sample tables
+    assert all(f"part0-val_samples_step{s}" in page.tables for s in samples)
+    pointer = json.loads((root / "checkpoints" / "best.json").read_text())
+    step = int(re.search(r"step=(\d+)", pointer["best"]).group(1))  # type: ignore[union-attr]
+    assert step in validations and dict(logged[pointer["monitor"]])[step] == pytest.approx(pointer["score"])
+    assert int(table_dicts(page, "part0-best_checkpoint")[0]["step"]) == step
+    assert {chart["mark_step"] for chart in page.data.values() if "mark_step" in chart} == {step}
+
+
+def test_sample_tables_keep_the_whitespace_of_generated_code(sft_run: Path, page_sft: Page) -> None:
+    path = max((sft_run / "samples").glob("val_samples_step*.jsonl"), key=lambda p: int(p.stem.rpartition("_step")[2]))
+    rows, name = read_jsonl(path), f"part0-{path.stem}"
+    shown = table_dicts(page_sft, name)
+    assert [r["reference"] for r in shown] == [r["reference"] for r in rows]
+    assert [r["prompt"] for r in shown] == [r["prompt"] for r in rows]
+    assert any("\n    " in r["reference"] for r in rows) and all("\n" in r["prompt"] for r in rows)
+    # the browser keeps line breaks and indentation of the cells as written (it collapses them by default)
+    assert page_sft.table_classes[name] == "keep-whitespace"
+    style = (sft_run / "report.html").read_text().split("<style>")[1].split("</style>")[0]
+    assert re.search(r"table\.keep-whitespace td \{[^}]*white-space: pre-wrap", style)
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium is not installed")
+def test_headless_chromium_shows_sample_code_with_its_indentation(sft_run: Path, page_sft: Page,
+                                                                    tmp_path: Path) -> None:
+    """The text a reader sees (`innerText`, which follows the CSS `white-space`) equals the sample as written."""
+    path = max((sft_run / "samples").glob("val_samples_step*.jsonl"), key=lambda p: int(p.stem.rpartition("_step")[2]))
+    probe = sft_run / "probe.html"
+    probe.write_text(
+        '<!doctype html><html><body><iframe id="f" src="report.html" width="1200" height="900"></iframe><script>'
+        "window.addEventListener('load', function () { var doc = document.getElementById('f').contentDocument;"
+        f"var cells = doc.querySelectorAll('table[data-table=\"part0-{path.stem}\"] tbody td');"
+        "var out = document.createElement('pre'); out.id = 'seen';"
+        "out.textContent = JSON.stringify(Array.prototype.map.call(cells, function (c) { return c.innerText; }));"
+        "document.body.appendChild(out); });</script></body></html>")
+    browser = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+               f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*browser, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    seen = json.loads(html.unescape(dom.split('<pre id="seen">')[1].split("</pre>")[0]))
+    written = [cell for row in page_sft.tables[f"part0-{path.stem}"][1:] for cell in row]
+    assert seen == written and any("\n    return a + b" in cell for cell in seen)
+
+
+def test_axis_labels_carry_whole_values_and_legends_sit_beside_the_plot(page_a: Page, page_sft: Page) -> None:
+    def beside(legend: list[float], area: list[float], pixels: list[int]) -> bool:
+        return legend[0] >= area[2] and legend[2] <= pixels[0] and 0 <= legend[1] < legend[3] <= pixels[1]
+
+    charts = {**page_a.data, **page_sft.data}
+    for name, chart in charts.items():
+        drawn = chart["drawn"]
+        assert set(drawn["offsets"]) == {""}, name  # no `+9.026` or `1e-5` in an axis corner
+        if "lines" in chart or "values" in chart:
+            ticks = [float(t) for t in drawn["ticks"]["y"]]  # every label a number, each told apart
+            assert len(set(ticks)) == len(ticks) >= 2, name
+            np.testing.assert_allclose(np.diff(ticks), ticks[1] - ticks[0], rtol=1e-6)  # `1.75e-05`, not `1.7e-05`
+            assert beside(drawn["legend"], drawn["plot_area"], chart["pixels"]), name
+    assert "values" in charts["part0-per_class_scores"]  # the bars of per-class scores among them
+
+    # a curve that moves in its fifth digit (a steady throughput), where matplotlib writes the ticks as `+9.026e3`
+    steady = line_chart("t", "throughput", {"train/tokens_per_sec": [(1, 9026.1), (2, 9026.15), (3, 9026.3)]})
+    ticks = [float(t) for t in steady.data["drawn"]["ticks"]["y"]]
+    assert 9026 < min(ticks) < max(ticks) < 9027 and set(steady.data["drawn"]["offsets"]) == {""}
+    rates = line_chart("r", "learning rate", {"train/lr": [(1, 2e-5), (2, 1.3e-5), (3, 2e-6)]})
+    ticks = [float(t) for t in rates.data["drawn"]["ticks"]["y"]]
+    assert 0 <= min(ticks) < max(ticks) <= 2.5e-5 and set(rates.data["drawn"]["offsets"]) == {""}
+    np.testing.assert_allclose(np.diff(ticks), ticks[1] - ticks[0], rtol=1e-6)
+    full = bar_chart("b", "scores", ["negative", "positive"], {"precision": [1.0, 0.98], "recall": [1.0, 1.0]})
+    assert beside(full.data["drawn"]["legend"], full.data["drawn"]["plot_area"], full.data["pixels"])
+    many = line_chart("m", "f1 by label", {f"val/f1/label_{i}": [(1, i / 40), (2, i / 30)] for i in range(40)})
+    assert beside(many.data["drawn"]["legend"], many.data["drawn"]["plot_area"], many.data["pixels"])
 
 
 # ---- other tasks -------------------------------------------------------------------------------------

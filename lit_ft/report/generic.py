@@ -104,7 +104,8 @@ def samples_section(run: RunFiles) -> Section | None:
         for step, rows in tables_by_step:
             columns = list(dict.fromkeys(c for row in rows for c in row))
             shown = [[_cut(row.get(c, "")) for c in columns] for row in rows[:SAMPLE_ROWS]]
-            tables.append(Table(f"{key}_step{step}", columns, shown, f"{key} at step {step} ({len(rows)} rows)"))
+            tables.append(Table(f"{key}_step{step}", columns, shown, f"{key} at step {step} ({len(rows)} rows)",
+                                keep_whitespace=True))
     return Section("Samples per evaluation", tables=tables) if tables else None
 
 

@@ -24,6 +24,7 @@ caption { text-align: left; font-weight: bold; padding: 0.3em 0; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; max-width: 40em; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; } th { background: #f0f0f0; }
 nav a { margin-right: 1em; }
+table.keep-whitespace td { white-space: pre-wrap; font-family: ui-monospace, Menlo, Consolas, monospace; }
 """
 GENERATOR = '<meta name="generator" content="lit_ft report">'  # marks a report lit_ft may replace
 LEGACY_MARK = 'id="chart-data"'  # the data block every earlier report carries
@@ -109,7 +110,8 @@ def _table(table: Table, anchor: str) -> str:
     head = "".join(f"<th>{_e(c)}</th>" for c in table.columns)
     rows = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in table.rows)
     caption = f"<caption>{_e(table.caption)}</caption>" if table.caption else ""
-    return (f'<table data-table="{_e(anchor)}-{_e(table.name)}">{caption}<thead><tr>{head}</tr></thead>'
+    kind = ' class="keep-whitespace"' if table.keep_whitespace else ""
+    return (f'<table data-table="{_e(anchor)}-{_e(table.name)}"{kind}>{caption}<thead><tr>{head}</tr></thead>'
             f"<tbody>{rows}</tbody></table>")
 
 

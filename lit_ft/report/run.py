@@ -23,8 +23,9 @@ RUN_MARKS = ("config.yaml", "checkpoints/best.json", "metrics", "csv", "tensorbo
 @dataclass
 class BestCheckpoint:
     """From `checkpoints/best.json`: the monitored key, its direction and best score, the checkpoint's optimizer
-    step, and `logged_step`: the step the loggers gave the validation that chose it (Lightning logs epoch-end
-    values at the step before `global_step`), where the charts mark it."""
+    step, and `logged_step`: the step the logs give the validation that chose it, where the charts mark it. lit_ft
+    logs every row at the optimizer steps done, so it is the checkpoint's step; logs written by Lightning's own
+    numbering (older runs) have it one lower, and the last validation logged at or before the step is taken."""
 
     path: str
     monitor: str

@@ -30,12 +30,14 @@ class Chart:
 
 @dataclass
 class Table:
-    """A table of values; `name` identifies it in the HTML (`data-table` attribute)."""
+    """A table of values; `name` identifies it in the HTML (`data-table` attribute). `keep_whitespace` shows its
+    texts as written (line breaks, indentation, runs of spaces: generated code), in a fixed-width font."""
 
     name: str
     columns: list[str]
     rows: list[list[Any]]
     caption: str = ""
+    keep_whitespace: bool = False
 
 
 @dataclass
