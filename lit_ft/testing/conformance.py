@@ -31,13 +31,17 @@ class TaskConformance:
     The first four tests share one 2-step fit (`fitted`); the DDP test (slow) fits twice more, once on 2 processes.
     """
 
+    # class-scoped fixtures are class methods: pytest deprecates them as instance methods (PytestRemovedIn10Warning)
     @pytest.fixture(scope="class")
-    def conformance(self) -> Conformance:
-        raise NotImplementedError(f"{type(self).__name__}: define a class-scoped fixture `conformance` that returns "
-                                  "lit_ft.testing.Conformance(recipe=..., args=[...])")
+    @classmethod
+    def conformance(cls) -> Conformance:
+        raise NotImplementedError(f"{cls.__name__}: define a class-scoped fixture `conformance` (a classmethod under "
+                                  "@pytest.fixture(scope='class')) that returns lit_ft.testing.Conformance(recipe=..., "
+                                  "args=[...])")
 
     @pytest.fixture(scope="class")
-    def fitted(self, conformance: Conformance, tmp_path_factory: pytest.TempPathFactory) -> Fitted:
+    @classmethod
+    def fitted(cls, conformance: Conformance, tmp_path_factory: pytest.TempPathFactory) -> Fitted:
         with one_thread():
             return fit_and_predict(conformance, tmp_path_factory.mktemp("conformance") / "run")
 
