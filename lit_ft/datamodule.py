@@ -31,9 +31,9 @@ from lit_ft.task import Batch
 
 DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
 STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",), "predict": ("predict",)}
-# settings that change batching but not the tokenized features, so they stay out of the cache fingerprint
 # the column settings a data module conventionally names its inputs by -> their key in a prediction record
 DEFAULT_INPUT_FIELDS = {"text_column": "text", "text_pair_column": "text_pair", "label_column": "gold_label"}
+# settings that change batching but not the tokenized features, so they stay out of the cache fingerprint
 _BATCHING_ARGS = {"batch_size", "eval_batch_size", "group_batches", "num_workers", "shuffle_seed", "packing"}
 _FEATURES_VERSION = 3  # bump when the base's feature layout changes, so old caches are not reused
 
