@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from lightning.pytorch.strategies import DDPStrategy, Strategy
+from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, Strategy
 from torch.nn.parallel import DistributedDataParallel
 
 from lit_ft.errors import UserError
@@ -33,13 +33,15 @@ def task_ddp_kwargs(task: str) -> dict[str, Any]:
 def apply_ddp_kwargs(strategy: Strategy, task: str) -> dict[str, Any]:
     """Give a DDP strategy the task's DistributedDataParallel arguments it does not set itself; returns them.
 
-    Other strategies (one device, FSDP, DeepSpeed's engine) wrap the model without DistributedDataParallel."""
-    if not isinstance(strategy, DDPStrategy) or type(strategy).__name__ == "DeepSpeedStrategy":
+    Other strategies (one device, FSDP, DeepSpeed's engine) wrap the model without DistributedDataParallel; the
+    declaration is checked on every run all the same, so a misspelt key fails before the run that needs it."""
+    declared = task_ddp_kwargs(task)
+    if not isinstance(strategy, DDPStrategy) or isinstance(strategy, DeepSpeedStrategy):  # a DDPStrategy subclass
         return {}
     # DDPStrategy passes `_ddp_kwargs` (its constructor's **kwargs) to DistributedDataParallel when fit starts and
     # has no public setter (Lightning 2.6); the strategy is built by then, often from a name. A value the user
     # gave the strategy is kept. tests/test_plugin_ddp.py checks that the attribute is still there.
     given: dict[str, Any] = strategy._ddp_kwargs
-    added = {k: v for k, v in task_ddp_kwargs(task).items() if k not in given}
+    added = {k: v for k, v in declared.items() if k not in given}
     given.update(added)
     return added

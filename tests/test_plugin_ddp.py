@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 
+from lit_ft import registry
 from lit_ft.ddp_options import apply_ddp_kwargs
 from lit_ft.errors import UserError
 from lit_ft.registry import load_plugin_module
@@ -58,12 +60,22 @@ trainer: {{accelerator: cpu, logger: false}}
 class TestScorePluginConformance(TaskConformance):
     """The whole kit; its DDP check (slow) runs the plugin's Pearson and its `find_unused_parameters` for real."""
 
+    @pytest.fixture(scope="class", autouse=True)
+    @classmethod
+    def registrations_undone(cls) -> Iterator[None]:
+        """The plugin's tasks registered by the class's runs (`--plugins`) are unregistered after the class."""
+        local = dict(registry._local)
+        yield
+        registry._local.clear()
+        registry._local.update(local)
+
     @pytest.fixture(scope="class")
     @classmethod
     def conformance(cls, tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Conformance:
         return score_conformance("score", tiny_bert, tmp_path_factory.mktemp("score"))
 
 
+@pytest.mark.usefixtures("isolated_plugins")
 def test_the_ddp_check_allows_a_correlation_float_rounding_and_fails_a_wrong_value() -> None:
     load_plugin_module(str(PLUGIN))
     from lit_ft_plugin_score_plugin import ScoreTask
@@ -85,6 +97,7 @@ def test_the_ddp_check_allows_a_correlation_float_rounding_and_fails_a_wrong_val
                                                                          "val/mse: logged by only the 1-process run"]
 
 
+@pytest.mark.usefixtures("isolated_plugins")
 def test_a_plugin_ddp_kwargs_reach_a_ddp_strategy_and_the_user_value_wins() -> None:
     load_plugin_module(str(PLUGIN))
     strategy = DDPStrategy()  # what `--trainer.strategy ddp` builds
@@ -100,13 +113,13 @@ def test_a_plugin_ddp_kwargs_reach_a_ddp_strategy_and_the_user_value_wins() -> N
         name = "score_misspelt"
         ddp_kwargs = {"find_unused_params": True}
 
-    from lit_ft.registry import register_task
+    registry.register_task(Misspelt)
+    for strategy in (DDPStrategy(), SingleDeviceStrategy("cpu")):  # checked on one device too, before any DDP run
+        with pytest.raises(UserError, match="task 'score_misspelt' declares ddp_kwargs find_unused_params, which"):
+            apply_ddp_kwargs(strategy, "score_misspelt")
 
-    register_task(Misspelt)
-    with pytest.raises(UserError, match="task 'score_misspelt' declares ddp_kwargs find_unused_params, which torch"):
-        apply_ddp_kwargs(DDPStrategy(), "score_misspelt")
 
-
+@pytest.mark.usefixtures("isolated_plugins")
 def test_the_export_check_names_the_weights_the_export_lost(tiny_bert: Path, tmp_path: Path) -> None:
     conformance = score_conformance("score_extra", tiny_bert, tmp_path / "extra")
     with one_thread():
