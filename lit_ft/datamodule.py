@@ -31,6 +31,8 @@ from lit_ft.task import Batch
 
 DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
 STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",), "predict": ("predict",)}
+# the column settings a data module conventionally names its inputs by -> their key in a prediction record
+DEFAULT_INPUT_FIELDS = {"text_column": "text", "text_pair_column": "text_pair", "label_column": "gold_label"}
 # settings that change batching but not the tokenized features, so they stay out of the cache fingerprint
 _BATCHING_ARGS = {"batch_size", "eval_batch_size", "group_batches", "num_workers", "shuffle_seed", "packing"}
 _FEATURES_VERSION = 3  # bump when the base's feature layout changes, so old caches are not reused
@@ -150,8 +152,21 @@ class TaskDataModule(LightningDataModule):
         """Per row of the split, in order (`raw(split)[i]` for row i), the input fields that prediction records
         carry (the text, and the gold labels when the split has them), so errors read without a join;
         `lit_ft predict` and `lit_ft test` add them to the row's record next to its `id`. Keys a task's records
-        already hold keep the task's value. None (an empty list) by default."""
-        return []
+        already hold keep the task's value.
+
+        By default, from the data module's conventional column settings, those it has and the split holds:
+        `text_column` -> `text`, `text_pair_column` -> `text_pair`, `label_column` -> `gold_label` (as the raw rows
+        hold them; texts as `texts` reads them). None for a data module without such settings."""
+        raw = self.raw(split)
+        if raw is None:
+            return []
+        fields = {}
+        for setting, key in DEFAULT_INPUT_FIELDS.items():
+            column = getattr(self, setting, None)
+            if isinstance(column, str) and column in raw.column_names:
+                values = raw[column]
+                fields[key] = values if key == "gold_label" else [v if v is None else str(v) for v in values]
+        return [{k: v[i] for k, v in fields.items()} for i in range(len(raw))] if fields else []
 
     def collate(self, rows: list[dict[str, Any]]) -> Batch:
         ids = [row.pop("id") for row in rows]

@@ -93,6 +93,9 @@ def install() -> None:
     """Silence the noise; idempotent."""
     for pattern in IGNORED_WARNINGS:
         warnings.filterwarnings("ignore", pattern)
+    # LightningCLI's own calls of jsonargparse APIs deprecated since jsonargparse 4.49 (`skip_none`,
+    # `instantiate_classes`, `add_instantiator`): a Lightning release changes them; nothing a user can act on
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"lightning\.pytorch\.cli")
     # W&B's startup banner, `anonymous`/git-root warnings and the sparkline history at finish; lit_ft's own
     # end-of-run block says where the run is and how to sync it (WANDB_SILENT=false brings them back)
     os.environ.setdefault("WANDB_SILENT", "true")

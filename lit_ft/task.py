@@ -72,6 +72,12 @@ class Task:
     (`lit_ft.task_defaults`). Declare one only from a benchmark against the HF Trainer on the task (bench/README.md),
     and list it in the task's docs. None by default."""
 
+    ddp_kwargs: ClassVar[dict[str, Any]] = {}
+    """Keyword arguments of `torch.nn.parallel.DistributedDataParallel` this task's model needs when a run trains
+    under DDP (`lit_ft.ddp_options`): `{"find_unused_parameters": True}` for a model some of whose parameters get no
+    gradient in a step (a pooler or head that `forward` runs but the loss does not use), which DDP otherwise
+    stops on. A value the run's strategy sets itself (`trainer.strategy.init_args`) wins. None by default."""
+
     def __init__(self, info: dict[str, Any], **options: Any) -> None:
         if options:
             raise TypeError(f"task '{self.name}' takes no task_options; got {sorted(options)}")

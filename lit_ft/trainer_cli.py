@@ -21,6 +21,7 @@ from lit_ft.check_rules import enforce
 from lit_ft.checkpoint import TaskCheckpoint, find_checkpoint, read_pointer, run_id_of
 from lit_ft.consolidate import metadata_file
 from lit_ft.datamodule import TaskDataModule
+from lit_ft.ddp_options import apply_ddp_kwargs
 from lit_ft.errors import UserError, one_line
 from lit_ft.export import ExportBest
 from lit_ft.interrupt import StopOnSignal
@@ -240,6 +241,8 @@ class LitFtCLI(LightningCLI):
             callbacks = [*callbacks, ModelLine()]
         trainer = super()._instantiate_trainer(config, callbacks)
         drop_unset_anonymous(trainer.loggers)
+        if isinstance(self.model, FineTuner):
+            apply_ddp_kwargs(trainer.strategy, self.model.hparams["task"])  # the task's `ddp_kwargs`
         return trainer
 
 

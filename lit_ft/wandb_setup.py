@@ -77,7 +77,7 @@ class SaveConfigToLoggers(SaveConfigCallback):
             name = self.config_filename if command == "fit" else f"{Path(self.config_filename).stem}_{command}.yaml"
             path = Path(trainer.default_root_dir) / name
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.parser.save(self.config, str(path), skip_none=False, overwrite=self.overwrite,
+            self.parser.save(self.config, str(path), skip_unset=False, overwrite=self.overwrite,
                              multifile=self.multifile)
         if trainer.is_global_zero:
             self.save_config(trainer, pl_module, stage)

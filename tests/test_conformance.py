@@ -18,7 +18,8 @@ QUIET = ["--trainer.logger", "false"]
 
 class TestClassificationConformance(TaskConformance):
     @pytest.fixture(scope="class")
-    def conformance(self, tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Conformance:
+    @classmethod
+    def conformance(cls, tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Conformance:
         recipe = ROOT / "configs" / "quickstart.yaml"
         overlay = stand_in_overlay(recipe, {"bert": tiny_bert}, tmp_path_factory.mktemp("overlay"))
         return Conformance(recipe=recipe, overlays=[overlay], args=QUIET, ddp_batch_size=4)
@@ -26,7 +27,8 @@ class TestClassificationConformance(TaskConformance):
 
 class TestTokenClassificationConformance(TaskConformance):
     @pytest.fixture(scope="class")
-    def conformance(self, tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Conformance:
+    @classmethod
+    def conformance(cls, tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Conformance:
         recipe = ROOT / "configs" / "ner_conll2003.yaml"
         data = tmp_path_factory.mktemp("conll")
         files = {"train": write_conll(data / "train.conll", 48, 0),

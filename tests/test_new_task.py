@@ -118,6 +118,8 @@ def test_the_generated_recipe_fits_and_predicts_from_the_source_directory(
     run(["predict", *common, "--ckpt_path", "best"])
     records = read_jsonl(tmp_path / "runs" / NAME / "predictions.jsonl")
     assert [r["id"] for r in records] == [str(i) for i in range(len(rows))]
+    # the base data module's default `prediction_inputs`: the text and the gold label, as built-in records have
+    assert [(r["text"], r["gold_label"]) for r in records] == [(row["text"], row["label"]) for row in rows]
     for record in records:
         assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
         assert record["label"] == max(record["probabilities"], key=record["probabilities"].get)
@@ -129,6 +131,9 @@ def test_the_generated_package_passes_its_own_tests(generated: Path, tmp_path: P
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "5 passed, 1 deselected" in done.stdout  # the conformance kit's 4 + its own; DDP is the slow one
+    # no deprecation (pytest's of class-scoped fixtures as instance methods, say), and none filtered away
+    assert "warnings summary" not in done.stdout and "warning" not in done.stdout.splitlines()[-1], done.stdout
+    assert "DeprecationWarning" not in (generated / "pyproject.toml").read_text()
 
 
 def test_the_generated_package_builds_a_wheel_with_its_entry_point_and_fixture(generated: Path,

@@ -86,3 +86,23 @@ def test_the_documented_task_file_fits_validates_and_predicts(tmp_path: Path, ti
     assert {r["label"] for r in records} <= {"negative", "positive"}
     hits = sum(r["label"] == g for r, g in zip(records, gold, strict=True))
     assert accuracy == pytest.approx(hits / len(gold), abs=1e-6)
+
+
+def test_the_docs_list_every_data_module_helper_the_examples_call() -> None:
+    """The one-file task above, the `lit_ft new-task` package and the example plugin call only members of
+    `TaskDataModule` that docs/plugins.md's data side describes (as `name` or `name(...)`)."""
+    from lit_ft.datamodule import TaskDataModule
+    from lit_ft.new_task import TEMPLATES, fill, placeholders
+
+    sources = {"docs/plugins.md": skeleton(),
+               "new-task data.py": fill((TEMPLATES / "{{package}}" / "data.py.tmpl").read_text(),
+                                        placeholders("probe")),
+               **{str(p.relative_to(ROOT)): p.read_text()
+                  for p in (ROOT / "plugins" / "lit_ft_multiple_choice" / "lit_ft_multiple_choice").glob("*.py")}}
+    data_side = PLUGINS_DOC.read_text().split("## The data side", 1)[1].split("\n## ", 1)[0]
+    for where, code in sources.items():
+        called = {node.attr for node in ast.walk(ast.parse(code)) if isinstance(node, ast.Attribute)
+                  and isinstance(node.value, ast.Name) and node.value.id == "self"}
+        helpers = {name for name in called if not name.startswith("_") and hasattr(TaskDataModule, name)}
+        undocumented = sorted(n for n in helpers if not re.search(rf"`{n}[(`]", data_side))
+        assert not undocumented, f"{where} calls TaskDataModule.{undocumented} that docs/plugins.md does not list"

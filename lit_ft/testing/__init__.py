@@ -9,7 +9,8 @@ recipe and the overrides that make it small (a tiny backbone, small data files):
 
     class TestMyTask(TaskConformance):
         @pytest.fixture(scope="class")
-        def conformance(self, tmp_path_factory: pytest.TempPathFactory) -> Conformance:
+        @classmethod
+        def conformance(cls, tmp_path_factory: pytest.TempPathFactory) -> Conformance:
             backbone = make_tiny_bert(tmp_path_factory.mktemp("bert"), words=["some", "words"])
             return Conformance(recipe="configs/my_task.yaml", args=["--model.backbone", str(backbone)])
 

@@ -42,6 +42,9 @@ class Conformance:
             installed).
         ddp_batch_size: Training batch per process in the 2-process run (the 1-process run uses twice as many).
         ddp: Run the 2-process DDP check.
+        ddp_tolerances: Per metric name (as the task's `metrics()` names it, or `loss`), the `(rel, abs)`
+            tolerance of the DDP check, in place of its kind's (`lit_ft.testing.tolerance`): for a metric of
+            your own whose 2-process value differs by more than float rounding for a reason you have checked.
     """
 
     recipe: str | Path
@@ -51,6 +54,7 @@ class Conformance:
     pythonpath: list[str | Path] = field(default_factory=list)
     ddp_batch_size: int = 2
     ddp: bool = True
+    ddp_tolerances: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def argv(self, verb: str, root: Path, *extra: str) -> list[str]:
         plugins = ["--plugins", ",".join(map(str, self.plugins))] if self.plugins else []
@@ -142,22 +146,23 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def ddp_fit(conformance: Conformance, root: Path, devices: int) -> dict[str, Any]:
+def ddp_fit(conformance: Conformance, root: Path, devices: int) -> tuple[dict[str, Any], LitFtCLI | None]:
     """Fit on `devices` CPU processes at the same global batch: 1 in this process, more as a `python -m lit_ft`
     subprocess (DDP starts its workers by running that command again). Returns each validation's record of
-    `<root>/metrics/val_*.json` by file name."""
+    `<root>/metrics/val_*.json` by file name, and the in-process run (None for a subprocess)."""
     batch = conformance.ddp_batch_size * 2 // devices
     extra = ["--trainer.accelerator", "cpu", "--trainer.devices", str(devices), "--trainer.num_nodes", "1",
              "--trainer.strategy", "ddp" if devices > 1 else "auto", "--data.init_args.batch_size", str(batch),
              "--data.init_args.eval_batch_size", str(conformance.ddp_batch_size), "--export.enabled", "false",
              "--trainer.limit_val_batches", "1.0",  # a batch limit would see twice the rows on two processes
              "--trainer.enable_progress_bar", "true"]  # its callback writes metrics/ (no bars drawn in a pipe)
+    cli = None
     if devices == 1:
         with one_thread():
-            conformance.run("fit", root, *extra)
+            cli = conformance.run("fit", root, *extra)
     else:
         _run_subprocess(conformance, conformance.argv("fit", root, *extra))
-    return {p.name: json.loads(p.read_text()) for p in sorted((root / "metrics").glob("val_*.json"))}
+    return {p.name: json.loads(p.read_text()) for p in sorted((root / "metrics").glob("val_*.json"))}, cli
 
 
 def _run_subprocess(conformance: Conformance, argv: list[str]) -> None:

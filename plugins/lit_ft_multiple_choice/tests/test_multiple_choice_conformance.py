@@ -13,7 +13,8 @@ RECIPE = Path(__file__).resolve().parents[1] / "configs" / "swag.yaml"
 
 class TestMultipleChoiceConformance(TaskConformance):
     @pytest.fixture(scope="class")
-    def conformance(self, tiny_bert_dir: Path, swag_session_files: dict[str, str]) -> Conformance:
+    @classmethod
+    def conformance(cls, tiny_bert_dir: Path, swag_session_files: dict[str, str]) -> Conformance:
         sources = [a for split in ("train", "validation", "test", "predict")
                    for a in (f"--data.init_args.source.{split}", swag_session_files.get(split, "null"))]
         return Conformance(recipe=RECIPE, args=["--model.backbone", str(tiny_bert_dir), "--data.init_args.source.hub",
