@@ -129,6 +129,15 @@ def compile_on_machine(plan: RunPlan) -> tuple[str, str] | None:
     return (f"model.compile: {problem}", "install one, or set model.compile false") if problem else None
 
 
+@rule("fatal")
+def attention_on_machine(plan: RunPlan) -> tuple[str, str] | None:
+    """`model.attn_implementation flash_attention_2` without a CUDA GPU, the flash_attn package, or fp16/bf16
+    compute (`lit_ft.attention`)."""
+    from lit_ft.attention import attention_problem
+
+    return attention_problem(plan.cfg.model.get("attn_implementation"), plan.accelerator, _precision(plan))
+
+
 # ---- the backbone ----------------------------------------------------------------------------------
 @rule("fatal")
 def backbone_needs_remote_code(plan: RunPlan) -> tuple[str, str] | None:
