@@ -20,6 +20,8 @@ IGNORED_WARNINGS = (
     ".*isinstance\\(treespec, LeafSpec\\).*",
     ".*LightningCLI's args parameter is intended to run from within Python.*",  # `main()` passes argv itself
     ".*will save all targets and predictions in the buffer.*",  # torchmetrics' Pearson/Spearman, by design
+    # epoch metrics come from torchmetrics, already synced across processes (`FineTuner._log_epoch`)
+    ".*when logging on epoch level in distributed setting.*",
 )
 # Lightning's rank-zero info lines that are advertising or restate the obvious
 LIGHTNING_NOISE = re.compile(

@@ -42,6 +42,13 @@ UNRUNNABLE = {
     "pip install ./plugins/lit_ft_multiple_choice": "installs packages into the environment (network)",
     "pip install -e plugins/lit_ft_multiple_choice --no-deps": "installs into the environment the tests run in",
     "python -m pytest plugins -q": "runs the plugin's test suite, which the test suite runs already",
+    # tests/test_multinode.py runs these on one machine (two node ranks of one CPU process each)
+    "torchrun --nnodes 2 --nproc_per_node 8 --node_rank 0 --master_addr node01 --master_port 29500 -m lit_ft fit "
+    "--config configs/sft_lima.yaml --config configs/strategy/multinode.yaml": "two GPU nodes",
+    "torchrun --nnodes 2 --nproc_per_node 8 --node_rank 1 --master_addr node01 --master_port 29500 -m lit_ft fit "
+    "--config configs/sft_lima.yaml --config configs/strategy/multinode.yaml": "two GPU nodes",
+    "srun .venv/bin/lit_ft fit --config configs/sft_lima.yaml --config configs/strategy/multinode.yaml":
+        "a SLURM allocation of two GPU nodes",
 }
 
 
