@@ -108,3 +108,51 @@ def test_flash_attention_on_a_gpu_needs_the_package_and_half_precision(tmp_path:
     assert finding("bf16-mixed") is None and finding("16-mixed") is None
     cfg.model.attn_implementation = "eager"
     assert finding("32-true") is None
+
+
+def _saved_bytes(model: torch.nn.Module, input_ids: torch.Tensor) -> int:
+    """Bytes of the tensors autograd keeps for backward (each storage once)."""
+    storages: dict[int, int] = {}
+
+    def keep(t: torch.Tensor) -> torch.Tensor:
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+        model(input_ids=input_ids)
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("family", ["llama", "bert"])
+def test_the_estimate_counts_what_eager_attention_keeps(family: str) -> None:
+    from transformers import AutoModel, BertConfig, LlamaConfig
+
+    from lit_ft.estimate import shape_of
+    from lit_ft.memory import layer_activation_bytes
+
+    sizes = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+             "vocab_size": 100}
+    config = LlamaConfig(**sizes) if family == "llama" else BertConfig(**sizes, attention_probs_dropout_prob=0.0)
+    input_ids = torch.randint(0, 100, (2, 64))  # (batch, seq)
+    saved, per_layer = {}, {}
+    for implementation in ("sdpa", "eager"):
+        model = AutoModel.from_config(config, attn_implementation=implementation).train()
+        saved[implementation] = _saved_bytes(model, input_ids)
+        per_layer[implementation] = layer_activation_bytes(shape_of(model), 64, 4.0)
+    # the s x s probabilities, a * s values per token and layer, where the fused kernel keeps a log-sum-exp: 4 heads
+    # x 63 more fp32 values, for 2 x 64 tokens in 2 layers
+    tokens_layers = 2 * 64 * 2
+    assert saved["eager"] - saved["sdpa"] == tokens_layers * (per_layer["eager"] - per_layer["sdpa"])
+    assert saved["eager"] - saved["sdpa"] == tokens_layers * 4 * 4 * 63
+
+
+def test_the_estimate_verb_builds_the_recipe_model_with_the_implementation(
+        tiny_bert: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    per_token = {}
+    for implementation in ("sdpa", "eager"):
+        main(["estimate", "--config", "configs/quickstart.yaml", "--model.backbone", str(tiny_bert),
+              "--model.attn_implementation", implementation])
+        per_token[implementation] = float(capsys.readouterr().out.split("activations per token: ")[1].split()[0])
+    # tiny_bert: 2 heads, max_length 64: 2 x 63 fp32 values more per token in each of 2 layers and in backward's
+    # working copy of one layer (KiB, as printed)
+    assert per_token["eager"] - per_token["sdpa"] == pytest.approx(3 * 2 * 63 * 4 / 1024, abs=0.1)
