@@ -30,7 +30,7 @@ def attention_problem(implementation: str | None, accelerator: str, precision: s
     fix = "or set model.attn_implementation sdpa"
     if accelerator != "cuda":
         return (f"model.attn_implementation {FLASH} needs a CUDA GPU (flash-attn's kernels run only on CUDA) "
-                f"and trainer.accelerator resolves to '{accelerator}'", f"train on a GPU, {fix}")
+                f"and trainer.accelerator resolves to '{accelerator}'", f"run on a GPU, {fix}")
     if importlib.util.find_spec("flash_attn") is None:
         return (f"model.attn_implementation {FLASH} needs the flash_attn package, which is not installed",
                 f"pip install flash-attn --no-build-isolation, {fix}")

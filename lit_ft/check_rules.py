@@ -138,6 +138,14 @@ def attention_on_machine(plan: RunPlan) -> tuple[str, str] | None:
     return attention_problem(plan.cfg.model.get("attn_implementation"), plan.accelerator, _precision(plan))
 
 
+def refuse_unusable_attention(plan: RunPlan) -> None:
+    """validate, test and predict load the backbone with the same kernels as fit: the same one-line refusal (fit
+    gets it from `enforce`)."""
+    found = attention_on_machine(plan)
+    if found is not None:
+        raise UserError(f"{found[0]}; {found[1]}")
+
+
 # ---- the backbone ----------------------------------------------------------------------------------
 @rule("fatal")
 def backbone_needs_remote_code(plan: RunPlan) -> tuple[str, str] | None:

@@ -75,13 +75,19 @@ def test_check_and_fit_refuse_flash_attention_on_this_cpu_machine(capsys: pytest
     at = out.index(next(line for line in out if "attention_on_machine" in line))
     assert out[at] == ("  fatal    attention_on_machine: model.attn_implementation flash_attention_2 needs a CUDA GPU "
                       "(flash-attn's kernels run only on CUDA) and trainer.accelerator resolves to 'cpu'")
-    assert out[at + 1] == "           fix: train on a GPU, or set model.attn_implementation sdpa"
+    assert out[at + 1] == "           fix: run on a GPU, or set model.attn_implementation sdpa"
     with pytest.raises(SystemExit) as done:
         main(["fit", *argv])
     assert done.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("lit_ft: error: model.attn_implementation flash_attention_2 needs a CUDA GPU")
     assert not (tmp_path / "run" / "checkpoints").exists()
+    with pytest.raises(SystemExit) as done:  # evaluation loads the backbone with the same kernels
+        main(["validate", *argv])
+    assert done.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "lit_ft: error: model.attn_implementation flash_attention_2 needs a CUDA GPU (flash-attn's kernels run only "
+        "on CUDA) and trainer.accelerator resolves to 'cpu'; run on a GPU, or set model.attn_implementation sdpa")
 
 
 def test_flash_attention_on_a_gpu_needs_the_package_and_half_precision(tmp_path: Path, tiny_bert: Path,
