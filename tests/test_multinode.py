@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 import torch
 from builders import write_sentiment_csvs
-from helpers import QUIET, cli, tiny_args
+from helpers import cli, tiny_args
 
 from lit_ft.safe_load import load_checkpoint_file
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "multi-gpu.md"
 PIECE = "configs/strategy/multinode.yaml"
-# 24 rows = 3 global batches of 8 (4 per node); 10 evaluation rows, 2 per batch: the last rank's batch is padding
+# 24 rows = 3 global batches of 8 (4 per node); 10 evaluation rows in batches of 2: 3 per node, one of them padding
 N_TRAIN, N_EVAL, GLOBAL_BATCH, NODES = 24, 10, 8, 2
 # what a launcher or an earlier run may have left in this process's environment
 LAUNCH_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK", "GROUP_RANK")
@@ -108,7 +108,7 @@ def slurm_tasks(root: Path, tiny_bert: Path, files: dict[str, str],
             for rank in range(NODES)]
 
 
-def finish(processes: list[subprocess.Popen[str]], logs: list[Path]) -> None:
+def finish(processes: list[subprocess.Popen[bytes]], logs: list[Path]) -> None:
     for process, log in zip(processes, logs, strict=True):
         process.wait(timeout=240)  # a hang guard (torchrun's own exit barrier waits 300 s)
         assert process.returncode == 0, log.read_text()[-3000:]
@@ -128,14 +128,17 @@ def test_two_nodes_by_torchrun_and_by_slurm_match_one_process(tmp_path: Path, ti
     launches = (torchrun_nodes(roots["torchrun"], tiny_bert, files, ports[0])
                 + slurm_tasks(roots["slurm"], tiny_bert, files, ports[1]))
     logs = [tmp_path / f"process{i}.log" for i in range(len(launches))]
-    processes = [subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
-                                  start_new_session=True) for (argv, env), log in zip(launches, logs, strict=True)]
+    processes = []
+    for (argv, env), log in zip(launches, logs, strict=True):
+        with log.open("w") as out:  # the child keeps its own copy of the descriptor
+            processes.append(subprocess.Popen(argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                              start_new_session=True))
     try:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:  # the one-process run while the nodes run: the same global batch in one process
             cli("fit", "--config", ROOT / "configs" / "quickstart.yaml",
-                *run_args(tmp_path / "one", tiny_bert, files, GLOBAL_BATCH), *QUIET[2:])
+                *run_args(tmp_path / "one", tiny_bert, files, GLOBAL_BATCH))
         finally:
             torch.set_num_threads(threads)
         finish(processes, logs)
@@ -156,3 +159,4 @@ def test_two_nodes_by_torchrun_and_by_slurm_match_one_process(tmp_path: Path, ti
         out = log.read_text()
         assert f"Initializing distributed: GLOBAL_RANK: {rank % NODES}, MEMBER: {rank % NODES + 1}/{NODES}" in out
         assert "when logging on epoch level in distributed setting" not in out  # lit_ft's metrics are synced
+        assert ("SLURM auto-requeueing enabled" in out) == (rank >= NODES)  # Lightning's SLURMEnvironment
