@@ -129,6 +129,23 @@ def compile_on_machine(plan: RunPlan) -> tuple[str, str] | None:
     return (f"model.compile: {problem}", "install one, or set model.compile false") if problem else None
 
 
+@rule("fatal")
+def attention_on_machine(plan: RunPlan) -> tuple[str, str] | None:
+    """`model.attn_implementation flash_attention_2` without a CUDA GPU, the flash_attn package, or fp16/bf16
+    compute (`lit_ft.attention`)."""
+    from lit_ft.attention import attention_problem
+
+    return attention_problem(plan.cfg.model.get("attn_implementation"), plan.accelerator, _precision(plan))
+
+
+def refuse_unusable_attention(plan: RunPlan) -> None:
+    """validate, test and predict load the backbone with the same kernels as fit: the same one-line refusal (fit
+    gets it from `enforce`)."""
+    found = attention_on_machine(plan)
+    if found is not None:
+        raise UserError(f"{found[0]}; {found[1]}")
+
+
 # ---- the backbone ----------------------------------------------------------------------------------
 @rule("fatal")
 def backbone_needs_remote_code(plan: RunPlan) -> tuple[str, str] | None:

@@ -95,6 +95,7 @@ def shape_of(model: nn.Module) -> Shape:
         attention_dropout=float(first(config, "attention_probs_dropout_prob", "attention_dropout", "attn_pdrop",
                                       default=0.0)),
         lm_head=output is not None,
+        eager_attention=getattr(config, "_attn_implementation", None) == "eager",
     )
 
 

@@ -20,6 +20,8 @@ softmax and residuals in fp32), with hidden size h, intermediate size i, heads a
   takes the math attention path, so the s x s matrix is kept);
 - Llama-like blocks (RMSNorm, gated SiLU MLP, `gate_proj`): d * (10h + 4i + a) (fused attention keeps its output
   and log-sum-exp, not the s x s matrix);
+- eager attention (`model.attn_implementation: eager`) keeps the s x s probabilities instead of the log-sum-exp:
+  the `a` term becomes a * s in either block (with attention dropout, the d * 3as term already counts them);
 - embeddings and the last norm: d * 3h per token; a language-model head: 16 bytes per vocabulary entry per token
   (four fp32 (batch, seq, vocab) tensors are alive as backward starts: the logits, the loss's log-probabilities
   and the gradients of both);
@@ -67,6 +69,7 @@ class Shape:
     hidden_dropout: float = 0.0
     attention_dropout: float = 0.0
     lm_head: bool = False
+    eager_attention: bool = False  # Transformers' `eager` implementation: the attention probabilities are kept
 
 
 @dataclass(frozen=True)
@@ -118,11 +121,13 @@ def precision_bytes(precision: str) -> tuple[int, float]:
 def layer_activation_bytes(shape: Shape, seq: int, d: float) -> float:
     """Bytes autograd keeps per token for one transformer layer (see the module docstring)."""
     h, i, a = shape.hidden, shape.intermediate, shape.heads
+    # eager attention keeps (batch, a, s, s) probabilities, a * s values per token, where fused kernels keep a
+    probabilities = d * a * (seq - 1) if shape.eager_attention else 0.0
     if shape.gated:
-        return d * (10 * h + 4 * i + a)
+        return d * (10 * h + 4 * i + a) + probabilities
     found = d * (8 * h + 2 * i + a)
     found += d * 2 * h if shape.hidden_dropout > 0 else 0.0
-    found += d * 3 * a * seq if shape.attention_dropout > 0 else 0.0
+    found += d * 3 * a * seq if shape.attention_dropout > 0 else probabilities  # dropout: the math path, kept
     return found
 
 

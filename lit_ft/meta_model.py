@@ -28,8 +28,11 @@ def config_only_models() -> Iterator[None]:
     def from_config_only(original: Any, cls: Any, name: Any, *args: Any, **kwargs: Any) -> nn.Module:
         remote = bool(kwargs.get("trust_remote_code", False))
         config = kwargs.pop("config", None) or AutoConfig.from_pretrained(name, trust_remote_code=remote)
+        # the attention implementation changes what training keeps (eager: the probabilities); flash-attention's
+        # kernels keep what sdpa's do, and would need their package and a GPU to be named here
+        attention = {k: v for k, v in kwargs.items() if k == "attn_implementation" and v in ("eager", "sdpa")}
         with torch.device("meta"):
-            model: nn.Module = cls.from_config(config, trust_remote_code=remote)
+            model: nn.Module = cls.from_config(config, trust_remote_code=remote, **attention)
         return model
 
     with patched_from_pretrained(from_config_only):

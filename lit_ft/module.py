@@ -12,6 +12,7 @@ from torch import nn
 from torch.optim import Optimizer
 from torchmetrics import MeanMetric, MetricCollection
 
+from lit_ft.attention import FLASH, Attention, flash_usable, loading_with
 from lit_ft.backbone import resolve_backbone
 from lit_ft.compile import CompiledForward
 from lit_ft.datamodule import DEFAULT_BACKBONE, TaskDataModule
@@ -20,6 +21,7 @@ from lit_ft.errors import UserError
 from lit_ft.freeze import freeze
 from lit_ft.lora import LoraSettings, apply_lora, exportable, is_adapter_model
 from lit_ft.monitor import Mode, monitor_mode
+from lit_ft.neftune import add_embedding_noise
 from lit_ft.optim import AdamW, Schedule, clip_gradients, decay_groups, unscale_outside, warmup_schedule, warmup_steps
 from lit_ft.quantization import (
     QuantizationSettings,
@@ -67,6 +69,11 @@ class FineTuner(LightningModule):
         compile: Run the training and evaluation forward passes through `torch.compile` (Inductor; a C++
             compiler on CPUs, triton on GPUs): the first steps compile, later ones run faster. Checkpoints and
             exports keep the plain parameter names; generation runs uncompiled.
+        attn_implementation: Attention kernels the backbone loads with: `sdpa`, `eager` or `flash_attention_2`
+            (a CUDA GPU, `pip install flash-attn` and fp16/bf16 compute); unset, Transformers' default (sdpa where
+            the architecture has it). Packed SFT batches take the layout these kernels attend best with.
+        neftune_noise_alpha: NEFTune: while training, add uniform noise of at most alpha / sqrt(length * width)
+            to the input embeddings (5 is the paper's usual value); evaluation and prediction see none.
     """
 
     def __init__(
@@ -86,6 +93,8 @@ class FineTuner(LightningModule):
         gradient_checkpointing: bool = False,
         quantization: QuantizationSettings | None = None,
         compile: bool = False,
+        attn_implementation: Attention | None = None,
+        neftune_noise_alpha: PositiveFloat | None = None,
     ) -> None:
         super().__init__()
         check_quantization(quantization, lora)
@@ -108,9 +117,11 @@ class FineTuner(LightningModule):
         self.hparams["info"] = info
         quantization = as_settings(self.hparams.get("quantization"))
         precision = self._trainer.precision if self._trainer is not None else None
-        with loading_in(weights_dtype(precision)), quantized_loading(quantization):
+        with loading_in(weights_dtype(precision)), quantized_loading(quantization), loading_with(self._attention()):
             self.model = self.plugin.build_model(resolve_backbone(self.hparams["backbone"]))
         freeze(self.model, self.hparams["freeze_backbone"], self.hparams["freeze_layers"])
+        if self.hparams.get("neftune_noise_alpha") is not None:
+            add_embedding_noise(self.model, float(self.hparams["neftune_noise_alpha"]))
         if quantization is not None:
             self.model = prepare_for_adapters(self.model, bool(self.hparams.get("gradient_checkpointing")))
         if self.hparams.get("gradient_checkpointing"):
@@ -120,6 +131,14 @@ class FineTuner(LightningModule):
         self.model.train()  # from_pretrained returns eval mode, and Lightning keeps submodule modes
         self.metrics = nn.ModuleDict({stage: self.plugin.metrics() for stage in EVAL_STAGES})
         self.losses = nn.ModuleDict({stage: MeanMetric() for stage in EVAL_STAGES})
+
+    def _attention(self) -> str | None:
+        """The attention implementation to load with. A checkpoint rebuilt outside a run (`lit_ft export`) where
+        flash-attention cannot load takes Transformers' default: the weights do not depend on the kernels."""
+        chosen = self.hparams.get("attn_implementation")
+        if chosen == FLASH and self._trainer is None and not flash_usable():
+            return None
+        return cast(str | None, chosen)
 
     def setup(self, stage: str) -> None:
         self.bind_data()

@@ -21,6 +21,8 @@ IGNORED_WARNINGS = (
     ".*LightningCLI's args parameter is intended to run from within Python.*",  # `main()` passes argv itself
     ".*will save all targets and predictions in the buffer.*",  # torchmetrics' Pearson/Spearman, by design
     ".*is smaller than the logging interval.*",  # lit_ft.train_rates lowers the interval to an epoch's steps
+    # epoch metrics come from torchmetrics, already synced across processes (`FineTuner._log_epoch`)
+    ".*when logging on epoch level in distributed setting.*",
 )
 # Lightning's rank-zero info lines that are advertising or restate the obvious
 LIGHTNING_NOISE = re.compile(

@@ -17,7 +17,7 @@ from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelSummary, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from lit_ft.check_rules import enforce
+from lit_ft.check_rules import enforce, refuse_unusable_attention
 from lit_ft.checkpoint import TaskCheckpoint, find_checkpoint, read_pointer, run_id_of
 from lit_ft.consolidate import metadata_file
 from lit_ft.datamodule import TaskDataModule
@@ -201,6 +201,8 @@ class LitFtCLI(LightningCLI):
         check_quantization(cfg.model.get("quantization"), cfg.model.get("lora"))
         if sub == "fit":
             enforce(RunPlan(cfg), needs_data=False)  # the pre-flight rules that need no data, before the trainer
+        elif sub:
+            refuse_unusable_attention(RunPlan(cfg))
         check_writable(cfg.trainer.default_root_dir or ".", "trainer.default_root_dir")
         if sub == "fit" and cfg.checkpoint.dirpath:
             check_writable(cfg.checkpoint.dirpath, "checkpoint.dirpath")

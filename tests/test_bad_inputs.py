@@ -508,6 +508,15 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
                                          "--trials", "1", "--seed", "-1"],
                                    [r"--seed must be an integer from 0 to 4294967295 \(got -1\)"], early=True,
                                    base=False)
+    c["neftune_noise_alpha_zero"] = Case(cls, ["--model.neftune_noise_alpha", "0"],
+                                         domain("model.neftune_noise_alpha", "0", "a number above 0"), **early)
+    c["attn_implementation_unknown"] = Case(cls, ["--model.attn_implementation", "flash"],
+                                            [r"model.attn_implementation", "'sdpa', 'eager', 'flash_attention_2'"],
+                                            **early)
+    # on this CPU machine: no CUDA device; on a GPU machine without the package: the package
+    c["flash_attention_where_it_cannot_run"] = Case(cls, ["--model.attn_implementation", "flash_attention_2"],
+                                                    [r"model.attn_implementation flash_attention_2 needs",
+                                                     "or set model.attn_implementation sdpa"], **early)
     c["max_epochs_zero"] = Case(cls, ["--trainer.max_epochs", "0"],
                                 [r"trainer.max_epochs is 0: fit would stop before the first step and export an "
                                  "untrained model", "set trainer.max_epochs to 1 or more"], **early)

@@ -44,6 +44,13 @@ UNRUNNABLE = {
     "python -m pytest plugins -q": "runs the plugin's test suite, which the test suite runs already",
     "lit_ft export runs/quickstart --output_dir my_model --push_to_hub me/my-model":
         "uploads to the Hugging Face Hub (network, a token); tests/test_generation_export.py runs it up to the upload",
+    # tests/test_multinode.py runs these on one machine (two node ranks of one CPU process each)
+    "torchrun --nnodes 2 --nproc_per_node 8 --node_rank 0 --master_addr node01 --master_port 29500 -m lit_ft fit "
+    "--config configs/sft_lima.yaml --config configs/strategy/multinode.yaml": "two GPU nodes",
+    "torchrun --nnodes 2 --nproc_per_node 8 --node_rank 1 --master_addr node01 --master_port 29500 -m lit_ft fit "
+    "--config configs/sft_lima.yaml --config configs/strategy/multinode.yaml": "two GPU nodes",
+    "srun .venv/bin/lit_ft fit --config configs/sft_lima.yaml --config configs/strategy/multinode.yaml":
+        "a SLURM allocation of two GPU nodes",
 }
 
 
