@@ -30,6 +30,7 @@ from lit_ft.source import TEXT_COLUMN, DataSource
 from lit_ft.task import Batch
 
 DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
+ALL_SPLITS = ("train", "validation", "test", "predict")
 STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",), "predict": ("predict",)}
 # settings that change batching but not the tokenized features, so they stay out of the cache fingerprint
 _BATCHING_ARGS = {"batch_size", "eval_batch_size", "group_batches", "num_workers", "shuffle_seed", "packing"}
@@ -307,8 +308,16 @@ class TaskDataModule(LightningDataModule):
         self.check_lengths()
         self._adopt_model_info()
         # runs on one process first, so the other ranks find the tokenized cache
-        for split in ("train", "validation", "test", "predict"):
+        for split in self._stage_splits():
             self.features(split)
+
+    def _stage_splits(self) -> tuple[str, ...]:
+        """The splits the trainer's command reads: `test`, `validate` and `predict` only their own (a model from a
+        checkpoint needs no training data); `fit`, or no trainer, every configured split, so a bad test or
+        predict file fails before hours of training and the data line shows them all."""
+        fn = getattr(getattr(self.trainer, "state", None), "fn", None) if self.trainer is not None else None
+        stage = str(getattr(fn, "value", fn))
+        return ALL_SPLITS if stage == "fit" else STAGE_SPLITS.get(stage, ALL_SPLITS)
 
     def setup(self, stage: str) -> None:
         self.check_lengths()

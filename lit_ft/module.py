@@ -93,6 +93,7 @@ class FineTuner(LightningModule):
         self.optimizer = optimizer
         self.model: nn.Module | None = None
         self.compiled_forward = CompiledForward()
+        self.unmeasured: dict[str, list[str]] = {}  # per stage, metrics its last epoch gave no value to (no update)
         if info is not None:
             with restoring():  # the checkpoint brings the head's weights: no "newly initialised" report
                 self.build(info)
@@ -224,13 +225,27 @@ class FineTuner(LightningModule):
     def _log_epoch(self, stage: Stage) -> None:
         # torchmetrics has already synced the states across processes: log the values as they are
         values = {f"{stage}/loss": self._loss(stage).compute()}
-        values.update(flatten_metrics(self._metrics(stage), stage))
+        metrics = self._metrics(stage)
+        unmeasured = self._unmeasured(metrics)
+        with warnings.catch_warnings():  # every process computes every metric (a sync each), measured or not
+            warnings.filterwarnings("ignore", ".*was called before the ``update`` method.*")
+            flat = flatten_metrics(metrics, stage)
+        self.unmeasured[stage] = unmeasured
+        values.update({k: v for k, v in flat.items() if k.split("/")[1] not in unmeasured})
         self.log_dict(values, sync_dist=False, prog_bar=False)
         rows = self.plugin.samples(self._metrics(stage))
         if rows:
             log_samples(self.trainer, f"{stage}/samples", rows)
         self._loss(stage).reset()
         self._metrics(stage).reset()
+
+    def _unmeasured(self, metrics: MetricCollection) -> list[str]:
+        """Metrics no process updated this epoch (generation metrics when no generated row was evaluated): they
+        are not logged, rather than logged as a 0 that was never measured."""
+        named = list(metrics.items(keep_base=True, copy_state=False))
+        counts = torch.tensor([float(m.update_count) for _, m in named], device=self.device)
+        counts = self.trainer.strategy.reduce(counts, reduce_op="sum")  # a generated row may be on another rank
+        return [name for (name, _), count in zip(named, counts.tolist(), strict=True) if not count]
 
     def on_validation_epoch_end(self) -> None:
         if not self.trainer.sanity_checking:
