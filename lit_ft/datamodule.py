@@ -127,6 +127,11 @@ class TaskDataModule(LightningDataModule):
         columns = sorted(c for c in rows if c != "id" and not c.startswith("_"))
         return [json.dumps([rows[c][i] for c in columns], default=str) for i in range(len(rows["id"]))]
 
+    def example_labels(self, rows: dict[str, list[Any]]) -> list[str] | None:
+        """Each raw row's label as text, batched like `example_keys`: `lit_ft inspect-data` reports inputs that
+        appear with different labels. None (no single label per row) by default."""
+        return None
+
     def cut_inputs(self, split: str) -> int:
         """Inputs of a loaded split that lost tokens to the length limits (`lit_ft inspect-data`): the encoding's
         own `truncated` column where it keeps one, else those that reach `max_length`."""
@@ -382,6 +387,12 @@ class TaskDataModule(LightningDataModule):
         """The training batches of this rank (a task that packs examples returns its own)."""
         return LengthGroupedBatchSampler(lengths, self.batch_size, seed=self.shuffle_seed,
                                          group_batches=self.group_batches, rank=rank, world_size=world)
+
+    def epoch_batches(self, world_size: int = 1) -> int | None:
+        """Training batches per epoch on each of `world_size` processes, counted by the training sampler itself
+        (a task that packs examples makes fewer batches than rows / batch_size); None without a training split."""
+        ds = self.features("train")
+        return None if ds is None else len(self.train_sampler(ds["length"], 0, world_size))
 
     def train_collate(self, rows: list[dict[str, Any]]) -> Batch:
         """Training examples -> a batch; `collate` unless the task feeds training batches differently."""
