@@ -166,7 +166,8 @@ def _conflicts(split: str, keys: list[str], labels: list[str] | None, raw: Any) 
     if not mixed:
         return []
     rows = [i for i, k in enumerate(keys) if k in mixed]
-    return [f"  {split}: {len(mixed):,} inputs appear with different labels, in {len(rows):,} rows"
+    inputs = "1 input appears" if len(mixed) == 1 else f"{len(mixed):,} inputs appear"
+    return [f"  {split}: {inputs} with different labels, in {len(rows):,} rows"
             f"{_ids(raw, rows)}: fix or drop them"]
 
 

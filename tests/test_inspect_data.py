@@ -243,4 +243,4 @@ def test_near_duplicates_and_one_text_with_two_labels(capsys: pytest.CaptureFixt
     dupes = section(out, "duplicates")
     assert ("  train: 1 of 8 rows repeat an earlier row of the split; 3 more once normalised as the tokenizer reads "
             "them (case for an uncased model, surrounding whitespace)") in dupes
-    assert "  train: 1 inputs appear with different labels, in 2 rows (ids 1, 5): fix or drop them" in dupes
+    assert "  train: 1 input appears with different labels, in 2 rows (ids 1, 5): fix or drop them" in dupes
