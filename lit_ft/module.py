@@ -38,6 +38,7 @@ from lit_ft.weights_dtype import loading_in, weights_dtype
 
 Stage = Literal["train", "val", "test"]
 EVAL_STAGES: tuple[Stage, ...] = ("val", "test")
+NOT_MEASURED = torch.tensor(float("nan"))  # the logged value of a metric no eval row updated (shown as `-`)
 
 
 class FineTuner(LightningModule):
@@ -93,7 +94,6 @@ class FineTuner(LightningModule):
         self.optimizer = optimizer
         self.model: nn.Module | None = None
         self.compiled_forward = CompiledForward()
-        self.unmeasured: dict[str, list[str]] = {}  # per stage, metrics its last epoch gave no value to (no update)
         if info is not None:
             with restoring():  # the checkpoint brings the head's weights: no "newly initialised" report
                 self.build(info)
@@ -230,8 +230,8 @@ class FineTuner(LightningModule):
         with warnings.catch_warnings():  # every process computes every metric (a sync each), measured or not
             warnings.filterwarnings("ignore", ".*was called before the ``update`` method.*")
             flat = flatten_metrics(metrics, stage)
-        self.unmeasured[stage] = unmeasured
-        values.update({k: v for k, v in flat.items() if k.split("/")[1] not in unmeasured})
+        # not a 0 that was never measured; NaN keeps the key for a checkpoint monitor (the worst value to it)
+        values.update({k: NOT_MEASURED if k.split("/")[1] in unmeasured else v for k, v in flat.items()})
         self.log_dict(values, sync_dist=False, prog_bar=False)
         rows = self.plugin.samples(self._metrics(stage))
         if rows:
@@ -240,8 +240,7 @@ class FineTuner(LightningModule):
         self._metrics(stage).reset()
 
     def _unmeasured(self, metrics: MetricCollection) -> list[str]:
-        """Metrics no process updated this epoch (generation metrics when no generated row was evaluated): they
-        are not logged, rather than logged as a 0 that was never measured."""
+        """Metrics no process updated this epoch (generation metrics when no generated row was evaluated)."""
         named = list(metrics.items(keep_base=True, copy_state=False))
         counts = torch.tensor([float(m.update_count) for _, m in named], device=self.device)
         counts = self.trainer.strategy.reduce(counts, reduce_op="sum")  # a generated row may be on another rank

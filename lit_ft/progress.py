@@ -8,6 +8,7 @@ holds no carriage-return redraws.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import Any
@@ -89,12 +90,11 @@ def format_value(value: float) -> str:
     return f"{value:.4g}" if value != 0 and not 1e-3 <= abs(value) < 1e4 else f"{value:.4f}"
 
 
-def metric_table(stage: str, values: dict[str, float], unmeasured: list[str] | tuple[str, ...] = ()) -> list[str]:
-    """`stage/name` scalars (not per-class `stage/name/key`) as aligned header + value lines, loss first; the
-    `unmeasured` metrics (no value this epoch) show `-`."""
-    flat = {k.split("/", 1)[1]: format_value(v) for k, v in values.items()
+def metric_table(stage: str, values: dict[str, float]) -> list[str]:
+    """`stage/name` scalars (not per-class `stage/name/key`) as aligned header + value lines, loss first; a metric
+    that was not measured (NaN: no row updated it) shows `-`."""
+    flat = {k.split("/", 1)[1]: UNMEASURED if math.isnan(v) else format_value(v) for k, v in values.items()
             if k.startswith(f"{stage}/") and k.count("/") == 1}
-    flat.update({name: UNMEASURED for name in unmeasured if name not in flat})
     names = sorted(flat, key=lambda n: (n != "loss", n))
     lines = []
     for at in range(0, len(names), TABLE_COLUMNS):
@@ -280,8 +280,7 @@ class LitFtProgressBar(TQDMProgressBar):
         fn = str(getattr(trainer.state.fn, "value", ""))
         meter = self._meter(stage, trainer.lightning_module)
         lines = [] if fn == "fit" else [meter.line(STAGE_NAMES.get(fn, fn), self._stage_total(stage))]
-        unmeasured = getattr(trainer.lightning_module, "unmeasured", {}).get(stage, [])
-        self.say(*lines, *metric_table(stage, values, unmeasured))
+        self.say(*lines, *metric_table(stage, values))
 
     def _stage_total(self, stage: str) -> int | float | None:
         totals = self.trainer.num_val_batches if stage == "val" else self.trainer.num_test_batches
