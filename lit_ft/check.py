@@ -7,8 +7,12 @@ The recipe is read as `lit_ft fit` reads it (`lit_ft.recipe`); the rules are in 
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from lit_ft.preflight import recipe_argv, recipe_parser
+
+if TYPE_CHECKING:
+    from lit_ft.check_rules import Finding
 
 EXIT_FATAL = 1
 
@@ -22,18 +26,28 @@ def main(argv: list[str]) -> None:
         "--trainer.precision bf16-mixed",
     )
     args, rest = parser.parse_known_args(argv)
-    from lit_ft.check_rules import all_rules, run_rules
-    from lit_ft.recipe import read_recipe
+    from lit_ft.check_rules import all_rules, config_finding, data_settings, run_rules
+    from lit_ft.recipe import ConfigError, read_config
     from lit_ft.run_plan import RunPlan
 
-    recipe = read_recipe(recipe_argv(args.config, rest), "check")
-    rules = all_rules()
-    findings = run_rules(RunPlan(recipe.cfg, recipe.data), rules)
+    try:
+        cfg = read_config(recipe_argv(args.config, rest), "check")
+    except ConfigError as err:  # `data.batch_size 0`: a finding with its fix, though no rule can run
+        print_findings([config_finding(err)], 0)
+        return
+    data, broken = data_settings(cfg)
+    rules = [r for r in all_rules() if data is not None or not r.needs_data]  # no data module: no data rules
+    print_findings([*broken, *run_rules(RunPlan(cfg, data), rules)], len(rules))
+
+
+def print_findings(findings: list[Finding], checked: int) -> None:
+    """Every finding with its fix; exit status 1 when one is fatal."""
     if not findings:
-        print(f"check: no problems ({len(rules)} rules checked)")
+        print(f"check: no problems ({checked} rules checked)")
         return
     fatal = sum(f.severity == "fatal" for f in findings)
-    print(f"check: {len(findings)} problem(s), {fatal} fatal ({len(rules)} rules checked)")
+    ran = f"{checked} rules checked" if checked else "the recipe does not parse, so no rule ran"
+    print(f"check: {len(findings)} problem(s), {fatal} fatal ({ran})")
     for f in findings:
         print(f"  {f.severity:<7}  {f.rule}: {f.problem}\n           fix: {f.fix}")
     if fatal:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from lit_ft.check_rules import EVAL_SPLITS, rule
 from lit_ft.errors import UserError, one_line
 from lit_ft.run_plan import RunPlan
+from lit_ft.source import SPLITS
 
 MAX_NAMES = 8
 
@@ -16,6 +17,19 @@ MAX_NAMES = 8
 def _names(values: list[str]) -> str:
     shown = ", ".join(values[:MAX_NAMES])
     return shown + (f" and {len(values) - MAX_NAMES} more" if len(values) > MAX_NAMES else "")
+
+
+@rule("fatal", needs_data=True)
+def data_files_readable(plan: RunPlan) -> tuple[str, str] | None:
+    """Every configured split can be read (its file exists and parses, a held-out split has rows): one finding for
+    a missing file, which every rule that reads the data would otherwise report again (`run_rules` skips those)."""
+    for split in SPLITS:
+        try:
+            plan.data.raw(split)
+        except UserError as err:
+            problem, _, fix = one_line(str(err)).rpartition("; ")
+            return (problem, fix) if problem else (fix, "fix that first")
+    return None
 
 
 @rule("fatal", needs_data=True)
@@ -92,8 +106,9 @@ def log_interval_beyond_epoch(plan: RunPlan) -> tuple[str, str] | None:
     if every is None or steps is None or every <= steps:
         return None
     return (f"trainer.log_every_n_steps is {every} but an epoch has {steps} optimizer steps "
-            f"({plan.train_rows:,} training rows, {plan.data.batch_size} per batch on {plan.devices} device(s), "
-            f"accumulating {plan.accumulate})", f"set trainer.log_every_n_steps to {max(1, steps // 5)} or less")
+            f"({plan.batches_per_epoch:,} batches of data.batch_size {plan.data.batch_size} on each of "
+            f"{plan.devices} device(s) from {plan.train_rows:,} training rows, accumulating {plan.accumulate}): "
+            "no training loss is logged", f"set trainer.log_every_n_steps to {max(1, steps // 5)} or less")
 
 
 @rule("warning", needs_data=True)

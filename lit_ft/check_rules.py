@@ -51,12 +51,14 @@ def rule(severity: Severity, needs_data: bool = False) -> Callable[[Callable[[Ru
 
 def run_rules(plan: RunPlan, rules: list[Rule]) -> list[Finding]:
     """Every rule's finding; a rule that cannot run because of the config or data is itself a fatal finding."""
-    found = []
+    found: list[Finding] = []
     for r in rules:
         try:
             result = r.check(plan)
         except UserError as err:
-            found.append(Finding(r.name, "fatal", one_line(str(err)), "fix that first"))
+            message = one_line(str(err))
+            if not any(message in (f.problem, f"{f.problem}; {f.fix}") for f in found):  # once (a missing file)
+                found.append(Finding(r.name, "fatal", message, "fix that first"))
             continue
         if result is not None:
             found.append(Finding(r.name, r.severity, *result))
@@ -70,6 +72,28 @@ def all_rules() -> list[Rule]:
     import lit_ft.check_trainer_rules  # noqa: F401 - registers its rules
 
     return list(RULES)
+
+
+def data_settings(cfg: Any) -> tuple[Any, list[Finding]]:
+    """`lit_ft check`: the config's data module, or none and the fatal finding of the setting that stops it being
+    built (`data.batch_size 0`), with its fix; the rules that read data are then skipped."""
+    from lit_ft.recipe import build_data
+
+    try:
+        return build_data(cfg), []
+    except UserError as err:
+        return None, [error_finding("data_settings", err)]
+
+
+def config_finding(err: UserError) -> Finding:
+    """`lit_ft check`: a recipe that does not parse (a value outside its option's domain) as its one finding."""
+    return error_finding("config", err)
+
+
+def error_finding(name: str, err: UserError) -> Finding:
+    """A one-line error `problem; fix` as a fatal finding."""
+    problem, _, fix = one_line(str(err)).rpartition("; ")
+    return Finding(name, "fatal", problem or fix, fix if problem else "fix that first")
 
 
 def enforce(plan: RunPlan, needs_data: bool) -> None:

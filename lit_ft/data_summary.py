@@ -17,7 +17,8 @@ def data_summary(datamodule: Any) -> list[str]:
     """`data: train 400 rows (negative 200, positive 200), validation 100, ...; 0 of 620 inputs reach ...`; a split
     whose ids repeat or are missing says so (`predict 4 (id 'a' repeat)`).
 
-    Reads only splits the data module has already loaded (lit_ft's `prepare_data` loads every configured one);
+    Reads only splits the data module has already loaded (lit_ft's `prepare_data` loads every configured one for
+    `fit`, and only its own split for `validate`, `test` and `predict`);
     anything but a lit_ft TaskDataModule gives no lines.
     """
     features = getattr(datamodule, "_features", None)

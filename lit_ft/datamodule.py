@@ -30,6 +30,7 @@ from lit_ft.source import TEXT_COLUMN, DataSource
 from lit_ft.task import Batch
 
 DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
+ALL_SPLITS = ("train", "validation", "test", "predict")
 STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",), "predict": ("predict",)}
 # the column settings a data module conventionally names its inputs by -> their key in a prediction record
 DEFAULT_INPUT_FIELDS = {"text_column": "text", "text_pair_column": "text_pair", "label_column": "gold_label"}
@@ -127,6 +128,11 @@ class TaskDataModule(LightningDataModule):
         the input columns, so the same text with another label still counts as seen."""
         columns = sorted(c for c in rows if c != "id" and not c.startswith("_"))
         return [json.dumps([rows[c][i] for c in columns], default=str) for i in range(len(rows["id"]))]
+
+    def example_labels(self, rows: dict[str, list[Any]]) -> list[str] | None:
+        """Each raw row's label as text, batched like `example_keys`: `lit_ft inspect-data` reports inputs that
+        appear with different labels. None (no single label per row) by default."""
+        return None
 
     def cut_inputs(self, split: str) -> int:
         """Inputs of a loaded split that lost tokens to the length limits (`lit_ft inspect-data`): the encoding's
@@ -322,8 +328,16 @@ class TaskDataModule(LightningDataModule):
         self.check_lengths()
         self._adopt_model_info()
         # runs on one process first, so the other ranks find the tokenized cache
-        for split in ("train", "validation", "test", "predict"):
+        for split in self._stage_splits():
             self.features(split)
+
+    def _stage_splits(self) -> tuple[str, ...]:
+        """The splits the trainer's command reads: `test`, `validate` and `predict` only their own (a model from a
+        checkpoint needs no training data); `fit`, or no trainer, every configured split, so a bad test or
+        predict file fails before hours of training and the data line shows them all."""
+        fn = getattr(getattr(self.trainer, "state", None), "fn", None) if self.trainer is not None else None
+        stage = str(getattr(fn, "value", fn))
+        return ALL_SPLITS if stage == "fit" else STAGE_SPLITS.get(stage, ALL_SPLITS)
 
     def setup(self, stage: str) -> None:
         self.check_lengths()
@@ -388,6 +402,12 @@ class TaskDataModule(LightningDataModule):
         """The training batches of this rank (a task that packs examples returns its own)."""
         return LengthGroupedBatchSampler(lengths, self.batch_size, seed=self.shuffle_seed,
                                          group_batches=self.group_batches, rank=rank, world_size=world)
+
+    def epoch_batches(self, world_size: int = 1) -> int | None:
+        """Training batches per epoch on each of `world_size` processes, counted by the training sampler itself
+        (a task that packs examples makes fewer batches than rows / batch_size); None without a training split."""
+        ds = self.features("train")
+        return None if ds is None else len(self.train_sampler(ds["length"], 0, world_size))
 
     def train_collate(self, rows: list[dict[str, Any]]) -> Batch:
         """Training examples -> a batch; `collate` unless the task feeds training batches differently."""

@@ -107,28 +107,76 @@ def _lengths(data: Any, features: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _key_hashes(data: Any, raw: Any) -> list[str]:
+def _key_hashes(data: Any, raw: Any, normal: bool = False) -> list[str]:
+    """A hash of each row's input (`example_keys`); `normal`: of the input as the tokenizer normalises it."""
     keys: list[str] = []
     for start in range(0, len(raw), 1000):
         keys += data.example_keys(raw[start : start + 1000])
+    if normal:
+        keys = [normalised(data.tokenizer, k) for k in keys]
     return [hashlib.blake2b(k.encode("utf-8"), digest_size=16).hexdigest() for k in keys]
 
 
+def normalised(tokenizer: Any, key: str) -> str:
+    """An input key as the tokenizer reads it: its normaliser (lower case and accents for uncased models), then
+    each field (tab-separated) without surrounding whitespace, which tokenizing drops."""
+    normalizer = getattr(getattr(tokenizer, "backend_tokenizer", None), "normalizer", None)
+    parts = [p.strip() for p in key.split("\t")]
+    return "\t".join(normalizer.normalize_str(p).strip() if normalizer is not None else p for p in parts)
+
+
+def _labels_of(data: Any, raw: Any) -> list[str] | None:
+    labels: list[str] = []
+    for start in range(0, len(raw), 1000):
+        found = data.example_labels(raw[start : start + 1000])
+        if found is None:
+            return None
+        labels += found
+    return labels
+
+
 def _duplicates(data: Any, loaded: dict[str, Any]) -> list[str]:
-    """Exact duplicate inputs inside each split, and inputs of validation/test already in train (leakage)."""
+    """Exact and near duplicate inputs inside each split, inputs with different labels, and inputs of
+    validation/test already in train (leakage)."""
     keys = {s: _key_hashes(data, raw) for s, raw in loaded.items()}
     lines = ["", "duplicates (same input, as the task compares examples):"]
     for s, found in keys.items():
         extra = len(found) - len(set(found))
-        lines.append(f"  {s}: {extra:,} of {len(found):,} rows repeat an earlier row of the split")
+        normal = _key_hashes(data, loaded[s], normal=True)
+        near = len(set(found)) - len(set(normal))
+        lines.append(f"  {s}: {extra:,} of {len(found):,} rows repeat an earlier row of the split"
+                     + (f"; {near:,} more once normalised as the tokenizer reads them (case for an uncased "
+                        "model, surrounding whitespace)" if near else ""))
+        lines += _conflicts(s, normal, _labels_of(data, loaded[s]) if s != "predict" else None, loaded[s])
     train = set(keys.get("train", []))
     for s in (x for x in (*EVAL_SPLITS, "predict") if x in keys and train):
         shared = [i for i, k in enumerate(keys[s]) if k in train]
-        ids = [str(loaded[s][i]["id"]) for i in shared[:MAX_IDS_SHOWN]]
-        more = ", ..." if len(shared) > MAX_IDS_SHOWN else ""
-        where = f" (ids {', '.join(ids)}{more})" if shared else ""
-        lines.append(f"  {s} rows also in train: {len(shared):,} of {len(keys[s]):,}{where}")
+        lines.append(f"  {s} rows also in train: {len(shared):,} of {len(keys[s]):,}{_ids(loaded[s], shared)}")
     return lines
+
+
+def _conflicts(split: str, keys: list[str], labels: list[str] | None, raw: Any) -> list[str]:
+    """`train: 2 inputs appear with different labels (ids 3, 7)`: the rows of such inputs, by (normalised) input."""
+    if labels is None:
+        return []
+    seen: dict[str, set[str]] = {}
+    for key, label in zip(keys, labels, strict=True):
+        seen.setdefault(key, set()).add(label)
+    mixed = {k for k, found in seen.items() if len(found) > 1}
+    if not mixed:
+        return []
+    rows = [i for i, k in enumerate(keys) if k in mixed]
+    inputs = "1 input appears" if len(mixed) == 1 else f"{len(mixed):,} inputs appear"
+    return [f"  {split}: {inputs} with different labels, in {len(rows):,} rows"
+            f"{_ids(raw, rows)}: fix or drop them"]
+
+
+def _ids(raw: Any, rows: list[int]) -> str:
+    """` (ids 3, 7, ...)` for the first rows; empty for none."""
+    if not rows:
+        return ""
+    ids = [str(raw[i]["id"]) for i in rows[:MAX_IDS_SHOWN]]
+    return f" (ids {', '.join(ids)}{', ...' if len(rows) > MAX_IDS_SHOWN else ''})"
 
 
 def _examples(data: Any, ds: Any, split: str, n: int) -> list[str]:

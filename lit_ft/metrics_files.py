@@ -10,6 +10,7 @@ writes them the same, so `lit_ft report` and the end-of-fit summary find them. R
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -41,7 +42,7 @@ class MetricsFiles(Callback):
 
     @staticmethod
     def write(trainer: Trainer, stage: str, filename: str) -> None:
-        values = scalar_metrics(trainer, stage)
+        values = {k: v for k, v in scalar_metrics(trainer, stage).items() if not math.isnan(v)}  # NaN: not measured
         if trainer.is_global_zero and values:
             record = {"epoch": trainer.current_epoch + int(stage == "val"), "step": trainer.global_step,
                       "metrics": values}

@@ -40,6 +40,7 @@ from lit_ft.weights_dtype import loading_in, weights_dtype
 
 Stage = Literal["train", "val", "test"]
 EVAL_STAGES: tuple[Stage, ...] = ("val", "test")
+NOT_MEASURED = torch.tensor(float("nan"))  # the logged value of a metric no eval row updated (shown as `-`)
 
 
 class FineTuner(LightningModule):
@@ -244,7 +245,13 @@ class FineTuner(LightningModule):
     def _log_epoch(self, stage: Stage) -> None:
         # torchmetrics has already synced the states across processes: log the values as they are
         values = {f"{stage}/loss": self._loss(stage).compute()}
-        values.update(flatten_metrics(self._metrics(stage), stage))
+        metrics = self._metrics(stage)
+        unmeasured = self._unmeasured(metrics)
+        with warnings.catch_warnings():  # every process computes every metric (a sync each), measured or not
+            warnings.filterwarnings("ignore", ".*was called before the ``update`` method.*")
+            flat = flatten_metrics(metrics, stage)
+        # not a 0 that was never measured; NaN keeps the key for a checkpoint monitor (the worst value to it)
+        values.update({k: NOT_MEASURED if k.split("/")[1] in unmeasured else v for k, v in flat.items()})
         self.log_dict(values, sync_dist=False, prog_bar=False)
         self._log_step(self.trainer.global_step)
         rows = self.plugin.samples(self._metrics(stage))
@@ -260,6 +267,13 @@ class FineTuner(LightningModule):
         one is counted, so a validation after 25 steps would land at step 24 (see docs/report.md). ModelCheckpoint
         names a file by a logged `step` too: the same number, as the trainer updates it only at stepped batches."""
         self.log("step", float(step), batch_size=1, sync_dist=False)
+
+    def _unmeasured(self, metrics: MetricCollection) -> list[str]:
+        """Metrics no process updated this epoch (generation metrics when no generated row was evaluated)."""
+        named = list(metrics.items(keep_base=True, copy_state=False))
+        counts = torch.tensor([float(m.update_count) for _, m in named], device=self.device)
+        counts = self.trainer.strategy.reduce(counts, reduce_op="sum")  # a generated row may be on another rank
+        return [name for (name, _), count in zip(named, counts.tolist(), strict=True) if not count]
 
     def on_validation_epoch_end(self) -> None:
         if not self.trainer.sanity_checking:

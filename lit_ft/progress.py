@@ -8,6 +8,7 @@ holds no carriage-return redraws.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import Any
@@ -22,6 +23,7 @@ from lit_ft.domains import NonNegativeInt
 from lit_ft.metrics_files import scalar_metrics
 
 BAR_FORMAT = "{desc} {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
+UNMEASURED = "-"  # a metric with no value this epoch (say, generation metrics when no row was generated for)
 TABLE_COLUMNS = 8  # metrics per table row; more wrap onto another header + values pair
 STAGE_NAMES = {"validate": "Validation", "test": "Test", "predict": "Predict"}
 
@@ -73,17 +75,30 @@ def epoch_label(trainer: Trainer) -> str:
     return f"Epoch {epoch}"
 
 
+def epoch_batches(trainer: Trainer, first_batch: int) -> int | float:
+    """Batches the epoch opening at `first_batch` will train: all of its loader's, or fewer when `max_steps` ends
+    the run first. Counted when the epoch opens: Lightning's own total shrinks with each step under `max_epochs
+    -1`, down to 0 by the time the epoch's line is printed."""
+    batches = trainer.num_training_batches
+    if trainer.max_steps is None or trainer.max_steps < 0:
+        return batches
+    left = (trainer.max_steps - trainer.global_step) * trainer.accumulate_grad_batches
+    return min(batches, first_batch + left)
+
+
 def format_value(value: float) -> str:
     return f"{value:.4g}" if value != 0 and not 1e-3 <= abs(value) < 1e4 else f"{value:.4f}"
 
 
 def metric_table(stage: str, values: dict[str, float]) -> list[str]:
-    """`stage/name` scalars (not per-class `stage/name/key`) as aligned header + value lines, loss first."""
-    flat = {k.split("/", 1)[1]: v for k, v in values.items() if k.startswith(f"{stage}/") and k.count("/") == 1}
+    """`stage/name` scalars (not per-class `stage/name/key`) as aligned header + value lines, loss first; a metric
+    that was not measured (NaN: no row updated it) shows `-`."""
+    flat = {k.split("/", 1)[1]: UNMEASURED if math.isnan(v) else format_value(v) for k, v in values.items()
+            if k.startswith(f"{stage}/") and k.count("/") == 1}
     names = sorted(flat, key=lambda n: (n != "loss", n))
     lines = []
     for at in range(0, len(names), TABLE_COLUMNS):
-        cells = [(n, format_value(flat[n])) for n in names[at : at + TABLE_COLUMNS]]
+        cells = [(n, flat[n]) for n in names[at : at + TABLE_COLUMNS]]
         widths = [max(len(n), len(v)) for n, v in cells]
         head = stage if at == 0 else ""
         lines.append(f"  {head:<5} " + "  ".join(n.rjust(w) for (n, _), w in zip(cells, widths, strict=True)))
@@ -106,6 +121,7 @@ class LitFtProgressBar(TQDMProgressBar):
         self.live = sys.stdout.isatty() if live is None else live
         self._meters: dict[str, _Meter] = {}
         self._train_open = False
+        self._epoch_batches: int | float = 0  # the open epoch's batches, counted when it opens
 
     # ---- bars: transient on a terminal, absent otherwise --------------------------------------------
     def _bar(self, desc: str, position: int = 0) -> Tqdm:
@@ -181,6 +197,7 @@ class LitFtProgressBar(TQDMProgressBar):
         bar.initial = bar.n = first_batch
         bar.set_description(epoch_label(trainer))
         self._meters["train"] = _Meter(task_unit(trainer.lightning_module), first_batch)
+        self._epoch_batches = epoch_batches(trainer, first_batch)
         self._train_open = True
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
@@ -194,7 +211,7 @@ class LitFtProgressBar(TQDMProgressBar):
             return
         self._train_open = False
         self.train_progress_bar.close()
-        line = self._meter("train", trainer.lightning_module).line(epoch_label(trainer), self.total_train_batches)
+        line = self._meter("train", trainer.lightning_module).line(epoch_label(trainer), self._epoch_batches)
         loss = trainer.progress_bar_metrics.get("train/loss")
         self.say(line + ("" if loss is None else f"  loss {float(loss):.4f}"))
 
@@ -215,7 +232,7 @@ class LitFtProgressBar(TQDMProgressBar):
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         meter = self._meters.get("train")
         if trainer.state.fn == "fit" and not trainer.sanity_checking and meter is not None:
-            if meter.batches >= self.total_train_batches:  # validation at the end of the epoch
+            if meter.batches >= self._epoch_batches:  # validation at the end of the epoch (or of the run)
                 self._finish_train(trainer)
         super().on_validation_start(trainer, pl_module)
         self._start("val", pl_module)

@@ -22,6 +22,10 @@ from lit_ft.preflight import check_task_and_data, condense_parse_error
 from lit_ft.trainer_cli import LitFtCLI, LitFtParser
 
 
+class ConfigError(UserError):
+    """The recipe does not parse: an unknown key, a wrong type, a value outside its option's domain."""
+
+
 @dataclass
 class Recipe:
     """A parsed recipe: `cfg` is the config `lit_ft fit` would run (the `fit` section of its `config.yaml`)."""
@@ -48,6 +52,12 @@ class _ParseOnly(LitFtCLI):
 
 def read_recipe(argv: list[str], command: str) -> Recipe:
     """`--config FILE [--config PIECE] [--a.b value ...]` as fit reads them (overlays, plugins), data module built."""
+    cfg = read_config(argv, command)
+    return Recipe(cfg=cfg, data=build_data(cfg))
+
+
+def read_config(argv: list[str], command: str) -> Namespace:
+    """The parsed fit config of a recipe command line (`read_recipe` without building the data module)."""
     if not any(a in ("--config", "-c") or a.startswith("--config=") for a in argv):
         raise UserError(f"`lit_ft {command}` needs the recipe: give --config FILE (the config `lit_ft fit` takes)")
     argv = with_overlays([command, *argv])[1:]
@@ -56,10 +66,10 @@ def read_recipe(argv: list[str], command: str) -> Recipe:
         cli = _ParseOnly(FineTuner, TaskDataModule, subclass_mode_data=True, run=False, args=argv,
                          auto_configure_optimizers=False, parser_class=LitFtParser)
     except argparse.ArgumentError as err:
-        raise UserError(condense_parse_error(err.message, "fit")) from err
+        raise ConfigError(condense_parse_error(err.message, "fit")) from err
     cfg = cli.config
     check_task_and_data(cfg)
-    return Recipe(cfg=cfg, data=build_data(cfg))
+    return cfg
 
 
 def build_data(cfg: Namespace) -> TaskDataModule:

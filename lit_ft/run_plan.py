@@ -106,7 +106,9 @@ class RunPlan:
     def batches_per_epoch(self) -> int | None:
         if not self.train_rows:
             return None
-        batches = math.ceil(self.train_rows / (self.data.batch_size * self.devices))
+        batches = self.data.epoch_batches(self.devices)  # packed rows, rows dropped in tokenizing: as the run
+        if batches is None:
+            return None
         limit = self.trainer.limit_train_batches
         if isinstance(limit, float) and limit != 1.0:
             return int(batches * limit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -31,7 +32,9 @@ class RunSummary(Callback):
             score = ckpt.best_model_score  # type: ignore[attr-defined]
             lines.append(f"  best checkpoint : {ckpt.best_model_path}")  # type: ignore[attr-defined]
             if score is not None:
-                lines.append(f"  best {ckpt.monitor}: {float(score):.4f}")  # type: ignore[attr-defined]
+                # Lightning ranks a NaN (a metric that was never measured) as the worst value, +-inf
+                shown = f"{float(score):.4f}" if math.isfinite(float(score)) else "- (not measured)"
+                lines.append(f"  best {ckpt.monitor}: {shown}")  # type: ignore[attr-defined]
         metrics_dir = Path(trainer.default_root_dir) / "metrics"
         if metrics_dir.is_dir():  # the tables printed each epoch, with every metric (per class too)
             lines.append(f"  metrics         : {metrics_dir}")

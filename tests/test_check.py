@@ -172,3 +172,56 @@ def test_fit_refuses_a_fatal_finding_before_training(bad: str, capsys: pytest.Ca
 def test_the_shipped_quickstart_has_no_problems(capsys: pytest.CaptureFixture[str]) -> None:
     main(["check", "--config", "configs/quickstart.yaml"])
     assert capsys.readouterr().out == f"check: no problems ({len(all_rules())} rules checked)\n"
+
+
+def test_packed_epochs_count_packed_batches(capsys: pytest.CaptureFixture[str], llama: Path, tmp_path: Path) -> None:
+    """Packing fits several examples in a row: the logging-interval rule counts the batches the run really has."""
+    from helpers import QUIET, cli
+    from sft_fixtures import write_jsonl
+    from test_packing import varied_rows
+
+    train = write_jsonl(varied_rows(24), tmp_path / "train.jsonl")
+    args = ["--config", "configs/sft_chat.yaml", "--model.backbone", llama, "--data.init_args.source.train", train,
+            "--data.init_args.source.validation", train, "--data.init_args.format", "prompt_completion",
+            "--data.init_args.max_length", "32", "--data.init_args.batch_size", "2", "--data.init_args.packing",
+            "true", "--trainer.precision", "32-true", "--trainer.max_epochs", "1", "--trainer.logger", "false"]
+    fitted = cli("fit", *args, "--trainer.default_root_dir", tmp_path / "run", "--trainer.limit_val_batches", "0",
+                 "--model.task_options.metrics", "[]", *QUIET)
+    steps = fitted.trainer.global_step  # one epoch of packed batches
+    assert 0 < steps < 24 // 2 - 1  # rows / batch_size, what the rule counted before, is far more
+    capsys.readouterr()
+    main(["check", *map(str, args), "--trainer.log_every_n_steps", str(steps + 1),
+          "--trainer.default_root_dir", str(tmp_path / "check")])
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == (f"  warning  log_interval_beyond_epoch: trainer.log_every_n_steps is {steps + 1} but an epoch "
+                      f"has {steps} optimizer steps ({steps} batches of data.batch_size 2 on each of 1 device(s) "
+                      "from 24 training rows, accumulating 1): no training loss is logged")
+    assert out[2] == f"           fix: set trainer.log_every_n_steps to {max(1, steps // 5)} or less"
+    main(["check", *map(str, args), "--trainer.log_every_n_steps", str(steps),
+          "--trainer.default_root_dir", str(tmp_path / "check")])
+    assert capsys.readouterr().out.startswith("check: no problems")
+
+
+def test_a_missing_data_file_is_one_finding(capsys: pytest.CaptureFixture[str], tiny_bert: Path,
+                                            files: dict[str, str], tmp_path: Path) -> None:
+    missing = str(tmp_path / "nope.csv")
+    with pytest.raises(SystemExit) as done:
+        main(["check", "--config", "configs/quickstart.yaml",
+              *tiny_args(tmp_path, tiny_bert, {**files, "train": missing})])
+    assert done.value.code == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"check: 1 problem(s), 1 fatal ({len(all_rules())} rules checked)",
+                   f"  fatal    data_files_readable: data.source.train: '{missing}' does not exist",
+                   "           fix: fix the path or set data.source.train to null"]
+
+
+def test_batch_size_0_is_a_finding_with_its_fix(capsys: pytest.CaptureFixture[str], tiny_bert: Path,
+                                                files: dict[str, str], tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["check", "--config", "configs/quickstart.yaml", *tiny_args(tmp_path, tiny_bert, files),
+              "--data.init_args.batch_size", "0"])
+    assert done.value.code == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "check: 1 problem(s), 1 fatal (the recipe does not parse, so no rule ran)",
+        "  fatal    config: data.batch_size must be a positive integer (got 0)",
+        "           fix: set data.batch_size to 1 or more"]

@@ -225,3 +225,22 @@ def test_shipped_recipes_check_and_inspect_offline(recipe: Path, stand_in_models
     out = inspect(capsys, "--config", recipe, "--n", 1)
     assert "cannot encode" not in out and "\nexamples (train, the first 1 inputs" in out
     assert "rows: train " in out and "token lengths" in out and "duplicates" in out
+
+
+def test_near_duplicates_and_one_text_with_two_labels(capsys: pytest.CaptureFixture[str], tiny_bert: Path,
+                                                      tmp_path: Path) -> None:
+    """The tiny BERT is uncased: `Great film` and ` great film ` are the same input to it, and so is a row that
+    repeats one with the other label."""
+    train = tmp_path / "train.csv"
+    with open(train, "w", newline="") as f:
+        csv.writer(f).writerows([["text", "label"], ["great film", "positive"], ["dull plot", "negative"],
+                                 ["Great film", "positive"], [" great film ", "positive"], ["fun story", "positive"],
+                                 ["DULL PLOT", "positive"], ["fun story", "positive"], ["bad acting", "negative"]])
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
+    assert tok("Great film")["input_ids"] == tok(" great film ")["input_ids"] == tok("great film")["input_ids"]
+    out = inspect(capsys, "--config", "configs/quickstart.yaml", "--model.backbone", tiny_bert,
+                  *files_args({"train": str(train), "validation": str(train)}), "--n", 0)
+    dupes = section(out, "duplicates")
+    assert ("  train: 1 of 8 rows repeat an earlier row of the split; 3 more once normalised as the tokenizer reads "
+            "them (case for an uncased model, surrounding whitespace)") in dupes
+    assert "  train: 1 input appears with different labels, in 2 rows (ids 1, 5): fix or drop them" in dupes

@@ -462,3 +462,22 @@ def test_recipe_on_real_shared_data(recipe: str, tmp_path: Path, llama: Path) ->
     report = cli.datamodule.report
     assert cli.trainer.global_step == 2 and report["train"]["examples"] > report["train"]["dropped"]
     assert "val/perplexity" in cli.trainer.callback_metrics
+
+
+def test_test_validate_and_predict_read_no_training_data(tmp_path: Path, llama: Path) -> None:
+    """After a packed fit the training file is gone: `validate`, `test` and `predict` from the best checkpoint read
+    only their own split (nothing re-reads, re-tokenizes or re-packs train)."""
+    rows = [{"prompt": f"say {w}:", "completion": f" {w} {w}"} for w in ("cat", "mat", "sat", "hat", "bat", "rat")]
+    train = write_jsonl(rows * 2, tmp_path / "train.jsonl")
+    held = write_jsonl(rows, tmp_path / "held.jsonl")
+    sources = ["--data.init_args.source.validation", held, "--data.init_args.source.test", held,
+               "--data.init_args.source.predict", held, "--data.init_args.packing", "true",
+               "--data.init_args.batch_size", "2", "--model.task_options.generate_examples", "2"]
+    args = fit_args("sft_chat.yaml", llama, train, tmp_path / "run", "--data.init_args.format", "prompt_completion",
+                    *sources, "--trainer.precision", "32-true")
+    assert run(args).trainer.global_step == 2
+    Path(train).unlink()
+    for verb in ("validate", "test", "predict"):
+        cli = run([verb, *args[1:], "--ckpt_path", "best"])
+        assert cli.datamodule.report.keys() == {"validation" if verb == "validate" else verb}
+    assert len(read_jsonl(tmp_path / "run" / "predictions.jsonl")) == len(rows)

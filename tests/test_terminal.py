@@ -217,3 +217,38 @@ def test_metric_files_are_written_without_the_progress_bar(tmp_path: Path, tiny_
     files = {run["step"]: run["metrics"]["val/loss"] for run in (mid, end)}  # the same step numbering
     assert logged == pytest.approx(files, abs=1e-6)
     assert "test/accuracy" in json.loads((root / "metrics" / "test.json").read_text())["metrics"]
+
+
+def test_sft_fit_prints_one_cut_line_no_warnings_and_dashes_for_unmeasured(tmp_path: Path, llama: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """A real SFT fit run by step count (`max_epochs -1`) with examples cut at max_length and no generation: the
+    epoch line counts its batches out of the run's, the cut and dropped examples are one line, no Python warning or
+    torchmetrics notice reaches the terminal, and the generation metrics never measured show `-`."""
+    from sft_fixtures import write_jsonl
+    from test_packing import varied_rows
+
+    train, held = (write_jsonl(varied_rows(n), tmp_path / f"{name}.jsonl") for name, n in (("train", 24), ("held", 8)))
+    repo = Path(__file__).resolve().parents[1]
+    args = ["--config", repo / "configs/sft_chat.yaml", "--model.backbone", llama,
+            "--data.init_args.source.train", train, "--data.init_args.source.validation", held,
+            "--data.init_args.source.test", held, "--data.init_args.format", "prompt_completion",
+            "--data.init_args.max_length", "12", "--data.init_args.drop_untrainable", "true",
+            "--data.init_args.batch_size", "2", "--data.init_args.packing", "true", "--trainer.max_epochs", "-1",
+            "--trainer.max_steps", "3", "--trainer.precision", "32-true", "--model.task_options.generate_examples", "0"]
+    out = _lit_ft("fit", *args, "--trainer.default_root_dir", tmp_path / "run", cwd=tmp_path, home=tmp_path)
+    lines = out.splitlines()
+    assert re.search(r"^Epoch 1  3/3 batches  ", out, re.MULTILINE), out
+    assert not any(w in out for w in ("Warning", "warnings.warn", "rank_zero_warn", "compute", ".py:")), out
+    cut = [line for line in lines if "max_length" in line and "cut" in line]
+    assert cut == ["lit_ft sft: 16 of 24 train, 5 of 8 validation, 5 of 8 test examples longer than "
+                   "data.max_length=12 were cut; dropped 4 train, 1 validation, 1 test with no response token left "
+                   "(data.drop_untrainable)"], out
+    header = lines.index(next(line for line in lines if line.startswith("  val ")))
+    cells = dict(zip(lines[header].split()[1:], lines[header + 1].split(), strict=True))
+    assert cells["exact_match"] == cells["rougeL"] == "-" and float(cells["perplexity"]) > 1
+    saved = json.loads(next((tmp_path / "run" / "metrics").glob("val_*.json")).read_text())["metrics"]
+    assert set(saved) == {"val/loss", "val/perplexity"}  # an unmeasured metric is not logged as 0
+    capsys.readouterr()  # a monitor that was never measured ranks as the worst value, and says so
+    cli("fit", *args, "--model.task_options.monitor", "rougeL", "--trainer.default_root_dir", tmp_path / "by_rouge",
+        "--trainer.logger", "false", "--trainer.enable_progress_bar", "false")
+    assert "  best val/rougeL: - (not measured)" in capsys.readouterr().out.splitlines()

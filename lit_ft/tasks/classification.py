@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import json
 from typing import TYPE_CHECKING, Any, Literal
 
 import datasets
@@ -208,6 +209,11 @@ class ClassificationData(TaskDataModule):
         pairs = rows[self.text_pair_column] if self.text_pair_column in rows else [None] * len(rows["id"])
         return [f"{text}\t{pair}" if pair is not None else str(text)
                 for text, pair in zip(rows[self.text_column], pairs, strict=True)]
+
+    def example_labels(self, rows: dict[str, list[Any]]) -> list[str] | None:
+        if self.label_column not in rows:
+            return None
+        return [json.dumps(sorted(self._label_list(v)), default=str) for v in rows[self.label_column]]
 
     def _encode_label(self, value: Any, row: str, split: str) -> Any:
         """The label's encoding; `row` names the row in errors (`row_name`)."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from typing import Any
 
 import datasets
 import torch
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info
 
 from lit_ft.datamodule import TaskDataModule
 from lit_ft.errors import UserError
@@ -104,6 +105,7 @@ class SFTData(TaskDataModule):
         self.drop_untrainable = drop_untrainable
         self.packing = packing
         self.report: dict[str, dict[str, int]] = {}
+        self._told: set[str] = set()  # splits whose cut and dropped examples the run has printed
 
     # ---- rows -> text --------------------------------------------------------------------------
     @functools.cached_property
@@ -246,17 +248,24 @@ class SFTData(TaskDataModule):
             )
         truncated = int(sum(ds["truncated"]))
         self.report[split] = {"examples": total, "truncated": truncated, "dropped": total - len(ds)}
-        where = self._where(split)
-        if truncated:
-            rank_zero_warn(
-                f"lit_ft sft: {truncated} of {total} examples in {where} are longer than "
-                f"data.max_length={self.max_length} and were cut"
-            )
-        if total - len(ds):
-            rank_zero_info(
-                f"lit_ft sft: dropped {total - len(ds)} of {total} examples in {where} with no "
-                "response token left (data.drop_untrainable)"
-            )
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        line = self.report_line(self._told)
+        self._told.update(self.report)
+        if line:
+            rank_zero_info(line)
+
+    def report_line(self, told: Iterable[str] = ()) -> str | None:
+        """The examples cut at `max_length` and dropped (`drop_untrainable`) in every loaded split not yet `told`,
+        as one line (a run prints it once, after its data is loaded); None when nothing was cut or dropped."""
+        counts = {split: n for split, n in self.report.items() if split not in set(told)}
+        cut = [f"{n['truncated']} of {n['examples']} {split}" for split, n in counts.items() if n["truncated"]]
+        dropped = [f"{n['dropped']} {split}" for split, n in counts.items() if n["dropped"]]
+        parts = [f"{', '.join(cut)} examples longer than data.max_length={self.max_length} were cut"] if cut else []
+        if dropped:
+            parts.append(f"dropped {', '.join(dropped)} with no response token left (data.drop_untrainable)")
+        return f"lit_ft sft: {'; '.join(parts)}" if parts else None
 
     def collate(self, rows: list[dict[str, Any]]) -> Batch:
         pad = self.tokenizer.pad_token_id
@@ -286,7 +295,7 @@ class SFTData(TaskDataModule):
 
     def packing_summary(self) -> str | None:
         """`train packed into 12 rows of 128 tokens (8.5% empty)` for the first epoch; None without packing."""
-        ds = self.features("train")
+        ds = self._features.get("train")  # only a loaded split: `test` and `predict` read no training data
         if not self.packing or ds is None:
             return None
         sampler = PackedBatchSampler(ds["length"], self.batch_size, self.max_length, seed=self.shuffle_seed,
