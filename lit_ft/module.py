@@ -12,7 +12,7 @@ from torch import nn
 from torch.optim import Optimizer
 from torchmetrics import MeanMetric, MetricCollection
 
-from lit_ft.backbone import resolve_backbone
+from lit_ft.backbone import locate_backbone
 from lit_ft.compile import CompiledForward
 from lit_ft.datamodule import DEFAULT_BACKBONE, TaskDataModule
 from lit_ft.domains import NonNegativeFloat, NonNegativeInt, PositiveFloat, plain_numbers
@@ -109,7 +109,7 @@ class FineTuner(LightningModule):
         quantization = as_settings(self.hparams.get("quantization"))
         precision = self._trainer.precision if self._trainer is not None else None
         with loading_in(weights_dtype(precision)), quantized_loading(quantization):
-            self.model = self.plugin.build_model(resolve_backbone(self.hparams["backbone"]))
+            self.model = self.plugin.build_model(locate_backbone(self.hparams["backbone"]))
         freeze(self.model, self.hparams["freeze_backbone"], self.hparams["freeze_layers"])
         if quantization is not None:
             self.model = prepare_for_adapters(self.model, bool(self.hparams.get("gradient_checkpointing")))

@@ -18,6 +18,7 @@ from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelSummary, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from lit_ft.backbone import locate_backbone
 from lit_ft.check_rules import enforce
 from lit_ft.checkpoint import TaskCheckpoint, find_checkpoint, read_pointer, run_id_of
 from lit_ft.config_merge import MergingConfigFile
@@ -25,6 +26,7 @@ from lit_ft.consolidate import metadata_file
 from lit_ft.datamodule import TaskDataModule
 from lit_ft.errors import UserError, one_line
 from lit_ft.export import ExportBest
+from lit_ft.hub import require_hub_data
 from lit_ft.interrupt import StopOnSignal
 from lit_ft.metrics_files import MetricsFiles
 from lit_ft.model_summary import ModelLine
@@ -208,6 +210,9 @@ class LitFtCLI(LightningCLI):
         sub = self.config.get("subcommand")
         cfg = self.config[sub] if sub else self.config
         check_task_and_data(cfg)
+        # what the run needs from the hub, before Transformers and datasets retry for minutes and fail in a traceback
+        locate_backbone(str(cfg.model.backbone))
+        require_hub_data(cfg)
         check_quantization(cfg.model.get("quantization"), cfg.model.get("lora"))
         if sub == "fit":
             enforce(RunPlan(cfg), needs_data=False)  # the pre-flight rules that need no data, before the trainer

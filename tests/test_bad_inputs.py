@@ -133,7 +133,8 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
          "fix data.source.validation"], {"hubset/train.csv": GOOD_CSV, "hubset/test.csv": GOOD_CSV})
     c["hub_dataset_unreachable_offline"] = Case(
         cls, ["--data.init_args.source.hub", "no-such-org/no-such-set", "--data.init_args.source.train", "train"],
-        [r"could not load hub dataset 'no-such-org/no-such-set'", "set data.source.hub to null"])
+        [r"data.init_args.source.hub 'no-such-org/no-such-set' is not in the datasets cache and the hub cannot be "
+         "asked", "set data.init_args.source.hub null"], early=True)
     c["predict_file_is_broken"] = Case(
         cls, ["--data.init_args.label_names", "[negative,positive]", "--data.init_args.source.predict",
               "{d}/inputs.jsonl"], [r"data.source.predict: '.*inputs.jsonl': line 1 is not valid JSON"],
@@ -549,6 +550,32 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
                   "spell each tag one way"],
         {"train.jsonl": jsonl({"tokens": ["john", "met", "anna"], "tags": ["B-PER", "O", "b-per"]})},
         train="train.jsonl")
+    # ---- what is not on this machine (the tests run with HF_HUB_OFFLINE=1, tests/conftest.py) ---------
+    lookup = r"not a local directory, not in the Hugging Face cache \(.*\), and the hub cannot be asked \("
+    c["backbone_hub_id_mistyped"] = Case(cls, ["--model.backbone", "sentence-transformers/all-MiniLM-L6-v3"],
+                                         [rf"model.backbone 'sentence-transformers/all-MiniLM-L6-v3' is {lookup}",
+                                          "--model.backbone DIR", "run once online", "spelling"], **early)
+    c["backbone_directory_missing"] = Case(cls, ["--model.backbone", "{d}/no_such_model"],
+                                           [r"model.backbone '.*/no_such_model': no such directory",
+                                            "--model.backbone DIR, a model directory with config.json"], **early)
+    c["backbone_directory_not_a_model"] = Case(cls, ["--model.backbone", "{d}"],
+                                               [r"model.backbone '.*' is a directory without config.json",
+                                                "save_pretrained"], **early)
+    c["generative_recipe_default_backbone_offline"] = Case(
+        "sft", ["fit", "--config", "configs/sft_customer_support.yaml", "--trainer.default_root_dir", "{root}"],
+        [rf"model.backbone 'Qwen/Qwen2.5-0.5B-Instruct' is {lookup}HF_HUB_OFFLINE=1\)", "--model.backbone DIR"],
+        early=True, base=False)
+    c["hub_data_offline_names_the_offline_piece"] = Case(
+        cls, ["fit", "--config", "configs/sentiment_sst2.yaml", "--trainer.default_root_dir", "{root}"],
+        [r"data.init_args.source.hub 'stanfordnlp/sst2' is not in the datasets cache and the hub cannot be asked",
+         r"add the recipe's offline data piece: --config configs/offline/sentiment_sst2.yaml"],
+        early=True, base=False)
+    c["hub_data_offline_recipe_without_piece"] = Case(
+        "sft", ["fit", "--config", "configs/sft_alpaca.yaml", "--data.init_args.source.hub", "tatsu-lab/alpaca",
+                "--model.backbone", "sentence-transformers/all-MiniLM-L6-v2", "--trainer.default_root_dir", "{root}"],
+        [r"data.init_args.source.hub 'tatsu-lab/alpaca' is not in the datasets cache",
+         r"sft_alpaca.yaml ships no offline piece .*: point data.init_args.source.train/validation/test/predict at "
+         "local files and set data.init_args.source.hub null"], early=True, base=False)
     return c
 
 
