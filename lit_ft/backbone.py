@@ -37,14 +37,22 @@ def resolve_backbone(name: str) -> str:
     return name
 
 
-def locate_backbone(name: str) -> str:
+MODEL_FILES = ("config.json",)
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "config.json")
+
+
+def locate_backbone(name: str, files: tuple[str, ...] = MODEL_FILES) -> str:
     """`resolve_backbone`, checked without loading anything: a local directory with a config.json, a packaged copy,
     a hub id in the Hugging Face cache, or one the hub has (its config.json is fetched). Anything else is a
     one-line `NotHere` naming what was looked for and the fix, before the libraries retry and fail deep in a run.
+
+    Args:
+        name: `model.backbone` as given.
+        files: A local directory must hold one of these (a tokenizer alone loads from its own files).
     """
     path = resolve_backbone(name)
     if Path(path).is_dir():
-        if not (Path(path) / "config.json").is_file():
+        if not any((Path(path) / f).is_file() for f in files):
             raise NotHere(f"model.backbone '{name}' is a directory without config.json, not a Transformers model",
                           "give the directory `save_pretrained` wrote (or `lit_ft export` wrote) with "
                           "--model.backbone DIR")
@@ -107,7 +115,7 @@ def _fetch_config(name: str) -> None:
 
 def load_tokenizer(name: str, **kwargs: Any) -> PreTrainedTokenizerBase:
     """Load the backbone's own tokenizer, with an error that says what to do when it cannot be found."""
-    path = locate_backbone(name)
+    path = locate_backbone(name, TOKENIZER_FILES)
     try:
         return AutoTokenizer.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as err:

@@ -90,8 +90,8 @@ def hub_data_problem(cfg: Any) -> tuple[str, str] | None:
     cannot be asked. The fix names the recipe's offline piece where it ships one."""
     source = (cfg.get("data.init_args") or {}).get("source") if cfg.get("data") is not None else None
     name = getattr(source, "hub", None) if source is not None else None
-    if not name or name in ("None", "null") or dataset_cached(str(name)):
-        return None
+    if not name or name in ("None", "null") or Path(str(name)).expanduser().exists() or dataset_cached(str(name)):
+        return None  # a local folder of split files loads like a hub dataset, without the hub
     reason = hub_offline(data=True)
     if reason is None:
         return None

@@ -570,6 +570,10 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
         [r"data.init_args.source.hub 'stanfordnlp/sst2' is not in the datasets cache and the hub cannot be asked",
          r"add the recipe's offline data piece: --config configs/offline/sentiment_sst2.yaml"],
         early=True, base=False)
+    c["inspect_data_hub_data_offline"] = Case(
+        cls, ["inspect-data", "--config", "configs/topic_ag_news.yaml"],
+        [r"data.init_args.source.hub 'fancyzhx/ag_news' is not in the datasets cache",
+         r"--config configs/offline/topic_ag_news.yaml"], early=True, base=False)
     c["hub_data_offline_recipe_without_piece"] = Case(
         "sft", ["fit", "--config", "configs/sft_alpaca.yaml", "--data.init_args.source.hub", "tatsu-lab/alpaca",
                 "--model.backbone", "sentence-transformers/all-MiniLM-L6-v2", "--trainer.default_root_dir", "{root}"],
@@ -716,3 +720,29 @@ def test_bad_inputs_in_real_subprocesses(backbones: dict[str, Path], tmp_path: P
         assert process.returncode == 2, err[-3000:]
         assert_one_actionable_line(err, CASES[name].expect)
         assert_nothing_half_written(root, CASES[name].early)
+
+
+# ---- offline, every shipped recipe whose default backbone is not packaged -------------------------
+def _hub_backbone_recipes() -> list[Path]:
+    from stand_ins import ROOT, read_recipe
+
+    from lit_ft.backbone import PACKAGED_MODELS
+
+    return [r for r in sorted((ROOT / "configs").glob("*.yaml"))
+            if read_recipe(r)["model"]["backbone"] not in PACKAGED_MODELS]
+
+
+@pytest.mark.parametrize("recipe", _hub_backbone_recipes(), ids=lambda r: r.stem)
+def test_a_recipes_default_backbone_offline_is_one_line(recipe: Path, tmp_path: Path,
+                                                        capfd: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The generative recipes (and the classic BERT one) as shipped, offline: one line naming the backbone, where
+    it was looked for and the fix, before any data or weights load."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    case = Case("sft", ["fit", "--config", str(recipe), "--trainer.default_root_dir", "{root}"],
+                [r"model.backbone '[\w.-]+/[\w.-]+' is not a local directory, not in the Hugging Face cache",
+                 r"\(HF_HUB_OFFLINE=1\); give a local model directory with --model.backbone DIR"], base=False)
+    code, err = run_case(case, Path(), tmp_path / "data", tmp_path / "run", capfd)
+    assert code == 2, err[-3000:]
+    assert_one_actionable_line(err, case.expect)
+    assert_nothing_half_written(tmp_path / "run", early=True)
