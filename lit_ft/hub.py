@@ -42,17 +42,19 @@ def hub_offline(data: bool = False) -> str | None:
     for name in names:
         if os.environ.get(name, "").upper() in TRUE_VALUES:
             return f"{name}={os.environ[name]}"
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host = endpoint.hostname or "huggingface.co"
     if any(os.environ.get(v) for v in PROXY_VARS):
         return None  # the proxy resolves the hub, not this machine: let the download say
-    return None if _reachable(host) else f"{host} cannot be reached from this machine"
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    return None if _reachable(host, port) else f"{host} cannot be reached from this machine"
 
 
 @functools.cache
-def _reachable(host: str) -> bool:
+def _reachable(host: str, port: int) -> bool:
     """One quick connection per process: the libraries' own retries take some 20 s per file to give up."""
     try:
-        with socket.create_connection((host, 443), timeout=PROBE_TIMEOUT_S):
+        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
             return True
     except OSError:
         return False

@@ -12,10 +12,13 @@ Cases are data (`CASES`): a name, the files to write, the command line, and the 
 
 from __future__ import annotations
 
+import http.server
 import json
+import os
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -746,3 +749,49 @@ def test_a_recipes_default_backbone_offline_is_one_line(recipe: Path, tmp_path: 
     assert code == 2, err[-3000:]
     assert_one_actionable_line(err, case.expect)
     assert_nothing_half_written(tmp_path / "run", early=True)
+
+
+# ---- online: the hub's own answer, from a stand-in hub on this machine -----------------------------
+class _StandInHub(http.server.BaseHTTPRequestHandler):
+    """Answers every file request as the Hugging Face Hub does for a missing and for a gated repository."""
+
+    def do_HEAD(self) -> None:  # noqa: N802 - http.server's name
+        gated = self.path.startswith("/gated-org/")
+        self.send_response(403 if gated else 401)
+        self.send_header("X-Error-Code", "GatedRepo" if gated else "RepoNotFound")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_HEAD  # noqa: N815
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.slow  # two lit_ft processes (about 10 s of CPU)
+def test_the_hubs_answer_is_one_line(backbones: dict[str, Path], tmp_path: Path) -> None:
+    """With the hub reachable (HF_ENDPOINT pointing at a stand-in), a mistyped id and a gated model each end in
+    one line with the hub's answer and the fix (real subprocesses: the hub client reads its endpoint at import)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StandInHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env.update(HF_HUB_OFFLINE="0", HF_ENDPOINT=f"http://127.0.0.1:{server.server_address[1]}",
+               HF_HOME=str(tmp_path / "hf_home"), PYTHONPATH=os.pathsep.join(sys.path))
+    expect = {"no-org/no-model": [r"model.backbone 'no-org/no-model': the hub has no such model \(or it is private\)",
+                                  "check the hub id", "--model.backbone DIR"],
+              "gated-org/model": [r"model.backbone 'gated-org/model' is gated on the hub", "hf auth login"]}
+    running = {}
+    for name in expect:
+        case = Case("classification", ["--model.backbone", name], expect[name], {"train.csv": GOOD_CSV})
+        root = tmp_path / name.split("/")[0] / "run"
+        argv = [*base_args(case, backbones["classification"], tmp_path, root), *case.args]
+        running[name] = (root, subprocess.Popen([sys.executable, "-m", "lit_ft", *argv], env=env, text=True,
+                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    try:
+        for name, (root, process) in running.items():
+            _, err = process.communicate(timeout=300)
+            assert process.returncode == 2, err[-3000:]
+            assert_one_actionable_line(err, expect[name])
+            assert_nothing_half_written(root, early=True)
+    finally:
+        server.shutdown()
