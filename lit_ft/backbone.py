@@ -53,7 +53,8 @@ def locate_backbone(name: str, files: tuple[str, ...] = MODEL_FILES) -> str:
     path = resolve_backbone(name)
     if Path(path).is_dir():
         if not any((Path(path) / f).is_file() for f in files):
-            raise NotHere(f"model.backbone '{name}' is a directory without config.json, not a Transformers model",
+            raise NotHere(f"model.backbone '{name}' is a directory without {' or '.join(files)}, not a Transformers "
+                          "model",
                           "give the directory `save_pretrained` wrote (or `lit_ft export` wrote) with "
                           "--model.backbone DIR")
         return path
