@@ -35,31 +35,40 @@ class Rule:
     severity: Severity
     needs_data: bool
     check: Callable[[RunPlan], tuple[str, str] | None]
+    prerequisite: bool = False  # what other rules need (the backbone, the data) is missing when this one fires
 
 
 RULES: list[Rule] = []
 
 
-def rule(severity: Severity, needs_data: bool = False) -> Callable[[Callable[[RunPlan], tuple[str, str] | None]],
-                                                                   Callable[[RunPlan], tuple[str, str] | None]]:
+def rule(severity: Severity, needs_data: bool = False, prerequisite: bool = False) -> Callable[
+        [Callable[[RunPlan], tuple[str, str] | None]], Callable[[RunPlan], tuple[str, str] | None]]:
     def register(check: Callable[[RunPlan], tuple[str, str] | None]) -> Callable[[RunPlan], tuple[str, str] | None]:
-        RULES.append(Rule(check.__name__, severity, needs_data, check))
+        RULES.append(Rule(check.__name__, severity, needs_data, check, prerequisite))
         return check
 
     return register
 
 
 def run_rules(plan: RunPlan, rules: list[Rule]) -> list[Finding]:
-    """Every rule's finding; a rule that cannot run because of the config or data is itself a fatal finding."""
+    """Every rule's finding; a rule that cannot run because of the config or data is itself a fatal finding.
+
+    Prerequisite rules (the backbone, the hub data are here) run first; once one fires, the rules that read the
+    data are skipped (loading what is missing would retry the hub for minutes) and a rule that cannot run is not
+    listed (what is missing is why). The same failure met by several rules (a missing data file) is listed once."""
     found: list[Finding] = []
-    for r in rules:
+    missing = False
+    for r in sorted(rules, key=lambda r: not r.prerequisite):
+        if missing and r.needs_data:
+            continue
         try:
             result = r.check(plan)
         except UserError as err:
             message = one_line(str(err))
-            if not any(message in (f.problem, f"{f.problem}; {f.fix}") for f in found):  # once (a missing file)
+            if not missing and not any(message in (f.problem, f"{f.problem}; {f.fix}") for f in found):
                 found.append(Finding(r.name, "fatal", message, "fix that first"))
             continue
+        missing = missing or (r.prerequisite and result is not None)
         if result is not None:
             found.append(Finding(r.name, r.severity, *result))
     return found
@@ -170,7 +179,28 @@ def refuse_unusable_attention(plan: RunPlan) -> None:
         raise UserError(f"{found[0]}; {found[1]}")
 
 
-# ---- the backbone ----------------------------------------------------------------------------------
+# ---- the backbone and the hub ----------------------------------------------------------------------
+@rule("fatal", prerequisite=True)
+def backbone_found(plan: RunPlan) -> tuple[str, str] | None:
+    """`model.backbone` is a model directory, a packaged copy, in the Hugging Face cache, or on a reachable hub."""
+    from lit_ft.backbone import locate_backbone
+    from lit_ft.hub import NotHere
+
+    try:
+        locate_backbone(str(plan.cfg.model.backbone))
+    except NotHere as err:
+        return err.problem, err.fix
+    return None
+
+
+@rule("fatal", prerequisite=True)
+def hub_data_here(plan: RunPlan) -> tuple[str, str] | None:
+    """A hub dataset that is not cached while the hub cannot be asked; the fix names the recipe's offline piece."""
+    from lit_ft.hub import hub_data_problem
+
+    return hub_data_problem(plan.cfg)
+
+
 @rule("fatal")
 def backbone_needs_remote_code(plan: RunPlan) -> tuple[str, str] | None:
     """A backbone whose config asks for its own modeling code (`trust_remote_code`), which lit_ft never runs."""

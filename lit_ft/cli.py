@@ -184,7 +184,8 @@ def usage() -> str:
         f"  {DEBUG_FLAG}     show the full traceback of an error (or {DEBUG_ENV}=1)\n\n"
         "environment:\n"
         f"  {PLUGINS_ENV}  local plugin modules to load ({os.pathsep}-separated)\n"
-        f"  {OVERLAY_ENV}  config files ({os.pathsep}-separated) applied after a trainer command's --config files\n"
+        f"  {OVERLAY_ENV}  config files ({os.pathsep}-separated) applied after a trainer command's --config files "
+        "(dict options merge key by key)\n"
         f"  {DEBUG_ENV}    1: tracebacks instead of one-line errors\n"
     )
 

@@ -32,9 +32,11 @@ def main(argv: list[str]) -> None:
     args, rest = parser.parse_known_args(argv)
     if args.n < 0:
         raise UserError(f"--n must be 0 or more (got {args.n})")
+    from lit_ft.hub import require_hub_data
     from lit_ft.recipe import read_recipe
 
     recipe = read_recipe(recipe_argv(args.config, rest), "inspect-data")
+    require_hub_data(recipe.cfg)  # one line now, not minutes of hub retries
     print("\n".join(report(recipe.data, args.split, args.n)))
 
 

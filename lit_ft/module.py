@@ -13,7 +13,7 @@ from torch.optim import Optimizer
 from torchmetrics import MeanMetric, MetricCollection
 
 from lit_ft.attention import FLASH, Attention, flash_usable, loading_with
-from lit_ft.backbone import resolve_backbone
+from lit_ft.backbone import locate_backbone
 from lit_ft.compile import CompiledForward
 from lit_ft.datamodule import DEFAULT_BACKBONE, TaskDataModule
 from lit_ft.domains import NonNegativeFloat, NonNegativeInt, PositiveFloat, plain_numbers
@@ -119,7 +119,7 @@ class FineTuner(LightningModule):
         quantization = as_settings(self.hparams.get("quantization"))
         precision = self._trainer.precision if self._trainer is not None else None
         with loading_in(weights_dtype(precision)), quantized_loading(quantization), loading_with(self._attention()):
-            self.model = self.plugin.build_model(resolve_backbone(self.hparams["backbone"]))
+            self.model = self.plugin.build_model(locate_backbone(self.hparams["backbone"]))
         freeze(self.model, self.hparams["freeze_backbone"], self.hparams["freeze_layers"])
         if self.hparams.get("neftune_noise_alpha") is not None:
             add_embedding_noise(self.model, float(self.hparams["neftune_noise_alpha"]))

@@ -117,6 +117,7 @@ def _load_hub(name: str, config: str | None, split: str, key: str = "data.source
         reason = " ".join(str(err).split())[:300]
         raise UserError(
             f"could not load hub dataset '{name}' (config {config!r}, split '{split}'): {reason}. Without network, "
+            "add the recipe's offline data piece (--config configs/offline/<recipe>.yaml, where it ships one) or "
             "point data.source.train/validation/test/predict at local files and set data.source.hub to null"
         ) from err
     assert isinstance(ds, datasets.Dataset)

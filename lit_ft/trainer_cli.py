@@ -13,17 +13,21 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+import lightning.pytorch
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelSummary, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from lit_ft.backbone import locate_backbone
 from lit_ft.check_rules import enforce, refuse_unusable_attention
 from lit_ft.checkpoint import TaskCheckpoint, find_checkpoint, read_pointer, run_id_of
+from lit_ft.config_merge import MergingConfigFile
 from lit_ft.consolidate import metadata_file
 from lit_ft.datamodule import TaskDataModule
 from lit_ft.ddp_options import apply_ddp_kwargs
 from lit_ft.errors import UserError, one_line
 from lit_ft.export import ExportBest
+from lit_ft.hub import require_hub_data
 from lit_ft.interrupt import StopOnSignal
 from lit_ft.metrics_files import MetricsFiles
 from lit_ft.model_summary import ModelLine
@@ -81,6 +85,15 @@ class LitFtCLI(LightningCLI):
             super().__init__(*args, **kwargs)
         finally:
             self._locks.close()
+
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        """Lightning's parser, whose `--config` pieces merge dict options key by key (`lit_ft.config_merge`)."""
+        kwargs.setdefault("dump_header", [f"lightning.pytorch=={lightning.pytorch.__version__}"])
+        parser = self.parser_class(**kwargs)
+        parser.add_argument("-c", "--config", action=MergingConfigFile,
+                            help="Path to a configuration file in json or yaml format; repeat to apply pieces in "
+                                 "order (dict options such as model.task_options merge key by key)")
+        return parser
 
     def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
         """Build the parser of the verb being run only: each verb's parser costs about a second to build."""
@@ -198,6 +211,9 @@ class LitFtCLI(LightningCLI):
         sub = self.config.get("subcommand")
         cfg = self.config[sub] if sub else self.config
         check_task_and_data(cfg)
+        # what the run needs from the hub, before Transformers and datasets retry for minutes and fail in a traceback
+        locate_backbone(str(cfg.model.backbone))
+        require_hub_data(cfg)
         check_quantization(cfg.model.get("quantization"), cfg.model.get("lora"))
         if sub == "fit":
             enforce(RunPlan(cfg), needs_data=False)  # the pre-flight rules that need no data, before the trainer

@@ -12,10 +12,13 @@ Cases are data (`CASES`): a name, the files to write, the command line, and the 
 
 from __future__ import annotations
 
+import http.server
 import json
+import os
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,7 +136,8 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
          "fix data.source.validation"], {"hubset/train.csv": GOOD_CSV, "hubset/test.csv": GOOD_CSV})
     c["hub_dataset_unreachable_offline"] = Case(
         cls, ["--data.init_args.source.hub", "no-such-org/no-such-set", "--data.init_args.source.train", "train"],
-        [r"could not load hub dataset 'no-such-org/no-such-set'", "set data.source.hub to null"])
+        [r"data.init_args.source.hub 'no-such-org/no-such-set' is not in the datasets cache and the hub cannot be "
+         "asked", "set data.init_args.source.hub null"], early=True)
     c["predict_file_is_broken"] = Case(
         cls, ["--data.init_args.label_names", "[negative,positive]", "--data.init_args.source.predict",
               "{d}/inputs.jsonl"], [r"data.source.predict: '.*inputs.jsonl': line 1 is not valid JSON"],
@@ -558,6 +562,36 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
                   "spell each tag one way"],
         {"train.jsonl": jsonl({"tokens": ["john", "met", "anna"], "tags": ["B-PER", "O", "b-per"]})},
         train="train.jsonl")
+    # ---- what is not on this machine (the tests run with HF_HUB_OFFLINE=1, tests/conftest.py) ---------
+    lookup = r"not a local directory, not in the Hugging Face cache \(.*\), and the hub cannot be asked \("
+    c["backbone_hub_id_mistyped"] = Case(cls, ["--model.backbone", "sentence-transformers/all-MiniLM-L6-v3"],
+                                         [rf"model.backbone 'sentence-transformers/all-MiniLM-L6-v3' is {lookup}",
+                                          "--model.backbone DIR", "run once online", "spelling"], **early)
+    c["backbone_directory_missing"] = Case(cls, ["--model.backbone", "{d}/no_such_model"],
+                                           [r"model.backbone '.*/no_such_model': no such directory",
+                                            "--model.backbone DIR, a model directory with config.json"], **early)
+    c["backbone_directory_not_a_model"] = Case(cls, ["--model.backbone", "{d}"],
+                                               [r"model.backbone '.*' is a directory without config.json",
+                                                "save_pretrained"], **early)
+    c["generative_recipe_default_backbone_offline"] = Case(
+        "sft", ["fit", "--config", "configs/sft_customer_support.yaml", "--trainer.default_root_dir", "{root}"],
+        [rf"model.backbone 'Qwen/Qwen2.5-0.5B-Instruct' is {lookup}HF_HUB_OFFLINE=1\)", "--model.backbone DIR"],
+        early=True, base=False)
+    c["hub_data_offline_names_the_offline_piece"] = Case(
+        cls, ["fit", "--config", "configs/sentiment_sst2.yaml", "--trainer.default_root_dir", "{root}"],
+        [r"data.init_args.source.hub 'stanfordnlp/sst2' is not in the datasets cache and the hub cannot be asked",
+         r"add the recipe's offline data piece: --config configs/offline/sentiment_sst2.yaml"],
+        early=True, base=False)
+    c["inspect_data_hub_data_offline"] = Case(
+        cls, ["inspect-data", "--config", "configs/topic_ag_news.yaml"],
+        [r"data.init_args.source.hub 'fancyzhx/ag_news' is not in the datasets cache",
+         r"--config configs/offline/topic_ag_news.yaml"], early=True, base=False)
+    c["hub_data_offline_recipe_without_piece"] = Case(
+        "sft", ["fit", "--config", "configs/sft_alpaca.yaml", "--data.init_args.source.hub", "tatsu-lab/alpaca",
+                "--model.backbone", "sentence-transformers/all-MiniLM-L6-v2", "--trainer.default_root_dir", "{root}"],
+        [r"data.init_args.source.hub 'tatsu-lab/alpaca' is not in the datasets cache",
+         r"sft_alpaca.yaml ships no offline piece .*: point data.init_args.source.train/validation/test/predict at "
+         "local files and set data.init_args.source.hub null"], early=True, base=False)
     return c
 
 
@@ -698,3 +732,75 @@ def test_bad_inputs_in_real_subprocesses(backbones: dict[str, Path], tmp_path: P
         assert process.returncode == 2, err[-3000:]
         assert_one_actionable_line(err, CASES[name].expect)
         assert_nothing_half_written(root, CASES[name].early)
+
+
+# ---- offline, every shipped recipe whose default backbone is not packaged -------------------------
+def _hub_backbone_recipes() -> list[Path]:
+    from stand_ins import ROOT, read_recipe
+
+    from lit_ft.backbone import PACKAGED_MODELS
+
+    return [r for r in sorted((ROOT / "configs").glob("*.yaml"))
+            if read_recipe(r)["model"]["backbone"] not in PACKAGED_MODELS]
+
+
+@pytest.mark.parametrize("recipe", _hub_backbone_recipes(), ids=lambda r: r.stem)
+def test_a_recipes_default_backbone_offline_is_one_line(recipe: Path, tmp_path: Path,
+                                                        capfd: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The generative recipes (and the classic BERT one) as shipped, offline: one line naming the backbone, where
+    it was looked for and the fix, before any data or weights load."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    case = Case("sft", ["fit", "--config", str(recipe), "--trainer.default_root_dir", "{root}"],
+                [r"model.backbone '[\w.-]+/[\w.-]+' is not a local directory, not in the Hugging Face cache",
+                 r"\(HF_HUB_OFFLINE=1\); give a local model directory with --model.backbone DIR"], base=False)
+    code, err = run_case(case, Path(), tmp_path / "data", tmp_path / "run", capfd)
+    assert code == 2, err[-3000:]
+    assert_one_actionable_line(err, case.expect)
+    assert_nothing_half_written(tmp_path / "run", early=True)
+
+
+# ---- online: the hub's own answer, from a stand-in hub on this machine -----------------------------
+class _StandInHub(http.server.BaseHTTPRequestHandler):
+    """Answers every file request as the Hugging Face Hub does for a missing and for a gated repository."""
+
+    def do_HEAD(self) -> None:  # noqa: N802 - http.server's name
+        gated = self.path.startswith("/gated-org/")
+        self.send_response(403 if gated else 401)
+        self.send_header("X-Error-Code", "GatedRepo" if gated else "RepoNotFound")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_HEAD  # noqa: N815
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.slow  # two lit_ft processes (about 10 s of CPU)
+def test_the_hubs_answer_is_one_line(backbones: dict[str, Path], tmp_path: Path) -> None:
+    """With the hub reachable (HF_ENDPOINT pointing at a stand-in), a mistyped id and a gated model each end in
+    one line with the hub's answer and the fix (real subprocesses: the hub client reads its endpoint at import)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StandInHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env.update(HF_HUB_OFFLINE="0", HF_ENDPOINT=f"http://127.0.0.1:{server.server_address[1]}",
+               HF_HOME=str(tmp_path / "hf_home"), PYTHONPATH=os.pathsep.join(sys.path))
+    expect = {"no-org/no-model": [r"model.backbone 'no-org/no-model': the hub has no such model \(or it is private\)",
+                                  "check the hub id", "--model.backbone DIR"],
+              "gated-org/model": [r"model.backbone 'gated-org/model' is gated on the hub", "hf auth login"]}
+    running = {}
+    for name in expect:
+        case = Case("classification", ["--model.backbone", name], expect[name], {"train.csv": GOOD_CSV})
+        root = tmp_path / name.split("/")[0] / "run"
+        argv = [*base_args(case, backbones["classification"], tmp_path, root), *case.args]
+        running[name] = (root, subprocess.Popen([sys.executable, "-m", "lit_ft", *argv], env=env, text=True,
+                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    try:
+        for name, (root, process) in running.items():
+            _, err = process.communicate(timeout=300)
+            assert process.returncode == 2, err[-3000:]
+            assert_one_actionable_line(err, expect[name])
+            assert_nothing_half_written(root, early=True)
+    finally:
+        server.shutdown()

@@ -16,6 +16,7 @@ from jsonargparse import Namespace
 
 from lit_ft.check_rules import all_rules, run_rules
 from lit_ft.cli import main
+from lit_ft.hub import hub_cache
 from lit_ft.recipe import Recipe, build_data, read_recipe
 from lit_ft.run_plan import RunPlan, cpu_flags
 
@@ -225,3 +226,38 @@ def test_batch_size_0_is_a_finding_with_its_fix(capsys: pytest.CaptureFixture[st
         "check: 1 problem(s), 1 fatal (the recipe does not parse, so no rule ran)",
         "  fatal    config: data.batch_size must be a positive integer (got 0)",
         "           fix: set data.batch_size to 1 or more"]
+
+
+def test_check_finds_a_mistyped_backbone_before_anything_loads(capsys: pytest.CaptureFixture[str], tiny_bert: Path,
+                                                               files: dict[str, str], tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline, a hub id that is neither a directory nor cached is the one fatal finding (the rules that would need
+    it are not listed again), with what was looked for and the fix."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(SystemExit) as done:
+        main(["check", "--config", "configs/quickstart.yaml", *tiny_args(tmp_path, tiny_bert, files),
+              "--model.backbone", "sentence-transformers/all-MiniLM-L6-v3"])
+    assert done.value.code == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"check: 1 problem(s), 1 fatal ({len(all_rules())} rules checked)"
+    assert out[1] == ("  fatal    backbone_found: model.backbone 'sentence-transformers/all-MiniLM-L6-v3' is not a "
+                      f"local directory, not in the Hugging Face cache ({hub_cache()}), and the hub cannot be asked "
+                      "(HF_HUB_OFFLINE=1)")
+    assert out[2].startswith("           fix: give a local model directory with --model.backbone DIR, or run once "
+                             "online")
+
+
+@pytest.mark.parametrize(("recipe", "rule", "expected"), [
+    ("codegen_mbpp", "backbone_found", "model.backbone 'Qwen/Qwen2.5-0.5B-Instruct' is not a local directory"),
+    ("topic_ag_news", "hub_data_here", "--config configs/offline/topic_ag_news.yaml"),
+])
+def test_check_of_a_shipped_recipe_offline(recipe: str, rule: str, expected: str, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Offline, a generative recipe's default backbone and a hub recipe's data are fatal findings; the data one
+    names the recipe's shipped offline piece."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(SystemExit) as done:
+        main(["check", "--config", f"configs/{recipe}.yaml"])
+    assert done.value.code == 1
+    out = capsys.readouterr().out
+    assert out.startswith("check: 1 problem(s), 1 fatal") and f"fatal    {rule}: " in out and expected in out
