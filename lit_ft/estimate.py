@@ -39,13 +39,17 @@ def main(argv: list[str]) -> None:
                  plan.accelerator))
 
 
-def recipe_estimate(cfg: Any, data: Any, devices: int, accelerator: str = "cpu") -> MemoryEstimate:
+def recipe_estimate(cfg: Any, data: Any, devices: int, accelerator: str | None = None) -> MemoryEstimate:
     """The estimate of a parsed fit config and its data module (`lit_ft estimate`, and `lit_ft check`'s rule),
     with the host memory of the training process: the process itself, measured here once the recipe's model is
-    built on `meta` (`lit_ft.process_memory`), and on the CPU the training tensors too."""
+    built on `meta` (`lit_ft.process_memory`), and where the `accelerator` (default: the recipe's, as resolved on
+    this machine) is the CPU, the training tensors too."""
     from lit_ft.lora import is_adapter_model
     from lit_ft.meta_model import meta_finetuner
     from lit_ft.process_memory import process_baseline
+    from lit_ft.run_plan import RunPlan
+
+    accelerator = accelerator or RunPlan(cfg, data).accelerator
 
     model_args = cfg.model.as_dict()
     module = meta_finetuner(model_args, data.info)
@@ -54,15 +58,18 @@ def recipe_estimate(cfg: Any, data: Any, devices: int, accelerator: str = "cpu")
         max_length=data.max_length, strategy=strategy_name(cfg.trainer.strategy), devices=devices,
         checkpointing=bool(model_args.get("gradient_checkpointing")) or strategy_checkpoints(cfg.trainer.strategy),
         quantization=as_settings(model_args.get("quantization")), adapter=is_adapter_model(module.model),
+        eval_batch_size=int(getattr(data, "eval_batch_size", 0) or 0),
     )
     return replace(found, process=float(process_baseline(cfg.trainer)), on_host=accelerator == "cpu")
 
 
 def estimate_model(model: nn.Module, *, precision: str, batch_size: int, max_length: int, strategy: str = "auto",
                    devices: int = 1, checkpointing: bool = False,
-                   quantization: QuantizationSettings | None = None, adapter: bool = False) -> MemoryEstimate:
+                   quantization: QuantizationSettings | None = None, adapter: bool = False,
+                   eval_batch_size: int = 0) -> MemoryEstimate:
     """The estimate for a built model (on `meta` or not); with `quantization`, its frozen linear weights count
-    as 4-bit ones; an `adapter` model checkpoints only its trainable weights."""
+    as 4-bit ones; an `adapter` model checkpoints only its trainable weights; with `eval_batch_size`, an
+    evaluation batch counts where it needs more than the step's activations."""
     params = list(model.parameters())
     shape = shape_of(model)
     return estimate(
@@ -72,6 +79,7 @@ def estimate_model(model: nn.Module, *, precision: str, batch_size: int, max_len
         lora_inputs=lora_inputs(model) // max(shape.layers, 1),
         quantized=quantizable(model) if quantization else 0,
         quantized_bytes=quantization.bytes_per_weight() if quantization else 0.0, adapter=adapter,
+        eval_batch_size=eval_batch_size,
     )
 
 
@@ -156,7 +164,8 @@ def render(found: MemoryEstimate, precision: str, strategy: str, devices: int, a
 
 def _rows(found: MemoryEstimate) -> list[str]:
     rows = [("weights", found.weights, ""), ("gradients", found.gradients, ""),
-            ("optimizer state", found.optimizer, ""), ("activations", found.activations, "")]
+            ("optimizer state", found.optimizer, ""), ("activations", found.activations, ""),
+            ("evaluation", found.evaluation, "an eval batch's forward; the larger of it and the activations counts")]
     if found.on_host:
         rows = [("process", found.process, "python and the libraries, recipe and tokenizer, measured here"),
                 *rows, ("checkpoint", found.checkpoint, "the serialized copy Lightning writes the checkpoint from")]

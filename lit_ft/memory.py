@@ -12,6 +12,10 @@ Sharding divides the first three: FSDP and DeepSpeed stage 3 shard all of them a
 stage 2 shards gradients and optimizer state, DDP replicates everything. The sum is an upper bound of the step's
 peak: gradients fill in as activations are freed during backward.
 
+An evaluation batch after a step (the gradients still held) needs its forward's working memory instead of the
+step's activations: one layer at a time, and a language-model head's logits with the loss's fp32 copies
+(`evaluation_bytes_per_token`); the larger of the two counts.
+
 A training process holds more than its step in host memory, and where the device is the CPU that is the device's
 memory too: the process itself (interpreter, libraries, recipe, tokenizer; `lit_ft.process_memory` measures it in
 the estimating process) and the checkpoint buffer (`checkpoint_bytes`).
@@ -56,6 +60,8 @@ PRECISION_BYTES: dict[str, tuple[int, float]] = {
 ADAM_MOMENTS = 2
 # fp32 (batch, seq, vocab) tensors alive as backward starts: logits, log-probabilities and both their gradients
 HEAD_COPIES = 4
+# fp32 (batch, seq, vocab) tensors of an evaluation forward's loss: the logits upcast and the log-probabilities
+EVAL_HEAD_COPIES = 2
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,7 @@ class MemoryEstimate:
     optimizer: float
     activations: float
     tokens: int  # per device and batch: batch_size x max_length
+    evaluation: float = 0.0  # an evaluation batch's forward (no gradients), at eval_batch_size x max_length
     # host memory: Lightning's atomic save serializes the whole checkpoint into a buffer before writing the file,
     # while the step's memory stays resident (see `checkpoint_bytes`)
     checkpoint: float = 0.0
@@ -99,8 +106,9 @@ class MemoryEstimate:
 
     @property
     def device(self) -> float:
-        """The training tensors of one step on one device."""
-        return self.weights + self.gradients + self.optimizer + self.activations
+        """The tensors of one device at its peak: a training step, or an evaluation batch after one (Lightning
+        frees the gradients only at the next step's `zero_grad`)."""
+        return self.weights + self.gradients + self.optimizer + max(self.activations, self.evaluation)
 
     @property
     def host(self) -> float:
@@ -156,12 +164,21 @@ def activation_bytes_per_token(shape: Shape, seq: int, d: float, checkpointing: 
     return kept + layer + d * 3 * shape.hidden + head
 
 
+def evaluation_bytes_per_token(shape: Shape, seq: int, d: float) -> float:
+    """Bytes per token of an evaluation forward: no gradients, so one layer's working memory at a time, and with a
+    language-model head its logits (in half precision first where the precision computes in it) and the loss's
+    fp32 copies."""
+    head = (EVAL_HEAD_COPIES * 4.0 + (2.0 if d < 4 else 0.0)) * shape.vocab if shape.lm_head else 0.0
+    return layer_activation_bytes(shape, seq, d) + d * shape.hidden + head
+
+
 def estimate(*, parameters: int, trainable: int, shape: Shape, precision: str, batch_size: int, max_length: int,
              split: Sharding = Sharding(), checkpointing: bool = False, lora_inputs: int = 0,
-             quantized: int = 0, quantized_bytes: float = 0.0, adapter: bool = False) -> MemoryEstimate:
-    """The peak per device of one training step (see the module docstring); `quantized` of the parameters are
-    stored at `quantized_bytes` each (QLoRA's 4-bit base weights with their quantization constants); an
-    `adapter` model's checkpoint holds only its trainable weights."""
+             quantized: int = 0, quantized_bytes: float = 0.0, adapter: bool = False,
+             eval_batch_size: int = 0) -> MemoryEstimate:
+    """The peak per device of one training step and of an evaluation batch after it (see the module docstring);
+    `quantized` of the parameters are stored at `quantized_bytes` each (QLoRA's 4-bit base weights with their
+    quantization constants); an `adapter` model's checkpoint holds only its trainable weights."""
     param_bytes, d = precision_bytes(precision)
     tokens = batch_size * max_length
     per_token = activation_bytes_per_token(shape, max_length, d, checkpointing, lora_inputs)
@@ -171,6 +188,7 @@ def estimate(*, parameters: int, trainable: int, shape: Shape, precision: str, b
         parameters=parameters, trainable=trainable, weights=weights,
         gradients=trainable * param_bytes / split.gradients, optimizer=optimizer,
         activations=per_token * tokens, tokens=tokens,
+        evaluation=evaluation_bytes_per_token(shape, max_length, d) * eval_batch_size * max_length,
         checkpoint=checkpoint_bytes(trainable * param_bytes / split.weights if adapter else weights, optimizer),
     )
 

@@ -82,9 +82,11 @@ def test_lora_and_checkpointing_shrink_the_estimate(tmp_path: Path, capsys: pyte
                         "ckpt": ["--model.gradient_checkpointing", "true"]}.items():
         main(["estimate", "--config", "configs/quickstart.yaml", "--model.backbone", backbone, *extra])
         runs[name] = capsys.readouterr().out
-    gib = {n: float(o.split("peak memory per device (estimate): ")[1].split()[0]) for n, o in runs.items()}
-    assert "(" in runs["lora"] and "100.00%" not in runs["lora"].splitlines()[0]
-    assert gib["lora"] <= gib["full"] and gib["ckpt"] <= gib["full"]
+    # what each shrinks (the total holds this pytest process's resident memory, which moves between calls)
+    trainable = {n: int(o.split("(")[1].split()[0].replace(",", "")) for n, o in runs.items()}
+    per_token = {n: float(o.split("activations per token: ")[1].split()[0]) for n, o in runs.items()}
+    assert trainable["lora"] < trainable["full"] == trainable["ckpt"]
+    assert per_token["ckpt"] < per_token["full"]
 
 
 def test_checkpointing_with_lora_trains_the_adapters(tiny_bert: Path) -> None:
