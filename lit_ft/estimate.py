@@ -1,6 +1,8 @@
 """`lit_ft estimate`: parameters, trainable parameters and the peak memory per device of a recipe, before any
 compute. The recipe is read as `fit` reads it (`lit_ft.recipe`), its model built on the `meta` device
-(`lit_ft.meta_model`) and counted; the formulas are in `lit_ft.memory`.
+(`lit_ft.meta_model`) and counted; the formulas are in `lit_ft.memory`. On the CPU the device's memory is the
+process's resident memory, so the total adds the process itself, measured here (`lit_ft.process_memory`), and the
+checkpoint buffer; on a GPU they are printed as host memory. What neither counts is printed too.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ def main(argv: list[str]) -> None:
     parser = recipe_parser(
         "lit_ft estimate",
         "Parameters, trainable parameters and the peak memory per device of a recipe (weights, "
-        "gradients, optimizer state, activations) for its precision, LoRA, gradient checkpointing "
-        "and strategy; the model is built on the meta device, so nothing is loaded or computed.",
+        "gradients, optimizer state, activations, an evaluation batch; on the CPU also the process and the "
+        "checkpoint buffer) for its precision, LoRA, gradient checkpointing and strategy; the model is built "
+        "on the meta device, so nothing is loaded or computed.",
         "--trainer.precision bf16-true",
     )
     parser.add_argument("--devices", type=int, default=None,
@@ -156,9 +159,12 @@ def render(found: MemoryEstimate, precision: str, strategy: str, devices: int, a
     if not found.on_host:
         lines.append(f"host memory per process (estimate): {found.host / GIB:.2f} GiB "
                      f"(process {found.process / GIB:.3f} + checkpoint buffer {found.checkpoint / GIB:.3f})")
-    lines.append("left out: the data set in memory (rows and features, which grow with the data), data loader "
-                 "workers (processes of their own)" + ("" if found.on_host else
-                                                      ", the CUDA context and kernels (outside PyTorch's allocator)"))
+    left = ["the data set in memory (rows and features, which grow with the data)",
+            "data loader workers (processes of their own)"]
+    if not found.on_host:
+        left.append("the CUDA context and kernels (device memory outside PyTorch's allocator, and the CUDA "
+                    "libraries' host memory once CUDA starts)")
+    lines.append("left out: " + ", ".join(left))
     return "\n".join(lines)
 
 
