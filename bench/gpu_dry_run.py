@@ -26,7 +26,7 @@ def parsed(argv: list[str]) -> dict[str, Any]:
     recipe = read_recipe(argv[1:], "gpu_check")
     found = recipe_estimate(recipe.cfg, recipe.data, 1)
     return {"parameters": found.parameters, "trainable": found.trainable,
-            "estimate_gib": round(found.total / 1024**3, 3)}
+            "estimate_gib": round(found.device / 1024**3, 3)}  # device memory, as max_memory_allocated
 
 
 def clipping_commands() -> list[list[str]]:

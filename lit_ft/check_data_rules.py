@@ -132,7 +132,7 @@ def memory_per_device(plan: RunPlan) -> tuple[str, str] | None:
     if not holds:
         return None
     try:
-        need = recipe_estimate(plan.cfg, plan.data, plan.devices).total
+        need = recipe_estimate(plan.cfg, plan.data, plan.devices, plan.accelerator).total
     except (OSError, ValueError, KeyError):
         return None  # the backbone cannot be built from its config here; loading it will say why
     if need <= holds:

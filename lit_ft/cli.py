@@ -166,7 +166,7 @@ COMMANDS: dict[str, Command] = {
     "check": Command("pre-flight checks of a recipe (precision, lengths, labels, schedule, LoRA) with their fixes",
                      "lit_ft.check:main"),
     "estimate": Command("parameters and the peak memory per device of a recipe (weights, gradients, optimizer "
-                        "state, activations), before any compute", "lit_ft.estimate:main"),
+                        "state, activations; on the CPU the process too), before any compute", "lit_ft.estimate:main"),
     "report": Command("an offline HTML report of runs: curves, metrics, best checkpoint, task analyses",
                       "lit_ft.report.main:main"),
 }

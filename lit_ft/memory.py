@@ -9,8 +9,16 @@ Four parts, each a plain formula (bytes):
 QLoRA stores the frozen linear weights of the base in 4 bits: 0.5 byte per weight plus the quantization constants
 (one fp32 absmax per 64 weights, or with double quantization an 8-bit one and an fp32 constant per 256 blocks).
 Sharding divides the first three: FSDP and DeepSpeed stage 3 shard all of them across the devices, DeepSpeed
-stage 2 shards gradients and optimizer state, DDP replicates everything. The sum is an upper bound of the peak:
-gradients fill in as activations are freed during backward.
+stage 2 shards gradients and optimizer state, DDP replicates everything. The sum is an upper bound of the step's
+peak: gradients fill in as activations are freed during backward.
+
+An evaluation batch after a step (the gradients still held) needs its forward's working memory instead of the
+step's activations: one layer at a time, and a language-model head's logits with the loss's fp32 copies
+(`evaluation_bytes_per_token`); the larger of the two counts.
+
+A training process holds more than its step in host memory, and where the device is the CPU that is the device's
+memory too: the process itself (interpreter, libraries, recipe, tokenizer; `lit_ft.process_memory` measures it in
+the estimating process) and the checkpoint buffer (`checkpoint_bytes`).
 
 Activations (bytes per token per transformer layer, `d` bytes per activation value: 4 for `32-true`, 2 for the
 `-true` half precisions, 3 for the mixed ones, whose autocast keeps matmul outputs in half precision and norms,
@@ -54,6 +62,8 @@ PRECISION_BYTES: dict[str, tuple[int, float]] = {
 ADAM_MOMENTS = 2
 # fp32 (batch, seq, vocab) tensors alive as backward starts: logits, log-probabilities and both their gradients
 HEAD_COPIES = 4
+# fp32 (batch, seq, vocab) tensors of an evaluation forward's loss: the logits upcast and the log-probabilities
+EVAL_HEAD_COPIES = 2
 
 
 @dataclass(frozen=True)
@@ -90,10 +100,28 @@ class MemoryEstimate:
     optimizer: float
     activations: float
     tokens: int  # per device and batch: batch_size x max_length
+    evaluation: float = 0.0  # an evaluation batch's forward (no gradients), at eval_batch_size x max_length
+    # host memory: Lightning's atomic save serializes the whole checkpoint into a buffer before writing the file,
+    # while the step's memory stays resident (see `checkpoint_bytes`)
+    checkpoint: float = 0.0
+    process: float = 0.0  # the process before the model exists: interpreter, libraries, recipe, tokenizer
+    on_host: bool = False  # the devices are the CPU: the training tensors live in the process's host memory too
+
+    @property
+    def device(self) -> float:
+        """The tensors of one device at its peak: a training step, or an evaluation batch after one (Lightning
+        frees the gradients only at the next step's `zero_grad`)."""
+        return self.weights + self.gradients + self.optimizer + max(self.activations, self.evaluation)
+
+    @property
+    def host(self) -> float:
+        """The resident memory of one training process at its peak."""
+        return self.process + self.checkpoint + (self.device if self.on_host else 0.0)
 
     @property
     def total(self) -> float:
-        return self.weights + self.gradients + self.optimizer + self.activations
+        """What one device must hold: the host memory of the process where the device is the CPU."""
+        return self.host if self.on_host else self.device
 
     @property
     def activations_per_token(self) -> float:
@@ -141,21 +169,40 @@ def activation_bytes_per_token(shape: Shape, seq: int, d: float, checkpointing: 
     return kept + layer + d * 3 * shape.hidden + head
 
 
+def evaluation_bytes_per_token(shape: Shape, seq: int, d: float) -> float:
+    """Bytes per token of an evaluation forward: no gradients, so one layer's working memory at a time, and with a
+    language-model head its logits (in half precision first where the precision computes in it) and the loss's
+    fp32 copies."""
+    head = (EVAL_HEAD_COPIES * 4.0 + (2.0 if d < 4 else 0.0)) * shape.vocab if shape.lm_head else 0.0
+    return layer_activation_bytes(shape, seq, d) + d * shape.hidden + head
+
+
 def estimate(*, parameters: int, trainable: int, shape: Shape, precision: str, batch_size: int, max_length: int,
              split: Sharding = Sharding(), checkpointing: bool = False, lora_inputs: int = 0,
-             quantized: int = 0, quantized_bytes: float = 0.0) -> MemoryEstimate:
-    """The peak per device of one training step (see the module docstring); `quantized` of the parameters are
-    stored at `quantized_bytes` each (QLoRA's 4-bit base weights with their quantization constants)."""
+             quantized: int = 0, quantized_bytes: float = 0.0, adapter: bool = False,
+             eval_batch_size: int = 0) -> MemoryEstimate:
+    """The peak per device of one training step and of an evaluation batch after it (see the module docstring);
+    `quantized` of the parameters are stored at `quantized_bytes` each (QLoRA's 4-bit base weights with their
+    quantization constants); an `adapter` model's checkpoint holds only its trainable weights."""
     param_bytes, d = precision_bytes(precision)
     tokens = batch_size * max_length
     per_token = activation_bytes_per_token(shape, max_length, d, checkpointing, lora_inputs)
+    weights = ((parameters - quantized) * param_bytes + quantized * quantized_bytes) / split.weights
+    optimizer = ADAM_MOMENTS * trainable * param_bytes / split.optimizer
     return MemoryEstimate(
-        parameters=parameters, trainable=trainable,
-        weights=((parameters - quantized) * param_bytes + quantized * quantized_bytes) / split.weights,
-        gradients=trainable * param_bytes / split.gradients,
-        optimizer=ADAM_MOMENTS * trainable * param_bytes / split.optimizer,
+        parameters=parameters, trainable=trainable, weights=weights,
+        gradients=trainable * param_bytes / split.gradients, optimizer=optimizer,
         activations=per_token * tokens, tokens=tokens,
+        evaluation=evaluation_bytes_per_token(shape, max_length, d) * eval_batch_size * max_length,
+        checkpoint=checkpoint_bytes(trainable * param_bytes / split.weights if adapter else weights, optimizer),
     )
+
+
+def checkpoint_bytes(weights: float, optimizer: float) -> float:
+    """Host bytes of the checkpoint buffer: Lightning's `_atomic_save` writes `torch.save` of the whole checkpoint
+    (the saved weights and the optimizer state, hyperparameters aside) into a `BytesIO` and only then to the file.
+    It comes on top of the training step, whose freed activations the allocator keeps resident for the next one."""
+    return weights + optimizer
 
 
 def first(config: Any, *names: str, default: Any = None) -> Any:

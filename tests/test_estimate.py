@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,20 @@ def test_formula_by_hand() -> None:
     assert sharding("ddp", 8).gradients == 1
 
 
+def test_evaluation_checkpoint_and_process_by_hand() -> None:
+    shape = Shape(layers=2, hidden=64, intermediate=256, heads=2, vocab=100, gated=True, lm_head=True)
+    found = estimate(parameters=1000, trainable=100, shape=shape, precision="32-true", batch_size=2, max_length=32,
+                     eval_batch_size=16, adapter=True)
+    layer = 4 * (10 * 64 + 4 * 256 + 2)
+    assert found.evaluation == (layer + 4 * 64 + 8 * 100) * 16 * 32  # one layer, the logits and log-probabilities
+    assert found.evaluation > found.activations  # 8x the tokens: the evaluation batch is the device's peak
+    assert found.checkpoint == 100 * 4 + 2 * 100 * 4  # an adapter model saves its trainable weights, AdamW state
+    tensors = 1000 * 4 + 100 * 4 + 2 * 100 * 4 + found.evaluation
+    assert found.total == found.device == tensors and found.host == found.checkpoint  # a GPU: tensors only
+    on_cpu = replace(found, process=5e8, on_host=True)
+    assert on_cpu.total == on_cpu.host == 5e8 + found.checkpoint + tensors
+
+
 def test_estimate_verb_counts_the_recipe_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import torch
     from transformers import AutoModelForSequenceClassification
@@ -72,6 +87,10 @@ def test_estimate_verb_counts_the_recipe_model(tmp_path: Path, capsys: pytest.Ca
     out = capsys.readouterr().out
     assert f"parameters: {expected:,} ({expected:,} trainable, 100.00%)" in out
     assert "activations per token" in out and "1,024 tokens" in out  # batch 16 x max_length 64
+    # on the CPU the total is the process's resident memory: the process itself counts, what is not counted is said
+    total = float(out.split("peak memory per device (estimate): ")[1].split()[0])
+    process = float(out.split("  process ")[1].split()[0])
+    assert "GiB of host memory" in out and 0.1 < process < total and "left out: the data set in memory" in out
     assert not list(tmp_path.glob("runs")) and torch.get_default_device().type == "cpu"
 
 
@@ -82,9 +101,11 @@ def test_lora_and_checkpointing_shrink_the_estimate(tmp_path: Path, capsys: pyte
                         "ckpt": ["--model.gradient_checkpointing", "true"]}.items():
         main(["estimate", "--config", "configs/quickstart.yaml", "--model.backbone", backbone, *extra])
         runs[name] = capsys.readouterr().out
-    gib = {n: float(o.split("peak memory per device (estimate): ")[1].split()[0]) for n, o in runs.items()}
-    assert "(" in runs["lora"] and "100.00%" not in runs["lora"].splitlines()[0]
-    assert gib["lora"] <= gib["full"] and gib["ckpt"] <= gib["full"]
+    # what each shrinks (the total holds this pytest process's resident memory, which moves between calls)
+    trainable = {n: int(o.split("(")[1].split()[0].replace(",", "")) for n, o in runs.items()}
+    per_token = {n: float(o.split("activations per token: ")[1].split()[0]) for n, o in runs.items()}
+    assert trainable["lora"] < trainable["full"] == trainable["ckpt"]
+    assert per_token["ckpt"] < per_token["full"]
 
 
 def test_checkpointing_with_lora_trains_the_adapters(tiny_bert: Path) -> None:
