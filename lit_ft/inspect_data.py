@@ -13,6 +13,7 @@ from typing import Any
 
 from lit_ft.data_summary import SPLITS, format_counts
 from lit_ft.errors import UserError, one_line
+from lit_ft.overlap import input_keys
 from lit_ft.preflight import recipe_argv, recipe_parser
 from lit_ft.text_histogram import length_histogram
 
@@ -107,17 +108,15 @@ def _lengths(data: Any, features: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _key_hashes(data: Any, raw: Any) -> list[str]:
-    keys: list[str] = []
-    for start in range(0, len(raw), 1000):
-        keys += data.example_keys(raw[start : start + 1000])
-    return [hashlib.blake2b(k.encode("utf-8"), digest_size=16).hexdigest() for k in keys]
+def _key_hashes(data: Any, split: str) -> list[str]:
+    return [hashlib.blake2b(k.encode("utf-8"), digest_size=16).hexdigest() for k in input_keys(data, split) or []]
 
 
 def _duplicates(data: Any, loaded: dict[str, Any]) -> list[str]:
-    """Exact duplicate inputs inside each split, and inputs of validation/test already in train (leakage)."""
-    keys = {s: _key_hashes(data, raw) for s, raw in loaded.items()}
-    lines = ["", "duplicates (same input, as the task compares examples):"]
+    """Duplicate inputs inside each split, and inputs of validation/test already in train (leakage), compared as
+    `fit`'s warning compares them (`lit_ft.overlap`)."""
+    keys = {s: _key_hashes(data, s) for s in loaded}
+    lines = ["", "duplicates (same input, as the task compares examples; case and spacing ignored):"]
     for s, found in keys.items():
         extra = len(found) - len(set(found))
         lines.append(f"  {s}: {extra:,} of {len(found):,} rows repeat an earlier row of the split")
