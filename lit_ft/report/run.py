@@ -45,7 +45,7 @@ class BestCheckpoint:
             score = "" if self.score is None else f" {self.score:.4g}"
             return f"the lowest {self.tie_break}{value} of the {self.ties} validations at {self.monitor}{score}"
         if self.tie_break:
-            return f"{best} (ties: the lowest {self.tie_break}; none occurred)"
+            return f"{best} (no other validation reached it; ties go to the lowest {self.tie_break})"
         return best
 
 
