@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from datetime import timedelta
@@ -12,8 +11,9 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping
 
+from lit_ft.best_rank import RankedCheckpoint
 from lit_ft.domains import AllOrCount, NonNegativeInt
 from lit_ft.errors import UserError
 from lit_ft.io import clean_stale_temps, commit, remove_path, temp_name, write_text
@@ -30,7 +30,6 @@ from lit_ft.resume import (
 from lit_ft.wandb_resume import skip_replayed_rows
 
 POINTER = "best.json"
-TIE_BREAK = "val/loss"  # what decides between checkpoints whose monitored values are equal: the lower wins
 
 
 def _task_monitor(pl_module: LightningModule, monitor: str | None) -> tuple[str, str]:
@@ -47,7 +46,7 @@ def _task_monitor(pl_module: LightningModule, monitor: str | None) -> tuple[str,
     return monitor, str(mode_of(monitor))
 
 
-class TaskCheckpoint(ModelCheckpoint):
+class TaskCheckpoint(RankedCheckpoint):
     """ModelCheckpoint that watches the task's primary metric unless `monitor` is given, and keeps runs resumable.
 
     The direction (`mode`) is the metric's own (`higher_is_better`) unless given. A fit always ends validated:
@@ -116,9 +115,6 @@ class TaskCheckpoint(ModelCheckpoint):
         self._pending_rng: list[dict[str, Any]] | None = None
         self._last_saves = 0  # count of `last` saves, to see whether Lightning's hook wrote one
         self.last_saved_step = -1  # the global step `last.ckpt` holds (-1: none written or resumed from)
-        self.tie_losses: dict[str, float] = {}  # the TIE_BREAK value of each kept best checkpoint, by path
-        self.ties = 0  # validations that reached the best monitored value so far
-        self._candidates: dict[str, torch.Tensor] = {}  # the logged values of the validation being ranked
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.dirpath is None:
@@ -204,81 +200,15 @@ class TaskCheckpoint(ModelCheckpoint):
         path = self.last_model_path
         return path if self.last_saved_step >= 0 and path and os.path.isfile(path) else None
 
-    # ---- which checkpoints are the best ---------------------------------------------------------------
-    @property
-    def tie_break(self) -> str | None:
-        """The logged key that decides between equal monitored values (None when the monitor is that key)."""
-        return None if self.monitor == TIE_BREAK else TIE_BREAK
-
-    def _save_monitor_checkpoint(self, trainer: Trainer, monitor_candidates: dict[str, torch.Tensor]) -> None:
-        self._candidates = monitor_candidates
-        self._count_ties(monitor_candidates.get(str(self.monitor)))
-        super()._save_monitor_checkpoint(trainer, monitor_candidates)
-
-    def _count_ties(self, current: torch.Tensor | None) -> None:
-        if current is None or torch.isnan(current):
-            return
-        best = self.best_model_score
-        better = torch.lt if self.mode == "min" else torch.gt
-        if best is None or bool(better(current, best)):
-            self.ties = 1
-        elif bool(current == best):
-            self.ties += 1
-
-    def _tie_value(self, candidates: dict[str, torch.Tensor]) -> float | None:
-        value = candidates.get(TIE_BREAK) if self.tie_break else None
-        return None if value is None else float(value)
-
-    def check_monitor_top_k(self, trainer: Trainer, current: torch.Tensor | None = None) -> bool:
-        """Lightning's rule (strictly better than the k-th best), or equal to it with a lower `TIE_BREAK` value."""
-        if super().check_monitor_top_k(trainer, current):
-            return True
-        kth = self.best_k_models.get(self.kth_best_model_path)
-        if current is None or kth is None or self.save_top_k < 1:
-            return False  # the same on every rank: no collective decision needed
-        mine, theirs = self._tie_value(self._candidates), self.tie_losses.get(self.kth_best_model_path)
-        wins = bool(current == kth) and mine is not None and theirs is not None and mine < theirs
-        return bool(trainer.strategy.reduce_boolean_decision(wins))
-
-    def _rank(self, path: str) -> tuple[float, float]:
-        """Sort key of a kept checkpoint, best first: the monitored value in its direction, then `TIE_BREAK`
-        (unknown, as for checkpoints kept by an earlier lit_ft, first: they were the earlier ones)."""
-        score = float(self.best_k_models[path])
-        loss = self.tie_losses.get(path)
-        tie = -math.inf if loss is None else math.inf if math.isnan(loss) else loss
-        return (-score if self.mode == "max" else score), tie
-
     def _update_best_and_save(self, current: torch.Tensor, trainer: Trainer,
                               monitor_candidates: dict[str, torch.Tensor]) -> None:
-        """Lightning's top-k bookkeeping with `_rank` choosing the best and the k-th (Lightning breaks ties by
-        dictionary order, the earliest first)."""
         bad = non_finite_parameters(trainer.lightning_module)
         if bad:
             raise NonFiniteError(
                 f"not saving a checkpoint at step {trainer.global_step}: parameter '{bad}' holds NaN or inf; "
                 "lower model.learning_rate or use 32-true precision"
             )
-        k = len(self.best_k_models) + 1 if self.save_top_k == -1 else self.save_top_k
-        dropped = self.kth_best_model_path if len(self.best_k_models) == k and k > 0 else None
-        if dropped:
-            self.best_k_models.pop(dropped)
-            self.tie_losses.pop(dropped, None)
-        if torch.isnan(current):  # never best, as Lightning does
-            current = torch.tensor(float("inf" if self.mode == "min" else "-inf"), device=current.device)
-        filepath = self._get_metric_interpolated_filepath_name(monitor_candidates, trainer, dropped)
-        self.current_score = current
-        self.best_k_models[filepath] = current
-        loss = self._tie_value(monitor_candidates)
-        if loss is not None:
-            self.tie_losses[filepath] = loss
-        ranked = sorted(self.best_k_models, key=self._rank)  # stable: the earlier of two full ties first
-        if len(self.best_k_models) == k:
-            self.kth_best_model_path = ranked[-1]
-            self.kth_value = self.best_k_models[ranked[-1]]
-        self.best_model_path, self.best_model_score = ranked[0], self.best_k_models[ranked[0]]
-        self._save_checkpoint(trainer, filepath)
-        if dropped and self._should_remove_checkpoint(trainer, dropped, filepath):
-            self._remove_checkpoint(trainer, dropped)
+        super()._update_best_and_save(current, trainer, monitor_candidates)
 
     # ---- how to save ---------------------------------------------------------------------------
     def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
@@ -352,17 +282,12 @@ class TaskCheckpoint(ModelCheckpoint):
                 truncate_csv_logs(trainer, extra["log_rows"])
             skip_replayed_rows(trainer)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "tie_losses": dict(self.tie_losses), "ties": self.ties}
-
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Resume in a moved run directory: the saved paths are rebased onto this checkpoint directory."""
         old = state_dict.get("dirpath")
         if old and self.dirpath and os.path.abspath(old) != os.path.abspath(self.dirpath):
             state_dict = _rebase(state_dict, old, str(self.dirpath))
         super().load_state_dict(state_dict)
-        self.tie_losses = dict(state_dict.get("tie_losses") or {})
-        self.ties = int(state_dict.get("ties") or 0)
 
 
 def _no_room(cause: OSError, filepath: str, needed: int) -> NoRoomError:
