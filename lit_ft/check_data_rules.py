@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from lit_ft.check_rules import EVAL_SPLITS, rule
 from lit_ft.errors import UserError, one_line
+from lit_ft.overlap import rows_in_train
 from lit_ft.run_plan import RunPlan
 from lit_ft.source import SPLITS
 
@@ -142,3 +143,16 @@ def memory_per_device(plan: RunPlan) -> tuple[str, str] | None:
             f"a device here holds {holds / gib:.1f} GiB",
             "lower data.batch_size (raise trainer.accumulate_grad_batches to keep the step) or max_length, or set "
             "model.gradient_checkpointing true, LoRA, a bf16 precision, or shard with FSDP")
+
+
+@rule("warning", needs_data=True, at_fit=True)
+def eval_rows_in_train(plan: RunPlan) -> tuple[str, str] | None:
+    """Validation/test rows whose input is also a training input (`lit_ft.overlap`): their scores, and the best
+    checkpoint chosen on them, reward memorising."""
+    shared = {split: (len(rows), total) for split, (rows, total) in rows_in_train(plan.data).items() if rows}
+    if not shared:
+        return None
+    counts = " and ".join(f"{n:,} of {total:,} {split} rows" for split, (n, total) in shared.items())
+    return (f"{counts} have an input that is also in the training split (case and spacing ignored): scores on them "
+            "reward memorising, not generalising",
+            "remove those rows from validation/test or from train (`lit_ft inspect-data` lists their ids)")

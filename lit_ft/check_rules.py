@@ -3,7 +3,9 @@
 A rule is one small function of a `RunPlan` returning `(problem, fix)` or None, registered with a severity:
 `fatal` (the run would fail, or silently do something else than asked) or `warning` (it runs, but wastes compute
 or misleads). `lit_ft check` prints every finding; `lit_ft fit` runs the fatal ones before any weights load
-(`enforce`): rules without data before the trainer is built, rules with data once the data module exists.
+(`enforce`): rules without data before the trainer is built, rules with data once the data module exists; and it
+prints the findings of the warnings registered `at_fit` (those a user would not think to check for) as one
+`lit_ft: warning:` line each (`fit_warnings`).
 """
 
 from __future__ import annotations
@@ -36,15 +38,19 @@ class Rule:
     needs_data: bool
     check: Callable[[RunPlan], tuple[str, str] | None]
     prerequisite: bool = False  # what other rules need (the backbone, the data) is missing when this one fires
+    at_fit: bool = False  # a warning that `fit` prints too (fatal rules always stop `fit`)
 
 
 RULES: list[Rule] = []
 
 
-def rule(severity: Severity, needs_data: bool = False, prerequisite: bool = False) -> Callable[
-        [Callable[[RunPlan], tuple[str, str] | None]], Callable[[RunPlan], tuple[str, str] | None]]:
+def rule(severity: Severity, needs_data: bool = False, prerequisite: bool = False, at_fit: bool = False
+         ) -> Callable[[Callable[[RunPlan], tuple[str, str] | None]], Callable[[RunPlan], tuple[str, str] | None]]:
+    """Register a rule; `prerequisite`: what other rules need is missing when it fires; `at_fit`: a warning that
+    `fit` prints too (fatal rules always stop `fit`)."""
+
     def register(check: Callable[[RunPlan], tuple[str, str] | None]) -> Callable[[RunPlan], tuple[str, str] | None]:
-        RULES.append(Rule(check.__name__, severity, needs_data, check, prerequisite))
+        RULES.append(Rule(check.__name__, severity, needs_data, check, prerequisite, at_fit))
         return check
 
     return register
@@ -110,6 +116,12 @@ def enforce(plan: RunPlan, needs_data: bool) -> None:
     rules = [r for r in all_rules() if r.severity == "fatal" and r.needs_data == needs_data]
     for finding in run_rules(plan, rules):
         raise UserError(f"{finding.problem}; {finding.fix} (`lit_ft check` lists every pre-flight finding)")
+
+
+def fit_warnings(plan: RunPlan, needs_data: bool) -> list[str]:
+    """`fit`: the findings of the `at_fit` warnings with (or without) data, one `lit_ft: warning:` line each."""
+    rules = [r for r in all_rules() if r.severity == "warning" and r.at_fit and r.needs_data == needs_data]
+    return [f"lit_ft: warning: {f.problem}; {f.fix}" for f in run_rules(plan, rules) if f.severity == "warning"]
 
 
 # ---- the machine ---------------------------------------------------------------------------------

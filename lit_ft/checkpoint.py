@@ -11,8 +11,9 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping
 
+from lit_ft.best_rank import RankedCheckpoint
 from lit_ft.domains import AllOrCount, NonNegativeInt
 from lit_ft.errors import UserError
 from lit_ft.io import clean_stale_temps, commit, remove_path, temp_name, write_text
@@ -45,13 +46,18 @@ def _task_monitor(pl_module: LightningModule, monitor: str | None) -> tuple[str,
     return monitor, str(mode_of(monitor))
 
 
-class TaskCheckpoint(ModelCheckpoint):
+class TaskCheckpoint(RankedCheckpoint):
     """ModelCheckpoint that watches the task's primary metric unless `monitor` is given, and keeps runs resumable.
 
     The direction (`mode`) is the metric's own (`higher_is_better`) unless given. A fit always ends validated:
     when no validation ran after the last optimizer step (a `max_steps` fit shorter than an epoch,
     `check_val_every_n_epoch` skipping the last epoch, ...), the final model is validated before the last
     checkpoint is written, so the best checkpoint is scored and includes the final weights.
+
+    Ties on the monitored value go to the lower validation loss (`val/loss`; the earlier checkpoint when that ties
+    too): a small validation set saturates accuracy at 1.0 within an epoch, and the first checkpoint to reach it is
+    the least trained one. `best.json` records the rule (`tie_break`) and how many validations reached the best
+    score (`ties`: more than 1 when the loss decided), which `lit_ft report` states.
 
     The best checkpoints hold the weights only (`save_weights_only_best`; about a third of a full one with
     AdamW's two moments), enough for validate / test / predict / export; `last` keeps the optimizer,
@@ -246,6 +252,9 @@ class TaskCheckpoint(ModelCheckpoint):
             "monitor": self.monitor,
             "mode": self.mode,
             "score": None if score is None else float(score),
+            "tie_break": self.tie_break,  # decides between equal scores: the lower wins
+            "tie_break_value": self.tie_losses.get(self.best_model_path),
+            "ties": self.ties,  # validations that reached the best score (more than 1: tie_break chose)
             "global_step": trainer.global_step,
             "logger_versions": versions,  # continued by `fit --ckpt_path last`
             "wandb_run_id": next((v["version"] for v in versions if v["class"] == "WandbLogger"), None),
@@ -323,7 +332,8 @@ def _rebase(state: dict[str, Any], old: str, new: str) -> dict[str, Any]:
     state = dict(state, dirpath=new)
     for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
         state[key] = move(state.get(key))
-    state["best_k_models"] = {move(k): v for k, v in (state.get("best_k_models") or {}).items()}
+    for key in ("best_k_models", "tie_losses"):
+        state[key] = {move(k): v for k, v in (state.get(key) or {}).items()}
     return state
 
 

@@ -122,7 +122,8 @@ class TaskDataModule(LightningDataModule):
         return {names[v] if 0 <= v < len(names) else str(v): n for v, n in sorted(counts.items())}
 
     def example_keys(self, rows: dict[str, list[Any]]) -> list[str]:
-        """What makes raw rows the same input, for duplicate and train/eval overlap counts (`lit_ft inspect-data`).
+        """What makes raw rows the same input, for duplicate and train/eval overlap counts (`lit_ft inspect-data`,
+        `fit`'s warning; `lit_ft.overlap` ignores case and spacing).
 
         Batched like `encode`. By default the whole row but its `id` (and private `_` columns); tasks narrow it to
         the input columns, so the same text with another label still counts as seen."""

@@ -13,6 +13,7 @@ from typing import Any
 
 from lit_ft.data_summary import SPLITS, format_counts
 from lit_ft.errors import UserError, one_line
+from lit_ft.overlap import input_keys
 from lit_ft.preflight import recipe_argv, recipe_parser
 from lit_ft.text_histogram import length_histogram
 
@@ -139,9 +140,10 @@ def _labels_of(data: Any, raw: Any) -> list[str] | None:
 
 def _duplicates(data: Any, loaded: dict[str, Any]) -> list[str]:
     """Exact and near duplicate inputs inside each split, inputs with different labels, and inputs of
-    validation/test already in train (leakage)."""
+    validation/test/predict already in train (leakage), compared as `fit`'s warning compares them (`lit_ft.overlap`:
+    case and spacing ignored)."""
     keys = {s: _key_hashes(data, raw) for s, raw in loaded.items()}
-    lines = ["", "duplicates (same input, as the task compares examples):"]
+    lines = ["", "duplicates (same input, as the task compares examples; across splits, case and spacing ignored):"]
     for s, found in keys.items():
         extra = len(found) - len(set(found))
         normal = _key_hashes(data, loaded[s], normal=True)
@@ -150,10 +152,11 @@ def _duplicates(data: Any, loaded: dict[str, Any]) -> list[str]:
                      + (f"; {near:,} more once normalised as the tokenizer reads them (case for an uncased "
                         "model, surrounding whitespace)" if near else ""))
         lines += _conflicts(s, normal, _labels_of(data, loaded[s]) if s != "predict" else None, loaded[s])
-    train = set(keys.get("train", []))
-    for s in (x for x in (*EVAL_SPLITS, "predict") if x in keys and train):
-        shared = [i for i, k in enumerate(keys[s]) if k in train]
-        lines.append(f"  {s} rows also in train: {len(shared):,} of {len(keys[s]):,}{_ids(loaded[s], shared)}")
+    across = {s: input_keys(data, s) or [] for s in loaded}
+    train = set(across.get("train", []))
+    for s in (x for x in (*EVAL_SPLITS, "predict") if x in across and train):
+        shared = [i for i, k in enumerate(across[s]) if k in train]
+        lines.append(f"  {s} rows also in train: {len(shared):,} of {len(across[s]):,}{_ids(loaded[s], shared)}")
     return lines
 
 

@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import ModelSummary, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lit_ft.backbone import locate_backbone
-from lit_ft.check_rules import enforce, refuse_unusable_attention
+from lit_ft.check_rules import enforce, fit_warnings, refuse_unusable_attention
 from lit_ft.checkpoint import TaskCheckpoint, find_checkpoint, read_pointer, run_id_of
 from lit_ft.config_merge import MergingConfigFile
 from lit_ft.consolidate import metadata_file
@@ -241,9 +241,14 @@ class LitFtCLI(LightningCLI):
             group_wandb_runs(wandb_loggers, sub, run_id_of(_checkpoint_dir(cfg)) if sub != "fit" else None)
 
     def after_instantiate_classes(self) -> None:
-        """fit: the fatal pre-flight rules that read the data, before any weights load (the model builds at setup)."""
+        """fit: the fatal pre-flight rules that read the data, before any weights load (the model builds at setup),
+        and the warnings `fit` prints (train rows in validation/test)."""
         if self.config.get("subcommand") == "fit" and isinstance(self.datamodule, TaskDataModule):
-            enforce(RunPlan(self.config["fit"], self.datamodule), needs_data=True)
+            plan = RunPlan(self.config["fit"], self.datamodule)
+            enforce(plan, needs_data=True)
+            if is_launching_process():  # once per run, not once per DDP rank
+                for line in fit_warnings(plan, needs_data=True):
+                    print(line, file=sys.stderr, flush=True)
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
         """lit_ft's progress bar and one-line model summary, unless turned off or the config brings its own, the

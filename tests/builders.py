@@ -59,26 +59,31 @@ def make_tiny_bert(out: Path, seed: int = 0, max_positions: int = 128) -> Path:
 
 
 def write_sentiment_csvs(out: Path, n_train: int = 64, n_eval: int = 32, seed: int = 0) -> dict[str, str]:
-    """A learnable two-class set: 'good' words mean positive, 'bad' words negative."""
+    """A learnable two-class set: 'good' words mean positive, 'bad' words negative; no validation or test text is
+    also a training text (`fit` would warn of the overlap)."""
     rng = random.Random(seed)
     pos, neg = ["good", "great", "wonderful", "fun", "loved"], ["bad", "awful", "dull", "boring", "hated"]
     filler = ["the", "film", "plot", "acting", "was", "very", "really", "music", "story"]
 
-    def rows(n: int) -> list[tuple[str, str]]:
-        out_rows = []
-        for _ in range(n):
-            label = rng.choice(["positive", "negative"])
-            words = rng.sample(filler, rng.randint(1, 6)) + [rng.choice(pos if label == "positive" else neg)]
-            rng.shuffle(words)
-            out_rows.append((" ".join(words), label))
-        return out_rows
+    def row(r: random.Random) -> tuple[str, str]:
+        label = r.choice(["positive", "negative"])
+        words = r.sample(filler, r.randint(1, 6)) + [r.choice(pos if label == "positive" else neg)]
+        r.shuffle(words)
+        return " ".join(words), label
 
     out.mkdir(parents=True, exist_ok=True)
-    files = {}
+    files: dict[str, str] = {}
+    train: set[str] = set()
+    redraw = random.Random(seed + 1)  # a stream of its own: the rows that need none stay as they always were
     for split, n in [("train", n_train), ("validation", n_eval), ("test", n_eval)]:
+        drawn = [row(rng) for _ in range(n)]
+        for i in range(n):
+            while drawn[i][0] in train:
+                drawn[i] = row(redraw)
+        train |= {text for text, _ in drawn} if split == "train" else set()
         files[split] = str(out / f"{split}.csv")
         with open(files[split], "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["text", "label"])
-            writer.writerows(rows(n))
+            writer.writerows(drawn)
     return files

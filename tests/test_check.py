@@ -266,3 +266,33 @@ def test_check_of_a_shipped_recipe_offline(recipe: str, rule: str, expected: str
     assert done.value.code == 1
     out = capsys.readouterr().out
     assert out.startswith("check: 1 problem(s), 1 fatal") and f"fatal    {rule}: " in out and expected in out
+
+
+def leaky_files(files: dict[str, str], out: Path) -> dict[str, str]:
+    """The fixture with 2 training texts added to validation and 1 to test, in other case and spacing."""
+    train = [row for row in csv.reader(open(files["train"], newline=""))][1:]
+    leaky = {}
+    for split, rows in (("validation", train[:2]), ("test", train[2:3])):
+        leaky[split] = str(out / f"{split}_leaky.csv")
+        shutil.copy(files[split], leaky[split])
+        with open(leaky[split], "a", newline="") as f:
+            csv.writer(f).writerows([f"  {text.upper()}  ", label] for text, label in rows)
+    return {**files, **leaky}
+
+
+def test_fit_warns_in_one_line_of_validation_and_test_rows_in_train(capsys: pytest.CaptureFixture[str],
+                                                                    tiny_bert: Path, files: dict[str, str],
+                                                                    tmp_path: Path) -> None:
+    leaky = leaky_files(files, tmp_path)
+    recipe = read_recipe(["--config", "configs/quickstart.yaml", *tiny_args(tmp_path / "check", tiny_bert, leaky)],
+                         "check")
+    found = findings(recipe)
+    expected = ("2 of 18 validation rows and 1 of 17 test rows have an input that is also in the training split (case "
+                "and spacing ignored): scores on them reward memorising, not generalising")
+    assert list(found) == ["eval_rows_in_train"] and found["eval_rows_in_train"].severity == "warning"
+    assert found["eval_rows_in_train"].problem == expected
+    main(["fit", "--config", "configs/quickstart.yaml", *tiny_args(tmp_path / "run", tiny_bert, leaky),
+          "--trainer.max_steps", "1", "--export.enabled", "false"])
+    warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line.lower()]
+    assert warned == [f"lit_ft: warning: {expected}; remove those rows from validation/test or from train "
+                      "(`lit_ft inspect-data` lists their ids)"]

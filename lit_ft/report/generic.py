@@ -71,8 +71,9 @@ def summary_section(run: RunFiles) -> Section:
             f"`{run.history.source or 'nothing logged'}`.")
     tables = []
     if best is not None:
-        tables.append(Table("best_checkpoint", ["checkpoint", "monitor", "mode", "score", "step"],
-                            [[best.path, best.monitor, best.mode, best.score, best.step]], "the best checkpoint"))
+        tables.append(Table("best_checkpoint", ["checkpoint", "monitor", "mode", "score", "step", "chosen by"],
+                            [[best.path, best.monitor, best.mode, best.score, best.step, best.chosen_by()]],
+                            "the best checkpoint"))
     rows = [[k, points[-1][1], best_value(k, points, best), value_at(points, best.logged_step if best else None)]
             for k, points in ((k, series[k]) for k in metric_keys(run))]
     tables.append(Table("metrics", ["metric", "final", "best", "at best checkpoint"], rows,

@@ -33,6 +33,21 @@ class BestCheckpoint:
     score: float | None
     step: int | None
     logged_step: int | None = None
+    tie_break: str | None = None
+    tie_value: float | None = None
+    ties: int = 0
+
+    def chosen_by(self) -> str:
+        """The rule that chose it: the best monitored value, or, when several validations reached that value, the
+        lowest `tie_break` among them (`lit_ft.checkpoint.TaskCheckpoint`)."""
+        best = f"the {'lowest' if self.mode == 'min' else 'highest'} {self.monitor}"
+        if self.ties > 1 and self.tie_break:
+            value = "" if self.tie_value is None else f" ({self.tie_value:.4g})"
+            score = "" if self.score is None else f" {self.score:.4g}"
+            return f"the lowest {self.tie_break}{value} of the {self.ties} validations at {self.monitor}{score}"
+        if self.tie_break:
+            return f"{best} (no other validation reached it; ties go to the lowest {self.tie_break})"
+        return best
 
 
 class RunFiles:
@@ -77,7 +92,8 @@ class RunFiles:
         step = int(found.group(1)) if found else None
         monitor, score = p.get("monitor", ""), p.get("score")
         return BestCheckpoint(str(p["best"]), monitor, p.get("mode", ""), score, step,
-                              self._logged_step(monitor, score, step))
+                              self._logged_step(monitor, score, step), p.get("tie_break"), p.get("tie_break_value"),
+                              int(p.get("ties") or 0))
 
     def _logged_step(self, key: str, score: float | None, step: int | None) -> int | None:
         """The last validation of `key` at or before the checkpoint's step (the one with its score when the

@@ -1,49 +1,76 @@
-"""Regenerates the quickstart sentiment set (short review sentences written for lit_ft, labels pos/neg).
+"""Regenerates the quickstart sentiment set: short movie-review sentences with labels positive/negative.
 
-Run from this folder: `python make_data.py`. Deterministic: the same files every time.
+Origin: the Rotten Tomatoes sentence polarity data v1.0 (Pang and Lee, "Seeing stars: Exploiting class relationships
+for sentiment categorization with respect to rating scales", ACL 2005), files `rt-polarity.pos` / `rt-polarity.neg`
+as copied byte for byte in https://github.com/yoonkim/CNN_sentence at commit
+23e0e1f7355705bb083043fda05c031b15acb38c. Licence: none is stated by that repository, nor by the original release
+(http://www.cs.cornell.edu/people/pabo/movie-review-data/), which asks users to cite the paper above. The text is
+lower-cased and tokenised as released (`it's so laddish and juvenile , only teenage boys ...`).
+
+Taken: sentences of 6 to 14 words in plain ASCII (short, so the quickstart trains in about the time it did), each
+kept once after case and whitespace are normalised, then drawn at random (seed 1234) into disjoint splits of equal
+positive and negative counts: train 400, validation 100, test 100, predict 20 (no labels). No sentence is in two
+splits or twice in one. Real reviews rather than templates, so validation accuracy stays below 1.0 and improves
+over the quickstart's three epochs.
+
+Run from this folder: `python make_data.py DIR`, DIR holding the two files (read as latin-1, as released).
+Deterministic: the same files every time.
 """
 
 import csv
 import random
+import sys
+from pathlib import Path
 
-SUBJECTS = ["The film", "This movie", "The acting", "The plot", "The soundtrack", "The script", "The ending",
-            "The director's latest work", "The lead performance", "The cinematography", "The dialogue", "The pacing",
-            "This sequel", "The documentary", "The animation", "The cast", "The story", "The second half",
-            "The opening scene", "The whole experience"]
-POSITIVE = ["was wonderful", "felt fresh and honest", "is a delight from start to finish", "moved me to tears",
-            "was sharp, funny and warm", "is beautifully made", "kept me smiling", "is a genuine triumph",
-            "was clever and touching", "is among the best I have seen this year", "was gripping",
-            "deserves every award", "left me inspired", "was charming", "is brilliant", "works beautifully",
-            "was a joy to watch", "is tender and heartfelt", "was thrilling", "shines"]
-NEGATIVE = ["was dull", "felt lazy and cynical", "is a chore from start to finish", "bored me to tears",
-            "was clumsy, flat and cold", "is poorly made", "made me check my watch", "is a complete mess",
-            "was predictable and empty", "is among the worst I have seen this year", "was tedious",
-            "deserves to be forgotten", "left me annoyed", "was irritating", "is awful", "falls apart",
-            "was a waste of time", "is shallow and forced", "was painfully slow", "disappoints"]
-ENDINGS = [".", "!", ", honestly.", ", in my opinion.", ", without a doubt.", " overall."]
+SIZES = {"train": 400, "validation": 100, "test": 100, "predict": 20}
+MIN_WORDS, MAX_WORDS = 6, 14
+SEED = 1234
 
 
-def rows(rng: random.Random, n: int) -> list[tuple[str, str]]:
+def normalised(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def sentences(path: Path) -> list[str]:
+    """The usable sentences of one file, in file order, each once (a repeat after normalising is dropped)."""
+    seen: set[str] = set()
     out = []
-    for _ in range(n):
-        label = rng.choice(["positive", "negative"])
-        phrase = rng.choice(POSITIVE if label == "positive" else NEGATIVE)
-        out.append((f"{rng.choice(SUBJECTS)} {phrase}{rng.choice(ENDINGS)}", label))
+    for line in path.read_text(encoding="latin-1").split("\n"):
+        text = " ".join(line.split())
+        key = normalised(text)
+        if text.isascii() and MIN_WORDS <= len(text.split()) <= MAX_WORDS and key not in seen:
+            seen.add(key)
+            out.append(text)
     return out
 
 
-def main() -> None:
-    rng = random.Random(1234)
-    for split, n in [("train", 400), ("validation", 100), ("test", 100)]:
+def draw(source: Path) -> dict[str, list[tuple[str, str]]]:
+    """Disjoint splits, each half positive and half negative, rows shuffled."""
+    rng = random.Random(SEED)
+    pools = {label: sentences(source / f"rt-polarity.{label[:3]}") for label in ("negative", "positive")}
+    shared = set(map(normalised, pools["negative"])) & set(map(normalised, pools["positive"]))
+    for label, pool in pools.items():  # a sentence listed under both labels has no answer: left out
+        pools[label] = [t for t in pool if normalised(t) not in shared]
+        rng.shuffle(pools[label])
+    splits = {}
+    for split, n in SIZES.items():
+        rows = [(pools[label].pop(), label) for label in ("negative", "positive") for _ in range(n // 2)]
+        rng.shuffle(rows)
+        splits[split] = rows
+    return splits
+
+
+def main(source: Path) -> None:
+    for split, rows in draw(source).items():
         with open(f"{split}.csv", "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["text", "label"])
-            writer.writerows(rows(rng, n))
-    with open("predict.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["text"])
-        writer.writerows([(t,) for t, _ in rows(rng, 20)])
+            if split == "predict":
+                writer.writerow(["text"])
+                writer.writerows((text,) for text, _ in rows)
+            else:
+                writer.writerow(["text", "label"])
+                writer.writerows(rows)
 
 
 if __name__ == "__main__":
-    main()
+    main(Path(sys.argv[1]))
