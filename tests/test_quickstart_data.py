@@ -1,5 +1,6 @@
-"""The quickstart's packaged data: real sentences, no input in two splits or twice in one (case and spacing
-ignored), balanced labels, and `make_data.py` regenerates the shipped files from the recorded origin."""
+"""The quickstart's packaged data: no input in two splits or twice in one (case and spacing ignored), balanced
+labels, held-out adjectives only in the eval splits, and `make_data.py` (no input files) regenerates the shipped
+files."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ import collections
 import csv
 import importlib.util
 from pathlib import Path
-
-from builders import shared_data
+from types import ModuleType
 
 from lit_ft.check_data_rules import eval_rows_in_train
 from lit_ft.overlap import input_keys
@@ -33,14 +33,30 @@ def test_the_shipped_splits_share_no_input_and_repeat_none() -> None:
         assert labels == {"negative": len(keys[split]) // 2, "positive": len(keys[split]) // 2}
 
 
-def test_make_data_regenerates_the_shipped_files() -> None:
-    source = shared_data("rt_polarity")
+def _make_data() -> ModuleType:
     spec = importlib.util.spec_from_file_location("quickstart_make_data", HERE / "make_data.py")
     assert spec is not None and spec.loader is not None
     make_data = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make_data)
-    drawn = make_data.draw(source)
+    return make_data
+
+
+def test_make_data_regenerates_the_shipped_files() -> None:
+    drawn = _make_data().draw()
     for split in SPLITS:
         with open(HERE / f"{split}.csv", newline="") as f:
             shipped = [tuple(row) for row in csv.reader(f)][1:]
         assert shipped == [(t,) if split == "predict" else (t, label) for t, label in drawn[split]]
+
+
+def test_the_held_out_adjectives_appear_only_outside_train() -> None:
+    make_data = _make_data()
+    drawn = make_data.draw()
+    held_out = set(make_data.HELD_OUT_POSITIVE + make_data.HELD_OUT_NEGATIVE)
+    assert not held_out & set(make_data.TRAIN_POSITIVE + make_data.TRAIN_NEGATIVE + make_data.SUBJECTS)
+
+    def words(split: str) -> set[str]:
+        return {w.strip(".,!").casefold() for text, _ in drawn[split] for w in text.split()}
+
+    assert not words("train") & held_out
+    assert words("validation") & held_out and words("test") & held_out
