@@ -5,7 +5,7 @@ Three recipes: the quickstart (the packaged MiniLM), the Alpaca SFT recipe on th
 gradient accumulation, a language-model head whose evaluation batch outweighs the step's activations) and the
 CoNLL-2003 NER recipe (MiniLM, its offline data). The estimate counts full-length batches (batch_size x
 max_length), an upper bound: the MiniLM recipes run at a max_length that their rows reach in every batch (the
-quickstart's rows have 7 to 22 tokens, so at its shipped 64 a fit peaks some 20% under the estimate;
+quickstart's rows have 7 to 20 tokens, so at its shipped 64 a fit peaks some 20% under the estimate;
 docs/memory.md has the figures). Each fit runs 2 optimizer steps, validates one batch and writes its checkpoints
 and export.
 """
