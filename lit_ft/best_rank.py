@@ -17,6 +17,8 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 
+from lit_ft.lightning_internals import checkpoint_filepath, remove_replaced, save_checkpoint
+
 TIE_BREAK = "val/loss"  # what decides between checkpoints whose monitored values are equal: the lower wins
 
 
@@ -88,7 +90,7 @@ class RankedCheckpoint(ModelCheckpoint):
             self.tie_losses.pop(dropped, None)
         if torch.isnan(current):  # never best, as Lightning does
             current = torch.tensor(float("inf" if self.mode == "min" else "-inf"), device=current.device)
-        filepath = self._get_metric_interpolated_filepath_name(monitor_candidates, trainer, dropped)
+        filepath = checkpoint_filepath(self, trainer, monitor_candidates, dropped)
         self.current_score = current
         self.best_k_models[filepath] = current
         loss = self._tie_value(monitor_candidates)
@@ -104,9 +106,9 @@ class RankedCheckpoint(ModelCheckpoint):
             rank_zero_info(f"Epoch {int(monitor_candidates['epoch'])}, global step {trainer.global_step}: "
                            f"{self.monitor!r} reached {float(current):0.5f} (best {best:0.5f}), saving model to "
                            f"{filepath!r} as top {k}")
-        self._save_checkpoint(trainer, filepath)
-        if dropped and self._should_remove_checkpoint(trainer, dropped, filepath):
-            self._remove_checkpoint(trainer, dropped)
+        save_checkpoint(self, trainer, filepath)
+        if dropped:
+            remove_replaced(self, trainer, dropped, filepath)
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "tie_losses": dict(self.tie_losses), "ties": self.ties}

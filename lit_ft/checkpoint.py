@@ -17,6 +17,14 @@ from lit_ft.best_rank import RankedCheckpoint
 from lit_ft.domains import AllOrCount, NonNegativeInt
 from lit_ft.errors import UserError
 from lit_ft.io import clean_stale_temps, commit, remove_path, temp_name, write_text
+from lit_ft.lightning_internals import (
+    can_stop_early,
+    last_checkpoint_saved,
+    monitor_candidates,
+    record_saved,
+    saves_on_train_epoch_end,
+    skips_saving,
+)
 from lit_ft.nan_guard import NonFiniteError, non_finite_parameters
 from lit_ft.no_room import NoRoomError, file_size, no_room_cause, no_room_error
 from lit_ft.resume import (
@@ -135,7 +143,7 @@ class TaskCheckpoint(RankedCheckpoint):
         super().on_train_start(trainer, pl_module)
         self._last_resume_save = time.monotonic()
         if trainer.ckpt_path:
-            self._last_global_step_saved = trainer.global_step  # the state just loaded is on disk already
+            record_saved(self, trainer.global_step)  # the state just loaded is on disk already
             self.last_saved_step = trainer.global_step
             reposition_train_loader(trainer)
         if self._pending_rng is not None:
@@ -146,7 +154,7 @@ class TaskCheckpoint(RankedCheckpoint):
         """Step and time saves of `last`, taken between two optimizer steps (after the previous one's logging)."""
         step, previous = trainer.global_step, self._step_at_batch_start
         self._step_at_batch_start = step
-        if batch_idx == 0 or step == previous or self._should_skip_saving_checkpoint(trainer):
+        if batch_idx == 0 or step == previous or skips_saving(self, trainer):
             return  # epoch starts are covered by the epoch-end save; mid-accumulation is no place to stop
         due = self.last_every_n_steps > 0 and step % self.last_every_n_steps == 0
         if self.last_every_seconds is not None:
@@ -155,7 +163,7 @@ class TaskCheckpoint(RankedCheckpoint):
         if due:
             self._between_batches = True
             try:
-                self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+                self._save_last_checkpoint(trainer, monitor_candidates(self, trainer))
             finally:
                 self._between_batches = False
 
@@ -165,7 +173,7 @@ class TaskCheckpoint(RankedCheckpoint):
             _validate_now(trainer, self.last_validated_step)
         before = self._last_saves
         super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer) and self._last_saves == before:
+        if saves_on_train_epoch_end(self, trainer) and self._last_saves == before:
             self._ensure_last(trainer)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -173,13 +181,13 @@ class TaskCheckpoint(RankedCheckpoint):
             self.last_validated_step = trainer.global_step
         before = self._last_saves
         super().on_validation_end(trainer, pl_module)
-        if not self._should_save_on_train_epoch_end(trainer) and self._last_saves == before:
+        if not saves_on_train_epoch_end(self, trainer) and self._last_saves == before:
             self._ensure_last(trainer)
 
     def _ensure_last(self, trainer: Trainer) -> None:
         """Lightning writes `last` only together with a top-k save: write it after every validation/epoch."""
         if not (trainer.sanity_checking or trainer.state.fn != "fit" or bool(getattr(trainer, "fast_dev_run", False))):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            self._save_last_checkpoint(trainer, monitor_candidates(self, trainer))
 
     def _save_last_checkpoint(self, trainer: Trainer, monitor_candidates: dict[str, torch.Tensor]) -> None:
         super()._save_last_checkpoint(trainer, monitor_candidates)
@@ -192,7 +200,7 @@ class TaskCheckpoint(RankedCheckpoint):
         """Write `last` for a fit stopping at the end of a step (SIGTERM, Ctrl-C) unless it holds that step
         already; returns the path of `last`, or None when there is none to resume from."""
         if self.save_last and 0 < trainer.global_step != self.last_saved_step:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            self._save_last_checkpoint(trainer, monitor_candidates(self, trainer))
         return self.saved_last()
 
     def saved_last(self) -> str | None:
@@ -228,8 +236,7 @@ class TaskCheckpoint(RankedCheckpoint):
                 raise _no_room(cause, filepath, self._size_estimate(trainer, filepath, weights_only)) from err
             raise
         trainer.strategy.barrier("lit_ft checkpoint rename")
-        self._last_global_step_saved = trainer.global_step
-        self._last_checkpoint_saved = filepath
+        record_saved(self, trainer.global_step, filepath)
         if trainer.is_global_zero:
             for logger in trainer.loggers:
                 logger.after_save_checkpoint(self)
@@ -248,7 +255,7 @@ class TaskCheckpoint(RankedCheckpoint):
         versions = logger_versions(trainer)
         pointer = {
             "best": _relative(self.best_model_path, here),
-            "last": _relative(self.last_model_path or self._last_checkpoint_saved, here),
+            "last": _relative(self.last_model_path or last_checkpoint_saved(self), here),
             "monitor": self.monitor,
             "mode": self.mode,
             "score": None if score is None else float(score),
@@ -305,7 +312,7 @@ def _fit_ends_after_this_epoch(trainer: Trainer) -> bool:
     max_epochs = loop.max_epochs
     if max_epochs is not None and max_epochs != -1 and trainer.current_epoch + 1 >= max_epochs:
         return True
-    return trainer.should_stop and loop._can_stop_early
+    return trainer.should_stop and can_stop_early(trainer)
 
 
 def _validate_now(trainer: Trainer, last_validated: int) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from torch import nn
 
 from lit_ft.errors import UserError
+from lit_ft.torch_internals import cpu_compiler
 
 
 def compiler_problem(cuda: bool) -> str | None:
@@ -28,9 +29,7 @@ def compiler_problem(cuda: bool) -> str | None:
             return "torch.compile on CUDA needs the triton package (it comes with pip's CUDA builds of torch)"
         return None
     try:
-        from torch._inductor.cpp_builder import get_cpp_compiler
-
-        get_cpp_compiler()
+        cpu_compiler()
     except Exception as err:  # Inductor's own error type for a missing compiler changes between releases
         return (f"torch.compile on the CPU needs a C++ compiler (g++ or clang++ on PATH, or named by $CXX); "
                 f"none works here ({type(err).__name__})")

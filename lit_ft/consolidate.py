@@ -20,7 +20,9 @@ from typing import Any
 from lit_ft.errors import UserError
 from lit_ft.safe_load import load_checkpoint_file
 
-FSDP_METADATA = "meta.pt"  # lightning.fabric.strategies.fsdp._METADATA_FILENAME
+# Lightning's private `lightning.fabric.strategies.fsdp._METADATA_FILENAME`, copied so that reading a checkpoint
+# imports no Lightning; listed in lit_ft.lightning_internals.ACCESSES, whose test checks the value
+FSDP_METADATA = "meta.pt"
 
 
 def is_fsdp_sharded(path: Path) -> bool:

@@ -15,6 +15,7 @@ from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, Strateg
 from torch.nn.parallel import DistributedDataParallel
 
 from lit_ft.errors import UserError
+from lit_ft.lightning_internals import ddp_kwargs
 from lit_ft.registry import get_task
 
 
@@ -38,10 +39,9 @@ def apply_ddp_kwargs(strategy: Strategy, task: str) -> dict[str, Any]:
     declared = task_ddp_kwargs(task)
     if not isinstance(strategy, DDPStrategy) or isinstance(strategy, DeepSpeedStrategy):  # a DDPStrategy subclass
         return {}
-    # DDPStrategy passes `_ddp_kwargs` (its constructor's **kwargs) to DistributedDataParallel when fit starts and
-    # has no public setter (Lightning 2.6); the strategy is built by then, often from a name. A value the user
-    # gave the strategy is kept. tests/test_plugin_ddp.py checks that the attribute is still there.
-    given: dict[str, Any] = strategy._ddp_kwargs
+    # DDPStrategy passes its constructor's **kwargs to DistributedDataParallel when fit starts and has no public
+    # setter (Lightning 2.6); the strategy is built by then, often from a name. A value the user gave is kept.
+    given = ddp_kwargs(strategy)
     added = {k: v for k, v in declared.items() if k not in given}
     given.update(added)
     return added

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from lit_ft.errors import UserError
+from lit_ft.jsonargparse_internals import is_restricted_number, restriction_text
 
 if TYPE_CHECKING:
     PositiveInt = int
@@ -72,12 +73,13 @@ def check_domains(function: Callable[..., Any], values: dict[str, Any], prefix: 
         return  # annotations that do not resolve here: the call itself will say what is wrong
     for name, value in values.items():
         for kind in typing.get_args(hints.get(name)) or (hints.get(name),):
-            if value is None or not hasattr(kind, "_restrictions"):
+            if value is None or not is_restricted_number(kind):
                 continue
             try:
                 kind(value)
             except (TypeError, ValueError):
-                raise UserError(domain_error(f"{prefix}.{name}", str(value), kind.__name__, kind._expression)) from None
+                error = domain_error(f"{prefix}.{name}", str(value), kind.__name__, restriction_text(kind))
+                raise UserError(error) from None
 
 
 

@@ -15,6 +15,7 @@ from torch import nn
 from lit_ft.memory import MemoryEstimate, Shape, estimate, first, sharding
 from lit_ft.preflight import recipe_argv, recipe_parser
 from lit_ft.quantization import QuantizationSettings, as_settings
+from lit_ft.transformers_internals import attn_implementation
 
 GIB = 1024**3
 
@@ -113,7 +114,7 @@ def shape_of(model: nn.Module) -> Shape:
         attention_dropout=float(first(config, "attention_probs_dropout_prob", "attention_dropout", "attn_pdrop",
                                       default=0.0)),
         lm_head=output is not None,
-        eager_attention=getattr(config, "_attn_implementation", None) == "eager",
+        eager_attention=attn_implementation(config) == "eager",
     )
 
 

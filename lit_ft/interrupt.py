@@ -27,6 +27,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lit_ft.checkpoint import TaskCheckpoint
+from lit_ft.lightning_internals import set_received_sigterm
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
@@ -48,11 +49,6 @@ def resume_command(argv: list[str]) -> str:
         elif not arg.startswith(tuple(f"{flag}=" for flag in DROPPED)):
             kept.append(arg)
     return shlex.join(["lit_ft", *kept, "--ckpt_path", "last"])
-
-
-def _set_received_sigterm(trainer: Trainer, value: bool) -> None:
-    """Lightning keeps the flag on its signal connector; `trainer.received_sigterm` only reads it."""
-    trainer._signal_connector.received_sigterm = value
 
 
 class StopOnSignal(Callback):
@@ -90,13 +86,13 @@ class StopOnSignal(Callback):
     def on_validation_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
                                 batch_idx: int, dataloader_idx: int = 0) -> None:
         if trainer.received_sigterm and trainer.state.fn == "fit" and not trainer.sanity_checking:
-            _set_received_sigterm(trainer, False)
+            set_received_sigterm(trainer, False)
             self._deferred = True
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._deferred:
             self._deferred = False
-            _set_received_sigterm(trainer, True)
+            set_received_sigterm(trainer, True)
 
     # ---- stopping ----------------------------------------------------------------------------------
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:

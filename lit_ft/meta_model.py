@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from lit_ft.errors import UserError
+from lit_ft.transformers_internals import auto_model_base
 
 
 @contextlib.contextmanager
@@ -42,9 +43,7 @@ def config_only_models() -> Iterator[None]:
 @contextlib.contextmanager
 def patched_from_pretrained(replacement: Callable[..., Any]) -> Iterator[None]:
     """Within the block, every `AutoModelFor*.from_pretrained(...)` calls `replacement(original, cls, ...)`."""
-    from transformers.models.auto.auto_factory import _BaseAutoModelClass
-
-    classes = _auto_classes(_BaseAutoModelClass)
+    classes = _auto_classes(auto_model_base())
     originals = {cls: cls.__dict__["from_pretrained"] for cls in classes if "from_pretrained" in cls.__dict__}
     for cls, original in originals.items():
         def patched(klass: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:

@@ -19,6 +19,7 @@ from lit_ft.datamodule import DEFAULT_BACKBONE, TaskDataModule
 from lit_ft.domains import NonNegativeFloat, NonNegativeInt, PositiveFloat, plain_numbers
 from lit_ft.errors import UserError
 from lit_ft.freeze import freeze
+from lit_ft.lightning_internals import attached_trainer
 from lit_ft.lora import LoraSettings, apply_lora, exportable, is_adapter_model
 from lit_ft.monitor import Mode, monitor_mode
 from lit_ft.neftune import add_embedding_noise
@@ -117,7 +118,8 @@ class FineTuner(LightningModule):
             raise UserError(f"model.task_options for task '{self.hparams['task']}': {err}") from err
         self.hparams["info"] = info
         quantization = as_settings(self.hparams.get("quantization"))
-        precision = self._trainer.precision if self._trainer is not None else None
+        trainer = attached_trainer(self)
+        precision = trainer.precision if trainer is not None else None
         with loading_in(weights_dtype(precision)), quantized_loading(quantization), loading_with(self._attention()):
             self.model = self.plugin.build_model(locate_backbone(self.hparams["backbone"]))
         freeze(self.model, self.hparams["freeze_backbone"], self.hparams["freeze_layers"])
@@ -137,7 +139,7 @@ class FineTuner(LightningModule):
         """The attention implementation to load with. A checkpoint rebuilt outside a run (`lit_ft export`) where
         flash-attention cannot load takes Transformers' default: the weights do not depend on the kernels."""
         chosen = self.hparams.get("attn_implementation")
-        if chosen == FLASH and self._trainer is None and not flash_usable():
+        if chosen == FLASH and attached_trainer(self) is None and not flash_usable():
             return None
         return cast(str | None, chosen)
 

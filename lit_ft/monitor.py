@@ -17,6 +17,7 @@ from torchmetrics import Metric, MetricCollection
 from torchmetrics.wrappers import ClasswiseWrapper
 
 from lit_ft.errors import UserError
+from lit_ft.torchmetrics_internals import classwise_affixes
 
 LOSS = "loss"
 Mode = Literal["min", "max"]
@@ -24,7 +25,7 @@ Mode = Literal["min", "max"]
 
 def _keys(name: str, metric: Metric) -> list[str]:
     if isinstance(metric, ClasswiseWrapper):
-        prefix, postfix = metric._prefix or "", metric._postfix or ""
+        prefix, postfix = classwise_affixes(metric)
         return [f"{prefix}{label}{postfix}" for label in metric.labels or []]
     keys = getattr(metric, "output_keys", None)
     return [name] if keys is None else list(keys)

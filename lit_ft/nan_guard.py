@@ -11,6 +11,7 @@ from torch import nn
 
 from lit_ft.domains import NonNegativeInt
 from lit_ft.errors import UserError
+from lit_ft.torch_internals import max_abs_norms
 
 
 class NonFiniteError(UserError):
@@ -21,7 +22,7 @@ def _first_non_finite(named: list[tuple[str, torch.Tensor]]) -> str | None:
     if not named:
         return None
     # one reduction per tensor and a single host sync: max |x| is inf for inf and NaN for NaN
-    norms = torch._foreach_norm([t.detach() for _, t in named], float("inf"))
+    norms = max_abs_norms([t.detach() for _, t in named])
     finite = torch.isfinite(torch.stack([n.float() for n in norms])).cpu()  # stacked on the device, then one copy
     if bool(finite.all()):
         return None

@@ -13,6 +13,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from lit_ft.domains import NonNegativeFloat, PositiveFloat, Probability
 from lit_ft.errors import UserError
+from lit_ft.torch_internals import unscale_before_step
 
 Schedule = Literal["linear", "cosine", "constant"]
 
@@ -47,8 +48,7 @@ def unscale_outside(optimizer: Optimizer) -> Optimizer:
     precision plugin calls `GradScaler.unscale_` (fp16: one extra pass over the gradients), clipping sees true
     gradients, the scaler still skips steps with inf/NaN gradients, and the fused kernel does the update.
     """
-    if getattr(optimizer, "_step_supports_amp_scaling", False):
-        optimizer._step_supports_amp_scaling = False  # type: ignore[attr-defined]
+    unscale_before_step(optimizer)
     return optimizer
 
 

@@ -20,6 +20,9 @@ from typing import Any
 import torch
 from torch.nn import functional as F  # noqa: N812 - the usual name
 
+from lit_ft.torch_internals import is_compiled_module
+from lit_ft.transformers_internals import attn_implementation, supports_attention_backend
+
 NAME = "lit_ft_packed_sdpa"
 SPANS = "packed_spans"  # the model keyword: per row, (start, end) of each example
 
@@ -86,17 +89,17 @@ def attend_per_example(model: Any) -> bool:
     kernels do not, so a GPU backbone keeps Transformers' mask (or flash-attention's varlen kernels, if configured).
     Left as they are too: other attention implementations, and a compiled backbone (`model.compile`), whose graph
     would be recompiled for every new set of example lengths."""
-    if hasattr(model, "_orig_mod"):  # torch.compile's wrapper
+    if is_compiled_module(model):
         return False
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT model's backbone
     config = getattr(base, "config", None)
-    current = getattr(config, "_attn_implementation", None)
+    current = attn_implementation(config)
     if current == NAME:
         return True
     weight = next(iter(base.parameters()), None) if isinstance(base, torch.nn.Module) else None
-    if (current != "sdpa" or not getattr(type(base), "_supports_attention_backend", False)
+    if (current != "sdpa" or not supports_attention_backend(base)
             or weight is None or weight.device.type != "cpu"):
         return False
     _register()
     base.set_attn_implementation(NAME)
-    return getattr(config, "_attn_implementation", None) == NAME
+    return attn_implementation(config) == NAME

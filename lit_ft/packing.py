@@ -29,6 +29,7 @@ import torch
 
 from lit_ft.sampler import LengthGroupedBatchSampler
 from lit_ft.task import IGNORE
+from lit_ft.transformers_internals import attn_implementation
 
 
 def pack_bins(order: Sequence[int], lengths: Sequence[int], capacity: int) -> list[list[int]]:
@@ -150,7 +151,7 @@ def packed_inputs(model: Any, batch: dict[str, Any]) -> dict[str, Any]:
 
 def attends_varlen(model: Any) -> bool:
     """Whether the model attends with flash-attention kernels, which see packed sequences only in one row."""
-    return "flash" in str(getattr(getattr(model, "config", None), "_attn_implementation", None) or "")
+    return "flash" in str(attn_implementation(model) or "")
 
 
 def fill(lengths: Sequence[int], bins: list[list[int]], capacity: int) -> tuple[int, float]:

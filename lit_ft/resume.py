@@ -24,6 +24,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import CSVLogger
 
 from lit_ft.io import atomic_file
+from lit_ft.lightning_internals import restore_pending_loader_state
 
 _CSV_STASH: dict[str, str] = {}  # metrics.csv text of the CSV loggers being resumed, by absolute path
 
@@ -74,13 +75,7 @@ def reposition_train_loader(trainer: Trainer) -> None:
     `configure_optimizers` reads `estimated_stepping_batches`, which creates it earlier (before the loop state is
     restored), so the saved state is still pending here, at the start of training.
     """
-    fit_loop = trainer.fit_loop
-    states = fit_loop._combined_loader_states_to_load
-    if not states or fit_loop._combined_loader is None or fit_loop._data_fetcher is None:
-        return
-    fit_loop._combined_loader._load_state_dicts(states)
-    fit_loop._combined_loader_states_to_load = []
-    iter(fit_loop._data_fetcher)  # a new iterator from the restored position (as `setup_data` would have)
+    restore_pending_loader_state(trainer)
 
 
 def logger_versions(trainer: Trainer) -> list[dict[str, Any]]:

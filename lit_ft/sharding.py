@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from lit_ft.transformers_internals import no_split_modules
+
 
 class TransformerLayers:
     """An FSDP auto-wrap policy: wrap the modules whose class the model names in `_no_split_modules`.
@@ -43,6 +45,5 @@ class TransformerLayers:
 
 def declared_layers(module: nn.Module) -> list[str]:
     """The class names a Transformers model declares in `_no_split_modules` (none for other modules)."""
-    declared = getattr(type(module), "_no_split_modules", None)  # the class attribute: peft's wrappers forward
-    return [str(name) for name in declared or []]                 # instance lookups to the model they wrap
+    return no_split_modules(module)
 

@@ -24,6 +24,7 @@ from torchmetrics import Metric, MetricCollection
 
 from lit_ft.errors import UserError
 from lit_ft.rows import ROW
+from lit_ft.sacrebleu_internals import score_from_stats, sentence_stats
 
 TEXT_METRICS = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "chrf", "exact_match")
 References = Sequence[str] | Sequence[Sequence[str]]
@@ -102,12 +103,11 @@ class SacreScore(Metric):
     def update(self, predictions: Sequence[str], references: References) -> None:
         for pred, refs in zip(predictions, _as_lists(predictions, references), strict=True):
             # one sentence at a time: the number of references may differ between examples
-            stats = self.scorer._extract_corpus_statistics([pred], [[r] for r in refs])
-            self.stats += torch.tensor(stats[0], dtype=torch.float64)
+            self.stats += torch.tensor(sentence_stats(self.scorer, pred, refs), dtype=torch.float64)
 
     def compute(self) -> torch.Tensor:
         stats = [int(v) for v in self.stats.round().tolist()]
-        return torch.tensor(self.scorer._compute_score_from_stats(stats).score, dtype=torch.float32)
+        return torch.tensor(score_from_stats(self.scorer, stats), dtype=torch.float32)
 
 
 class ExactMatch(Metric):

@@ -29,6 +29,7 @@ from lit_ft.errors import UserError, one_line
 from lit_ft.export import ExportBest
 from lit_ft.hub import require_hub_data
 from lit_ft.interrupt import StopOnSignal
+from lit_ft.lightning_internals import cli_subcommand_parsers
 from lit_ft.metrics_files import MetricsFiles
 from lit_ft.model_summary import ModelLine
 from lit_ft.module import FineTuner
@@ -191,7 +192,7 @@ class LitFtCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """The fit's task's own trainer defaults first become the parser's (`lit_ft.task_defaults`); then a seed
         numpy cannot take is a one-line error (seeding, next, would raise a bare ValueError)."""
-        subcommands = getattr(self, "_subcommand_parsers", None)  # None: built with run=False, no verbs
+        subcommands = cli_subcommand_parsers(self)  # None: built with run=False, no verbs
         self.task_defaults = (set_task_defaults(parser, parser, args, verb=None) if subcommands is None
                               else set_task_defaults(parser, subcommands.get("fit"), args))
         super().parse_arguments(parser, args)

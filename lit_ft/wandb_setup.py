@@ -11,6 +11,8 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 
+from lit_ft.lightning_internals import wandb_init_args
+
 
 def has_wandb_credentials() -> bool:
     if os.environ.get("WANDB_API_KEY"):
@@ -32,8 +34,8 @@ def ensure_wandb_mode(uses_wandb: bool) -> str | None:
 def drop_unset_anonymous(loggers: list[Any]) -> None:
     """Lightning hands W&B `anonymous=None`, which W&B answers with a deprecation warning: leave it out."""
     for logger in loggers:
-        init = getattr(logger, "_wandb_init", None) if isinstance(logger, WandbLogger) else None
-        if isinstance(init, dict) and init.get("anonymous") is None:
+        init = wandb_init_args(logger) if isinstance(logger, WandbLogger) else None
+        if init is not None and init.get("anonymous") is None:
             init.pop("anonymous", None)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from lit_ft.errors import UserError
 from lit_ft.monitor import Mode
+from lit_ft.optuna_internals import storage_trial_id
 from lit_ft.tune.pruner import make_pruner
 from lit_ft.tune.reporter import Attach
 from lit_ft.tune.space import SearchSpace
@@ -81,7 +82,7 @@ class Search:
         """Trials a killed search left running: failed (interrupted), and their values queued to run again."""
         running = [t for t in self.trials() if t.state == self.optuna.trial.TrialState.RUNNING]
         for frozen in running:
-            self.interrupted(self.optuna.trial.Trial(self.study, frozen._trial_id))
+            self.interrupted(self.optuna.trial.Trial(self.study, storage_trial_id(frozen)))
         return [t.number for t in running]
 
     def interrupted(self, trial: Any) -> None:
