@@ -16,6 +16,7 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from lit_ft.backbone import load_tokenizer, position_limit
 from lit_ft.data_summary import inputs_at_limit
+from lit_ft.datasets_internals import dataset_fingerprint
 from lit_ft.domains import NonNegativeInt, PositiveInt
 from lit_ft.errors import InternalError, UserError
 from lit_ft.rows import ROW, number_split, row_collate, row_name
@@ -295,7 +296,7 @@ class TaskDataModule(LightningDataModule):
         # the whole tokenizer definition, not just its name: a retrained vocabulary must not reuse old features
         vocab = tok.backend_tokenizer.to_str() if tok.is_fast else sorted(tok.get_vocab().items())
         tokenizer_id = (type(tok).__name__, tok.name_or_path, len(tok), vocab)
-        return Hasher.hash((type(self).__qualname__, raw._fingerprint, split, settings, self.info, tokenizer_id,
+        return Hasher.hash((type(self).__qualname__, dataset_fingerprint(raw), split, settings, self.info, tokenizer_id,
                             _FEATURES_VERSION))
 
     def _adopt_model_info(self) -> None:

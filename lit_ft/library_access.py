@@ -17,6 +17,7 @@ from typing import Any, Literal
 ADAPTERS = (
     "lit_ft.lightning_internals",
     "lit_ft.transformers_internals",
+    "lit_ft.datasets_internals",
     "lit_ft.torch_internals",
     "lit_ft.torchmetrics_internals",
     "lit_ft.jsonargparse_internals",
