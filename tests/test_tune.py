@@ -95,6 +95,7 @@ def test_the_best_recipe_fits_as_is_and_scores_what_its_trial_scored(searched: t
     assert loaded["model"]["learning_rate"] == best.params["model.learning_rate"]
     assert loaded["data"]["init_args"]["batch_size"] == best.params["data.init_args.batch_size"]
     assert loaded["seed_everything"] == 42 and loaded["trainer"]["default_root_dir"] == str(root / "tune" / "best")
+    assert loaded["trainer"]["check_val_every_n_epoch"] is None  # the recipe's null, not the option's default 1
     result = cli("fit", "--config", str(recipe))
     assert result.trainer.global_step == 2
     assert float(result.trainer.checkpoint_callback.best_model_score) == pytest.approx(best.value, abs=1e-7)
