@@ -14,7 +14,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
-from lit_ft.backbone import load_tokenizer, position_limit
+from lit_ft.backbone import load_tokenizer, pad_with_eos, position_limit
 from lit_ft.data_summary import inputs_at_limit
 from lit_ft.domains import NonNegativeInt, PositiveInt
 from lit_ft.errors import InternalError, UserError
@@ -186,10 +186,7 @@ class TaskDataModule(LightningDataModule):
     # ---- shared machinery ----------------------------------------------------------------------
     @functools.cached_property
     def tokenizer(self) -> PreTrainedTokenizerBase:
-        tokenizer = load_tokenizer(self.tokenizer_name)
-        if tokenizer.pad_token is None and tokenizer.eos_token is not None:
-            tokenizer.pad_token = tokenizer.eos_token  # decoder LLMs often ship without a pad token
-        return tokenizer
+        return pad_with_eos(load_tokenizer(self.tokenizer_name))
 
     @functools.cached_property
     def padder(self) -> DataCollatorWithPadding:
