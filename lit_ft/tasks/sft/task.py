@@ -9,7 +9,7 @@ from torch import nn
 from torchmetrics import Metric, MetricCollection
 from transformers import AutoModelForCausalLM
 
-from lit_ft.backbone import load_tokenizer
+from lit_ft.backbone import load_tokenizer, pad_with_eos
 from lit_ft.domains import NonNegativeInt, PositiveFloat, PositiveInt
 from lit_ft.errors import UserError
 from lit_ft.generation import extract_code
@@ -92,9 +92,7 @@ class SFTTask(GenerationTask):
         self.allow_unsafe_sandbox = allow_unsafe_sandbox
 
     def build_model(self, backbone: str) -> nn.Module:
-        self.tokenizer = load_tokenizer(backbone)
-        if self.tokenizer.pad_token is None and self.tokenizer.eos_token is not None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer = pad_with_eos(load_tokenizer(backbone))
         model = AutoModelForCausalLM.from_pretrained(backbone)
         if model.generation_config.pad_token_id is None:
             model.generation_config.pad_token_id = self.tokenizer.pad_token_id
