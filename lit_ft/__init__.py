@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from lit_ft.errors import UserError
     from lit_ft.generation import POSITION, extract_code, generate, number_rows
     from lit_ft.generation_task import GenerationTask
+    from lit_ft.loading import LoadOptions, load_pretrained
     from lit_ft.module import FineTuner
     from lit_ft.registry import register_task
     from lit_ft.samples import log_samples
@@ -32,6 +33,8 @@ _PUBLIC = {
     "TaskDataModule": "lit_ft.datamodule",
     "register_task": "lit_ft.registry",
     "FineTuner": "lit_ft.module",
+    "LoadOptions": "lit_ft.loading",
+    "load_pretrained": "lit_ft.loading",
     "UserError": "lit_ft.errors",
     # data: sources and files
     "DataSource": "lit_ft.source",
@@ -65,6 +68,7 @@ __all__ = [  # the keys of _PUBLIC, written out so type checkers see the re-expo
     "FineTuner",
     "GenerationMetrics",
     "GenerationTask",
+    "LoadOptions",
     "Task",
     "TaskDataModule",
     "UserError",
@@ -72,6 +76,7 @@ __all__ = [  # the keys of _PUBLIC, written out so type checkers see the re-expo
     "generate",
     "label_tokens",
     "load_file",
+    "load_pretrained",
     "load_tokenizer",
     "local_path",
     "log_samples",
