@@ -21,6 +21,7 @@ from lit_ft.module import FineTuner
 from lit_ft.registry import register_task
 from lit_ft.task import Task
 from lit_ft.tasks.classification import ClassificationData, ClassificationTask
+from lit_ft.testing.conformance import load_options_problem
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 INFO = {"problem_type": "single_label", "label_names": ["negative", "positive"]}
@@ -119,3 +120,20 @@ def test_a_build_model_without_the_options_fails_with_the_fix(tiny_bert: Path) -
     with pytest.raises(UserError, match=r"task 'old_contract' .* defines build_model\(self, backbone\), .* define "
                                         r"build_model\(self, backbone, load\)"):
         FineTuner(task="old_contract", backbone=str(tiny_bert), info={})
+
+
+class IgnoresLoad(ClassificationTask):
+    name = "ignores_load"
+
+    def build_model(self, backbone: str, load: LoadOptions) -> torch.nn.Module:
+        return transformers.AutoModelForSequenceClassification.from_pretrained(backbone, num_labels=2)
+
+
+@pytest.mark.usefixtures("isolated_plugins")
+def test_the_conformance_kit_names_a_build_model_that_ignores_its_options(tiny_bert: Path) -> None:
+    register_task(IgnoresLoad)
+    assert load_options_problem(FineTuner(backbone=str(tiny_bert), info=INFO)) == ""
+    problem = load_options_problem(FineTuner(task="ignores_load", backbone=str(tiny_bert), info=INFO))
+    count = sum(1 for _ in IgnoresLoad(INFO).build_model(str(tiny_bert), LoadOptions()).parameters())
+    assert problem.startswith("IgnoresLoad.build_model(backbone, LoadOptions(dtype=torch.bfloat16, ") and \
+        f"left {count} parameters off the meta device" in problem and "lit_ft.load_pretrained" in problem
