@@ -54,12 +54,15 @@ def load_pretrained(auto_class: Any, backbone: str, load: LoadOptions, **model_k
         auto_class: A Transformers auto class (`AutoModelForSequenceClassification`, ...).
         backbone: The resolved backbone (`Task.build_model`'s argument).
         load: The run's loading options (`Task.build_model`'s argument).
-        **model_kwargs: The task's own arguments (`config=...`, `num_labels=...`); a `dtype` here wins over the
-            run's.
+        **model_kwargs: The task's own arguments (`config=...`, `num_labels=...`); a `dtype` (or `torch_dtype`)
+            here wins over the run's.
     """
     if load.meta:
         return _meta_model(auto_class, backbone, load, model_kwargs)
-    model: nn.Module = auto_class.from_pretrained(backbone, **{**load.pretrained_kwargs(), **model_kwargs})
+    kwargs = {**load.pretrained_kwargs(), **model_kwargs}
+    if "torch_dtype" in model_kwargs and "dtype" not in model_kwargs:
+        del kwargs["dtype"]  # Transformers prefers `dtype` over its older name: the task's own choice must win
+    model: nn.Module = auto_class.from_pretrained(backbone, **kwargs)
     return model
 
 

@@ -98,13 +98,15 @@ def test_two_builds_in_one_process_keep_their_own_options(tiny_bert: Path) -> No
     assert meta.config.num_labels == 2  # the task's config reaches the meta build
 
 
-def test_meta_build_applies_config_overrides_as_from_pretrained_does(tiny_bert: Path) -> None:
+def test_the_tasks_own_arguments_apply_on_meta_as_from_pretrained_applies_them(tiny_bert: Path) -> None:
     """Keyword arguments that are config settings (`num_labels`) shape the meta model as they shape a loaded one."""
     auto = transformers.AutoModelForSequenceClassification
     real = load_pretrained(auto, str(tiny_bert), LoadOptions(), num_labels=5)
     meta = load_pretrained(auto, str(tiny_bert), LoadOptions(meta=True), num_labels=5)
     assert {n: p.shape for n, p in meta.named_parameters()} == {n: p.shape for n, p in real.named_parameters()}
     assert real.config.num_labels == meta.config.num_labels == 5
+    for own in ("dtype", "torch_dtype"):  # the task's own dtype, under either of Transformers' names, wins
+        assert load_pretrained(auto, str(tiny_bert), LoadOptions(), **{own: torch.bfloat16}).dtype == torch.bfloat16
 
 
 class OldContract(Task):
