@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from lit_ft.errors import UserError
     from lit_ft.generation import POSITION, extract_code, generate, number_rows
     from lit_ft.generation_task import GenerationTask
+    from lit_ft.loading import LoadOptions, load_pretrained
     from lit_ft.module import FineTuner
     from lit_ft.monitor import monitorable
     from lit_ft.registry import available_tasks, register_task
@@ -37,6 +38,8 @@ _PUBLIC = {
     "register_task": "lit_ft.registry",
     "available_tasks": "lit_ft.registry",
     "FineTuner": "lit_ft.module",
+    "LoadOptions": "lit_ft.loading",
+    "load_pretrained": "lit_ft.loading",
     "UserError": "lit_ft.errors",
     # data: sources and files
     "DataSource": "lit_ft.source",
@@ -81,6 +84,7 @@ __all__ = [  # the keys of _PUBLIC, written out so type checkers see the re-expo
     "FineTuner",
     "GenerationMetrics",
     "GenerationTask",
+    "LoadOptions",
     "RunFiles",
     "Section",
     "Table",
@@ -95,6 +99,7 @@ __all__ = [  # the keys of _PUBLIC, written out so type checkers see the re-expo
     "label_tokens",
     "line_chart",
     "load_file",
+    "load_pretrained",
     "load_tokenizer",
     "local_path",
     "log_samples",

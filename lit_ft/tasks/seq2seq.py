@@ -16,6 +16,7 @@ from lit_ft.domains import NonNegativeInt, PositiveInt
 from lit_ft.errors import UserError
 from lit_ft.example_view import decode, field
 from lit_ft.generation_task import GenerationTask
+from lit_ft.loading import LoadOptions, load_pretrained
 from lit_ft.source import FILE_FORMATS, bom_safe, local_path
 from lit_ft.task import IGNORE, Batch, label_tokens
 
@@ -253,9 +254,9 @@ class Seq2SeqTask(GenerationTask):
         super().__init__(info, names, monitor or default, generate_examples, max_new_tokens, generate_kwargs,
                          sample_rows, use_stemmer=rouge_stemmer)
 
-    def build_model(self, backbone: str) -> nn.Module:
+    def build_model(self, backbone: str, load: LoadOptions) -> nn.Module:
         self.tokenizer = load_tokenizer(backbone)
-        return AutoModelForSeq2SeqLM.from_pretrained(backbone)
+        return load_pretrained(AutoModelForSeq2SeqLM, backbone, load)
 
     def usage(self, model_id: str) -> str:
         """`generate()` on the source with the data's prefix: Transformers 5 has no text-to-text pipeline."""

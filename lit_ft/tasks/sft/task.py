@@ -14,6 +14,7 @@ from lit_ft.domains import NonNegativeInt, PositiveFloat, PositiveInt
 from lit_ft.errors import UserError
 from lit_ft.generation import extract_code
 from lit_ft.generation_task import GenerationTask
+from lit_ft.loading import LoadOptions, load_pretrained
 from lit_ft.packing import packed_inputs
 from lit_ft.task import Batch, label_tokens
 from lit_ft.tasks.sft.data import IGNORE, SFTData
@@ -91,9 +92,9 @@ class SFTTask(GenerationTask):
         self.code_sandbox = code_sandbox
         self.allow_unsafe_sandbox = allow_unsafe_sandbox
 
-    def build_model(self, backbone: str) -> nn.Module:
+    def build_model(self, backbone: str, load: LoadOptions) -> nn.Module:
         self.tokenizer = pad_with_eos(load_tokenizer(backbone))
-        model = AutoModelForCausalLM.from_pretrained(backbone)
+        model: Any = load_pretrained(AutoModelForCausalLM, backbone, load)
         if model.generation_config.pad_token_id is None:
             model.generation_config.pad_token_id = self.tokenizer.pad_token_id
         return model
