@@ -77,6 +77,7 @@ def test_a_backbone_without_pad_token_pads_with_eos_in_data_and_generation(tmp_p
     pad with EOS, set up in one place (`lit_ft.backbone.pad_with_eos`)."""
     import shutil
 
+    from lit_ft import LoadOptions
     from lit_ft.tasks.sft.task import SFTTask
 
     bare = tmp_path / "bare"
@@ -93,7 +94,7 @@ def test_a_backbone_without_pad_token_pads_with_eos_in_data_and_generation(tmp_p
     padded = dm.collate(rows)["inputs"]["input_ids"][0, 3:]
     assert len(padded) and (padded == tok.eos_token_id).all()
     task = SFTTask(info={})
-    task.build_model(str(bare))
+    task.build_model(str(bare), LoadOptions())
     assert task.tokenizer.pad_token_id == dm.tokenizer.pad_token_id == tok.eos_token_id
     lit_ft_dir = Path(__file__).resolve().parents[1] / "lit_ft"
     setters = sorted(str(p.relative_to(lit_ft_dir)) for p in lit_ft_dir.rglob("*.py")
