@@ -4,8 +4,9 @@ A task declares its options as the typed keyword arguments of its `__init__` (af
 documents each in the class docstring's `Args:`. The config keeps `task_options` a plain dict (config pieces and
 the command line merge it key by key, `--print_config` prints it); `check_task_options` holds the dict to the
 signature before any weights load: an unknown key or a value of the wrong type is one line naming the key, the
-value and the task (`TaskOptionsError`: `lit_ft check` lists it as a finding). `options_table` is the task's options as a Markdown table (`lit_ft tasks --options TASK`,
-and the docs under docs/tasks/, which a test keeps equal to it).
+value and the task (`TaskOptionsError`: `lit_ft check` lists it as a finding). `options_table` is the task's
+options as a Markdown table (`lit_ft tasks --options TASK`, and the docs under docs/tasks/, which a test keeps
+equal to it).
 
 A plugin whose `__init__` takes `**options` keeps a free dict: nothing is checked or listed for it.
 """
@@ -138,8 +139,8 @@ def _check_type(task: type[Task], option: TaskOption, value: Any) -> None:
         parser.parse_object({"value": value})
     except (argparse.ArgumentError, ValueError, TypeError):
         key = f"{PREFIX}.{option.name}"
-        raise TaskOptionsError(f"{key} is {one_line(repr(value))} ({type(value).__name__}) but task '{task.name}' takes "
-                        f"{type_name(option.kind)} there; set {key} to a value of that type") from None
+        raise TaskOptionsError(f"{key} is {one_line(repr(value))} ({type(value).__name__}) but task '{task.name}' "
+                               f"takes {type_name(option.kind)} there; set {key} to a value of that type") from None
 
 
 def _is_number(value: Any) -> bool:
