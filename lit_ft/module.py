@@ -31,6 +31,7 @@ from lit_ft.rows import with_rows
 from lit_ft.sampler import is_padding
 from lit_ft.samples import log_samples
 from lit_ft.task import Batch, Task, check_build_model
+from lit_ft.task_options import check_task_options
 from lit_ft.weights_dtype import weights_dtype
 
 Stage = Literal["train", "val", "test"]
@@ -112,8 +113,10 @@ class FineTuner(LightningModule):
         """
         task_cls = get_task(self.hparams["task"])
         check_build_model(task_cls)
+        # checked again here: options saved in a checkpoint (or given to FineTuner in Python) skip the CLI's preflight
+        options = check_task_options(task_cls, task_cls.upgrade_options(self.hparams["task_options"] or {}))
         try:
-            self.plugin: Task = task_cls(info, **task_cls.upgrade_options(self.hparams["task_options"] or {}))
+            self.plugin: Task = task_cls(info, **options)
         except TypeError as err:
             raise UserError(f"model.task_options for task '{self.hparams['task']}': {err}") from err
         self.hparams["info"] = info

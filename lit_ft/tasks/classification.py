@@ -293,8 +293,9 @@ class ClassificationTask(Task):
 
     Args:
         info: `problem_type` and `label_names` from the data.
-        threshold: Probability above which a multi-label class is predicted.
-        monitor: Metric that checkpointing and early stopping watch (default: accuracy, f1 or mse).
+        threshold: Probability above which a class is predicted (`data.problem_type: multi_label` only).
+        monitor: Metric that checkpointing and early stopping watch; null: `accuracy` (single-label), `f1`
+            (multi-label) or `mse` (regression).
     """
 
     name = "classification"

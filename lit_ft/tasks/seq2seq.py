@@ -217,15 +217,16 @@ class Seq2SeqTask(GenerationTask):
 
     Args:
         info: Languages and source prefix from the data.
-        metrics: Names from `lit_ft.text_metrics.TEXT_METRICS`; default ROUGE-1/2/L/Lsum, or BLEU and chrF
-            when the data has languages (translation).
-        monitor: Metric that checkpointing and early stopping watch: one of `metrics` or `loss`
-            (default: bleu, else rougeL, else the first metric).
+        metrics: Metrics reported as `val/<name>` and `test/<name>`, any of `rouge1`, `rouge2`, `rougeL`,
+            `rougeLsum`, `bleu`, `chrf`, `exact_match` (`lit_ft.text_metrics`); null: ROUGE-1/2/L/Lsum, or BLEU
+            and chrF when the data has languages (translation).
+        monitor: Metric that checkpointing and early stopping watch: one of `metrics` (maximised) or `loss` (the
+            teacher-forced `val/loss`, minimised); null: `bleu` if listed, else `rougeL`, else the first metric.
         generate_examples: Generate for the first this many rows of each eval split (file order); null (the
             default): all, so the metrics cover the whole split.
         max_new_tokens: Longest generated output, in tokens.
-        generate_kwargs: Further `model.generate` arguments, for example `{num_beams: 4}` (beam search);
-            greedy by default.
+        generate_kwargs: Further `model.generate` arguments, for example `{num_beams: 4}` (beam search) or
+            `{do_sample: true, top_p: 0.9}`; null: greedy.
         sample_rows: Source / reference / prediction rows logged after each evaluation epoch.
         rouge_stemmer: Porter-stem words before ROUGE matching.
     """

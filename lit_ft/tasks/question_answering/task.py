@@ -34,7 +34,7 @@ class QuestionAnsweringTask(Task):
         info: Nothing is needed from the data.
         version_2_with_negative: Allow "no answer" (SQuAD v2.0): answer "" when the null score beats the best
             span by more than `null_threshold`, and report HasAns / NoAns scores.
-        null_threshold: Margin of the null score over the best span score needed to answer "".
+        null_threshold: Margin of the null score over the best span score needed to answer "" (v2.0 only).
         max_answer_length: Longest answer span in tokens.
         n_best: Candidate spans kept per example in the prediction JSONL.
     """

@@ -27,8 +27,9 @@ class TokenClassificationTask(Task):
 
     Args:
         info: `label_names` and `tag_scheme` (the target scheme, `none` for plain tags) from the data.
-        monitor: Metric that checkpointing and early stopping watch (default: `f1`, or `token_accuracy` for
-            plain tags); `loss` is minimised, any other metric maximised.
+        monitor: Metric that checkpointing and early stopping watch (`precision`, `recall`, `f1`, `f1/TYPE`,
+            `token_accuracy` or `loss`); null: `f1`, or `token_accuracy` when the target scheme is `none`. `loss`
+            is minimised, any other metric maximised.
     """
 
     name = "token_classification"
