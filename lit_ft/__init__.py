@@ -15,8 +15,13 @@ if TYPE_CHECKING:
     from lit_ft.errors import UserError
     from lit_ft.generation import POSITION, extract_code, generate, number_rows
     from lit_ft.generation_task import GenerationTask
+    from lit_ft.loading import LoadOptions, load_pretrained
     from lit_ft.module import FineTuner
-    from lit_ft.registry import register_task
+    from lit_ft.monitor import monitorable
+    from lit_ft.registry import available_tasks, register_task
+    from lit_ft.report.charts import bar_chart, heatmap, line_chart
+    from lit_ft.report.run import RunFiles
+    from lit_ft.report.section import Chart, Section, Table
     from lit_ft.samples import log_samples
     from lit_ft.source import FILE_FORMATS, DataSource, load_file, local_path
     from lit_ft.task import IGNORE, Batch, Task, label_tokens
@@ -31,7 +36,10 @@ _PUBLIC = {
     "Batch": "lit_ft.task",
     "TaskDataModule": "lit_ft.datamodule",
     "register_task": "lit_ft.registry",
+    "available_tasks": "lit_ft.registry",
     "FineTuner": "lit_ft.module",
+    "LoadOptions": "lit_ft.loading",
+    "load_pretrained": "lit_ft.loading",
     "UserError": "lit_ft.errors",
     # data: sources and files
     "DataSource": "lit_ft.source",
@@ -54,6 +62,16 @@ _PUBLIC = {
     "extract_code": "lit_ft.generation",
     "number_rows": "lit_ft.generation",
     "POSITION": "lit_ft.generation",
+    # metric directions (what `Task.monitor()` may name)
+    "monitorable": "lit_ft.monitor",
+    # a task's own report sections (docs/report.md)
+    "RunFiles": "lit_ft.report.run",
+    "Section": "lit_ft.report.section",
+    "Chart": "lit_ft.report.section",
+    "Table": "lit_ft.report.section",
+    "line_chart": "lit_ft.report.charts",
+    "bar_chart": "lit_ft.report.charts",
+    "heatmap": "lit_ft.report.charts",
 }
 __all__ = [  # the keys of _PUBLIC, written out so type checkers see the re-exports
     "FILE_FORMATS",
@@ -61,20 +79,31 @@ __all__ = [  # the keys of _PUBLIC, written out so type checkers see the re-expo
     "POSITION",
     "TEXT_METRICS",
     "Batch",
+    "Chart",
     "DataSource",
     "FineTuner",
     "GenerationMetrics",
     "GenerationTask",
+    "LoadOptions",
+    "RunFiles",
+    "Section",
+    "Table",
     "Task",
     "TaskDataModule",
     "UserError",
+    "available_tasks",
+    "bar_chart",
     "extract_code",
     "generate",
+    "heatmap",
     "label_tokens",
+    "line_chart",
     "load_file",
+    "load_pretrained",
     "load_tokenizer",
     "local_path",
     "log_samples",
+    "monitorable",
     "number_rows",
     "register_task",
     "resolve_backbone",

@@ -2,9 +2,10 @@
 
 `sdpa` (PyTorch's fused attention, Transformers' default where an architecture supports it), `eager` (the
 reference matrix products, every architecture has it) or `flash_attention_2` (the `flash-attn` package's CUDA
-kernels). Unset, the backbone loads with Transformers' default. The choice also picks how packed SFT batches reach
-the model (`lit_ft.packing.packed_inputs`): flash-attention's varlen kernels take the packed examples in one row,
-the layout that attends each example on its own on a GPU.
+kernels). Unset, the backbone loads with Transformers' default. It reaches the task's `from_pretrained` as
+`LoadOptions.attn_implementation` (`lit_ft.loading`). The choice also picks how packed SFT batches reach the model
+(`lit_ft.packing.packed_inputs`): flash-attention's varlen kernels take the packed examples in one row, the layout
+that attends each example on its own on a GPU.
 
 flash-attention needs a CUDA GPU, the `flash_attn` package and half-precision compute (its kernels take only fp16
 and bf16 tensors); `attention_problem` says what is missing, for the `attention_on_machine` pre-flight rule.
@@ -12,9 +13,7 @@ and bf16 tensors); `attention_problem` says what is missing, for the `attention_
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-from collections.abc import Iterator
 from typing import Literal
 
 Attention = Literal["sdpa", "eager", "flash_attention_2"]
@@ -45,19 +44,3 @@ def flash_usable() -> bool:
     import torch
 
     return torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None
-
-
-@contextlib.contextmanager
-def loading_with(implementation: str | None) -> Iterator[None]:
-    """Within the block, `AutoModelFor*.from_pretrained` loads with `implementation` (nothing when None)."""
-    if implementation is None:
-        yield
-        return
-    from lit_ft.meta_model import patched_from_pretrained
-
-    def with_attention(original: object, cls: type, *args: object, **kwargs: object) -> object:
-        kwargs.setdefault("attn_implementation", implementation)
-        return original.__func__(cls, *args, **kwargs)  # type: ignore[attr-defined]
-
-    with patched_from_pretrained(with_attention):
-        yield

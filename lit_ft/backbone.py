@@ -126,6 +126,15 @@ def load_tokenizer(name: str, **kwargs: Any) -> PreTrainedTokenizerBase:
         ) from err
 
 
+def pad_with_eos(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """`tokenizer`, given its EOS token as pad token when it has none (decoder LLMs often ship without one): the
+    one padding every lit_ft path uses for such a backbone (the data module's batches, generation, the ONNX check).
+    Changes `tokenizer` itself."""
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 # offset of the position ids of models that number positions after the padding index (RoBERTa family)
 _POSITION_OFFSET_MODELS = ("roberta", "xlm-roberta", "camembert", "longformer")
 

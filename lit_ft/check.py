@@ -26,14 +26,18 @@ def main(argv: list[str]) -> None:
         "--trainer.precision bf16-mixed",
     )
     args, rest = parser.parse_known_args(argv)
-    from lit_ft.check_rules import all_rules, config_finding, data_settings, run_rules
+    from lit_ft.check_rules import all_rules, config_finding, data_settings, error_finding, run_rules
     from lit_ft.recipe import ConfigError, read_config
     from lit_ft.run_plan import RunPlan
+    from lit_ft.task_options import TaskOptionsError
 
     try:
         cfg = read_config(recipe_argv(args.config, rest), "check")
     except ConfigError as err:  # `data.batch_size 0`: a finding with its fix, though no rule can run
         print_findings([config_finding(err)], 0)
+        return
+    except TaskOptionsError as err:  # an unknown or mistyped model.task_options key: likewise
+        print_findings([error_finding("task_options", err)], 0)
         return
     data, broken = data_settings(cfg)
     rules = [r for r in all_rules() if data is not None or not r.needs_data]  # no data module: no data rules

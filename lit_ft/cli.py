@@ -58,11 +58,19 @@ def list_tasks_main(argv: list[str]) -> None:
                         help=f"local plugin modules (.py files or module names), comma-separated; also ${PLUGINS_ENV}")
     parser.add_argument("--load", action="store_true",
                         help="import every installed plugin: show its data module, report plugins that fail to load")
+    parser.add_argument("--options", metavar="TASK",
+                        help="print the task's model.task_options as a Markdown table: name, type, default, meaning")
     args = parser.parse_args(argv)
     from lit_ft.registry import listed_tasks, load_plugin_module
 
     for spec in plugin_specs(["--plugins", ",".join(args.plugins)] if args.plugins else []):
         load_plugin_module(spec)
+    if args.options:
+        from lit_ft.registry import get_task
+        from lit_ft.task_options import options_table
+
+        print(options_table(get_task(args.options)), end="")
+        return
     tasks = listed_tasks(load=args.load)
     width = max((len(n) for n in tasks), default=4)
     print(f"{'task':<{width}}  {'source':<32}  class [/ data module]")

@@ -14,7 +14,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
-from lit_ft.backbone import load_tokenizer, position_limit
+from lit_ft.backbone import load_tokenizer, pad_with_eos, position_limit
 from lit_ft.data_summary import inputs_at_limit
 from lit_ft.datasets_internals import dataset_fingerprint
 from lit_ft.domains import NonNegativeInt, PositiveInt
@@ -90,6 +90,7 @@ class TaskDataModule(LightningDataModule):
         self.num_workers = num_workers
         self._info: dict[str, Any] | None = None
         self._features: dict[str, datasets.Dataset] = {}
+        self._raw: dict[str, datasets.Dataset | None] = {}  # per instance: `lit_ft tune` makes one per trial
         self._checked_lengths = False
         check_positive({"data.batch_size": batch_size, "data.eval_batch_size": eval_batch_size,
                         "data.max_length": max_length, "data.group_batches": group_batches})
@@ -186,10 +187,7 @@ class TaskDataModule(LightningDataModule):
     # ---- shared machinery ----------------------------------------------------------------------
     @functools.cached_property
     def tokenizer(self) -> PreTrainedTokenizerBase:
-        tokenizer = load_tokenizer(self.tokenizer_name)
-        if tokenizer.pad_token is None and tokenizer.eos_token is not None:
-            tokenizer.pad_token = tokenizer.eos_token  # decoder LLMs often ship without a pad token
-        return tokenizer
+        return pad_with_eos(load_tokenizer(self.tokenizer_name))
 
     @functools.cached_property
     def padder(self) -> DataCollatorWithPadding:
@@ -205,12 +203,13 @@ class TaskDataModule(LightningDataModule):
         """Adopt the model's info (from a checkpoint), so predict needs no training data."""
         self._info = dict(info)
 
-    @functools.cache  # noqa: B019 - one load per split for the DataModule's life
     def raw(self, split: str) -> datasets.Dataset | None:
         """The raw rows of a split, with an `id` column and their index in the split (`ROW`); validation is carved
-        from train when not given."""
-        ds = self._split_rows(split)
-        return None if ds is None else number_split(ds)
+        from train when not given. Loaded once per split for the data module's life."""
+        if split not in self._raw:
+            ds = self._split_rows(split)
+            self._raw[split] = None if ds is None else number_split(ds)
+        return self._raw[split]
 
     def _split_rows(self, split: str) -> datasets.Dataset | None:
         carve = self.source.validation is None and self.source.train is not None

@@ -1,8 +1,9 @@
 """`lit_ft estimate`: parameters, trainable parameters and the peak memory per device of a recipe, before any
-compute. The recipe is read as `fit` reads it (`lit_ft.recipe`), its model built on the `meta` device
-(`lit_ft.meta_model`) and counted; the formulas are in `lit_ft.memory`. On the CPU the device's memory is the
-process's resident memory, so the total adds the process itself, measured here (`lit_ft.process_memory`), and the
-checkpoint buffer; on a GPU they are printed as host memory. What neither counts is printed too.
+compute. The recipe is read as `fit` reads it (`lit_ft.recipe`), its model built on the `meta` device by the task's
+own `build_model` with `LoadOptions(meta=True)` (`lit_ft.meta_model`) and counted; the formulas are in
+`lit_ft.memory`. On the CPU the device's memory is the process's resident memory, so the total adds the process
+itself, measured here (`lit_ft.process_memory`), and the checkpoint buffer; on a GPU they are printed as host memory.
+What neither counts is printed too.
 """
 
 from __future__ import annotations
@@ -56,12 +57,13 @@ def recipe_estimate(cfg: Any, data: Any, devices: int, accelerator: str | None =
     accelerator = accelerator or RunPlan(cfg, data).accelerator
 
     model_args = cfg.model.as_dict()
-    module = meta_finetuner(model_args, data.info)
+    model = meta_finetuner(model_args, data.info).model
+    assert model is not None, "FineTuner.build sets the model"
     found = estimate_model(
-        module.model, precision=str(cfg.trainer.precision), batch_size=data.batch_size,
+        model, precision=str(cfg.trainer.precision), batch_size=data.batch_size,
         max_length=data.max_length, strategy=strategy_name(cfg.trainer.strategy), devices=devices,
         checkpointing=bool(model_args.get("gradient_checkpointing")) or strategy_checkpoints(cfg.trainer.strategy),
-        quantization=as_settings(model_args.get("quantization")), adapter=is_adapter_model(module.model),
+        quantization=as_settings(model_args.get("quantization")), adapter=is_adapter_model(model),
         eval_batch_size=int(getattr(data, "eval_batch_size", 0) or 0),
     )
     return replace(found, process=float(process_baseline(cfg.trainer)), on_host=accelerator == "cpu")

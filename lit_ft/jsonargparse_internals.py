@@ -9,7 +9,7 @@ from lit_ft.library_access import Access
 
 ACCESSES = [
     Access("jsonargparse.typing.PositiveInt", "_restrictions", "class attribute", "none yet: telling a "
-           "restricted number type (`restricted_number_type`) from another type", "domains"),
+           "restricted number type (`restricted_number_type`) from another type", "domains, task_options"),
     Access("jsonargparse.typing.PositiveInt", "_expression", "class attribute", "none yet: a restricted number "
            "type's domain as text (`v>0`)", "domains"),
 ]

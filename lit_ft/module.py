@@ -12,7 +12,7 @@ from torch import nn
 from torch.optim import Optimizer
 from torchmetrics import MeanMetric, MetricCollection
 
-from lit_ft.attention import FLASH, Attention, flash_usable, loading_with
+from lit_ft.attention import FLASH, Attention, flash_usable
 from lit_ft.backbone import locate_backbone
 from lit_ft.compile import CompiledForward
 from lit_ft.datamodule import DEFAULT_BACKBONE, TaskDataModule
@@ -20,24 +20,20 @@ from lit_ft.domains import NonNegativeFloat, NonNegativeInt, PositiveFloat, plai
 from lit_ft.errors import UserError
 from lit_ft.freeze import freeze
 from lit_ft.lightning_internals import attached_trainer
+from lit_ft.loading import LoadOptions
 from lit_ft.lora import LoraSettings, apply_lora, exportable, is_adapter_model
 from lit_ft.monitor import Mode, monitor_mode
 from lit_ft.neftune import add_embedding_noise
 from lit_ft.optim import AdamW, Schedule, clip_gradients, decay_groups, unscale_outside, warmup_schedule, warmup_steps
-from lit_ft.quantization import (
-    QuantizationSettings,
-    as_settings,
-    check_quantization,
-    prepare_for_adapters,
-    quantized_loading,
-)
+from lit_ft.quantization import QuantizationSettings, as_settings, bnb_config, check_quantization, prepare_for_adapters
 from lit_ft.quiet import restoring
 from lit_ft.registry import get_task
 from lit_ft.rows import with_rows
 from lit_ft.sampler import is_padding
 from lit_ft.samples import log_samples
-from lit_ft.task import Batch, Task
-from lit_ft.weights_dtype import loading_in, weights_dtype
+from lit_ft.task import Batch, Task, check_build_model
+from lit_ft.task_options import check_task_options
+from lit_ft.weights_dtype import weights_dtype
 
 Stage = Literal["train", "val", "test"]
 EVAL_STAGES: tuple[Stage, ...] = ("val", "test")
@@ -109,19 +105,25 @@ class FineTuner(LightningModule):
                 self.build(info)
 
     # ---- building ------------------------------------------------------------------------------
-    def build(self, info: dict[str, Any]) -> None:
-        """Build the plugin, the backbone with its head, and one metric collection per eval stage."""
+    def build(self, info: dict[str, Any], meta: bool = False) -> None:
+        """Build the plugin, the backbone with its head, and one metric collection per eval stage.
+
+        Args:
+            info: What the model knows of the data (label names, ...).
+            meta: Build on the `meta` device from the backbone's config, unquantized (`lit_ft estimate`).
+        """
         task_cls = get_task(self.hparams["task"])
+        check_build_model(task_cls)
+        # checked again here: options saved in a checkpoint (or given to FineTuner in Python) skip the CLI's preflight
+        options = check_task_options(task_cls, task_cls.upgrade_options(self.hparams["task_options"] or {}))
         try:
-            self.plugin: Task = task_cls(info, **task_cls.upgrade_options(self.hparams["task_options"] or {}))
+            self.plugin: Task = task_cls(info, **options)
         except TypeError as err:
             raise UserError(f"model.task_options for task '{self.hparams['task']}': {err}") from err
         self.hparams["info"] = info
-        quantization = as_settings(self.hparams.get("quantization"))
-        trainer = attached_trainer(self)
-        precision = trainer.precision if trainer is not None else None
-        with loading_in(weights_dtype(precision)), quantized_loading(quantization), loading_with(self._attention()):
-            self.model = self.plugin.build_model(locate_backbone(self.hparams["backbone"]))
+        quantization = None if meta else as_settings(self.hparams.get("quantization"))
+        load = self._load_options(quantization, meta)
+        self.model = self.plugin.build_model(locate_backbone(self.hparams["backbone"]), load)
         freeze(self.model, self.hparams["freeze_backbone"], self.hparams["freeze_layers"])
         if self.hparams.get("neftune_noise_alpha") is not None:
             add_embedding_noise(self.model, float(self.hparams["neftune_noise_alpha"]))
@@ -134,6 +136,17 @@ class FineTuner(LightningModule):
         self.model.train()  # from_pretrained returns eval mode, and Lightning keeps submodule modes
         self.metrics = nn.ModuleDict({stage: self.plugin.metrics() for stage in EVAL_STAGES})
         self.losses = nn.ModuleDict({stage: MeanMetric() for stage in EVAL_STAGES})
+
+    def _load_options(self, quantization: QuantizationSettings | None, meta: bool) -> LoadOptions:
+        """The run's loading options: the precision's weights dtype (QLoRA: its compute dtype), the 4-bit config,
+        the attention kernels."""
+        trainer = attached_trainer(self)
+        precision = trainer.precision if trainer is not None else None
+        if quantization is None:
+            return LoadOptions(dtype=weights_dtype(precision), attn_implementation=self._attention(), meta=meta)
+        config = bnb_config(quantization)
+        return LoadOptions(dtype=config.bnb_4bit_compute_dtype, quantization_config=config,
+                           attn_implementation=self._attention())
 
     def _attention(self) -> str | None:
         """The attention implementation to load with. A checkpoint rebuilt outside a run (`lit_ft export`) where

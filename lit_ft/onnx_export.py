@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from lit_ft.backbone import load_tokenizer, position_limit
+from lit_ft.backbone import load_tokenizer, pad_with_eos, position_limit
 from lit_ft.errors import UserError
 from lit_ft.export import write_export_dir, write_tokenizer_and_manifest
 
@@ -144,8 +144,7 @@ def export_onnx(module: FineTuner, out_dir: str | Path, atol: float = 1e-3, over
 
 def write_and_check(model: _NamedOutputs, tokenizer: Any, path: Path, max_length: int | None) -> float:
     """Export traced on two rows, then the largest difference from PyTorch on other batch sizes and lengths."""
-    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
-        tokenizer.pad_token = tokenizer.eos_token  # as the data module pads decoder LLMs' rows
+    pad_with_eos(tokenizer)  # as the data module pads decoder LLMs' rows
     device = next(model.parameters()).device
     length = min(MAX_SAMPLE_TOKENS, max_length or MAX_SAMPLE_TOKENS)
     sample, *checks = (sample_inputs(tokenizer, model.input_names, rows, length)

@@ -132,17 +132,17 @@ def _data_modules_accepting(option: str) -> list[str]:
 
 
 def check_task_and_data(cfg: Any) -> None:
-    """model.task is registered, its task_options are within their domains, and data.class_path is a data module
-    of that task."""
-    from lit_ft.domains import check_domains
+    """model.task is registered, its task_options are options it declares, of their types and within their domains
+    (`lit_ft.task_options`), and data.class_path is a data module of that task."""
     from lit_ft.registry import available_tasks
+    from lit_ft.task_options import check_task_options
 
     task = cfg.model.task
     tasks = available_tasks()
     if task not in tasks:
         raise UserError(f"unknown task '{task}' (model.task); registered tasks are {sorted(tasks)}: fix model.task, "
                         "or load a plugin with --plugins path/to/module.py")
-    check_domains(tasks[task].task.__init__, dict(cfg.model.get("task_options") or {}), "model.task_options")
+    check_task_options(tasks[task].task, dict(cfg.model.get("task_options") or {}))
     data_class = _data_class(cfg)
     data_task = getattr(data_class, "task_name", "") if data_class is not None else ""
     if data_class is not None and data_task and data_task != task:

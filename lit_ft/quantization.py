@@ -2,13 +2,12 @@
 
 bitsandbytes' 4-bit kernels need CUDA, and only the adapters can train on a quantized base, so both are checked
 from the parsed config before anything loads (`check_quantization`). bitsandbytes is the optional extra `qlora`
-(`pip install 'lit_ft[qlora]'`), imported only when a quantized model is built.
+(`pip install 'lit_ft[qlora]'`), imported only when a quantized model is built; its config reaches the task's
+`from_pretrained` as `LoadOptions.quantization_config` (`lit_ft.loading`).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -77,20 +76,6 @@ def bnb_config(settings: QuantizationSettings) -> Any:
         bnb_4bit_compute_dtype=getattr(torch, settings.compute_dtype),
         bnb_4bit_use_double_quant=settings.double_quant,
     )
-
-
-@contextlib.contextmanager
-def quantized_loading(settings: QuantizationSettings | None) -> Iterator[None]:
-    """Within the block, the task's `AutoModelFor*.from_pretrained` loads a 4-bit base (nothing when None)."""
-    if settings is None:
-        yield
-        return
-    from lit_ft.meta_model import patched_from_pretrained
-
-    config = bnb_config(settings)
-    with patched_from_pretrained(lambda original, cls, *a, **kw: original.__func__(
-            cls, *a, **{**kw, "quantization_config": config, "torch_dtype": config.bnb_4bit_compute_dtype})):
-        yield
 
 
 def prepare_for_adapters(model: Any, checkpointing: bool) -> Any:

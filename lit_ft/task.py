@@ -20,6 +20,7 @@ from lit_ft.errors import UserError
 
 if TYPE_CHECKING:
     from lit_ft.datamodule import TaskDataModule
+    from lit_ft.loading import LoadOptions
     from lit_ft.report.run import RunFiles
     from lit_ft.report.section import Section
 
@@ -83,8 +84,12 @@ class Task:
             raise TypeError(f"task '{self.name}' takes no task_options; got {sorted(options)}")
         self.info = info
 
-    def build_model(self, backbone: str) -> nn.Module:
-        """Build the pretrained backbone with this task's head; `backbone` is already resolved to a path or id."""
+    def build_model(self, backbone: str, load: LoadOptions) -> nn.Module:
+        """Build the pretrained backbone with this task's head; `backbone` is already resolved to a path or id.
+
+        `load` carries what the run decides (dtype, quantization, attention kernels, device map, the `meta` device
+        of `lit_ft estimate`): load through `lit_ft.load_pretrained(AutoModelFor..., backbone, load, ...)`, which
+        applies it."""
         raise NotImplementedError
 
     def bind_data(self, datamodule: TaskDataModule) -> None:
@@ -175,6 +180,18 @@ class Task:
         built from what a run wrote (`run.predictions(...)`, `run.metric_files`, ...). A class method: the report
         builds no model. None by default: every task gets the generic curves, metric tables and sample tables."""
         return []
+
+
+def check_build_model(task: type[Task]) -> None:
+    """A plugin written before `build_model` took the loading options fails with the fix, not a TypeError."""
+    parameters = list(inspect.signature(task.build_model).parameters.values())
+    kinds = {p.kind for p in parameters}
+    if len(parameters) < 3 and not kinds & {inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD}:
+        raise UserError(
+            f"task '{task.name}' ({task.__module__}.{task.__qualname__}) defines build_model(self, backbone), the "
+            "contract before lit_ft passed the loading options: define build_model(self, backbone, load) and load "
+            "with lit_ft.load_pretrained(AutoModelFor..., backbone, load, ...) (docs/plugins.md)"
+        )
 
 
 def restored_options(task: type[Task], saved: dict[str, Any] | None, given: dict[str, Any] | None) -> dict[str, Any]:

@@ -18,8 +18,6 @@ ACCESSES = [
            "model calls attention through `AttentionInterface`", "packed_attention"),
     Access("transformers.PreTrainedModel", "_no_split_modules", "class attribute", "none yet: the layer classes "
            "that must stay whole on one device", "sharding"),
-    Access("transformers.models.auto.auto_factory", "_BaseAutoModelClass", "module attribute", "none yet: the "
-           "common base of the `AutoModelFor*` classes", "meta_model"),
 ]
 
 
@@ -39,10 +37,3 @@ def no_split_modules(model: Any) -> list[str]:
     """The layer class names a Transformers model class declares whole-on-one-device (none for other modules).
     The class attribute: peft's wrappers forward instance lookups to the model they wrap."""
     return [str(name) for name in getattr(type(model), "_no_split_modules", None) or []]
-
-
-def auto_model_base() -> type:
-    """The common base class of Transformers' `AutoModelFor*` classes."""
-    from transformers.models.auto.auto_factory import _BaseAutoModelClass
-
-    return _BaseAutoModelClass

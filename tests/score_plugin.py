@@ -15,7 +15,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.regression import MeanSquaredError, PearsonCorrCoef
 from transformers import AutoModelForSequenceClassification
 
-from lit_ft import Batch, Task, TaskDataModule
+from lit_ft import Batch, LoadOptions, Task, TaskDataModule, load_pretrained
 
 
 class ScoreData(TaskDataModule):
@@ -54,8 +54,9 @@ class ScoreTask(Task):
     datamodule = ScoreData
     ddp_kwargs = {"find_unused_parameters": True}  # the pooler runs in forward but gets no gradient
 
-    def build_model(self, backbone: str) -> nn.Module:
-        return AutoModelForSequenceClassification.from_pretrained(backbone, num_labels=1, problem_type="regression")
+    def build_model(self, backbone: str, load: LoadOptions) -> nn.Module:
+        return load_pretrained(AutoModelForSequenceClassification, backbone, load, num_labels=1,
+                               problem_type="regression")
 
     def forward(self, model: nn.Module, batch: Batch) -> dict[str, torch.Tensor | None]:
         inputs = dict(batch["inputs"])
@@ -85,7 +86,7 @@ class ExtraScoreTask(ScoreTask):
     name = "score_extra"
     datamodule = ExtraScoreData
 
-    def build_model(self, backbone: str) -> nn.Module:
-        model = super().build_model(backbone)
+    def build_model(self, backbone: str, load: LoadOptions) -> nn.Module:
+        model = super().build_model(backbone, load)
         model.calibration = nn.Linear(1, 1)  # outside BertForSequenceClassification: saved, then dropped on loading
         return model

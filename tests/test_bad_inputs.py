@@ -490,6 +490,18 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
     c["threshold_above_one"] = Case(cls, ["--model.task_options", "{threshold: 1.5}"],
                                     domain("model.task_options.threshold", "1.5", "between 0 and 1 (both included)"),
                                     **early)
+    c["task_option_misspelt"] = Case(cls, ["--model.task_options.treshold", "0.3"],
+                                     [r"model\.task_options\.treshold is not an option of task 'classification' "
+                                      r"\(its options: monitor, threshold\); did you mean 'threshold'\?",
+                                      r"`lit_ft tasks --options classification`"], **early)
+    c["task_option_wrong_type"] = Case(cls, ["--model.task_options.threshold", "high"],
+                                       [r"model\.task_options\.threshold is 'high' \(str\) but task 'classification' "
+                                        r"takes float ≥0 and ≤1 there; set model\.task_options\.threshold to"],
+                                       **early)
+    c["sft_metrics_not_a_list"] = Case("sft", ["--model.task_options.metrics", "pass@1"],
+                                       [r"model\.task_options\.metrics is 'pass@1' \(str\) but task 'sft' takes "
+                                        r"list\[str\] or null there"],
+                                       {"train.jsonl": jsonl(PC_ROW)}, train="train.jsonl", early=True)
     c["shuffle_seed_negative"] = Case(cls, ["--data.init_args.shuffle_seed", "-7"],
                                       domain("data.shuffle_seed", "-7", "an integer of 0 or more"), **early)
     c["save_top_k_below_minus_one"] = Case(cls, ["--checkpoint.save_top_k", "-2"],

@@ -106,3 +106,53 @@ def test_the_docs_list_every_data_module_helper_the_examples_call() -> None:
         helpers = {name for name in called if not name.startswith("_") and hasattr(TaskDataModule, name)}
         undocumented = sorted(n for n in helpers if not re.search(rf"`{n}[(`]", data_side))
         assert not undocumented, f"{where} calls TaskDataModule.{undocumented} that docs/plugins.md does not list"
+
+
+PUBLIC_SUBPACKAGES = ("lit_ft.testing",)  # documented in docs/plugins.md, with their own `__all__`
+NOT_NAMES = {"lit_ft.json", "lit_ft.tasks"}  # the export's file name and the entry-point group, not Python names
+
+
+def _public(module: str, name: str) -> bool:
+    """Whether `from module import name` is lit_ft's public API."""
+    if module == "lit_ft":
+        return name in lit_ft.__all__
+    return module in PUBLIC_SUBPACKAGES and name in importlib.import_module(module).__all__
+
+
+def _lit_ft_imports(code: str) -> list[str]:
+    """`module.name` of every lit_ft import in `code`; a whole module (`import lit_ft.x`) as `lit_ft.x.*`."""
+    found = []
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "lit_ft":
+            found += [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            found += [f"{a.name}.*" for a in node.names if a.name.split(".")[0] == "lit_ft" and a.name != "lit_ft"]
+    return found
+
+
+def test_the_example_plugin_and_the_new_task_package_import_only_public_names() -> None:
+    from lit_ft.new_task import TEMPLATES, fill, placeholders
+
+    plugin = ROOT / "plugins" / "lit_ft_multiple_choice"
+    sources = {str(p.relative_to(ROOT)): p.read_text() for p in sorted(plugin.rglob("*.py"))}
+    sources.update({str(p.relative_to(ROOT)): fill(p.read_text(), placeholders("probe"))
+                    for p in sorted(TEMPLATES.rglob("*.py.tmpl"))})
+    assert len([s for s in sources if s.startswith("plugins/")]) >= 6 and len(sources) >= 10
+    for where, code in sources.items():
+        private = [n for n in _lit_ft_imports(code) if not _public(*n.rsplit(".", 1))]
+        assert not private, f"{where} imports {private}, which are not in lit_ft.__all__ (nor {PUBLIC_SUBPACKAGES})"
+
+
+def test_every_lit_ft_name_docs_plugins_md_names_is_public() -> None:
+    """What the plugin guide (and the report guide's section for plugins) tells authors to import or call:
+    its code's imports and every `lit_ft.x` it names."""
+    docs = PLUGINS_DOC.read_text() + (ROOT / "docs" / "report.md").read_text().split("## Third-party tasks")[1]
+    code = "\n".join([*re.findall(r"```python\n(.*?)```", docs, re.DOTALL),
+                      *(line.strip() for line in docs.splitlines() if re.match(r"\s+from lit_ft\S* import ", line))])
+    named = set(_lit_ft_imports(code)) | (set(re.findall(r"`(lit_ft(?:\.\w+)+)", docs)) - NOT_NAMES)
+    named = {n for n in named if n not in PUBLIC_SUBPACKAGES}
+    assert "lit_ft.Task" in named and "lit_ft.testing.TaskConformance" in named
+    private = sorted(n for n in named if not _public(*n.rsplit(".", 1)))
+    assert not private, f"docs/plugins.md or docs/report.md tell plugin authors to use non-public {private}"
+    for name in lit_ft.__all__:  # and the guide's table of public names leaves none out
+        assert re.search(rf"`{name}[`(]", PLUGINS_DOC.read_text()), f"docs/plugins.md does not list `{name}`"

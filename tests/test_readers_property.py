@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 
 from lit_ft.datamodule import TaskDataModule
 from lit_ft.errors import UserError
+from lit_ft.loading import LoadOptions
 from lit_ft.predictions import row_records
 from lit_ft.registry import get_task
 from lit_ft.rows import with_rows
@@ -204,7 +205,7 @@ def seq2seq_rows(draw: st.DrawFn, fmt: str) -> Case:
 @functools.cache
 def _model(task: type[Task], info: str, backbone: str) -> tuple[Task, torch.nn.Module]:
     plugin = task(json.loads(info), **({"max_new_tokens": 1} if task.name in ("sft", "seq2seq") else {}))
-    return plugin, plugin.build_model(backbone).eval()
+    return plugin, plugin.build_model(backbone, LoadOptions()).eval()
 
 
 def predict_records(dm: TaskDataModule, backbone: Path) -> list[dict[str, Any]]:

@@ -191,7 +191,7 @@ def test_encode_prefix_targets_and_references(tiny_t5: Path, tmp_path: Path) -> 
     assert row["references"] == [raw["summary1"], raw["summary2"], raw["summary3"]]
     assert row["labels"] == data.tokenizer(text_target=raw["summary1"], truncation=True, max_length=3)["input_ids"]
     data.source.test, data.reference_columns = test_file, None
-    data.raw.cache_clear()
+    data._raw.clear()
     data._features.clear()
     with pytest.raises(UserError, match="target_column 'summary' not found"):
         data.features("test")

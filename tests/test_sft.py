@@ -72,6 +72,36 @@ def test_prompt_completion_appends_eos_and_train_on_prompt(tmp_path: Path, gpt2:
     assert full["labels"] == full["input_ids"] == row["input_ids"]
 
 
+def test_a_backbone_without_pad_token_pads_with_eos_in_data_and_generation(tmp_path: Path, gpt2: Path) -> None:
+    """GPT-2 style tokenizers ship without a pad token: the data module's batches and the task's generation both
+    pad with EOS, set up in one place (`lit_ft.backbone.pad_with_eos`)."""
+    import shutil
+
+    from lit_ft import LoadOptions
+    from lit_ft.tasks.sft.task import SFTTask
+
+    bare = tmp_path / "bare"
+    shutil.copytree(gpt2, bare)
+    tok = AutoTokenizer.from_pretrained(bare)
+    tok.pad_token = None
+    tok.save_pretrained(bare)
+    assert AutoTokenizer.from_pretrained(bare).pad_token is None
+    dm = data(tmp_path, bare, pc_rows(4), max_length=64)
+    rows = [dict(r) for r in dm.features("train").select(range(2))]
+    rows[0]["input_ids"] = rows[0]["input_ids"][:3]
+    rows[0]["attention_mask"] = rows[0]["attention_mask"][:3]
+    rows[0]["labels"] = rows[0]["labels"][:3]
+    padded = dm.collate(rows)["inputs"]["input_ids"][0, 3:]
+    assert len(padded) and (padded == tok.eos_token_id).all()
+    task = SFTTask(info={})
+    task.build_model(str(bare), LoadOptions())
+    assert task.tokenizer.pad_token_id == dm.tokenizer.pad_token_id == tok.eos_token_id
+    lit_ft_dir = Path(__file__).resolve().parents[1] / "lit_ft"
+    setters = sorted(str(p.relative_to(lit_ft_dir)) for p in lit_ft_dir.rglob("*.py")
+                     if ".pad_token = " in p.read_text())
+    assert setters == ["backbone.py"]
+
+
 def test_alpaca_prompt_and_system_prompt(tmp_path: Path, llama: Path) -> None:
     rows = [
         {"instruction": "add", "input": "1 and 2", "output": "3"},

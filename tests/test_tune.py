@@ -95,6 +95,7 @@ def test_the_best_recipe_fits_as_is_and_scores_what_its_trial_scored(searched: t
     assert loaded["model"]["learning_rate"] == best.params["model.learning_rate"]
     assert loaded["data"]["init_args"]["batch_size"] == best.params["data.init_args.batch_size"]
     assert loaded["seed_everything"] == 42 and loaded["trainer"]["default_root_dir"] == str(root / "tune" / "best")
+    assert loaded["trainer"]["check_val_every_n_epoch"] is None  # the recipe's null, not the option's default 1
     result = cli("fit", "--config", str(recipe))
     assert result.trainer.global_step == 2
     assert float(result.trainer.checkpoint_callback.best_model_score) == pytest.approx(best.value, abs=1e-7)
@@ -263,3 +264,41 @@ def test_a_killed_search_resumes_where_it_stopped(tmp_path: Path, tiny_bert: Pat
     assert [t.state for t in trials] == [COMPLETE, FAIL, COMPLETE]  # trial 1 interrupted, its values run as trial 2
     assert trials[1].user_attrs["interrupted"] and trials[2].params == killed[1].params
     assert trials[0].value == killed[0].value and mtimes(root, 0) == first
+
+
+class LiveDataModules(Callback):
+    """Counts, as each trial's fit starts, the data modules alive in this process after a full collection: the
+    trial's own, plus any an earlier trial left reachable (a class-level cache keyed by instance holds them all)."""
+
+    counts: list[int] = []
+
+    def on_fit_start(self, trainer: Trainer, *args: Any) -> None:
+        import gc
+
+        from lit_ft import TaskDataModule
+
+        gc.collect()
+        LiveDataModules.counts.append(sum(issubclass(type(o), TaskDataModule) for o in gc.get_objects()))
+
+
+def test_trials_in_one_process_do_not_keep_earlier_trials_data_modules(tmp_path: Path, tiny_bert: Path) -> None:
+    """8 question-answering trials (the task whose data module cached `rows` on its class) in one `lit_ft tune`:
+    the live data modules at each trial's start stay at one, the running trial's, however many trials ran."""
+    rows = [{"id": f"q{i}", "question": "who was it", "context": f"{name} went out and {name} came back",
+             "answers": {"text": [name], "answer_start": [0]}} for i, name in enumerate(["anna", "bob", "carl"] * 4)]
+    data = tmp_path / "qa.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    space = {"model.learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+             "pruner": {"type": "none"}}
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
+    LiveDataModules.counts = []
+    main(["tune", "--config", "configs/qa_squad.yaml", "--model.backbone", str(tiny_bert),
+          "--data.init_args.source.hub", "null", "--data.init_args.source.train", str(data),
+          "--data.init_args.source.validation", str(data), "--data.init_args.max_length", "32",
+          "--data.init_args.stride", "8", "--data.init_args.batch_size", "4",
+          "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.max_steps", "1",
+          "--trainer.num_sanity_val_steps", "0", "--trainer.limit_val_batches", "1", "--trainer.logger", "false",
+          "--export.enabled", "false", "--trainer.callbacks+=test_tune.LiveDataModules",
+          "--search", str(tmp_path / "space.yaml"), "--trials", "8"])
+    assert [t.state for t in study(tmp_path / "run").trials] == [COMPLETE] * 8
+    assert LiveDataModules.counts == [1] * 8  # the original code kept every trial's: 1, 2, ..., 8

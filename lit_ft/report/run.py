@@ -3,7 +3,6 @@ predictions and sample tables. Nothing is loaded from the network and no model i
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from dataclasses import dataclass
@@ -65,6 +64,7 @@ class RunFiles:
             raise UserError(f"'{root}' holds no lit_ft run (none of {', '.join(RUN_MARKS)}); give the "
                             "trainer.default_root_dir of a fit")
         self.root, self.name = root, name
+        self._read: dict[str, list[dict[str, Any]]] = {}  # prediction files by name, each read once
 
     @cached_property
     def config(self) -> dict[str, Any]:
@@ -125,12 +125,12 @@ class RunFiles:
                 return name, records
         return None
 
-    @functools.cache  # noqa: B019 - one read per file for the report's life
     def _records(self, name: str) -> list[dict[str, Any]]:
-        path = self.root / name
-        if not path.is_file():
-            return []
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if name not in self._read:
+            path = self.root / name
+            text = path.read_text(encoding="utf-8") if path.is_file() else ""
+            self._read[name] = [json.loads(line) for line in text.splitlines() if line.strip()]
+        return self._read[name]
 
     @cached_property
     def samples(self) -> dict[str, list[tuple[int, list[dict[str, Any]]]]]:

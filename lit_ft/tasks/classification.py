@@ -26,6 +26,7 @@ from lit_ft.datamodule import TaskDataModule
 from lit_ft.domains import ClosedUnitInterval
 from lit_ft.errors import UserError
 from lit_ft.label_sanity import check_discovered_labels, label_map_example
+from lit_ft.loading import LoadOptions, load_pretrained
 from lit_ft.rows import ROW, row_name
 from lit_ft.task import Batch, Task
 
@@ -292,8 +293,9 @@ class ClassificationTask(Task):
 
     Args:
         info: `problem_type` and `label_names` from the data.
-        threshold: Probability above which a multi-label class is predicted.
-        monitor: Metric that checkpointing and early stopping watch (default: accuracy, f1 or mse).
+        threshold: Probability above which a class is predicted (`data.problem_type: multi_label` only).
+        monitor: Metric that checkpointing and early stopping watch; null: `accuracy` (single-label), `f1`
+            (multi-label) or `mse` (regression).
     """
 
     name = "classification"
@@ -315,7 +317,7 @@ class ClassificationTask(Task):
         self.threshold = threshold
         self._monitor = monitor or DEFAULT_MONITOR[self.problem_type]
 
-    def build_model(self, backbone: str) -> nn.Module:
+    def build_model(self, backbone: str, load: LoadOptions) -> nn.Module:
         config = AutoConfig.from_pretrained(
             backbone,
             num_labels=len(self.names) if self.problem_type != "regression" else 1,
@@ -327,7 +329,7 @@ class ClassificationTask(Task):
             tokenizer = AutoTokenizer.from_pretrained(backbone)
             pad = tokenizer.pad_token_id
             config.pad_token_id = pad if pad is not None else tokenizer.eos_token_id
-        return AutoModelForSequenceClassification.from_pretrained(backbone, config=config)
+        return load_pretrained(AutoModelForSequenceClassification, backbone, load, config=config)
 
     def metrics(self) -> MetricCollection:
         n = len(self.names)

@@ -16,6 +16,7 @@ from lit_ft.domains import NonNegativeInt, PositiveInt
 from lit_ft.errors import UserError
 from lit_ft.example_view import decode, field
 from lit_ft.generation_task import GenerationTask
+from lit_ft.loading import LoadOptions, load_pretrained
 from lit_ft.source import FILE_FORMATS, bom_safe, local_path
 from lit_ft.task import IGNORE, Batch, label_tokens
 
@@ -216,15 +217,16 @@ class Seq2SeqTask(GenerationTask):
 
     Args:
         info: Languages and source prefix from the data.
-        metrics: Names from `lit_ft.text_metrics.TEXT_METRICS`; default ROUGE-1/2/L/Lsum, or BLEU and chrF
-            when the data has languages (translation).
-        monitor: Metric that checkpointing and early stopping watch: one of `metrics` or `loss`
-            (default: bleu, else rougeL, else the first metric).
+        metrics: Metrics reported as `val/<name>` and `test/<name>`, any of `rouge1`, `rouge2`, `rougeL`,
+            `rougeLsum`, `bleu`, `chrf`, `exact_match` (`lit_ft.text_metrics`); null: ROUGE-1/2/L/Lsum, or BLEU
+            and chrF when the data has languages (translation).
+        monitor: Metric that checkpointing and early stopping watch: one of `metrics` (maximised) or `loss` (the
+            teacher-forced `val/loss`, minimised); null: `bleu` if listed, else `rougeL`, else the first metric.
         generate_examples: Generate for the first this many rows of each eval split (file order); null (the
             default): all, so the metrics cover the whole split.
         max_new_tokens: Longest generated output, in tokens.
-        generate_kwargs: Further `model.generate` arguments, for example `{num_beams: 4}` (beam search);
-            greedy by default.
+        generate_kwargs: Further `model.generate` arguments, for example `{num_beams: 4}` (beam search) or
+            `{do_sample: true, top_p: 0.9}`; null: greedy.
         sample_rows: Source / reference / prediction rows logged after each evaluation epoch.
         rouge_stemmer: Porter-stem words before ROUGE matching.
     """
@@ -253,9 +255,9 @@ class Seq2SeqTask(GenerationTask):
         super().__init__(info, names, monitor or default, generate_examples, max_new_tokens, generate_kwargs,
                          sample_rows, use_stemmer=rouge_stemmer)
 
-    def build_model(self, backbone: str) -> nn.Module:
+    def build_model(self, backbone: str, load: LoadOptions) -> nn.Module:
         self.tokenizer = load_tokenizer(backbone)
-        return AutoModelForSeq2SeqLM.from_pretrained(backbone)
+        return load_pretrained(AutoModelForSeq2SeqLM, backbone, load)
 
     def usage(self, model_id: str) -> str:
         """`generate()` on the source with the data's prefix: Transformers 5 has no text-to-text pipeline."""

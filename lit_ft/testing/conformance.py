@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from lit_ft.backbone import locate_backbone
 from lit_ft.cli import main as lit_ft_main
 from lit_ft.io import read_jsonl
+from lit_ft.loading import LoadOptions
+from lit_ft.module import FineTuner
 from lit_ft.testing.runs import (
     STEPS,
     Conformance,
@@ -30,7 +33,7 @@ class TaskConformance:
     """Base class of a plugin's conformance tests; subclass it as `class TestMyTask(TaskConformance)` and define a
     class-scoped fixture `conformance` returning a `Conformance` (its recipe and small overrides).
 
-    The first four tests share one 2-step fit (`fitted`); the DDP test (slow) fits twice more, once on 2 processes.
+    The first five tests share one 2-step fit (`fitted`); the DDP test (slow) fits twice more, once on 2 processes.
     """
 
     # class-scoped fixtures are class methods: pytest deprecates them as instance methods (PytestRemovedIn10Warning)
@@ -86,6 +89,10 @@ class TaskConformance:
         if tag is not None:
             transformers.pipeline(tag, model=str(out))
 
+    def test_build_model_applies_the_load_options(self, fitted: Fitted) -> None:
+        problem = load_options_problem(fitted.cli.model)
+        assert not problem, problem
+
     @pytest.mark.slow
     def test_ddp_metrics_match_one_process(self, conformance: Conformance, tmp_path: Path) -> None:
         if not conformance.ddp:
@@ -100,6 +107,20 @@ class TaskConformance:
             assert one["step"] == two["step"], f"{name}: step {one['step']} on 1 process, {two['step']} on 2"
             differences = metric_differences(one["metrics"], two["metrics"], known)
             assert not differences, f"{name}: 2-process metrics differ from 1-process ones:\n" + "\n".join(differences)
+
+
+def load_options_problem(module: FineTuner) -> str:
+    """What is wrong (empty when nothing) with the model the module's task builds with `LoadOptions(meta=True,
+    dtype=bfloat16)`: `lit_ft estimate` builds on `meta`, and a `bf16-true` run loads in bf16, only where
+    `build_model` hands its `load` to `load_pretrained` (or applies every option itself, its own modules included)."""
+    load = LoadOptions(dtype=torch.bfloat16, meta=True)
+    model = module.plugin.build_model(locate_backbone(module.hparams["backbone"]), load)
+    stray = sorted(n for n, p in model.named_parameters() if (p.device.type, p.dtype) != ("meta", torch.bfloat16))
+    if not stray:
+        return ""
+    return (f"{type(module.plugin).__name__}.build_model(backbone, {load}) left {len(stray)} parameters off the meta "
+            f"device or not in bfloat16 ({stray[:3]}...): load the model with lit_ft.load_pretrained(AutoModelFor..., "
+            "backbone, load, ...), and build any module of your own on load.meta's device in load.dtype")
 
 
 def key_differences(loaded: Iterable[str], expected: Iterable[str], architecture: str) -> str:

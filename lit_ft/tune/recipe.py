@@ -22,13 +22,15 @@ def overrides(params: dict[str, Any]) -> list[str]:
 
 
 def resolved_config(fit_argv: list[str]) -> str:
-    """The full config (nulls left out) that `lit_ft fit` would run with these arguments, as YAML text."""
+    """The full config that `lit_ft fit` would run with these arguments, as YAML text. Nulls stay: a null the
+    recipe sets where the option's default is not null (`trainer.check_val_every_n_epoch: null`, validating by
+    steps) would otherwise come back as the default, and the best recipe would not run what its trial ran."""
     from lit_ft.cli import run
 
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         try:
-            run(["fit", *fit_argv, "--print_config=skip_null"])
+            run(["fit", *fit_argv, "--print_config"])
         except SystemExit as done:
             if done.code not in (0, None):
                 raise

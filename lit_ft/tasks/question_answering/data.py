@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import datasets
@@ -59,6 +58,7 @@ class QuestionAnsweringData(TaskDataModule):
         self.context_column = context_column
         self.answers_column = answers_column
         self.stride = stride
+        self._rows: dict[str, SplitRows] = {}
         if not 0 <= stride < max_length:
             raise UserError(f"data.stride ({stride}) must be 0 or more and below data.max_length ({max_length}): "
                             "consecutive windows share `stride` tokens; lower data.stride")
@@ -71,9 +71,13 @@ class QuestionAnsweringData(TaskDataModule):
             return load_squad_json(local_path(where), f"data.source.{split}")
         return super().load_split(split)
 
-    @functools.cache  # noqa: B019
     def rows(self, split: str) -> SplitRows:
-        """Contexts, questions and gold answer texts of a split, for decoding and scoring."""
+        """Contexts, questions and gold answer texts of a split, for decoding and scoring (read once per split)."""
+        if split not in self._rows:
+            self._rows[split] = self._read_rows(split)
+        return self._rows[split]
+
+    def _read_rows(self, split: str) -> SplitRows:
         ds = self.raw(split)
         if ds is None:
             raise UserError(f"data.source.{split} is not set; give a file or a split name")

@@ -15,6 +15,7 @@ from lit_ft.datamodule import STAGE_SPLITS, TaskDataModule
 from lit_ft.domains import PositiveInt
 from lit_ft.errors import UserError
 from lit_ft.io import write_jsonl, write_text
+from lit_ft.loading import LoadOptions, load_pretrained
 from lit_ft.rows import ROW
 from lit_ft.task import Batch, Task
 from lit_ft.tasks.question_answering.data import QuestionAnsweringData, SplitRows
@@ -33,7 +34,7 @@ class QuestionAnsweringTask(Task):
         info: Nothing is needed from the data.
         version_2_with_negative: Allow "no answer" (SQuAD v2.0): answer "" when the null score beats the best
             span by more than `null_threshold`, and report HasAns / NoAns scores.
-        null_threshold: Margin of the null score over the best span score needed to answer "".
+        null_threshold: Margin of the null score over the best span score needed to answer "" (v2.0 only).
         max_answer_length: Longest answer span in tokens.
         n_best: Candidate spans kept per example in the prediction JSONL.
     """
@@ -58,8 +59,8 @@ class QuestionAnsweringTask(Task):
         self.n_best = n_best
         self.data: QuestionAnsweringData | None = None
 
-    def build_model(self, backbone: str) -> nn.Module:
-        return AutoModelForQuestionAnswering.from_pretrained(backbone)
+    def build_model(self, backbone: str, load: LoadOptions) -> nn.Module:
+        return load_pretrained(AutoModelForQuestionAnswering, backbone, load)
 
     def bind_data(self, datamodule: TaskDataModule) -> None:
         if not isinstance(datamodule, QuestionAnsweringData):

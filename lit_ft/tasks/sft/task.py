@@ -9,11 +9,12 @@ from torch import nn
 from torchmetrics import Metric, MetricCollection
 from transformers import AutoModelForCausalLM
 
-from lit_ft.backbone import load_tokenizer
+from lit_ft.backbone import load_tokenizer, pad_with_eos
 from lit_ft.domains import NonNegativeInt, PositiveFloat, PositiveInt
 from lit_ft.errors import UserError
 from lit_ft.generation import extract_code
 from lit_ft.generation_task import GenerationTask
+from lit_ft.loading import LoadOptions, load_pretrained
 from lit_ft.packing import packed_inputs
 from lit_ft.task import Batch, label_tokens
 from lit_ft.tasks.sft.data import IGNORE, SFTData
@@ -91,11 +92,9 @@ class SFTTask(GenerationTask):
         self.code_sandbox = code_sandbox
         self.allow_unsafe_sandbox = allow_unsafe_sandbox
 
-    def build_model(self, backbone: str) -> nn.Module:
-        self.tokenizer = load_tokenizer(backbone)
-        if self.tokenizer.pad_token is None and self.tokenizer.eos_token is not None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        model = AutoModelForCausalLM.from_pretrained(backbone)
+    def build_model(self, backbone: str, load: LoadOptions) -> nn.Module:
+        self.tokenizer = pad_with_eos(load_tokenizer(backbone))
+        model: Any = load_pretrained(AutoModelForCausalLM, backbone, load)
         if model.generation_config.pad_token_id is None:
             model.generation_config.pad_token_id = self.tokenizer.pad_token_id
         return model

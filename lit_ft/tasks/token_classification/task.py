@@ -8,6 +8,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from transformers import AutoConfig, AutoModelForTokenClassification
 
+from lit_ft.loading import LoadOptions, load_pretrained
 from lit_ft.task import Batch, Task, label_tokens
 from lit_ft.tasks.token_classification.data import TokenClassificationData
 from lit_ft.tasks.token_classification.metrics import EntityScores, TokenAccuracy, word_predictions
@@ -26,8 +27,9 @@ class TokenClassificationTask(Task):
 
     Args:
         info: `label_names` and `tag_scheme` (the target scheme, `none` for plain tags) from the data.
-        monitor: Metric that checkpointing and early stopping watch (default: `f1`, or `token_accuracy` for
-            plain tags); `loss` is minimised, any other metric maximised.
+        monitor: Metric that checkpointing and early stopping watch (`precision`, `recall`, `f1`, `f1/TYPE`,
+            `token_accuracy` or `loss`); null: `f1`, or `token_accuracy` when the target scheme is `none`. `loss`
+            is minimised, any other metric maximised.
     """
 
     name = "token_classification"
@@ -44,14 +46,14 @@ class TokenClassificationTask(Task):
         default = "f1" if self.entity_level else "token_accuracy"
         self._monitor = monitor or default
 
-    def build_model(self, backbone: str) -> nn.Module:
+    def build_model(self, backbone: str, load: LoadOptions) -> nn.Module:
         config = AutoConfig.from_pretrained(
             backbone,
             num_labels=len(self.names),
             id2label=dict(enumerate(self.names)),
             label2id={n: i for i, n in enumerate(self.names)},
         )
-        return AutoModelForTokenClassification.from_pretrained(backbone, config=config)
+        return load_pretrained(AutoModelForTokenClassification, backbone, load, config=config)
 
     def metrics(self) -> MetricCollection:
         metrics: dict[str, Any] = {"token_accuracy": TokenAccuracy()}

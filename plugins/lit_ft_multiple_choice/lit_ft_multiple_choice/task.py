@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from lit_ft import Batch, Task
+from lit_ft import Batch, LoadOptions, Task, load_pretrained
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
@@ -32,9 +32,9 @@ class MultipleChoiceTask(Task):
         super().__init__(info)
         self.num_choices: int = int(info["num_choices"])
 
-    def build_model(self, backbone: str) -> nn.Module:
+    def build_model(self, backbone: str, load: LoadOptions) -> nn.Module:
         # the head is one score per (batch * choices) sequence; the number of choices is not a config setting
-        return AutoModelForMultipleChoice.from_pretrained(backbone)
+        return load_pretrained(AutoModelForMultipleChoice, backbone, load)
 
     def metrics(self) -> MetricCollection:
         return MetricCollection({"accuracy": MulticlassAccuracy(self.num_choices, average="micro")})

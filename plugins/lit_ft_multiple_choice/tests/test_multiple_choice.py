@@ -12,10 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from lit_ft.cli import run
-from lit_ft.errors import UserError
-from lit_ft.monitor import monitorable
-from lit_ft.registry import available_tasks
+from lit_ft import UserError, available_tasks, monitorable
+from lit_ft.testing import run
 from sklearn.metrics import accuracy_score
 from transformers import AutoModelForMultipleChoice, AutoTokenizer
 
