@@ -215,3 +215,10 @@ def test_pinned_to_the_tested_minor(package: str) -> None:
     low, high = bounds[">="], bounds["<"]
     assert (high.major, high.minor) == (low.major, low.minor + 1), f"{package}: {spec} spans more than one minor"
     assert Version(version(package)) in spec, f"installed {package} {version(package)} is outside {spec}"
+
+
+def test_docs_list_every_access() -> None:
+    """docs/architecture.md ("Library internals") lists every registered access."""
+    listed = (LIT_FT.parent / "docs" / "architecture.md").read_text().partition("## Library internals")[2]
+    missing = [f"{a.owner}.{a.name}" for _, a in ACCESSES if f"{a.owner.rpartition('.')[2]}.{a.name}`" not in listed]
+    assert not missing, f"add to docs/architecture.md's Library internals table: {missing}"
