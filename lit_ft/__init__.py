@@ -12,6 +12,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lit_ft.backbone import load_tokenizer, resolve_backbone
     from lit_ft.datamodule import TaskDataModule
+    from lit_ft.domains import (
+        ClosedUnitInterval,
+        NonNegativeFloat,
+        NonNegativeInt,
+        OpenUnitInterval,
+        PositiveFloat,
+        PositiveInt,
+        Probability,
+    )
     from lit_ft.errors import UserError
     from lit_ft.generation import POSITION, extract_code, generate, number_rows
     from lit_ft.generation_task import GenerationTask
@@ -41,6 +50,14 @@ _PUBLIC = {
     "LoadOptions": "lit_ft.loading",
     "load_pretrained": "lit_ft.loading",
     "UserError": "lit_ft.errors",
+    # typed limits of task options (checked at parse time and by `lit_ft check`)
+    "PositiveInt": "lit_ft.domains",
+    "NonNegativeInt": "lit_ft.domains",
+    "PositiveFloat": "lit_ft.domains",
+    "NonNegativeFloat": "lit_ft.domains",
+    "ClosedUnitInterval": "lit_ft.domains",
+    "OpenUnitInterval": "lit_ft.domains",
+    "Probability": "lit_ft.domains",
     # data: sources and files
     "DataSource": "lit_ft.source",
     "load_file": "lit_ft.source",
@@ -74,19 +91,26 @@ _PUBLIC = {
     "heatmap": "lit_ft.report.charts",
 }
 __all__ = [  # the keys of _PUBLIC, written out so type checkers see the re-exports
-    "FILE_FORMATS",
-    "IGNORE",
-    "POSITION",
-    "TEXT_METRICS",
     "Batch",
     "Chart",
+    "ClosedUnitInterval",
     "DataSource",
+    "FILE_FORMATS",
     "FineTuner",
     "GenerationMetrics",
     "GenerationTask",
+    "IGNORE",
     "LoadOptions",
+    "NonNegativeFloat",
+    "NonNegativeInt",
+    "OpenUnitInterval",
+    "POSITION",
+    "PositiveFloat",
+    "PositiveInt",
+    "Probability",
     "RunFiles",
     "Section",
+    "TEXT_METRICS",
     "Table",
     "Task",
     "TaskDataModule",
