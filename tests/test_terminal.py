@@ -17,7 +17,7 @@ import torch
 from builders import write_sentiment_csvs
 from helpers import cli, tiny_args
 
-from lit_ft import wandb_file as wandb_reader
+from lit_ft.training import wandb_file as wandb_reader
 
 QUICKSTART = "configs/quickstart.yaml"
 MAX_LINES = 25  # the README's promise for a 3-epoch quickstart
@@ -131,10 +131,10 @@ def test_logger_piece_writes_under_default_root_dir(tmp_path: Path, tiny_bert: P
 def test_generation_tasks_report_tokens_per_second(tmp_path: Path, llama: Path) -> None:
     from sft_fixtures import chat_rows, write_jsonl
 
-    from lit_ft.progress import _Meter
     from lit_ft.registry import get_task
     from lit_ft.source import DataSource
     from lit_ft.tasks.sft import SFTData
+    from lit_ft.training.progress import _Meter
 
     assert get_task("sft").throughput_unit == "tokens" and get_task("seq2seq").throughput_unit == "tokens"
     assert get_task("classification").throughput_unit == "samples"
