@@ -339,7 +339,7 @@ def test_predict_writes_prompts_and_generations_and_export_loads_in_pipeline(tmp
 
 @pytest.mark.slow
 def test_wandb_offline_run_holds_the_sample_table(tmp_path: Path, llama: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lit_ft.training.wandb_file import history
+    from lit_ft.wandb_file import history
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))

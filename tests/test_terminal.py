@@ -17,7 +17,7 @@ import torch
 from builders import write_sentiment_csvs
 from helpers import cli, tiny_args
 
-from lit_ft.training import wandb_file as wandb_reader
+from lit_ft import wandb_file as wandb_reader
 
 QUICKSTART = "configs/quickstart.yaml"
 MAX_LINES = 25  # the README's promise for a 3-epoch quickstart

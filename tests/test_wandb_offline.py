@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import cli, tiny_args
 
-from lit_ft.training import wandb_file as wandb_reader
+from lit_ft import wandb_file as wandb_reader
 
 
 def test_offline_run_file_holds_metrics_and_config(

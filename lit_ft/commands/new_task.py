@@ -15,7 +15,7 @@ from pathlib import Path
 from lit_ft.errors import UserError
 from lit_ft.owned_dir import claim, write_owned_dir
 
-TEMPLATES = Path(__file__).parent / "resources" / "new_task"
+TEMPLATES = Path(__file__).parents[1] / "resources" / "new_task"  # lit_ft/resources
 SUFFIX = ".tmpl"
 KIND = "new-task"
 NEVER_OVERWRITES = "give a new or empty directory (new-task never overwrites)"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lit_ft.training import wandb_file
+from lit_ft import wandb_file
 
 Points = list[tuple[int, float]]
 SKIP = {"epoch", "step", "hp_metric", "trainer/global_step", "_step", "_runtime", "_timestamp"}

@@ -22,7 +22,7 @@ from typing import Any
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import WandbLogger
 
-from lit_ft.training.wandb_file import history
+from lit_ft.wandb_file import history
 
 STEP_KEY = "trainer/global_step"
 Held = Callable[[int, str, Any], bool]  # (step, key, value) -> W&B holds it already
