@@ -27,8 +27,9 @@ test:  ## the whole suite, slow tests included (about 30 minutes on 2 CPU cores)
 test-fast:  ## offline tests without the slow marker
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-lint:  ## ruff
+lint:  ## ruff, and the import contracts of pyproject.toml (the layers of docs/architecture.md)
 	$(BIN)/ruff check lit_ft tests plugins bench
+	$(BIN)/lint-imports --no-cache
 
 typecheck:  ## mypy
 	$(BIN)/mypy lit_ft

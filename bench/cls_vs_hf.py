@@ -124,7 +124,7 @@ def accuracy(model_dir: str, rows: Rows, max_length: int) -> float:
 
 def run_lit_ft(opts: argparse.Namespace, backbone: Path, files: dict[str, str], root: Path, trace: Path) -> str:
     """The quickstart recipe with this job's data and hyperparameters; everything else is lit_ft's default."""
-    from lit_ft.cli import run
+    from lit_ft.commands.cli import run
 
     args = ["fit", "--config", str(REPO / "configs/quickstart.yaml"), "--seed_everything", str(opts.seed),
             "--model.backbone", str(backbone), "--model.learning_rate", str(LR), "--model.warmup", str(WARMUP),

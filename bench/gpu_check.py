@@ -67,7 +67,7 @@ class ClipProbe(Callback):
 
 
 def run_check(name: str, root: Path) -> tuple[bool, str]:
-    cmd = [sys.executable, "-m", "lit_ft.cli", "fit", "--config", "configs/quickstart.yaml", *CHECKS[name],
+    cmd = [sys.executable, "-m", "lit_ft.commands.cli", "fit", "--config", "configs/quickstart.yaml", *CHECKS[name],
            "--trainer.accelerator", "cuda", "--trainer.max_steps", "4", "--trainer.accumulate_grad_batches", "2",
            "--trainer.gradient_clip_val", str(CLIP), "--trainer.logger", "false", "--export.enabled", "false",
            "--trainer.default_root_dir", str(root / name), "--trainer.enable_progress_bar", "false",

@@ -173,7 +173,8 @@ def compared(name: str, got: dict[str, Any], earlier: dict[str, dict[str, Any]])
 
 def export_and_load(run_dir: Path, env: dict[str, str]) -> dict[str, Any]:
     out = run_dir / "hf_export"
-    code = ("import sys; from lit_ft.cli import main; main(['export', sys.argv[1], '--output_dir', sys.argv[2]]); "
+    code = ("import sys; from lit_ft.commands.cli import main; "
+            "main(['export', sys.argv[1], '--output_dir', sys.argv[2]]); "
             "from transformers import AutoModelForCausalLM; m = AutoModelForCausalLM.from_pretrained(sys.argv[2]); "
             "print('LOADED', sum(p.numel() for p in m.parameters()))")
     done = subprocess.run([sys.executable, "-c", code, str(run_dir), str(out)], cwd=REPO, capture_output=True,

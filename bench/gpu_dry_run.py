@@ -1,8 +1,8 @@
 """`bench/gpu_check.sh --dry-run`: every GPU check's command read by lit_ft's own recipe parser, on a CPU.
 
 For each check: the `lit_ft fit` arguments it would run, parsed and validated as `fit` parses them
-(`lit_ft.recipe.read_recipe`: config files, pieces, overrides, the data module built), and its model built on the
-`meta` device from the 1B Llama's config (`lit_ft estimate`'s path: nothing loaded, no training). The clipping
+(`lit_ft.commands.recipe.read_recipe`: config files, pieces, overrides, the data module built), and its model built
+on the `meta` device from the 1B Llama's config (`lit_ft estimate`'s path: nothing loaded, no training). The clipping
 check's commands (bench/gpu_check.py) are parsed the same way. One JSON line per check, like the real run.
 """
 
@@ -19,8 +19,8 @@ from gpu_checks import BENCH, REPO, Check, Work, emit, prepare
 
 def parsed(argv: list[str]) -> dict[str, Any]:
     """Parameters and estimated peak per device of one `lit_ft fit` command line (fit's parser, meta model)."""
-    from lit_ft.estimate import recipe_estimate
-    from lit_ft.recipe import read_recipe
+    from lit_ft.commands.model_memory import recipe_estimate
+    from lit_ft.commands.recipe import read_recipe
 
     assert argv[0] == "fit", argv
     recipe = read_recipe(argv[1:], "gpu_check")

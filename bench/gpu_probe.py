@@ -71,7 +71,7 @@ class StepProbe(Callback):
 def estimate_of(trainer: Any, module: Any) -> dict[str, Any]:
     """`lit_ft estimate`'s peak for this model, precision and batch (single-device runs: sharded models have been
     wrapped by now, and their own estimate is per device of many)."""
-    from lit_ft.estimate import estimate_model
+    from lit_ft.commands.model_memory import estimate_model
     from lit_ft.quantization import as_settings
 
     if trainer.strategy.__class__.__name__ not in ("SingleDeviceStrategy",):

@@ -123,7 +123,7 @@ def lit_args(backbone: Path, train: Path, dev: Path, root: Path, seed: int, epoc
 
 
 def run_lit_ft(opts: argparse.Namespace, backbone: Path, train: Path, dev: Path, root: Path) -> str:
-    from lit_ft.cli import run
+    from lit_ft.commands.cli import run
 
     run(lit_args(backbone, train, dev, root, opts.seed, opts.epochs))
     return str(root / "export")  # the best checkpoint by dev F1, as a Hugging Face directory
@@ -205,7 +205,7 @@ def compare_steps(opts: argparse.Namespace) -> None:
 
 def steps_of_lit_ft(backbone: Path, train: Path, dev: Path, root: Path, opts: argparse.Namespace,
                     clip: float | str | None) -> dict[str, Any]:
-    from lit_ft.cli import run
+    from lit_ft.commands.cli import run
 
     args = lit_args(backbone, train, dev, root, opts.seeds[0], 1) + [
         "--trainer.callbacks+=ner_vs_hf.StepRecorder", "--export.enabled", "false", "--trainer.limit_val_batches", "0"]

@@ -307,7 +307,7 @@ def lit_args(opts: argparse.Namespace, backbone: Path, train: Path, root: Path, 
 
 
 def run_lit_ft(opts: argparse.Namespace, backbone: Path, train: Path, root: Path, trace_file: Path) -> str:
-    from lit_ft.cli import run
+    from lit_ft.commands.cli import run
 
     run(lit_args(opts, backbone, train, root, trace_file))
     return str(root / "export")  # the best checkpoint by validation F1, as a Hugging Face directory

@@ -165,7 +165,7 @@ def run_lit_ft(opts: argparse.Namespace, record: Record, work: Path) -> None:
     """`lit_ft fit` on configs/sft_alpaca.yaml with the job's overrides; no validation, checkpoint, export or logger."""
     from lightning.pytorch import Callback
 
-    from lit_ft.cli import run
+    from lit_ft.commands.cli import run
 
     class Measure(Callback):
         def on_train_start(self, *args: Any) -> None:

@@ -22,8 +22,9 @@ if TYPE_CHECKING:
         Probability,
     )
     from lit_ft.errors import UserError
-    from lit_ft.generation import POSITION, extract_code, generate, number_rows
-    from lit_ft.generation_task import GenerationTask
+    from lit_ft.generation.decoding import POSITION, extract_code, generate, number_rows
+    from lit_ft.generation.task import GenerationTask
+    from lit_ft.generation.text_metrics import TEXT_METRICS, GenerationMetrics, text_metric
     from lit_ft.loading import LoadOptions, load_pretrained
     from lit_ft.module import FineTuner
     from lit_ft.monitor import monitorable
@@ -34,11 +35,10 @@ if TYPE_CHECKING:
     from lit_ft.samples import log_samples
     from lit_ft.source import FILE_FORMATS, DataSource, load_file, local_path
     from lit_ft.task import IGNORE, Batch, Task, label_tokens
-    from lit_ft.text_metrics import TEXT_METRICS, GenerationMetrics, text_metric
 
 # public name -> the module that defines it, imported on first use. No name may equal a submodule's: importing
 # `lit_ft.<name>` anywhere sets that attribute on the package to the module, hiding the lazy name
-# (so `text_metrics`, the function, is `lit_ft.text_metrics.text_metrics`)
+# (so `text_metrics`, the function, is `lit_ft.generation.text_metrics.text_metrics`)
 _PUBLIC = {
     # the plugin contract
     "Task": "lit_ft.task",
@@ -69,16 +69,16 @@ _PUBLIC = {
     "load_tokenizer": "lit_ft.backbone",
     "resolve_backbone": "lit_ft.backbone",
     # metrics of generated text, and sample tables
-    "text_metric": "lit_ft.text_metrics",
-    "TEXT_METRICS": "lit_ft.text_metrics",
-    "GenerationMetrics": "lit_ft.text_metrics",
+    "text_metric": "lit_ft.generation.text_metrics",
+    "TEXT_METRICS": "lit_ft.generation.text_metrics",
+    "GenerationMetrics": "lit_ft.generation.text_metrics",
     "log_samples": "lit_ft.samples",
     # generation (docs/generation.md)
-    "GenerationTask": "lit_ft.generation_task",
-    "generate": "lit_ft.generation",
-    "extract_code": "lit_ft.generation",
-    "number_rows": "lit_ft.generation",
-    "POSITION": "lit_ft.generation",
+    "GenerationTask": "lit_ft.generation.task",
+    "generate": "lit_ft.generation.decoding",
+    "extract_code": "lit_ft.generation.decoding",
+    "number_rows": "lit_ft.generation.decoding",
+    "POSITION": "lit_ft.generation.decoding",
     # metric directions (what `Task.monitor()` may name)
     "monitorable": "lit_ft.monitor",
     # a task's own report sections (docs/report.md)

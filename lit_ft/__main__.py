@@ -1,3 +1,3 @@
-from lit_ft.cli import main
+from lit_ft.commands.cli import main
 
 main()

@@ -4,7 +4,7 @@
 reference matrix products, every architecture has it) or `flash_attention_2` (the `flash-attn` package's CUDA
 kernels). Unset, the backbone loads with Transformers' default. It reaches the task's `from_pretrained` as
 `LoadOptions.attn_implementation` (`lit_ft.loading`). The choice also picks how packed SFT batches reach the model
-(`lit_ft.packing.packed_inputs`): flash-attention's varlen kernels take the packed examples in one row, the layout
+(`lit_ft.packing.bins.packed_inputs`): flash-attention's varlen kernels take the packed examples in one row, the layout
 that attends each example on its own on a GPU.
 
 flash-attention needs a CUDA GPU, the `flash_attn` package and half-precision compute (its kernels take only fp16

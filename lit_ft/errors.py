@@ -1,7 +1,7 @@
 """Errors in what the user gave lit_ft: printed as one actionable line instead of a traceback.
 
 Raise `UserError` (or a subclass) wherever a config value, a data file, a checkpoint or a path is wrong, with a
-message that says what is wrong, where (file, key, column, value) and the fix. `lit_ft.cli.main` prints it as
+message that says what is wrong, where (file, key, column, value) and the fix. `lit_ft.commands.cli.main` prints it as
 `lit_ft: error: <message>` and exits with status 2; `--debug` or `LIT_FT_DEBUG=1` shows the full traceback.
 """
 

@@ -3,7 +3,8 @@
 Lightning's CSVLogger and TensorBoardLogger require `save_dir`, so a recipe had to repeat its run directory
 there, and `--trainer.default_root_dir` on the command line moved the checkpoints but not the logs. The
 `lit_ft` CLI fills an unset `save_dir` (any logger's, these included) from `trainer.default_root_dir` before
-it builds the trainer (`lit_ft.trainer_cli.follow_root_dir`). Used outside the CLI, unset means the current directory.
+it builds the trainer (`lit_ft.commands.trainer_cli.follow_root_dir`). Used outside the CLI, unset means the current
+directory.
 """
 
 from __future__ import annotations

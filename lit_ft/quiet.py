@@ -20,7 +20,7 @@ IGNORED_WARNINGS = (
     ".*isinstance\\(treespec, LeafSpec\\).*",
     ".*LightningCLI's args parameter is intended to run from within Python.*",  # `main()` passes argv itself
     ".*will save all targets and predictions in the buffer.*",  # torchmetrics' Pearson/Spearman, by design
-    ".*is smaller than the logging interval.*",  # lit_ft.train_rates lowers the interval to an epoch's steps
+    ".*is smaller than the logging interval.*",  # lit_ft.training.train_rates lowers the interval to an epoch's steps
     # epoch metrics come from torchmetrics, already synced across processes (`FineTuner._log_epoch`)
     ".*when logging on epoch level in distributed setting.*",
 )
@@ -29,7 +29,7 @@ LIGHTNING_NOISE = re.compile(
     r"💡 Tip|litlogger|litmodels|^(TPU|HPU) available: False|^`Trainer\.\w+` stopped: `max_(epochs|steps)=\d+` reached"
     r"|^Loading `train_dataloader` to estimate|^`weights_only` was not set"
     r"|^Trainer already configured with model summary"
-    r"|Received SIGTERM: \d+$"  # lit_ft.interrupt prints one line: where the run stopped and how to resume it
+    r"|Received SIGTERM: \d+$"  # lit_ft.training.interrupt prints one line: where the run stopped and how to resume it
 )
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _restoring = 0

@@ -1,8 +1,8 @@
 """Trainer settings a task declares for itself (`Task.trainer_defaults`), applied where the run leaves them unset.
 
-lit_ft's trainer defaults (the CLI's, `lit_ft.trainer_cli`) suit most tasks; a task whose own benchmarks show that
-another value trains better declares it on its plugin class. `fit` then uses the task's value for every option that
-no recipe file, `LIT_FT_OVERLAY` piece or command-line flag sets: an option set anywhere, even to the CLI's
+lit_ft's trainer defaults (the CLI's, `lit_ft.commands.trainer_cli`) suit most tasks; a task whose own benchmarks
+show that another value trains better declares it on its plugin class. `fit` then uses the task's value for every
+option that no recipe file, `LIT_FT_OVERLAY` piece or command-line flag sets: an option set anywhere, even to the CLI's
 default, is the user's and is kept. The task's values become the `fit` parser's defaults before the arguments
 are parsed, so every way of setting an option wins over them, and `--print_config` shows what will run.
 """

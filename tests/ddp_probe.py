@@ -15,7 +15,7 @@ from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from lit_ft.cli import run
+from lit_ft.commands.cli import run
 from lit_ft.sampler import is_padding
 
 

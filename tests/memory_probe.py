@@ -86,7 +86,7 @@ def warm_up(case: dict[str, Any]) -> None:
 
 
 def measure(case: dict[str, Any]) -> dict[str, Any]:
-    from lit_ft.estimate import estimate_model
+    from lit_ft.commands.model_memory import estimate_model
 
     warm_up(case)
     torch.manual_seed(0)
@@ -125,7 +125,7 @@ def main(cases: list[dict[str, Any]]) -> None:
     import peft  # noqa: F401  (imported once, before the forks)
     import transformers  # noqa: F401
 
-    import lit_ft.estimate  # noqa: F401
+    import lit_ft.commands.estimate  # noqa: F401
     for case in cases:
         # `repeats`: the largest of several measures. A kernel that pages out cold file pages (DAMON's `pageout`)
         # can drop some of them during a step, and then the high-water mark reads low; it never reads high.

@@ -14,14 +14,14 @@ from helpers import QUIET, cli, tiny_args
 from sft_fixtures import write_standins
 
 from lit_ft.attention import flash_usable
-from lit_ft.check_rules import attention_on_machine
-from lit_ft.cli import main
-from lit_ft.export import module_from_checkpoint
-from lit_ft.packed_attention import NAME, SPANS
-from lit_ft.packing import packed_inputs
-from lit_ft.recipe import read_recipe
-from lit_ft.run_plan import RunPlan
-from lit_ft.safe_load import load_checkpoint_file
+from lit_ft.commands.cli import main
+from lit_ft.commands.recipe import read_recipe
+from lit_ft.commands.rules.machine import attention_on_machine
+from lit_ft.commands.run_plan import RunPlan
+from lit_ft.packing.attention import NAME, SPANS
+from lit_ft.packing.bins import packed_inputs
+from lit_ft.training.export import module_from_checkpoint
+from lit_ft.training.safe_load import load_checkpoint_file
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -135,8 +135,8 @@ def _saved_bytes(model: torch.nn.Module, input_ids: torch.Tensor) -> int:
 def test_the_estimate_counts_what_eager_attention_keeps(family: str) -> None:
     from transformers import AutoModel, BertConfig, LlamaConfig
 
-    from lit_ft.estimate import shape_of
-    from lit_ft.memory import layer_activation_bytes
+    from lit_ft.commands.memory import layer_activation_bytes
+    from lit_ft.commands.model_memory import shape_of
 
     sizes = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
              "vocab_size": 100}

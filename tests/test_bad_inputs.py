@@ -1,6 +1,6 @@
 """The bad-input catalogue: what a careless or hostile user gives lit_ft, and what lit_ft must answer.
 
-Every case runs `lit_ft` in-process (`lit_ft.cli.main`; two run as real subprocesses) and asserts:
+Every case runs `lit_ft` in-process (`lit_ft.commands.cli.main`; two run as real subprocesses) and asserts:
 - exit status 2 (a user error);
 - stderr holds ONE error line, `lit_ft: error: ...`, the last line, that names what is wrong, where (file and
   line, key, column, value) and the fix, and no traceback or other error line;
@@ -28,7 +28,7 @@ import datasets
 import pytest
 from helpers import QUIET, cli
 
-from lit_ft.cli import main
+from lit_ft.commands.cli import main
 
 CLASSIFICATION_DATA = "lit_ft.tasks.classification.ClassificationData"
 DATA_CLASS = {
@@ -510,7 +510,8 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
     c["nan_guard_skip_steps_negative"] = Case(cls, ["--nan_guard.skip_steps", "-1"],
                                               domain("nan_guard.skip_steps", "-1", "an integer of 0 or more"), **early)
     c["early_stopping_patience_negative"] = Case(
-        cls, ["--trainer.callbacks+=lit_ft.checkpoint.TaskEarlyStopping", "--trainer.callbacks.patience", "-1"],
+        cls, ["--trainer.callbacks+=lit_ft.training.checkpoint.TaskEarlyStopping",
+              "--trainer.callbacks.patience", "-1"],
         domain("trainer.callbacks.patience", "-1", "an integer of 0 or more"), **early)
     c["qa_stride_negative"] = Case(qa, ["--data.init_args.stride", "-16"],
                                    domain("data.stride", "-16", "an integer of 0 or more"),

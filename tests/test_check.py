@@ -14,11 +14,12 @@ from builders import write_sentiment_csvs
 from helpers import tiny_args
 from jsonargparse import Namespace
 
-from lit_ft.check_rules import all_rules, run_rules
-from lit_ft.cli import main
+from lit_ft.commands.cli import main
+from lit_ft.commands.recipe import Recipe, build_data, read_recipe
+from lit_ft.commands.rules.catalogue import all_rules
+from lit_ft.commands.rules.rule import run_rules
+from lit_ft.commands.run_plan import RunPlan, cpu_flags
 from lit_ft.hub import hub_cache
-from lit_ft.recipe import Recipe, build_data, read_recipe
-from lit_ft.run_plan import RunPlan, cpu_flags
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 N_TRAIN, BATCH = 96, 16  # 6 batches (and optimizer steps) per epoch; quickstart: 3 epochs, log every 5 steps
@@ -58,7 +59,7 @@ def test_the_tiny_quickstart_is_silent(recipe: Recipe) -> None:
 def test_memory_beyond_the_device_is_a_warning_with_the_estimate(recipe: Recipe) -> None:
     cfg = recipe.cfg.clone()
     data = build_data(cfg)
-    from lit_ft.estimate import recipe_estimate
+    from lit_ft.commands.model_memory import recipe_estimate
 
     found_need = recipe_estimate(cfg, data, 1)
     need = found_need.total

@@ -86,7 +86,7 @@ def test_print_config_and_help(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_tasks_verb_lists_builtins(capsys: pytest.CaptureFixture[str]) -> None:
-    from lit_ft.cli import run
+    from lit_ft.commands.cli import run
 
     run(["tasks"])
     out = capsys.readouterr().out

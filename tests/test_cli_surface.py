@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from lit_ft import cli as lit_cli
 from lit_ft import registry
-from lit_ft.cli import COMMANDS, OVERLAY_ENV, PLUGINS_ENV, run, with_overlays
+from lit_ft.commands import cli as lit_cli
+from lit_ft.commands.cli import COMMANDS, OVERLAY_ENV, PLUGINS_ENV, run, with_overlays
 from lit_ft.errors import UserError
 
 HEAVY = ("torch", "lightning", "transformers", "datasets")
@@ -33,13 +33,13 @@ class QuizTask(ClassificationTask):
 
 def lit_ft(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`lit_ft ARGS` as a real process (the console script when installed)."""
-    code = "import sys; from lit_ft.cli import main; sys.argv[0] = 'lit_ft'; main()"
+    code = "import sys; from lit_ft.commands.cli import main; sys.argv[0] = 'lit_ft'; main()"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300,
                           env={**os.environ, **(env or {})})
 
 
 def test_help_lists_every_verb_and_trainer_verbs_match_lightning() -> None:
-    from lit_ft.trainer_cli import trainer_verbs
+    from lit_ft.commands.trainer_cli import trainer_verbs
 
     trainer = [name for name, cmd in COMMANDS.items() if cmd.main is None]
     assert trainer == trainer_verbs() == ["fit", "validate", "test", "predict"]
@@ -54,7 +54,7 @@ def test_help_lists_every_verb_and_trainer_verbs_match_lightning() -> None:
 def test_help_and_tasks_start_without_torch_or_lightning() -> None:
     code = (  # `import lit_ft` and listing its public names load none of them
         "import sys\nimport lit_ft\nassert lit_ft.__all__ and set(lit_ft.__all__) <= set(dir(lit_ft))\n"
-        "from lit_ft.cli import run\nrun(['--help'])\nrun(['tasks'])\n"
+        "from lit_ft.commands.cli import run\nrun(['--help'])\nrun(['tasks'])\n"
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -155,7 +155,7 @@ def test_overlay_applies_to_the_parsed_config(tmp_path: Path, monkeypatch: pytes
 
 
 def test_lit_ft_cli_still_exports_the_lightning_cli_class() -> None:
-    from lit_ft.trainer_cli import LitFtCLI
+    from lit_ft.commands.trainer_cli import LitFtCLI
 
     assert lit_cli.LitFtCLI is LitFtCLI
 

@@ -13,11 +13,11 @@ import torch
 from sft_fixtures import write_standins
 from transformers import AutoModelForCausalLM
 
-from lit_ft.checkpoint import find_checkpoint
-from lit_ft.cli import main, run
+from lit_ft.commands.cli import main, run
 from lit_ft.compile import compiler_problem
-from lit_ft.export import load_checkpoint_module
-from lit_ft.safe_load import load_checkpoint_file
+from lit_ft.training.checkpoint import find_checkpoint
+from lit_ft.training.export import load_checkpoint_module
+from lit_ft.training.safe_load import load_checkpoint_file
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

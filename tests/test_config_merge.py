@@ -12,7 +12,7 @@ import yaml
 from builders import write_sentiment_csvs
 from helpers import cli, tiny_args
 
-from lit_ft.cli import OVERLAY_ENV, main
+from lit_ft.commands.cli import OVERLAY_ENV, main
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ("codegen_mbpp", "sft_customer_support")

@@ -15,9 +15,9 @@ from jsonargparse import ArgumentParser
 from lightning.pytorch.plugins.precision import MixedPrecision
 from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, FSDPStrategy, Strategy
 
+from lit_ft.commands.trainer_cli import LitFtCLI
 from lit_ft.datamodule import TaskDataModule
 from lit_ft.module import FineTuner
-from lit_ft.trainer_cli import LitFtCLI
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "configs").glob("*.yaml"))

@@ -20,7 +20,7 @@ import pytest
 from builders import shared_data
 from test_question_answering import official_v1_evaluate
 
-from lit_ft.cli import run
+from lit_ft.commands.cli import run
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false",

@@ -8,7 +8,7 @@ this machine must be listed in UNRUNNABLE with the reason, and that list must be
 
 What this offline CPU machine lacks is swapped through LIT_FT_OVERLAY only (tests/stand_ins.py): the recipe's
 backbone becomes a tiny model of its family, hub data the recipe's configs/offline piece, and a run lasts
-2 optimizer steps. `lit_ft` commands run in-process (`lit_ft.cli.main`), others as subprocesses.
+2 optimizer steps. `lit_ft` commands run in-process (`lit_ft.commands.cli.main`), others as subprocesses.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pytest
 from builders import SHARED_DATA, shared_data
 from stand_ins import RECIPES, ROOT, overlays
 
-from lit_ft.cli import OVERLAY_ENV, main
+from lit_ft.commands.cli import OVERLAY_ENV, main
 
 DOCS = sorted(
     p.relative_to(ROOT).as_posix()

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from builders import make_tiny_bert
 
-from lit_ft.cli import main
-from lit_ft.memory import Shape, activation_bytes_per_token, estimate, sharding
+from lit_ft.commands.cli import main
+from lit_ft.commands.memory import Shape, activation_bytes_per_token, estimate, sharding
 
 ROOT = Path(__file__).resolve().parents[1]
 BERT = {"family": "bert", "hidden": 128, "layers": 2, "intermediate": 512, "heads": 4, "vocab": 1000,

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from helpers import cli, tiny_args
 
-from lit_ft.cli import main
+from lit_ft.commands.cli import main
 from lit_ft.errors import UserError
+from lit_ft.generation.text_metrics import GenerationMetrics, text_metrics
 from lit_ft.monitor import monitorable
 from lit_ft.registry import register_task
 from lit_ft.task import restored_options
@@ -20,7 +21,6 @@ from lit_ft.tasks.question_answering import QuestionAnsweringTask
 from lit_ft.tasks.seq2seq import Seq2SeqTask
 from lit_ft.tasks.sft import SFTTask
 from lit_ft.tasks.token_classification import TokenClassificationTask
-from lit_ft.text_metrics import GenerationMetrics, text_metrics
 
 QUICKSTART = "configs/quickstart.yaml"
 STSB = "configs/regression_stsb.yaml"

@@ -27,9 +27,9 @@ import torch
 from builders import write_sentiment_csvs
 from helpers import cli
 
-from lit_ft.cli import run
-from lit_ft.interrupt import resume_command
+from lit_ft.commands.cli import run
 from lit_ft.io import TMP_MARK
+from lit_ft.training.interrupt import resume_command
 
 QUICKSTART = "configs/quickstart.yaml"
 STALL_DIR = Path(__file__).parent / "stall"
@@ -171,7 +171,8 @@ def test_sigterm_during_validation_lets_it_finish_then_stops(
 
 
 def test_the_lightning_signal_flag_lit_ft_defers_exists() -> None:
-    """`lit_ft.interrupt` sets Lightning's private SIGTERM flag (read publicly as `trainer.received_sigterm`)."""
+    """`lit_ft.training.interrupt` sets Lightning's private SIGTERM flag (read publicly as
+    `trainer.received_sigterm`)."""
     from lightning.pytorch import Trainer
 
     trainer = Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)

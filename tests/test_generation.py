@@ -1,5 +1,5 @@
-"""lit_ft.generation and lit_ft.generation_task: one batched generation path for decoder-only and encoder-decoder
-models, one `extract_code`, and one option vocabulary for the seq2seq and sft tasks."""
+"""lit_ft.generation.decoding and lit_ft.generation.task: one batched generation path for decoder-only
+and encoder-decoder models, one `extract_code`, and one option vocabulary for the seq2seq and sft tasks."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from sft_fixtures import make_causal_lm
 from test_seq2seq import make_tiny_t5
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from lit_ft.generation import extract_code, generate, pad_prompts
-from lit_ft.generation_task import GenerationTask
+from lit_ft.generation.decoding import extract_code, generate, pad_prompts
+from lit_ft.generation.task import GenerationTask
 from lit_ft.task import restored_options
 from lit_ft.tasks.seq2seq import Seq2SeqTask
 from lit_ft.tasks.sft.task import SFTTask

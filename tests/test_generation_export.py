@@ -23,7 +23,7 @@ from builders import WORDS
 from sft_fixtures import make_causal_lm, write_jsonl, write_standins
 from test_seq2seq import make_tiny_t5, write_summaries
 
-from lit_ft.cli import main, run
+from lit_ft.commands.cli import main, run
 from lit_ft.io import read_jsonl
 
 pytestmark = pytest.mark.usefixtures("single_thread")

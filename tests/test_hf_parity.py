@@ -17,7 +17,7 @@ from test_token_classification import QUIET, RECIPE, write_conll
 from torch.utils.data import DataLoader
 from transformers import AutoModelForTokenClassification, Trainer, TrainingArguments
 
-from lit_ft.cli import run
+from lit_ft.commands.cli import run
 from lit_ft.tasks.token_classification.schemes import label_set
 
 LR, STEPS, WARMUP = 5e-3, 6, 2

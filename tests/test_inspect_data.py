@@ -21,8 +21,8 @@ from test_seq2seq import make_tiny_t5, write_summaries
 from test_token_classification import write_conll
 from transformers import AutoTokenizer
 
-from lit_ft.cli import OVERLAY_ENV, main
-from lit_ft.text_histogram import length_histogram
+from lit_ft.commands.cli import OVERLAY_ENV, main
+from lit_ft.commands.text_histogram import length_histogram
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 PLUGIN_RECIPE = "plugins/lit_ft_multiple_choice/configs/swag.yaml"

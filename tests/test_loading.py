@@ -14,7 +14,7 @@ import transformers
 from helpers import cli, tiny_args
 from transformers.models.auto import modeling_auto
 
-from lit_ft.cli import main
+from lit_ft.commands.cli import main
 from lit_ft.errors import UserError
 from lit_ft.loading import LoadOptions, load_pretrained
 from lit_ft.module import FineTuner

@@ -9,10 +9,10 @@ import torch
 from sft_fixtures import chat_rows, write_jsonl
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lit_ft.cli import run
-from lit_ft.export import export_model, load_checkpoint_module
-from lit_ft.generation import generate
+from lit_ft.commands.cli import run
+from lit_ft.generation.decoding import generate
 from lit_ft.lora import LoraSettings, apply_lora, default_targets
+from lit_ft.training.export import export_model, load_checkpoint_module
 
 pytest.importorskip("peft")
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

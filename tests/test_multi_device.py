@@ -23,9 +23,8 @@ from builders import write_sentiment_csvs
 from helpers import QUIET, cli, tiny_args
 from torch.utils.data import DataLoader
 
-from lit_ft.cli import LitFtCLI
+from lit_ft.commands.cli import LitFtCLI
 from lit_ft.io import read_jsonl
-from lit_ft.safe_load import load_checkpoint_file
 from lit_ft.sampler import (
     PADDING,
     EvalRows,
@@ -34,6 +33,7 @@ from lit_ft.sampler import (
     flagged_collate,
     is_padding,
 )
+from lit_ft.training.safe_load import load_checkpoint_file
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = [(n, world, batch) for n in (*range(12), 13, 23, 37, 101) for world in (1, 2, 3, 4)

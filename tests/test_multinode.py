@@ -18,7 +18,7 @@ import torch
 from builders import write_sentiment_csvs
 from helpers import cli, tiny_args
 
-from lit_ft.safe_load import load_checkpoint_file
+from lit_ft.training.safe_load import load_checkpoint_file
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "multi-gpu.md"

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from lit_ft import registry
-from lit_ft.cli import main, run
+from lit_ft.commands.cli import main, run
+from lit_ft.commands.new_task import placeholders, scaffold
 from lit_ft.errors import UserError
 from lit_ft.io import read_jsonl
-from lit_ft.new_task import placeholders, scaffold
 from lit_ft.source import local_path
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,9 +23,9 @@ from test_token_classification import write_conll
 from transformers import AutoConfig, AutoTokenizer
 
 from lit_ft.backbone import load_tokenizer
-from lit_ft.checkpoint import find_checkpoint
-from lit_ft.cli import LitFtCLI, main
-from lit_ft.export import load_checkpoint_module
+from lit_ft.commands.cli import LitFtCLI, main
+from lit_ft.training.checkpoint import find_checkpoint
+from lit_ft.training.export import load_checkpoint_module
 
 QUICKSTART = "configs/quickstart.yaml"
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,12 +21,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jsonargparse import Namespace
 
-from lit_ft.check_rules import all_rules, run_rules
-from lit_ft.cli import main
+from lit_ft.commands.cli import main
+from lit_ft.commands.preflight import join_negative_values
+from lit_ft.commands.rules.catalogue import all_rules
+from lit_ft.commands.rules.rule import run_rules
+from lit_ft.commands.run_plan import RunPlan
 from lit_ft.domains import DOMAINS
 from lit_ft.label_sanity import confusable_groups, label_map_example, numbers_and_names
-from lit_ft.preflight import join_negative_values
-from lit_ft.run_plan import RunPlan
 
 # numeric arguments left unbounded on purpose, each with the reason
 UNBOUNDED = {
@@ -41,8 +42,8 @@ def _config_classes() -> list[type]:
     classes whose constructor arguments are options, with the lit_ft classes they inherit from."""
     from lightning.pytorch import Callback
 
-    import lit_ft.checkpoint  # noqa: F401 - TaskEarlyStopping, given by class_path in trainer.callbacks
-    import lit_ft.trainer_cli  # noqa: F401 - the callbacks the CLI adds as option groups
+    import lit_ft.commands.trainer_cli  # noqa: F401 - the callbacks the CLI adds as option groups
+    import lit_ft.training.checkpoint  # noqa: F401 - TaskEarlyStopping, given by class_path in trainer.callbacks
     from lit_ft.module import FineTuner
     from lit_ft.optim import AdamW
     from lit_ft.registry import available_tasks
@@ -238,7 +239,7 @@ def test_a_run_with_typed_options_resumes(tiny_bert: Path, tmp_path: Path) -> No
         return cli("fit", "--config", "configs/quickstart.yaml", "--export.enabled", "false",
                    *tiny_args(tmp_path / run, tiny_bert, {"train": train, "validation": train}), *extra)
 
-    fit("stopping", "--trainer.max_steps", "1", "--trainer.callbacks+=lit_ft.checkpoint.TaskEarlyStopping",
+    fit("stopping", "--trainer.max_steps", "1", "--trainer.callbacks+=lit_ft.training.checkpoint.TaskEarlyStopping",
         "--trainer.callbacks.patience", "5")
     saved = torch.load(tmp_path / "stopping" / "checkpoints" / "last.ckpt", weights_only=True)
     numbers = {"warmup": saved["hyper_parameters"]["warmup"],

@@ -19,7 +19,7 @@ from helpers import cli, tiny_args
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lit_ft.cli import main
+from lit_ft.commands.cli import main
 from lit_ft.errors import UserError
 from lit_ft.owned_dir import MANIFEST, write_owned_dir
 from lit_ft.run_lock import LOCK_FILE, is_launching_process

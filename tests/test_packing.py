@@ -14,8 +14,8 @@ from sft_fixtures import write_jsonl
 
 from lit_ft.data_summary import data_summary
 from lit_ft.errors import UserError
-from lit_ft.packed_attention import NAME, SPANS, attend_per_example
-from lit_ft.packing import (
+from lit_ft.packing.attention import NAME, SPANS, attend_per_example
+from lit_ft.packing.bins import (
     PackedBatchSampler,
     attends_varlen,
     pack_bins,
@@ -23,10 +23,10 @@ from lit_ft.packing import (
     single_row,
     stack_bins,
 )
-from lit_ft.packing_probe import packing_problem
-from lit_ft.progress import batch_count
+from lit_ft.packing.probe import packing_problem
 from lit_ft.source import DataSource
 from lit_ft.tasks.sft import SFTData
+from lit_ft.training.progress import batch_count
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 WORDS = ["cat", "mat", "sat", "hat", "bat", "rat"]

@@ -13,7 +13,7 @@ import torch
 from helpers import QUIET
 
 import lit_ft
-from lit_ft.cli import run
+from lit_ft.commands.cli import run
 from lit_ft.io import read_jsonl
 from lit_ft.source import load_file
 
@@ -91,8 +91,8 @@ def test_the_documented_task_file_fits_validates_and_predicts(tmp_path: Path, ti
 def test_the_docs_list_every_data_module_helper_the_examples_call() -> None:
     """The one-file task above, the `lit_ft new-task` package and the example plugin call only members of
     `TaskDataModule` that docs/plugins.md's data side describes (as `name` or `name(...)`)."""
+    from lit_ft.commands.new_task import TEMPLATES, fill, placeholders
     from lit_ft.datamodule import TaskDataModule
-    from lit_ft.new_task import TEMPLATES, fill, placeholders
 
     sources = {"docs/plugins.md": skeleton(),
                "new-task data.py": fill((TEMPLATES / "{{package}}" / "data.py.tmpl").read_text(),
@@ -131,7 +131,7 @@ def _lit_ft_imports(code: str) -> list[str]:
 
 
 def test_the_example_plugin_and_the_new_task_package_import_only_public_names() -> None:
-    from lit_ft.new_task import TEMPLATES, fill, placeholders
+    from lit_ft.commands.new_task import TEMPLATES, fill, placeholders
 
     plugin = ROOT / "plugins" / "lit_ft_multiple_choice"
     sources = {str(p.relative_to(ROOT)): p.read_text() for p in sorted(plugin.rglob("*.py"))}

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_ft.cli import main
+from lit_ft.commands.cli import main
+from lit_ft.commands.recipe import read_recipe
 from lit_ft.errors import UserError
 from lit_ft.quantization import QuantizationSettings, as_settings, check_quantization
-from lit_ft.recipe import read_recipe
 
 RECIPE = ["--config", "configs/quickstart.yaml"]
 
@@ -55,7 +55,7 @@ def test_quantization_without_lora_is_an_error() -> None:
 def test_estimate_counts_4bit_base_weights(tiny_bert: Path) -> None:
     from transformers import AutoModelForSequenceClassification
 
-    from lit_ft.estimate import estimate_model
+    from lit_ft.commands.model_memory import estimate_model
     from lit_ft.lora import LoraSettings, apply_lora
 
     model = apply_lora(AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2),

@@ -14,7 +14,7 @@ import torch
 from builders import shared_data
 from transformers import AutoModelForQuestionAnswering
 
-from lit_ft.cli import run
+from lit_ft.commands.cli import run
 from lit_ft.errors import UserError
 from lit_ft.io import read_jsonl
 from lit_ft.rows import ROW

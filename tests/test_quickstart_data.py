@@ -10,10 +10,10 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
-from lit_ft.check_data_rules import eval_rows_in_train
+from lit_ft.commands.recipe import build_data, read_recipe
+from lit_ft.commands.rules.data import eval_rows_in_train
+from lit_ft.commands.run_plan import RunPlan
 from lit_ft.overlap import input_keys
-from lit_ft.recipe import build_data, read_recipe
-from lit_ft.run_plan import RunPlan
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "lit_ft" / "resources" / "quickstart"

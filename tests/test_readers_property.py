@@ -34,7 +34,6 @@ from hypothesis import strategies as st
 from lit_ft.datamodule import TaskDataModule
 from lit_ft.errors import UserError
 from lit_ft.loading import LoadOptions
-from lit_ft.predictions import row_records
 from lit_ft.registry import get_task
 from lit_ft.rows import with_rows
 from lit_ft.source import DataSource
@@ -45,6 +44,7 @@ from lit_ft.tasks.seq2seq import Seq2SeqData
 from lit_ft.tasks.sft import SFTData
 from lit_ft.tasks.token_classification import TokenClassificationData
 from lit_ft.tasks.token_classification.schemes import convert, invalid_tag
+from lit_ft.training.predictions import row_records
 
 # A fixed seed and no shrinking in the normal suite: each example reads a file and runs a model, so shrinking a
 # failure takes minutes (the failing file is printed whole). The slow run takes more examples (LIT_FT_PROPERTY_EXAMPLES

@@ -12,9 +12,9 @@ import torch
 from builders import SHARED_DATA, shared_data
 from stand_ins import RECIPES, ROOT, STEPS, offline_piece, overlays, read_recipe
 
-from lit_ft.cli import OVERLAY_ENV, run
+from lit_ft.commands.cli import OVERLAY_ENV, run
+from lit_ft.commands.trainer_cli import DEFAULT_GRADIENT_CLIP
 from lit_ft.task_defaults import task_trainer_defaults
-from lit_ft.trainer_cli import DEFAULT_GRADIENT_CLIP
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

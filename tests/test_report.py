@@ -28,7 +28,7 @@ from test_question_answering import SENTENCES, nested, official_v2_evaluate, row
 from test_token_classification import RECIPE as NER_RECIPE
 from test_token_classification import source_args, write_conll
 
-from lit_ft.cli import main
+from lit_ft.commands.cli import main
 from lit_ft.io import read_jsonl
 from lit_ft.report.charts import bar_chart, line_chart
 from lit_ft.report.history import read_history

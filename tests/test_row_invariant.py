@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from lit_ft.cli import run
+from lit_ft.commands.cli import run
 from lit_ft.errors import InternalError
 from lit_ft.io import read_jsonl
 from lit_ft.rows import ROW, check_records, in_row_order

@@ -1,4 +1,5 @@
-"""The code sandbox (lit_ft.sandbox) and pass@1 (lit_ft.code_eval): real processes, real limits, real attacks.
+"""The code sandbox (lit_ft.generation.sandbox) and pass@1 (lit_ft.generation.code_eval): real processes, real
+limits, real attacks.
 
 Each attack of the adversarial review (issue 8) is reproduced here and must end contained with a correct verdict.
 The `layer` fixture runs a test in `namespaces` mode and in `unsafe_user` mode (root, opted in); each skips, with the
@@ -20,11 +21,11 @@ import torch
 from builders import shared_data
 from torchmetrics.utilities.data import dim_zero_sum
 
-from lit_ft import sandbox
-from lit_ft.code_eval import PassAtOne, run_all
 from lit_ft.errors import UserError
-from lit_ft.generation import extract_code
-from lit_ft.sandbox import SandboxResult, run_tests
+from lit_ft.generation import sandbox
+from lit_ft.generation.code_eval import PassAtOne, run_all
+from lit_ft.generation.decoding import extract_code
+from lit_ft.generation.sandbox import SandboxResult, run_tests
 
 pytestmark = pytest.mark.skipif(not os.sys.platform.startswith("linux"), reason="the sandbox needs Linux")
 

@@ -1,5 +1,5 @@
-"""seq2seq task and lit_ft.text_metrics: metric values against rouge-score / sacrebleu, data layouts, generation,
-recipes through the CLI, predict, export, LoRA, and a small convergence run."""
+"""seq2seq task and lit_ft.generation.text_metrics: metric values against rouge-score / sacrebleu, data layouts,
+generation, recipes through the CLI, predict, export, LoRA, and a small convergence run."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import torch
 from builders import WORDS, shared_data
 from helpers import token_cross_entropy
 
-from lit_ft.cli import run
+from lit_ft.commands.cli import run
 from lit_ft.errors import UserError
+from lit_ft.generation.text_metrics import sentence_lines, text_metrics
 from lit_ft.io import read_jsonl
 from lit_ft.tasks.seq2seq import Seq2SeqData, load_parallel_text
-from lit_ft.text_metrics import sentence_lines, text_metrics
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 LETTERS = list("abcdefgh")

@@ -13,8 +13,8 @@ import torch
 from sft_fixtures import chat_rows, make_causal_lm, pc_rows, write_jsonl, write_standins
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lit_ft.cli import run
-from lit_ft.generation import extract_code, generate
+from lit_ft.commands.cli import run
+from lit_ft.generation.decoding import extract_code, generate
 from lit_ft.io import read_jsonl
 from lit_ft.source import DataSource
 from lit_ft.tasks.sft import SFTData
@@ -258,7 +258,7 @@ def test_recipe_runs_on_tiny_standins(recipe: str, tmp_path: Path, llama: Path) 
 @pytest.mark.slow
 def test_codegen_pass_at_1_runs_generated_code(tmp_path: Path, llama: Path) -> None:
     """A tiny model memorises one program; pass@1 equals running its extracted generations in the sandbox."""
-    from lit_ft.sandbox import run_tests
+    from lit_ft.generation.sandbox import run_tests
 
     files = write_standins(tmp_path / "data")
     args = fit_args(

@@ -18,14 +18,14 @@ from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
     apply_activation_checkpointing,
 )
 
-from lit_ft.checkpoint import find_checkpoint
-from lit_ft.cli import main
-from lit_ft.consolidate import deepspeed_command, is_checkpoint_dir
+from lit_ft.commands.cli import main
 from lit_ft.errors import UserError
 from lit_ft.lora import LoraSettings
 from lit_ft.module import FineTuner
-from lit_ft.safe_load import load_checkpoint_file
 from lit_ft.sharding import TransformerLayers
+from lit_ft.training.checkpoint import find_checkpoint
+from lit_ft.training.consolidate import deepspeed_command, is_checkpoint_dir
+from lit_ft.training.safe_load import load_checkpoint_file
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 CAUSAL = {"label_names": []}
@@ -101,7 +101,7 @@ def test_deepspeed_checkpoint_without_deepspeed_gives_the_command(tmp_path: Path
     assert "is a DeepSpeed checkpoint (ZeRO shards)" in err and "pip install deepspeed" in err
     assert deepspeed_command(ckpt) in err and not (tmp_path / "out").exists()
     with pytest.raises(UserError):
-        from lit_ft.consolidate import load_any_checkpoint
+        from lit_ft.training.consolidate import load_any_checkpoint
 
         load_any_checkpoint(ckpt)
 

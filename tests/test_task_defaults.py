@@ -14,9 +14,9 @@ import pytest
 import yaml
 from helpers import cli, tiny_args
 
-from lit_ft.cli import OVERLAY_ENV, run
+from lit_ft.commands.cli import OVERLAY_ENV, run
+from lit_ft.commands.trainer_cli import DEFAULT_GRADIENT_CLIP
 from lit_ft.errors import UserError
-from lit_ft.trainer_cli import DEFAULT_GRADIENT_CLIP
 
 FAST = ["--trainer.max_steps", "1", "--trainer.limit_val_batches", "1", "--export.enabled", "false",
         "--data.init_args.batch_size", "4"]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from lit_ft.cli import main
+from lit_ft.commands.cli import main
 from lit_ft.registry import available_tasks, get_task, listed_tasks
 from lit_ft.task import Task
 from lit_ft.task_options import TaskOptionsError, check_task_options, options_table, task_options

@@ -131,10 +131,10 @@ def test_logger_piece_writes_under_default_root_dir(tmp_path: Path, tiny_bert: P
 def test_generation_tasks_report_tokens_per_second(tmp_path: Path, llama: Path) -> None:
     from sft_fixtures import chat_rows, write_jsonl
 
-    from lit_ft.progress import _Meter
     from lit_ft.registry import get_task
     from lit_ft.source import DataSource
     from lit_ft.tasks.sft import SFTData
+    from lit_ft.training.progress import _Meter
 
     assert get_task("sft").throughput_unit == "tokens" and get_task("seq2seq").throughput_unit == "tokens"
     assert get_task("classification").throughput_unit == "samples"

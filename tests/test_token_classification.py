@@ -16,7 +16,7 @@ from seqeval.metrics import accuracy_score, f1_score, precision_score, recall_sc
 from seqeval.metrics.sequence_labeling import get_entities as seqeval_entities
 from seqeval.metrics.sequence_labeling import precision_recall_fscore_support
 
-from lit_ft.cli import run
+from lit_ft.commands.cli import run
 from lit_ft.io import read_jsonl
 from lit_ft.monitor import monitorable
 from lit_ft.rows import ROW

@@ -22,7 +22,7 @@ from builders import make_tiny_bert
 from helpers import cli, tiny_args
 
 from lit_ft import wandb_file
-from lit_ft.cli import main, run
+from lit_ft.commands.cli import main, run
 from lit_ft.errors import UserError
 from lit_ft.io import TMP_MARK
 

@@ -16,7 +16,7 @@ import yaml
 from helpers import cli
 from lightning.pytorch import Callback, Trainer
 
-from lit_ft.cli import main
+from lit_ft.commands.cli import main
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 QUICKSTART = "configs/quickstart.yaml"
@@ -207,7 +207,7 @@ def test_trials_run_on_one_device(tmp_path: Path, tiny_bert: Path, capsys: pytes
 def test_tune_help_imports_neither_torch_nor_optuna() -> None:
     import subprocess
 
-    code = ("import sys\nfrom lit_ft.cli import main\ntry:\n    main(['tune', '--help'])\nexcept SystemExit:\n"
+    code = ("import sys\nfrom lit_ft.commands.cli import main\ntry:\n    main(['tune', '--help'])\nexcept SystemExit:\n"
             "    pass\nprint(sorted(m for m in ('torch', 'lightning', 'optuna') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "--search SEARCH" in done.stdout and done.stdout.strip().endswith("[]")

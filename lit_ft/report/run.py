@@ -38,7 +38,7 @@ class BestCheckpoint:
 
     def chosen_by(self) -> str:
         """The rule that chose it: the best monitored value, or, when several validations reached that value, the
-        lowest `tie_break` among them (`lit_ft.checkpoint.TaskCheckpoint`)."""
+        lowest `tie_break` among them (`lit_ft.training.checkpoint.TaskCheckpoint`)."""
         best = f"the {'lowest' if self.mode == 'min' else 'highest'} {self.monitor}"
         if self.ties > 1 and self.tie_break:
             value = "" if self.tie_value is None else f" ({self.tie_value:.4g})"

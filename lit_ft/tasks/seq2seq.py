@@ -15,7 +15,7 @@ from lit_ft.datamodule import TaskDataModule, check_positive
 from lit_ft.domains import NonNegativeInt, PositiveInt
 from lit_ft.errors import UserError
 from lit_ft.example_view import decode, field
-from lit_ft.generation_task import GenerationTask
+from lit_ft.generation.task import GenerationTask
 from lit_ft.loading import LoadOptions, load_pretrained
 from lit_ft.source import FILE_FORMATS, bom_safe, local_path
 from lit_ft.task import IGNORE, Batch, label_tokens
@@ -218,8 +218,8 @@ class Seq2SeqTask(GenerationTask):
     Args:
         info: Languages and source prefix from the data.
         metrics: Metrics reported as `val/<name>` and `test/<name>`, any of `rouge1`, `rouge2`, `rougeL`,
-            `rougeLsum`, `bleu`, `chrf`, `exact_match` (`lit_ft.text_metrics`); null: ROUGE-1/2/L/Lsum, or BLEU
-            and chrF when the data has languages (translation).
+            `rougeLsum`, `bleu`, `chrf`, `exact_match` (`lit_ft.generation.text_metrics`); null: ROUGE-1/2/L/Lsum, or
+            BLEU and chrF when the data has languages (translation).
         monitor: Metric that checkpointing and early stopping watch: one of `metrics` (maximised) or `loss` (the
             teacher-forced `val/loss`, minimised); null: `bleu` if listed, else `rougeL`, else the first metric.
         generate_examples: Generate for the first this many rows of each eval split (file order); null (the

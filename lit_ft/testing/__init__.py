@@ -22,7 +22,7 @@ pytest settings.
 trainer command (`.trainer`, `.model`, `.datamodule`), for a plugin's own tests of its recipe.
 """
 
-from lit_ft.cli import run
+from lit_ft.commands.cli import run
 from lit_ft.testing.conformance import TaskConformance
 from lit_ft.testing.runs import STEPS, Conformance, Fitted, assert_close
 from lit_ft.testing.tiny import make_tiny_bert

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lit_ft.backbone import locate_backbone
-from lit_ft.cli import main as lit_ft_main
+from lit_ft.commands.cli import main as lit_ft_main
 from lit_ft.io import read_jsonl
 from lit_ft.loading import LoadOptions
 from lit_ft.module import FineTuner

@@ -16,11 +16,11 @@ from typing import Any
 import torch
 
 import lit_ft
-from lit_ft.cli import OVERLAY_ENV, run
+from lit_ft.commands.cli import OVERLAY_ENV, run
+from lit_ft.commands.trainer_cli import LitFtCLI
 from lit_ft.io import read_jsonl
-from lit_ft.predictions import PredictionWriter
-from lit_ft.safe_load import load_checkpoint_file
-from lit_ft.trainer_cli import LitFtCLI
+from lit_ft.training.predictions import PredictionWriter
+from lit_ft.training.safe_load import load_checkpoint_file
 
 STEPS = 2
 # the kit's own settings come after the recipe, its overlays and the plugin's args, so they always hold

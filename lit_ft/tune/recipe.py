@@ -25,7 +25,7 @@ def resolved_config(fit_argv: list[str]) -> str:
     """The full config that `lit_ft fit` would run with these arguments, as YAML text. Nulls stay: a null the
     recipe sets where the option's default is not null (`trainer.check_val_every_n_epoch: null`, validating by
     steps) would otherwise come back as the default, and the best recipe would not run what its trial ran."""
-    from lit_ft.cli import run
+    from lit_ft.commands.cli import run
 
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lit_ft.commands.preflight import load_yaml
 from lit_ft.errors import UserError
-from lit_ft.preflight import load_yaml
 
 PRUNER_KEY = "pruner"
 Scalar = bool | int | float | str | None

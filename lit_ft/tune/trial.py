@@ -1,4 +1,4 @@
-"""One trial of a search: the real `lit_ft fit` (lit_ft.cli.run, in this process) with the sampled values as
+"""One trial of a search: the real `lit_ft fit` (lit_ft.commands.cli.run, in this process) with the sampled values as
 command-line overrides, in its own run directory `<tune_dir>/trial_<number>`, with the search's seed.
 
 Trials run in the search's process: starting Python, torch, Lightning and transformers again for each trial would
@@ -23,7 +23,7 @@ from lit_ft.tune.study import Search
 
 def run_trial(search: Search, fit_argv: list[str]) -> None:
     """Run the next trial of `search` and record how it ended."""
-    from lit_ft.cli import run
+    from lit_ft.commands.cli import run
 
     trial, params, number = search.next_trial()
     trial_dir = search.tune_dir / f"trial_{number}"

@@ -64,7 +64,7 @@ def _install(what: str, nth: int, marker: str) -> None:
 
         FineTuner.training_step = held  # type: ignore[method-assign]
     elif what == "export":
-        from lit_ft import export
+        from lit_ft.training import export
 
         load_tokenizer = export.load_tokenizer
 

@@ -12,7 +12,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from lit_ft.datamodule import TaskDataModule
 from lit_ft.errors import UserError
-from lit_ft.packing import PackedBatchSampler, fill, stack_bins
+from lit_ft.packing.bins import PackedBatchSampler, fill, stack_bins
 from lit_ft.rows import ROW, row_name
 from lit_ft.sampler import LengthGroupedBatchSampler
 from lit_ft.task import IGNORE, Batch
@@ -57,7 +57,7 @@ class SFTData(TaskDataModule):
         drop_untrainable: Drop examples left without a trained token (all response truncated away, or empty)
             instead of failing; the count is reported.
         packing: Pack training examples into rows of `max_length` tokens (best-fit-decreasing, per epoch), with
-            no padding between examples and attention kept within each example (`lit_ft.packing`); `batch_size`
+            no padding between examples and attention kept within each example (`lit_ft.packing.bins`); `batch_size`
             then counts packed rows. Evaluation stays unpacked. Needs a backbone that honours packed `position_ids`.
         **kwargs: Source, tokenizer and batching settings of `TaskDataModule` (`max_length` bounds prompt +
             response; longer examples are cut at the end and counted).

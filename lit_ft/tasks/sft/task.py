@@ -12,10 +12,10 @@ from transformers import AutoModelForCausalLM
 from lit_ft.backbone import load_tokenizer, pad_with_eos
 from lit_ft.domains import NonNegativeInt, PositiveFloat, PositiveInt
 from lit_ft.errors import UserError
-from lit_ft.generation import extract_code
-from lit_ft.generation_task import GenerationTask
+from lit_ft.generation.decoding import extract_code
+from lit_ft.generation.task import GenerationTask
 from lit_ft.loading import LoadOptions, load_pretrained
-from lit_ft.packing import packed_inputs
+from lit_ft.packing.bins import packed_inputs
 from lit_ft.task import Batch, label_tokens
 from lit_ft.tasks.sft.data import IGNORE, SFTData
 
@@ -49,9 +49,9 @@ class SFTTask(GenerationTask):
 
     Args:
         info: What the data tells the model (nothing for this task).
-        metrics: Generation metrics computed on the eval subset: text metrics of `lit_ft.text_metrics`
+        metrics: Generation metrics computed on the eval subset: text metrics of `lit_ft.generation.text_metrics`
             (`rouge1`, `rouge2`, `rougeL`, `rougeLsum`, `bleu`, `chrf`, `exact_match`) and `pass@1` (runs the
-            generated code against the data's `tests_column` in `lit_ft.sandbox`). Empty: perplexity only.
+            generated code against the data's `tests_column` in `lit_ft.generation.sandbox`). Empty: perplexity only.
         monitor: Metric that checkpointing and early stopping watch (default: perplexity, lower is better).
         generate_examples: Generate for the first this many rows of each eval split (file order); null: all.
         max_new_tokens: Longest generated continuation.
@@ -117,7 +117,7 @@ class SFTTask(GenerationTask):
         metrics["perplexity"].update(outputs.loss.detach(), (labels[:, 1:] != IGNORE).sum())
 
     def extra_metric(self, name: str) -> Metric:
-        from lit_ft.code_eval import PassAtOne
+        from lit_ft.generation.code_eval import PassAtOne
 
         return PassAtOne(timeout=self.code_timeout, mode=self.code_sandbox, allow_unsafe=self.allow_unsafe_sandbox)
 

@@ -1,0 +1,1 @@
+"""Generation: decoding, the generation task base, text metrics, code evaluation and its sandbox."""

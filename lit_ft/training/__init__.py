@@ -1,0 +1,1 @@
+"""Training services: checkpoints and resume, NaN guard, metric files, progress, summaries, predictions, samples."""
