@@ -15,8 +15,8 @@ from typing import Any
 
 from torch import nn
 
+from lit_ft.adapters.torch import cpu_compiler
 from lit_ft.errors import UserError
-from lit_ft.torch_internals import cpu_compiler
 
 
 def compiler_problem(cuda: bool) -> str | None:

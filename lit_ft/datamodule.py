@@ -14,9 +14,9 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
+from lit_ft.adapters.datasets import dataset_fingerprint
 from lit_ft.backbone import load_tokenizer, pad_with_eos, position_limit
 from lit_ft.data_summary import inputs_at_limit
-from lit_ft.datasets_internals import dataset_fingerprint
 from lit_ft.domains import NonNegativeInt, PositiveInt
 from lit_ft.errors import InternalError, UserError
 from lit_ft.rows import ROW, number_split, row_collate, row_name

@@ -14,8 +14,8 @@ from typing import Any
 from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, Strategy
 from torch.nn.parallel import DistributedDataParallel
 
+from lit_ft.adapters.lightning import ddp_kwargs
 from lit_ft.errors import UserError
-from lit_ft.lightning_internals import ddp_kwargs
 from lit_ft.registry import get_task
 
 

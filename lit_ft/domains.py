@@ -16,8 +16,8 @@ import typing
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from lit_ft.adapters.jsonargparse import is_restricted_number, restriction_text
 from lit_ft.errors import UserError
-from lit_ft.jsonargparse_internals import is_restricted_number, restriction_text
 
 if TYPE_CHECKING:
     PositiveInt = int

@@ -12,6 +12,7 @@ from torch import nn
 from torch.optim import Optimizer
 from torchmetrics import MeanMetric, MetricCollection
 
+from lit_ft.adapters.lightning import attached_trainer
 from lit_ft.attention import FLASH, Attention, flash_usable
 from lit_ft.backbone import locate_backbone
 from lit_ft.compile import CompiledForward
@@ -19,7 +20,6 @@ from lit_ft.datamodule import DEFAULT_BACKBONE, TaskDataModule
 from lit_ft.domains import NonNegativeFloat, NonNegativeInt, PositiveFloat, plain_numbers
 from lit_ft.errors import UserError
 from lit_ft.freeze import freeze
-from lit_ft.lightning_internals import attached_trainer
 from lit_ft.loading import LoadOptions
 from lit_ft.lora import LoraSettings, apply_lora, exportable, is_adapter_model
 from lit_ft.monitor import Mode, monitor_mode

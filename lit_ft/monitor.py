@@ -16,8 +16,8 @@ from typing import Literal
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.wrappers import ClasswiseWrapper
 
+from lit_ft.adapters.torchmetrics import classwise_affixes
 from lit_ft.errors import UserError
-from lit_ft.torchmetrics_internals import classwise_affixes
 
 LOSS = "loss"
 Mode = Literal["min", "max"]

@@ -11,9 +11,9 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
+from lit_ft.adapters.torch import unscale_before_step
 from lit_ft.domains import NonNegativeFloat, PositiveFloat, Probability
 from lit_ft.errors import UserError
-from lit_ft.torch_internals import unscale_before_step
 
 Schedule = Literal["linear", "cosine", "constant"]
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from lit_ft.transformers_internals import no_split_modules
+from lit_ft.adapters.transformers import no_split_modules
 
 
 class TransformerLayers:

@@ -23,9 +23,9 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from lit_ft.adapters.jsonargparse import is_restricted_number
 from lit_ft.domains import check_domains
 from lit_ft.errors import UserError, one_line
-from lit_ft.jsonargparse_internals import is_restricted_number
 
 if TYPE_CHECKING:
     from lit_ft.task import Task

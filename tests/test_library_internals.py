@@ -1,5 +1,6 @@
 """lit_ft's reaches into other libraries' private names: each registered in its library's adapter module, and
-each still there, with the signature lit_ft calls or overrides, in the installed versions (lit_ft.library_access)."""
+each still there, with the signature lit_ft calls or overrides, in the installed versions
+(lit_ft.adapters.library_access)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 import torch
 
 import lit_ft
-from lit_ft.library_access import ADAPTERS, Access, all_accesses, resolve
+from lit_ft.adapters.library_access import ADAPTERS, Access, all_accesses, resolve
 
 LIT_FT = Path(lit_ft.__file__).parent
 # lit_ft's own private names reached on another object, and the stdlib's documented `os._exit`
@@ -127,7 +128,7 @@ def test_every_access_says_what_it_waits_for() -> None:
 
 
 def test_fsdp_metadata_copy_matches_lightning() -> None:
-    from lit_ft.consolidate import FSDP_METADATA
+    from lit_ft.training.consolidate import FSDP_METADATA
 
     assert resolve("lightning.fabric.strategies.fsdp._METADATA_FILENAME") == FSDP_METADATA
 
@@ -163,13 +164,13 @@ def test_private_names_only_in_adapters() -> None:
     stray = [f"{path.relative_to(LIT_FT)}: {reach}" for path in sorted(LIT_FT.rglob("*.py"))
              if path.name not in adapters for reach in _private_reaches(path)
              if (path.name, reach) not in OWN_PRIVATE]
-    assert not stray, "go through the library's adapter module (lit_ft/*_internals.py):\n" + "\n".join(stray)
+    assert not stray, "go through the library's adapter module (lit_ft/adapters/):\n" + "\n".join(stray)
 
 
 def _library_subclasses() -> list[type]:
     classes = []
     for info in pkgutil.walk_packages([str(LIT_FT)], "lit_ft."):
-        if info.name in ("lit_ft.__main__", "lit_ft.sandbox_child") or ".resources" in info.name:
+        if info.name in ("lit_ft.__main__", "lit_ft.generation.sandbox_child") or ".resources" in info.name:
             continue
         module = importlib.import_module(info.name)
         classes += [c for c in vars(module).values() if isinstance(c, type) and c.__module__ == info.name

@@ -13,9 +13,9 @@ from typing import Any
 
 from torch import nn
 
+from lit_ft.adapters.transformers import attn_implementation
 from lit_ft.commands.memory import MemoryEstimate, Shape, estimate, first, sharding
 from lit_ft.quantization import QuantizationSettings, as_settings
-from lit_ft.transformers_internals import attn_implementation
 
 
 def recipe_estimate(cfg: Any, data: Any, devices: int, accelerator: str | None = None) -> MemoryEstimate:

@@ -18,6 +18,7 @@ from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelSummary, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from lit_ft.adapters.lightning import cli_subcommand_parsers
 from lit_ft.backbone import locate_backbone
 from lit_ft.commands.config_merge import MergingConfigFile
 from lit_ft.commands.preflight import check_task_and_data, check_writable, condense_parse_error, join_negative_values
@@ -28,7 +29,6 @@ from lit_ft.datamodule import TaskDataModule
 from lit_ft.ddp_options import apply_ddp_kwargs
 from lit_ft.errors import UserError, one_line
 from lit_ft.hub import require_hub_data
-from lit_ft.lightning_internals import cli_subcommand_parsers
 from lit_ft.module import FineTuner
 from lit_ft.owned_dir import check_apart, claim, remove_owned
 from lit_ft.quantization import check_quantization

@@ -22,9 +22,9 @@ from typing import Any
 import torch
 from torchmetrics import Metric, MetricCollection
 
+from lit_ft.adapters.sacrebleu import score_from_stats, sentence_stats
 from lit_ft.errors import UserError
 from lit_ft.rows import ROW
-from lit_ft.sacrebleu_internals import score_from_stats, sentence_stats
 
 TEXT_METRICS = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "chrf", "exact_match")
 References = Sequence[str] | Sequence[Sequence[str]]

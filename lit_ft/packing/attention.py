@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch.nn import functional as F  # noqa: N812 - the usual name
 
-from lit_ft.torch_internals import is_compiled_module
-from lit_ft.transformers_internals import attn_implementation, supports_attention_backend
+from lit_ft.adapters.torch import is_compiled_module
+from lit_ft.adapters.transformers import attn_implementation, supports_attention_backend
 
 NAME = "lit_ft_packed_sdpa"
 SPANS = "packed_spans"  # the model keyword: per row, (start, end) of each example

@@ -27,9 +27,9 @@ from typing import Any
 
 import torch
 
+from lit_ft.adapters.transformers import attn_implementation
 from lit_ft.sampler import LengthGroupedBatchSampler
 from lit_ft.task import IGNORE
-from lit_ft.transformers_internals import attn_implementation
 
 
 def pack_bins(order: Sequence[int], lengths: Sequence[int], capacity: int) -> list[list[int]]:

@@ -17,7 +17,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 
-from lit_ft.lightning_internals import checkpoint_filepath, remove_replaced, save_checkpoint
+from lit_ft.adapters.lightning import checkpoint_filepath, remove_replaced, save_checkpoint
 
 TIE_BREAK = "val/loss"  # what decides between checkpoints whose monitored values are equal: the lower wins
 

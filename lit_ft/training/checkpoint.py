@@ -13,11 +13,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import EarlyStopping
 
-from lit_ft.best_rank import RankedCheckpoint
-from lit_ft.domains import AllOrCount, NonNegativeInt
-from lit_ft.errors import UserError
-from lit_ft.io import clean_stale_temps, commit, remove_path, temp_name, write_text
-from lit_ft.lightning_internals import (
+from lit_ft.adapters.lightning import (
     can_stop_early,
     last_checkpoint_saved,
     monitor_candidates,
@@ -25,9 +21,13 @@ from lit_ft.lightning_internals import (
     saves_on_train_epoch_end,
     skips_saving,
 )
-from lit_ft.nan_guard import NonFiniteError, non_finite_parameters
+from lit_ft.domains import AllOrCount, NonNegativeInt
+from lit_ft.errors import UserError
+from lit_ft.io import clean_stale_temps, commit, remove_path, temp_name, write_text
 from lit_ft.no_room import NoRoomError, file_size, no_room_cause, no_room_error
-from lit_ft.resume import (
+from lit_ft.training.best_rank import RankedCheckpoint
+from lit_ft.training.nan_guard import NonFiniteError, non_finite_parameters
+from lit_ft.training.resume import (
     flush_and_count_rows,
     logger_versions,
     reposition_train_loader,
@@ -35,7 +35,7 @@ from lit_ft.resume import (
     rng_states,
     truncate_csv_logs,
 )
-from lit_ft.wandb_resume import skip_replayed_rows
+from lit_ft.training.wandb_resume import skip_replayed_rows
 
 POINTER = "best.json"
 
@@ -391,7 +391,7 @@ def run_id_of(checkpoint_dir: str) -> str | None:
 def find_checkpoint(where: str, which: str = "best") -> str:
     """Resolve a run directory, a checkpoint directory or `best.json` to the best (or last) checkpoint file (or
     sharded checkpoint directory: FSDP `state_dict_type: sharded`, DeepSpeed)."""
-    from lit_ft.consolidate import is_checkpoint_dir
+    from lit_ft.training.consolidate import is_checkpoint_dir
 
     path = Path(where)
     if (path.is_file() and path.suffix in (".ckpt", ".consolidated")) or is_checkpoint_dir(path):

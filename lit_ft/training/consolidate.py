@@ -21,7 +21,7 @@ from lit_ft.errors import UserError
 from lit_ft.training.safe_load import load_checkpoint_file
 
 # Lightning's private `lightning.fabric.strategies.fsdp._METADATA_FILENAME`, copied so that reading a checkpoint
-# imports no Lightning; listed in lit_ft.lightning_internals.ACCESSES, whose test checks the value
+# imports no Lightning; listed in lit_ft.adapters.lightning.ACCESSES, whose test checks the value
 FSDP_METADATA = "meta.pt"
 
 

@@ -26,8 +26,8 @@ from typing import Any
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from lit_ft.adapters.lightning import set_received_sigterm
 from lit_ft.training.checkpoint import TaskCheckpoint
-from lit_ft.lightning_internals import set_received_sigterm
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}

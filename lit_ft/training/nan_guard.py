@@ -9,9 +9,9 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
+from lit_ft.adapters.torch import max_abs_norms
 from lit_ft.domains import NonNegativeInt
 from lit_ft.errors import UserError
-from lit_ft.torch_internals import max_abs_norms
 
 
 class NonFiniteError(UserError):

@@ -23,8 +23,8 @@ import torch.distributed as dist
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import CSVLogger
 
+from lit_ft.adapters.lightning import restore_pending_loader_state
 from lit_ft.io import atomic_file
-from lit_ft.lightning_internals import restore_pending_loader_state
 
 _CSV_STASH: dict[str, str] = {}  # metrics.csv text of the CSV loggers being resumed, by absolute path
 

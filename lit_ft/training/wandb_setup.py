@@ -11,7 +11,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 
-from lit_ft.lightning_internals import wandb_init_args
+from lit_ft.adapters.lightning import wandb_init_args
 
 
 def has_wandb_credentials() -> bool:

@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lit_ft.adapters.optuna import storage_trial_id
 from lit_ft.errors import UserError
 from lit_ft.monitor import Mode
-from lit_ft.optuna_internals import storage_trial_id
 from lit_ft.tune.pruner import make_pruner
 from lit_ft.tune.reporter import Attach
 from lit_ft.tune.space import SearchSpace

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lit_ft.library_access import Access
+from lit_ft.adapters.library_access import Access
 
 ACCESSES = [
     Access("transformers.PretrainedConfig", "_attn_implementation", "class attribute", "none yet: the config's "

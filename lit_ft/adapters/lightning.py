@@ -1,7 +1,7 @@
 """Lightning's private names that lit_ft uses: one function per access, each with the public API it waits for.
 
 `ACCESSES` lists them (and the private methods lit_ft's subclasses override) for
-`tests/test_library_internals.py`, which checks them against the installed Lightning (`lit_ft.library_access`).
+`tests/test_library_internals.py`, which checks them against the installed Lightning (`lit_ft.adapters.library_access`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import DDPStrategy
 
-from lit_ft.library_access import Access
+from lit_ft.adapters.library_access import Access
 
 _CLI = "lightning.pytorch.cli.LightningCLI"
 _CKPT = "lightning.pytorch.callbacks.ModelCheckpoint"
@@ -21,7 +21,7 @@ _FIT_LOOP = "lightning.pytorch.loops.fit_loop._FitLoop"
 _TRAINER, _MC = ("self", "trainer"), ("self", "trainer", "monitor_candidates")
 
 ACCESSES = [
-    # LightningCLI's private steps that LitFtCLI overrides (lit_ft/trainer_cli.py, lit_ft/recipe.py)
+    # LightningCLI's private steps that LitFtCLI overrides (lit_ft/commands/trainer_cli.py, lit_ft/commands/recipe.py)
     Access(_CLI, "_add_subcommands", "override", "none yet: a hook choosing which subcommand parsers to build",
            "trainer_cli", ("self", "parser", "kwargs")),
     Access(_CLI, "_prepare_subcommand_parser", "override", "none yet: per-subcommand parser defaults",
@@ -78,7 +78,7 @@ ACCESSES = [
            "DistributedDataParallel's arguments after the strategy is built", "ddp_options"),
     Access("lightning.pytorch.loggers.WandbLogger", "_wandb_init", "instance attribute", "none yet: the arguments "
            "passed to wandb.init", "wandb_setup"),
-    # copied as lit_ft.consolidate.FSDP_METADATA (the test compares the values)
+    # copied as lit_ft.training.consolidate.FSDP_METADATA (the test compares the values)
     Access("lightning.fabric.strategies.fsdp", "_METADATA_FILENAME", "module attribute", "none yet: the metadata "
            "file of a sharded checkpoint directory", "consolidate"),
 ]

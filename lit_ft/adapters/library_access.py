@@ -15,14 +15,14 @@ from typing import Any, Literal
 
 # one adapter per library; docs/architecture.md ("Library internals") lists their accesses
 ADAPTERS = (
-    "lit_ft.lightning_internals",
-    "lit_ft.transformers_internals",
-    "lit_ft.datasets_internals",
-    "lit_ft.torch_internals",
-    "lit_ft.torchmetrics_internals",
-    "lit_ft.jsonargparse_internals",
-    "lit_ft.sacrebleu_internals",
-    "lit_ft.optuna_internals",
+    "lit_ft.adapters.lightning",
+    "lit_ft.adapters.transformers",
+    "lit_ft.adapters.datasets",
+    "lit_ft.adapters.torch",
+    "lit_ft.adapters.torchmetrics",
+    "lit_ft.adapters.jsonargparse",
+    "lit_ft.adapters.sacrebleu",
+    "lit_ft.adapters.optuna",
 )
 
 Kind = Literal["method", "override", "class attribute", "instance attribute", "module attribute"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lit_ft.library_access import Access
+from lit_ft.adapters.library_access import Access
 
 ACCESSES = [
     Access("optuna.trial.FrozenTrial", "_trial_id", "instance attribute", "none yet: reopening a RUNNING trial "

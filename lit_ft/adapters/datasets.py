@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lit_ft.library_access import Access
+from lit_ft.adapters.library_access import Access
 
 ACCESSES = [
     Access("datasets.Dataset", "_fingerprint", "instance attribute", "none yet: the dataset's content hash, "

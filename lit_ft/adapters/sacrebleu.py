@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from lit_ft.library_access import Access
+from lit_ft.adapters.library_access import Access
 
 _WAIT = "none yet: sufficient statistics per sentence, summed across batches and processes, then scored"
 ACCESSES = [

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from lit_ft.library_access import Access
+from lit_ft.adapters.library_access import Access
 
 ACCESSES = [
     Access("torch", "_foreach_norm", "method", "torch.linalg.vector_norm per tensor (one kernel launch each); a "

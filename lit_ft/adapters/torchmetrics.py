@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torchmetrics.wrappers import ClasswiseWrapper
 
-from lit_ft.library_access import Access
+from lit_ft.adapters.library_access import Access
 
 ACCESSES = [
     Access("torchmetrics.wrappers.ClasswiseWrapper", "_prefix", "instance attribute", "none yet: the logged "
