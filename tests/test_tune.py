@@ -273,12 +273,16 @@ class LiveDataModules(Callback):
     counts: list[int] = []
 
     def on_fit_start(self, trainer: Trainer, *args: Any) -> None:
-        import gc
+        LiveDataModules.counts.append(live_data_modules())
 
-        from lit_ft import TaskDataModule
 
-        gc.collect()
-        LiveDataModules.counts.append(sum(issubclass(type(o), TaskDataModule) for o in gc.get_objects()))
+def live_data_modules() -> int:
+    import gc
+
+    from lit_ft import TaskDataModule
+
+    gc.collect()
+    return sum(issubclass(type(o), TaskDataModule) for o in gc.get_objects())
 
 
 def test_trials_in_one_process_do_not_keep_earlier_trials_data_modules(tmp_path: Path, tiny_bert: Path) -> None:
@@ -292,6 +296,7 @@ def test_trials_in_one_process_do_not_keep_earlier_trials_data_modules(tmp_path:
              "pruner": {"type": "none"}}
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
     LiveDataModules.counts = []
+    before = live_data_modules()  # what earlier tests of this process still hold
     main(["tune", "--config", "configs/qa_squad.yaml", "--model.backbone", str(tiny_bert),
           "--data.init_args.source.hub", "null", "--data.init_args.source.train", str(data),
           "--data.init_args.source.validation", str(data), "--data.init_args.max_length", "32",
@@ -301,4 +306,4 @@ def test_trials_in_one_process_do_not_keep_earlier_trials_data_modules(tmp_path:
           "--export.enabled", "false", "--trainer.callbacks+=test_tune.LiveDataModules",
           "--search", str(tmp_path / "space.yaml"), "--trials", "8"])
     assert [t.state for t in study(tmp_path / "run").trials] == [COMPLETE] * 8
-    assert LiveDataModules.counts == [1] * 8  # the original code kept every trial's: 1, 2, ..., 8
+    assert LiveDataModules.counts == [before + 1] * 8  # the original code kept every trial's: 1, 2, ..., 8
