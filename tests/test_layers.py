@@ -59,3 +59,14 @@ def test_the_old_public_paths_resolve_to_the_moved_classes() -> None:
         assert getattr(importlib.import_module(old_module), name) is getattr(importlib.import_module(new_module), name)
     # the `lit_ft` script an environment installed before the move holds: `from lit_ft.cli import main`  # move: keep
     assert callable(importlib.import_module("lit_ft.cli").main)  # move: keep
+
+
+def test_every_core_module_is_held_to_the_core_contract() -> None:
+    """A new top-level module is core: it must be listed in the core's contract (or be an entry point or alias)."""
+    import tomllib
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    core = next(c for c in contracts if c["name"].startswith("the core"))
+    top_level = {f"lit_ft.{p.stem}" for p in (ROOT / "lit_ft").glob("*.py")}
+    entry_points_and_aliases = {"lit_ft.__init__", "lit_ft.__main__", "lit_ft.cli", "lit_ft.checkpoint"}  # move: keep
+    assert sorted(top_level - entry_points_and_aliases - set(core["source_modules"])) == []
