@@ -9,6 +9,7 @@ them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 EVAL_SPLITS = ("validation", "test")
@@ -20,15 +21,24 @@ def normalised(key: str) -> str:
     return " ".join(key.casefold().split())
 
 
+def batched(per_rows: Callable[[Any], list[str] | None], raw: Any) -> list[str] | None:
+    """A batched data-module hook (`example_keys`, `example_labels`) over every row of `raw`, in row order; None when
+    the hook gives None (the task has no such value)."""
+    values: list[str] = []
+    for start in range(0, len(raw), CHUNK):
+        found = per_rows(raw[start : start + CHUNK])
+        if found is None:
+            return None
+        values += found
+    return values
+
+
 def input_keys(data: Any, split: str) -> list[str] | None:
     """The normalised input of every row of a split, in row order; None when the split is not configured."""
     raw = data.raw(split)
     if raw is None:
         return None
-    keys: list[str] = []
-    for start in range(0, len(raw), CHUNK):
-        keys += data.example_keys(raw[start : start + CHUNK])
-    return [normalised(k) for k in keys]
+    return [normalised(k) for k in batched(data.example_keys, raw) or []]
 
 
 def rows_in_train(data: Any) -> dict[str, tuple[list[int], int]]:

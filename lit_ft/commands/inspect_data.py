@@ -15,7 +15,7 @@ from lit_ft.commands.preflight import recipe_argv, recipe_parser
 from lit_ft.commands.text_histogram import length_histogram
 from lit_ft.data_summary import SPLITS, format_counts
 from lit_ft.errors import UserError, one_line
-from lit_ft.overlap import input_keys
+from lit_ft.overlap import batched, normalised
 
 MAX_IDS_SHOWN = 5
 EVAL_SPLITS = ("validation", "test")
@@ -110,17 +110,11 @@ def _lengths(data: Any, features: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _key_hashes(data: Any, raw: Any, normal: bool = False) -> list[str]:
-    """A hash of each row's input (`example_keys`); `normal`: of the input as the tokenizer normalises it."""
-    keys: list[str] = []
-    for start in range(0, len(raw), 1000):
-        keys += data.example_keys(raw[start : start + 1000])
-    if normal:
-        keys = [normalised(data.tokenizer, k) for k in keys]
+def _hashes(keys: list[str]) -> list[str]:
     return [hashlib.blake2b(k.encode("utf-8"), digest_size=16).hexdigest() for k in keys]
 
 
-def normalised(tokenizer: Any, key: str) -> str:
+def as_tokenizer_reads(tokenizer: Any, key: str) -> str:
     """An input key as the tokenizer reads it: its normaliser (lower case and accents for uncased models), then
     each field (tab-separated) without surrounding whitespace, which tokenizing drops."""
     normalizer = getattr(getattr(tokenizer, "backend_tokenizer", None), "normalizer", None)
@@ -128,31 +122,23 @@ def normalised(tokenizer: Any, key: str) -> str:
     return "\t".join(normalizer.normalize_str(p).strip() if normalizer is not None else p for p in parts)
 
 
-def _labels_of(data: Any, raw: Any) -> list[str] | None:
-    labels: list[str] = []
-    for start in range(0, len(raw), 1000):
-        found = data.example_labels(raw[start : start + 1000])
-        if found is None:
-            return None
-        labels += found
-    return labels
-
-
 def _duplicates(data: Any, loaded: dict[str, Any]) -> list[str]:
     """Exact and near duplicate inputs inside each split, inputs with different labels, and inputs of
     validation/test/predict already in train (leakage), compared as `fit`'s warning compares them (`lit_ft.overlap`:
-    case and spacing ignored)."""
-    keys = {s: _key_hashes(data, raw) for s, raw in loaded.items()}
+    case and spacing ignored). Each split's inputs are read once (`example_keys`)."""
+    raw_keys = {s: batched(data.example_keys, raw) or [] for s, raw in loaded.items()}
     lines = ["", "duplicates (same input, as the task compares examples; across splits, case and spacing ignored):"]
-    for s, found in keys.items():
+    for s, keys in raw_keys.items():
+        found = _hashes(keys)
         extra = len(found) - len(set(found))
-        normal = _key_hashes(data, loaded[s], normal=True)
+        normal = _hashes([as_tokenizer_reads(data.tokenizer, k) for k in keys])
         near = len(set(found)) - len(set(normal))
         lines.append(f"  {s}: {extra:,} of {len(found):,} rows repeat an earlier row of the split"
                      + (f"; {near:,} more once normalised as the tokenizer reads them (case for an uncased "
                         "model, surrounding whitespace)" if near else ""))
-        lines += _conflicts(s, normal, _labels_of(data, loaded[s]) if s != "predict" else None, loaded[s])
-    across = {s: input_keys(data, s) or [] for s in loaded}
+        labels = batched(data.example_labels, loaded[s]) if s != "predict" else None
+        lines += _conflicts(s, normal, labels, loaded[s])
+    across = {s: [normalised(k) for k in keys] for s, keys in raw_keys.items()}
     train = set(across.get("train", []))
     for s in (x for x in (*EVAL_SPLITS, "predict") if x in across and train):
         shared = [i for i, k in enumerate(across[s]) if k in train]
