@@ -99,6 +99,12 @@ def test_the_best_recipe_fits_as_is_and_scores_what_its_trial_scored(searched: t
     result = cli("fit", "--config", str(recipe))
     assert result.trainer.global_step == 2
     assert float(result.trainer.checkpoint_callback.best_model_score) == pytest.approx(best.value, abs=1e-7)
+    # the whole class of drift, not one option: the refit ran exactly its trial's config, but for its directory
+    ran = {name: yaml.safe_load((root / "tune" / name / "config.yaml").read_text())
+           for name in (f"trial_{best.number}", "best")}
+    for config in ran.values():
+        del config["trainer"]["default_root_dir"]
+    assert ran["best"] == ran[f"trial_{best.number}"]
 
 
 def test_a_rerun_continues_the_study_and_reruns_an_interrupted_trial(searched: tuple[Path, str], tiny_bert: Path,
