@@ -181,6 +181,11 @@ class FineTuner(LightningModule):
             datamodule.use_info(self.hparams["info"])
         self.plugin.bind_data(datamodule)
 
+    def on_fit_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if isinstance(datamodule, TaskDataModule):
+            self._plugin().before_fit(self._model(), datamodule)
+
     def on_train_start(self) -> None:
         # Lightning logs the hyperparameters as given to __init__ (before this hook); `info` came from the data later
         for logger in self.loggers:

@@ -67,6 +67,10 @@ class Task:
     `lit_ft test` writes them too, with the gold labels, to `test_predictions.jsonl` (error analysis, the
     report's confusion matrix) at almost no cost. Off by default."""
 
+    sequences_per_example: ClassVar[int] = 1
+    """Sequences one example puts through the model in a step: 2 for preference pairs, whose chosen and rejected
+    answers run in one batch. `lit_ft estimate` counts a batch's activations with it. 1 by default."""
+
     trainer_defaults: ClassVar[dict[str, Any]] = {}
     """Trainer settings this task trains better with than lit_ft's defaults, by `lightning.pytorch.Trainer` argument
     name (`{"gradient_clip_val": None}`, say): `fit` uses them wherever no recipe, overlay or flag sets the option
@@ -97,6 +101,16 @@ class Task:
 
         For tasks whose metrics or predictions need the raw rows (say the contexts that answer spans are cut
         from): every process holds the whole split there, so they stay out of batches and metric states."""
+
+    def before_fit(self, model: nn.Module, datamodule: TaskDataModule) -> None:
+        """Called as a fit starts: the model built, restored from `--ckpt_path` and on its device, the data set up,
+        no batch loaded yet (Lightning's `on_fit_start`); nothing by default. For work over the data with the
+        model before training, whose results the batches then carry (DPO's precomputed reference log-probs)."""
+
+    def frozen_parameters(self, model: nn.Module) -> int:
+        """Parameters of frozen models the task holds besides the trained `model` (a reference copy that is never
+        trained nor saved): `lit_ft estimate` counts their weights. None by default."""
+        return 0
 
     def forward(self, model: nn.Module, batch: Batch) -> Any:
         return model(**batch["inputs"])

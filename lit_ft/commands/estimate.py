@@ -63,6 +63,8 @@ def _rows(found: MemoryEstimate) -> list[str]:
     rows = [("weights", found.weights, ""), ("gradients", found.gradients, ""),
             ("optimizer state", found.optimizer, ""), ("activations", found.activations, ""),
             ("evaluation", found.evaluation, "an eval batch's forward; the larger of it and the activations counts")]
+    if found.frozen:
+        rows.insert(1, ("frozen model", found.frozen, "a frozen model the task holds besides (a reference model)"))
     if found.on_host:
         rows = [("process", found.process, "python and the libraries, recipe and tokenizer, measured here"),
                 *rows, ("checkpoint", found.checkpoint, "the serialized copy Lightning writes the checkpoint from")]

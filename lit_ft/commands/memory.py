@@ -106,12 +106,15 @@ class MemoryEstimate:
     checkpoint: float = 0.0
     process: float = 0.0  # the process before the model exists: interpreter, libraries, recipe, tokenizer
     on_host: bool = False  # the devices are the CPU: the training tensors live in the process's host memory too
+    # weights of a frozen model the task holds besides the trained one (DPO's reference copy); never sharded, as
+    # the strategy does not wrap it
+    frozen: float = 0.0
 
     @property
     def device(self) -> float:
         """The tensors of one device at its peak: a training step, or an evaluation batch after one (Lightning
         frees the gradients only at the next step's `zero_grad`)."""
-        return self.weights + self.gradients + self.optimizer + max(self.activations, self.evaluation)
+        return self.weights + self.frozen + self.gradients + self.optimizer + max(self.activations, self.evaluation)
 
     @property
     def host(self) -> float:
@@ -180,10 +183,11 @@ def evaluation_bytes_per_token(shape: Shape, seq: int, d: float) -> float:
 def estimate(*, parameters: int, trainable: int, shape: Shape, precision: str, batch_size: int, max_length: int,
              split: Sharding = Sharding(), checkpointing: bool = False, lora_inputs: int = 0,
              quantized: int = 0, quantized_bytes: float = 0.0, adapter: bool = False,
-             eval_batch_size: int = 0) -> MemoryEstimate:
+             eval_batch_size: int = 0, frozen: int = 0) -> MemoryEstimate:
     """The peak per device of one training step and of an evaluation batch after it (see the module docstring);
     `quantized` of the parameters are stored at `quantized_bytes` each (QLoRA's 4-bit base weights with their
-    quantization constants); an `adapter` model's checkpoint holds only its trainable weights."""
+    quantization constants); an `adapter` model's checkpoint holds only its trainable weights; `frozen`
+    parameters of a model the task holds besides (a reference copy) count as weights, unsharded."""
     param_bytes, d = precision_bytes(precision)
     tokens = batch_size * max_length
     per_token = activation_bytes_per_token(shape, max_length, d, checkpointing, lora_inputs)
@@ -194,6 +198,7 @@ def estimate(*, parameters: int, trainable: int, shape: Shape, precision: str, b
         gradients=trainable * param_bytes / split.gradients, optimizer=optimizer,
         activations=per_token * tokens, tokens=tokens,
         evaluation=evaluation_bytes_per_token(shape, max_length, d) * eval_batch_size * max_length,
+        frozen=frozen * param_bytes,
         checkpoint=checkpoint_bytes(trainable * param_bytes / split.weights if adapter else weights, optimizer),
     )
 

@@ -31,14 +31,17 @@ def recipe_estimate(cfg: Any, data: Any, devices: int, accelerator: str | None =
     accelerator = accelerator or RunPlan(cfg, data).accelerator
 
     model_args = cfg.model.as_dict()
-    model = meta_finetuner(model_args, data.info).model
+    finetuner = meta_finetuner(model_args, data.info)
+    model = finetuner.model
     assert model is not None, "FineTuner.build sets the model"
     found = estimate_model(
-        model, precision=str(cfg.trainer.precision), batch_size=data.batch_size,
+        model, precision=str(cfg.trainer.precision),
+        batch_size=data.batch_size * finetuner.plugin.sequences_per_example,
         max_length=data.max_length, strategy=strategy_name(cfg.trainer.strategy), devices=devices,
         checkpointing=bool(model_args.get("gradient_checkpointing")) or strategy_checkpoints(cfg.trainer.strategy),
         quantization=as_settings(model_args.get("quantization")), adapter=is_adapter_model(model),
-        eval_batch_size=int(getattr(data, "eval_batch_size", 0) or 0),
+        eval_batch_size=int(getattr(data, "eval_batch_size", 0) or 0) * finetuner.plugin.sequences_per_example,
+        frozen=finetuner.plugin.frozen_parameters(model),
     )
     return replace(found, process=float(process_baseline(cfg.trainer)), on_host=accelerator == "cpu")
 
@@ -46,10 +49,11 @@ def recipe_estimate(cfg: Any, data: Any, devices: int, accelerator: str | None =
 def estimate_model(model: nn.Module, *, precision: str, batch_size: int, max_length: int, strategy: str = "auto",
                    devices: int = 1, checkpointing: bool = False,
                    quantization: QuantizationSettings | None = None, adapter: bool = False,
-                   eval_batch_size: int = 0) -> MemoryEstimate:
+                   eval_batch_size: int = 0, frozen: int = 0) -> MemoryEstimate:
     """The estimate for a built model (on `meta` or not); with `quantization`, its frozen linear weights count
     as 4-bit ones; an `adapter` model checkpoints only its trainable weights; with `eval_batch_size`, an
-    evaluation batch counts where it needs more than the step's activations."""
+    evaluation batch counts where it needs more than the step's activations; `frozen` parameters of another
+    model the task holds (`Task.frozen_parameters`) count as weights of their own."""
     params = list(model.parameters())
     shape = shape_of(model)
     return estimate(
@@ -59,7 +63,7 @@ def estimate_model(model: nn.Module, *, precision: str, batch_size: int, max_len
         lora_inputs=lora_inputs(model) // max(shape.layers, 1),
         quantized=quantizable(model) if quantization else 0,
         quantized_bytes=quantization.bytes_per_weight() if quantization else 0.0, adapter=adapter,
-        eval_batch_size=eval_batch_size,
+        eval_batch_size=eval_batch_size, frozen=frozen,
     )
 
 

@@ -8,6 +8,7 @@ on the right (its encoder positions must not move); only the new tokens are deco
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import datasets
@@ -66,6 +67,22 @@ def inert_flags(config: Any) -> list[str]:
     if (config.num_beams or 1) == 1:
         flags += [k for k in _BEAM_FLAGS if getattr(config, k, None) is not None]
     return flags
+
+
+def write_generation_config(out_dir: Path, tokenizer: Any, max_new_tokens: int, **kwargs: Any) -> None:
+    """Make `generate()` and `pipeline()` on the export in `out_dir` decode as lit_ft did: `decoding_settings`
+    (greedy unless `kwargs` say otherwise, `max_new_tokens`, stop and pad tokens) over the model's own generation
+    config, which may have come with sampling on."""
+    from transformers import GenerationConfig
+
+    try:
+        config = GenerationConfig.from_pretrained(out_dir)
+    except OSError:
+        config = GenerationConfig()
+    config.update(**decoding_settings(config, tokenizer, max_new_tokens, **kwargs))
+    for key in inert_flags(config):
+        setattr(config, key, None)
+    config.save_pretrained(out_dir)
 
 
 def is_encoder_decoder(model: nn.Module) -> bool:

@@ -23,7 +23,7 @@ from transformers import GenerationConfig
 
 from lit_ft.domains import NonNegativeInt, PositiveInt
 from lit_ft.errors import UserError
-from lit_ft.generation.decoding import decoding_settings, generate, inert_flags
+from lit_ft.generation.decoding import generate, write_generation_config
 from lit_ft.generation.text_metrics import TEXT_METRICS, GenerationMetrics, text_metric
 from lit_ft.rows import ROW
 from lit_ft.task import Batch, Task
@@ -159,14 +159,7 @@ class GenerationTask(Task):
         """Make `generate()` and `pipeline()` on the export decode as evaluation and predict did: the settings of
         `lit_ft.generation.decoding.decoding_settings` (greedy unless `generate_kwargs` say otherwise, `max_new_tokens`,
         stop and pad tokens) over the model's own generation config, which may have come with sampling on."""
-        try:
-            config = GenerationConfig.from_pretrained(out_dir)
-        except OSError:
-            config = GenerationConfig()
-        config.update(**decoding_settings(config, self.tokenizer, self.max_new_tokens, **self.generate_kwargs))
-        for key in inert_flags(config):
-            setattr(config, key, None)
-        config.save_pretrained(out_dir)
+        write_generation_config(out_dir, self.tokenizer, self.max_new_tokens, **self.generate_kwargs)
 
     def model_card(self, model_id: str, export_dir: Path) -> list[tuple[str, str]]:
         """The usage section, and the decoding settings the export's `generation_config.json` holds."""
