@@ -184,7 +184,8 @@ class FineTuner(LightningModule):
     def on_fit_start(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
         if isinstance(datamodule, TaskDataModule):
-            self._plugin().before_fit(self._model(), datamodule)
+            with self.trainer.precision_plugin.forward_context():  # the dtype the steps compute in
+                self._plugin().before_fit(self._model(), datamodule)
 
     def on_train_start(self) -> None:
         # Lightning logs the hyperparameters as given to __init__ (before this hook); `info` came from the data later

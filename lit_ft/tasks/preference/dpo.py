@@ -37,6 +37,7 @@ from lit_ft.tasks.preference.losses import (
     pair_losses,
 )
 from lit_ft.tasks.preference.metrics import ACCURACY, LogProbs, Rewards
+from lit_ft.tasks.preference.precompute import precompute, reference_key
 from lit_ft.tasks.preference.reference import Reference, device_of
 
 if TYPE_CHECKING:
@@ -121,6 +122,7 @@ class DPOTask(Task):
                     module.p = 0.0
         if self.loss_type not in REFERENCE_FREE:
             self.reference = Reference(lambda: load_pretrained(AutoModelForCausalLM, backbone, load))
+            self._reference_key = reference_key(backbone, load)
         return model
 
     # ---- training ------------------------------------------------------------------------------
@@ -138,18 +140,13 @@ class DPOTask(Task):
         return loss if outputs.nll is None else outputs.nll + loss
 
     def before_fit(self, model: nn.Module, datamodule: TaskDataModule) -> None:
-        """With `precompute_ref_log_probs`, the reference log-probs of the train and validation pairs."""
+        """With `precompute_ref_log_probs`: the reference log-probs of the train and validation pairs, computed
+        (or found in the cache) now; the frozen copy is dropped after."""
         if not self.precompute or self.reference is None:
             return
-        reference, device = self.reference, device_of(model)
-
-        def compute(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-            on_device = {**batch, "inputs": {k: v.to(device) for k, v in batch["inputs"].items()},
-                         "completion_mask": batch["completion_mask"].to(device)}
-            logps = reference.logps(model, on_device)
-            return logps.chosen.cpu(), logps.rejected.cpu()
-
-        datamodule.with_reference(compute)  # type: ignore[attr-defined]
+        reference = self.reference
+        with torch.no_grad():
+            precompute(datamodule, lambda batch: reference.logps(model, batch), device_of(model), self._reference_key)
         reference.release()
 
     def frozen_parameters(self, model: nn.Module) -> int:

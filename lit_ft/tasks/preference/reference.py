@@ -23,10 +23,10 @@ from torch import nn
 
 from lit_ft.lora import is_adapter_model
 from lit_ft.task import Batch
+from lit_ft.tasks.preference.data import REFERENCE_COLUMNS
 from lit_ft.tasks.preference.logps import pair_forward
 from lit_ft.tasks.preference.losses import PairLogps
 
-PRECOMPUTED = ("ref_chosen_logps", "ref_rejected_logps")
 
 
 class Reference:
@@ -42,10 +42,10 @@ class Reference:
 
     def logps(self, policy: nn.Module, batch: Batch) -> PairLogps:
         """The reference's summed completion log-probs of `batch`'s pairs (B each)."""
-        if PRECOMPUTED[0] in batch:
+        if REFERENCE_COLUMNS[0] in batch:
             counts = batch["completion_mask"][:, 1:].sum(-1)
             pairs = counts.size(0) // 2
-            chosen, rejected = (batch[key].to(counts.device) for key in PRECOMPUTED)
+            chosen, rejected = (batch[key].to(counts.device) for key in REFERENCE_COLUMNS)
             return PairLogps(chosen, rejected, counts[:pairs], counts[pairs:])
         with torch.no_grad():
             if is_adapter_model(policy):
