@@ -36,7 +36,7 @@ from lit_ft.tasks.preference.losses import (
     Settings,
     pair_losses,
 )
-from lit_ft.tasks.preference.metrics import ACCURACY, LogProbs, Rewards
+from lit_ft.tasks.preference.metrics import LogProbs, Rewards
 from lit_ft.tasks.preference.precompute import precompute, reference_key
 from lit_ft.tasks.preference.reference import Reference, device_of
 
@@ -93,7 +93,7 @@ class DPOTask(Task):
         simpo_gamma: NonNegativeFloat = 0.5,
         precompute_ref_log_probs: bool = False,
         disable_dropout: bool = True,
-        monitor: Literal["rewards/accuracies", "loss"] = ACCURACY,
+        monitor: Literal["rewards/accuracies", "loss"] = "rewards/accuracies",
         max_new_tokens: PositiveInt = 128,
         generate_kwargs: dict[str, Any] | None = None,
     ) -> None:

@@ -78,5 +78,6 @@ def _first_completion(mask: torch.Tensor) -> int:
 
 def takes_logits_to_keep(model: nn.Module) -> bool:
     """Whether the causal LM under `model` (a peft wrapper's base model, say) declares `logits_to_keep`."""
-    base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    unwrap: Any = getattr(model, "get_base_model", None)
+    base = unwrap() if callable(unwrap) else model
     return "logits_to_keep" in inspect.signature(type(base).forward).parameters

@@ -30,8 +30,9 @@ class PairLogps:
 
     def averaged(self) -> PairLogps:
         """The per-token means (SimPO's and ORPO's length normalisation)."""
-        return PairLogps(self.chosen / self.chosen_tokens.clamp(min=1), self.rejected / self.rejected_tokens.clamp(min=1),
-                         self.chosen_tokens, self.rejected_tokens)
+        chosen = self.chosen / self.chosen_tokens.clamp(min=1)
+        return PairLogps(chosen, self.rejected / self.rejected_tokens.clamp(min=1), self.chosen_tokens,
+                         self.rejected_tokens)
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,8 @@ def pair_losses(kind: LossType, policy: PairLogps, reference: PairLogps | None, 
         losses = torch.relu(1 - beta * delta)
     elif kind == "ipo":
         # TRL divides the sequence log-ratios by the completion lengths (as the IPO authors' results do)
-        per_token = chosen_ratio / policy.chosen_tokens.clamp(min=1) - rejected_ratio / policy.rejected_tokens.clamp(min=1)
+        per_token = (chosen_ratio / policy.chosen_tokens.clamp(min=1)
+                     - rejected_ratio / policy.rejected_tokens.clamp(min=1))
         losses = (per_token - 1 / (2 * beta)) ** 2
     else:  # robust: unbiased under a `label_smoothing` rate of flipped labels
         clean = -(1 - smoothing) * F.logsigmoid(beta * delta)

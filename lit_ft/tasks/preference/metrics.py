@@ -16,7 +16,6 @@ from torchmetrics import Metric
 
 from lit_ft.tasks.preference.losses import PairLogps, PairLosses
 
-ACCURACY = "rewards/accuracies"
 
 
 class _PairMeans(Metric):

@@ -28,7 +28,6 @@ from lit_ft.tasks.preference.logps import pair_forward
 from lit_ft.tasks.preference.losses import PairLogps
 
 
-
 class Reference:
     """Reference log-probabilities for pair batches.
 
