@@ -17,7 +17,6 @@ from torchmetrics import Metric
 from lit_ft.tasks.preference.losses import PairLogps, PairLosses
 
 
-
 class _PairMeans(Metric):
     """Means over every evaluated pair of the epoch (not means of per-batch means)."""
 
