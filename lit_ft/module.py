@@ -31,7 +31,7 @@ from lit_ft.registry import get_task
 from lit_ft.rows import with_rows
 from lit_ft.sampler import is_padding
 from lit_ft.samples import log_samples
-from lit_ft.task import Batch, Task, check_build_model, reads_data_for
+from lit_ft.task import Batch, Task, check_build_model
 from lit_ft.task_options import check_task_options
 from lit_ft.weights_dtype import weights_dtype
 
@@ -170,7 +170,7 @@ class FineTuner(LightningModule):
             if self.model is None:
                 raise UserError("FineTuner needs a lit_ft TaskDataModule (data.class_path) or a saved `info`")
             return
-        if not reads_data_for(type(datamodule), get_task(self.hparams["task"])):
+        if datamodule.task_name and datamodule.task_name != self.hparams["task"]:
             raise UserError(
                 f"model.task is '{self.hparams['task']}' but the data module {type(datamodule).__name__} is for task "
                 f"'{datamodule.task_name}'; make them agree"

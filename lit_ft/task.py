@@ -196,17 +196,6 @@ class Task:
         return []
 
 
-def reads_data_for(data_class: type, task: type[Task]) -> bool:
-    """Whether data modules of `data_class` feed `task`: a subclass of the one the task declares (`Task.datamodule`;
-    one data module may feed several tasks, as `PreferenceData` feeds `dpo` and `reward_model`), or one whose
-    `task_name` is the task's name or empty (a data module for any task)."""
-    declared = getattr(task, "datamodule", None)
-    if isinstance(declared, type) and issubclass(data_class, declared):
-        return True
-    name = getattr(data_class, "task_name", "")
-    return not name or name == task.name
-
-
 def check_build_model(task: type[Task]) -> None:
     """A plugin written before `build_model` took the loading options fails with the fix, not a TypeError."""
     parameters = list(inspect.signature(task.build_model).parameters.values())

@@ -135,7 +135,6 @@ def check_task_and_data(cfg: Any) -> None:
     """model.task is registered, its task_options are options it declares, of their types and within their domains
     (`lit_ft.task_options`), and data.class_path is a data module of that task."""
     from lit_ft.registry import available_tasks
-    from lit_ft.task import reads_data_for
     from lit_ft.task_options import check_task_options
 
     task = cfg.model.task
@@ -146,7 +145,7 @@ def check_task_and_data(cfg: Any) -> None:
     check_task_options(tasks[task].task, dict(cfg.model.get("task_options") or {}))
     data_class = _data_class(cfg)
     data_task = getattr(data_class, "task_name", "") if data_class is not None else ""
-    if data_class is not None and not reads_data_for(data_class, tasks[task].task):
+    if data_class is not None and data_task and data_task != task:
         expected = getattr(tasks[task].task, "datamodule", None)
         fix = f"set data.class_path to {expected.__module__}.{expected.__qualname__}" if expected else "fix data"
         raise UserError(f"model.task is '{task}' but data.class_path {data_class.__qualname__} reads data for task "
