@@ -226,14 +226,14 @@ class PreferenceData(TaskDataModule):
         return ["\t".join(text(rows[c][i]) for c in columns) for i in range(len(rows["id"]))]
 
     def prediction_inputs(self, split: str) -> list[dict[str, Any]]:
-        """Per row: its prompt (text or messages), completion and text, those the split holds."""
+        """Per row: its prompt (text or messages), completion and text, those the row holds."""
         raw = self.raw(split)
         if raw is None:
             return []
         keys = {self.columns.prompt_column: "prompt", self.completion_column: "completion", self.text_column: "text"}
         present = {c: k for c, k in keys.items() if c in raw.column_names}
         values = {c: raw[c] for c in present}
-        return [{k: values[c][i] for c, k in present.items()} for i in range(len(raw))] if present else []
+        return [{k: values[c][i] for c, k in present.items() if values[c][i] is not None} for i in range(len(raw))]
 
     def show_example(self, feature: dict[str, Any]) -> list[str]:
         """The prompt, then each completion with its tokens (those with a log-probability) in `[[...]]`."""
