@@ -237,7 +237,7 @@ def test_a_bad_row_is_one_error_naming_file_row_and_fix(tmp_path: Path, llama: P
     if "prompt" not in row and not isinstance(row["chosen"], list):
         good = {"chosen": "hi there", "rejected": "hi you"}
     dm = data(tmp_path, llama, [good, row])
-    with pytest.raises(UserError, match=rf"row '1' of the train split \(file '.*rows.jsonl'\).*{expect}") as err:
+    with pytest.raises(UserError, match=rf"row '1' in the train split \(file '.*rows.jsonl'\).*{expect}") as err:
         dm.features("train")
     assert "\n" not in str(err.value) and any(w in str(err.value) for w in ("fix", "fill", "drop", "give", "make"))
 
@@ -298,3 +298,21 @@ def test_show_example_marks_prompt_chosen_and_rejected(tmp_path: Path, llama: Pa
     assert dm.label_counts("train") == {}
     keys = dm.example_keys({"id": ["0"], **{k: [v] for k, v in PAIRS[0].items()}})
     assert keys == ["say cat twice:\t cat cat\t mat"]
+
+
+def test_inspect_data_shows_a_pair_and_the_dropped_rows(tmp_path: Path, llama: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from lit_ft.commands.cli import main
+
+    train = write_jsonl(LONG, tmp_path / "train.jsonl")
+    recipe = tmp_path / "dpo.yaml"
+    recipe.write_text(f"model:\n  task: dpo\n  backbone: {llama}\ndata:\n  class_path: {PreferenceData.__module__}."
+                      f"PreferenceData\n  init_args:\n    max_length: 8\n    source:\n      train: {train}\n"
+                      f"      validation: {train}\n")
+    capsys.readouterr()
+    main(["inspect-data", "--config", str(recipe), "--n", "1"])
+    out = capsys.readouterr().out
+    assert "rows: train 3 (2 inputs; 1 dropped: no completion token fits data.max_length=8" in out, out
+    shown = out[out.index("examples (train"):].splitlines()
+    assert shown[1:5] == ["  id 1 (8 tokens)", "    prompt: hello", "    chosen (7 tokens): [[ world, how are you? I]]",
+                          "    rejected (2 tokens): [[ you</s>]]"], shown

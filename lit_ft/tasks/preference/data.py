@@ -70,6 +70,7 @@ class PreferenceData(TaskDataModule):
     """
 
     task_name = "preference"
+    task_names = ("dpo", "reward_model")
 
     def __init__(
         self,
@@ -146,7 +147,7 @@ class PreferenceData(TaskDataModule):
     def _margin(self, row: dict[str, Any], where: str) -> float:
         value = row[self.margin_column or ""]
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise UserError(f"{row_name(row['id'], row[ROW])} of {where}: margin_column '{self.margin_column}' holds "
+            raise UserError(f"{row_name(row['id'], row[ROW])} in {where}: margin_column '{self.margin_column}' holds "
                             f"{value!r}, not a number; fill it or drop the row")
         return float(value)
 
@@ -171,7 +172,7 @@ class PreferenceData(TaskDataModule):
         return out
 
     def _single(self, row: dict[str, Any], where: str) -> tuple[Any, Any]:
-        name = f"{row_name(row['id'], row[ROW])} of {where}"
+        name = f"{row_name(row['id'], row[ROW])} in {where}"
         prompt = row.get(self.columns.prompt_column)
         if prompt is None:  # a whole text, scored as a training sequence is: with its end token
             text = row.get(self.text_column)
