@@ -70,6 +70,7 @@ class PreferenceData(TaskDataModule):
     """
 
     task_name = "preference"
+    task_names = ("dpo", "reward_model")
 
     def __init__(
         self,
@@ -146,7 +147,7 @@ class PreferenceData(TaskDataModule):
     def _margin(self, row: dict[str, Any], where: str) -> float:
         value = row[self.margin_column or ""]
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise UserError(f"{row_name(row['id'], row[ROW])} of {where}: margin_column '{self.margin_column}' holds "
+            raise UserError(f"{row_name(row['id'], row[ROW])} in {where}: margin_column '{self.margin_column}' holds "
                             f"{value!r}, not a number; fill it or drop the row")
         return float(value)
 
@@ -171,7 +172,7 @@ class PreferenceData(TaskDataModule):
         return out
 
     def _single(self, row: dict[str, Any], where: str) -> tuple[Any, Any]:
-        name = f"{row_name(row['id'], row[ROW])} of {where}"
+        name = f"{row_name(row['id'], row[ROW])} in {where}"
         prompt = row.get(self.columns.prompt_column)
         if prompt is None:  # a whole text, scored as a training sequence is: with its end token
             text = row.get(self.text_column)
@@ -226,14 +227,14 @@ class PreferenceData(TaskDataModule):
         return ["\t".join(text(rows[c][i]) for c in columns) for i in range(len(rows["id"]))]
 
     def prediction_inputs(self, split: str) -> list[dict[str, Any]]:
-        """Per row: its prompt (text or messages), completion and text, those the split holds."""
+        """Per row: its prompt (text or messages), completion and text, those the row holds."""
         raw = self.raw(split)
         if raw is None:
             return []
         keys = {self.columns.prompt_column: "prompt", self.completion_column: "completion", self.text_column: "text"}
         present = {c: k for c, k in keys.items() if c in raw.column_names}
         values = {c: raw[c] for c in present}
-        return [{k: values[c][i] for c, k in present.items()} for i in range(len(raw))] if present else []
+        return [{k: values[c][i] for c, k in present.items() if values[c][i] is not None} for i in range(len(raw))]
 
     def show_example(self, feature: dict[str, Any]) -> list[str]:
         """The prompt, then each completion with its tokens (those with a log-probability) in `[[...]]`."""
