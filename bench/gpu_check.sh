@@ -13,7 +13,8 @@
 # subprocess with a timeout, a failed check does not stop the others; exit status 1 if any check failed.
 # The checks (bench/gpu_checks.py): SFT steps of a randomly initialised ~1B Llama in bf16-mixed and bf16-true
 # (tokens/s, MFU, peak memory against `lit_ft estimate`), packing on, gradient checkpointing (memory), torch.compile,
-# QLoRA (bitsandbytes), 16-mixed classification (the quickstart), FSDP and DeepSpeed on one device with the export
+# QLoRA (bitsandbytes), DPO with LoRA as the reference (bf16-mixed, peak memory against `lit_ft estimate`),
+# 16-mixed classification (the quickstart), FSDP and DeepSpeed on one device with the export
 # of their checkpoints, and bench/gpu_check.py's clipping checks. See bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -4,6 +4,8 @@ Each check is a real `lit_ft fit` (or export) in a fresh subprocess with a timeo
 the others, and the whole run keeps to a time budget (`--budget`, default 460 s). The LLM checks train a randomly
 initialised ~1B Llama (hidden 2048, 20 layers) built here from a config, with a byte-level BPE tokenizer trained
 here on the data (LIMA from ../shared/data/lima when present, else generated rows): nothing comes from the hub.
+`dpo_lora_bf16` runs configs/dpo_hh.yaml (bf16-mixed) on HH-RLHF pairs with LoRA, so the reference is the base with
+its adapters disabled (no copy), its peak memory held to `lit_ft estimate`'s (which counts both sequences of a pair).
 
     python bench/gpu_checks.py                      # every check (a CUDA GPU)
     python bench/gpu_checks.py --only sft_bf16_mixed sft_compiled
@@ -42,9 +44,11 @@ class Work:
     root: Path
     backbone: Path = field(init=False)
     data: Path = field(init=False)
+    pairs: Path = field(init=False)
 
     def __post_init__(self) -> None:
         self.backbone, self.data = self.root / "llama_1b", self.root / "sft.json"
+        self.pairs = self.root / "pairs.jsonl"
 
 
 @dataclass
@@ -68,6 +72,17 @@ def sft(name: str, *extra: str, saves: bool = False) -> Callable[[Work], list[st
     return argv
 
 
+def dpo_lora(work: Work) -> list[str]:
+    """configs/dpo_hh.yaml (bf16-mixed) with LoRA: the reference is the base with adapters disabled, no copy."""
+    return ["fit", "--config", "configs/dpo_hh.yaml", "--model.backbone", str(work.backbone),
+            "--data.init_args.source.train", str(work.pairs), "--data.init_args.batch_size", "4",
+            "--data.init_args.max_length", "512", "--data.init_args.max_prompt_length", "384",
+            "--model.lora.r", "16", "--model.lora.alpha", "32", "--model.learning_rate", "1e-4",
+            "--trainer.accelerator", "cuda", "--trainer.devices", "1", "--trainer.max_steps", "12",
+            "--trainer.accumulate_grad_batches", "1", "--trainer.default_root_dir", str(work.root / "dpo_lora"),
+            *QUIET, *NO_SAVES]
+
+
 def quickstart_16_mixed(work: Work) -> list[str]:
     return ["fit", "--config", "configs/quickstart.yaml", "--config", "configs/precision/16-mixed.yaml",
             "--trainer.max_steps", "24", "--trainer.default_root_dir", str(work.root / "cls_16_mixed"), *QUIET,
@@ -83,6 +98,7 @@ CHECKS = [
     Check("sft_qlora", sft("sft_qlora", "--model.lora.r", "16", "--model.lora.alpha", "32",
                            "--model.quantization.bits", "4"), needs="bitsandbytes"),
     Check("cls_16_mixed", quickstart_16_mixed, timeout=120),
+    Check("dpo_lora_bf16", dpo_lora),
     Check("fsdp_one_device", sft("fsdp", "--config", "configs/strategy/fsdp.yaml", "--trainer.devices", "1",
                                  "--trainer.strategy.init_args.state_dict_type", "sharded", saves=True),
           timeout=240, export=True),
@@ -104,14 +120,34 @@ def sft_rows() -> list[dict[str, Any]]:
              "output": " ".join(rng.choices(words, k=rng.randint(40, 700))), "history": []} for _ in range(800)]
 
 
+def pair_rows() -> list[dict[str, str]]:
+    """HH-RLHF harmless pairs (implicit prompts) from ../shared/data when present, else generated ones; pairs whose
+    chosen answer is empty are left out (PreferenceData refuses them)."""
+    hh = SHARED / "hh_rlhf_harmless" / "train.jsonl"
+    if hh.is_file():
+        rows = [json.loads(line) for line in hh.read_text().splitlines()]
+        return [r for r in rows if not r["chosen"].rstrip().endswith("Assistant:")]
+    rng = random.Random(0)
+    words = "the a model data train token layer batch answer question write code explain why how".split()
+
+    def said(n: int) -> str:
+        return " ".join(rng.choices(words, k=n))
+
+    prompts = [f"\n\nHuman: {said(rng.randint(8, 200))}\n\nAssistant:" for _ in range(400)]
+    return [{"chosen": f"{p} {said(rng.randint(20, 200))}", "rejected": f"{p} {said(rng.randint(20, 200))}"}
+            for p in prompts]
+
+
 def prepare(work: Work, weights: bool) -> None:
-    """The data file, a BPE tokenizer trained on it, the ~1B Llama config (and random weights unless dry)."""
+    """The data files, a BPE tokenizer trained on the SFT rows, the ~1B Llama config (and random weights unless
+    dry)."""
     sys.path.insert(0, str(REPO / "tests"))
     from sft_fixtures import write_tokenizer
     from transformers import AutoTokenizer, LlamaConfig
 
     rows = sft_rows()
     work.data.write_text(json.dumps(rows))
+    work.pairs.write_text("".join(json.dumps(r) + "\n" for r in pair_rows()))
     corpus = [f"{r['instruction']} {r['output']}" for r in rows[:400]]
     write_tokenizer(work.backbone, corpus=corpus, num_merges=4000)
     tok = AutoTokenizer.from_pretrained(work.backbone)
@@ -157,7 +193,7 @@ def failure(done: subprocess.CompletedProcess[str], always: bool = False) -> dic
 
 
 def compared(name: str, got: dict[str, Any], earlier: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Ratios against the plain bf16-mixed run; the checkpointing run's memory against the estimate."""
+    """Ratios against the plain bf16-mixed run; the checkpointing and DPO runs' memory against the estimate."""
     base = earlier.get("sft_bf16_mixed", {})
     out: dict[str, Any] = {}
     if base.get("tokens_per_s") and name in ("sft_packed", "sft_compiled", "sft_bf16_true", "sft_checkpointing"):
@@ -166,7 +202,7 @@ def compared(name: str, got: dict[str, Any], earlier: dict[str, dict[str, Any]])
         out["memory_vs_bf16_mixed"] = round(got["max_memory_allocated_gib"] / base["max_memory_allocated_gib"], 3)
     if got.get("estimate_gib"):
         out["measured_over_estimate"] = round(got["max_memory_allocated_gib"] / got["estimate_gib"], 3)
-        if name == "sft_checkpointing":  # the estimate errs high by design: it must not undershoot much
+        if name in ("sft_checkpointing", "dpo_lora_bf16"):  # the estimate errs high by design: no large undershoot
             out["_ok"] = out["measured_over_estimate"] <= 1.25
     return out
 

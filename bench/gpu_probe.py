@@ -43,8 +43,9 @@ class StepProbe(Callback):
             torch.cuda.synchronize()
             self.start = time.perf_counter()
         if self.start:
-            ids = batch["input_ids"]
-            mask = batch.get("attention_mask")
+            inputs = batch.get("inputs", batch)  # lit_ft's batches hold the model's inputs under `inputs`
+            ids = inputs["input_ids"]
+            mask = inputs.get("attention_mask")
             self.tokens += int(mask.sum()) if mask is not None else ids.numel()
             self.slots += ids.numel()
 
@@ -72,13 +73,17 @@ def estimate_of(trainer: Any, module: Any) -> dict[str, Any]:
     """`lit_ft estimate`'s peak for this model, precision and batch (single-device runs: sharded models have been
     wrapped by now, and their own estimate is per device of many)."""
     from lit_ft.commands.model_memory import estimate_model
+    from lit_ft.lora import is_adapter_model
     from lit_ft.quantization import as_settings
 
     if trainer.strategy.__class__.__name__ not in ("SingleDeviceStrategy",):
         return {}
     data = trainer.datamodule
-    found = estimate_model(module.model, precision=str(trainer.precision), batch_size=data.batch_size,
-                           max_length=data.max_length, checkpointing=bool(module.hparams.get("gradient_checkpointing")),
-                           quantization=as_settings(module.hparams.get("quantization")))
+    plugin = module.plugin  # pairs put two sequences each through the model; a task may hold a frozen reference
+    found = estimate_model(module.model, precision=str(trainer.precision),
+                           batch_size=data.batch_size * plugin.sequences_per_example, max_length=data.max_length,
+                           checkpointing=bool(module.hparams.get("gradient_checkpointing")),
+                           quantization=as_settings(module.hparams.get("quantization")),
+                           adapter=is_adapter_model(module.model), frozen=plugin.frozen_parameters(module.model))
     return {"estimate_gib": round(found.total / 1024**3, 3), "estimate_activations_gib":
             round(found.activations / 1024**3, 3)}

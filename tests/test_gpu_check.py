@@ -34,3 +34,5 @@ def test_dry_run_parses_every_check_and_builds_each_model_on_meta() -> None:
     assert by_name["sft_checkpointing"]["estimate_gib"] < by_name["sft_bf16_mixed"]["estimate_gib"]
     assert by_name["clipping"]["commands_parsed"] == 7
     assert 22_000_000 < by_name["cls_16_mixed"]["parameters"] < 23_000_000  # the packaged MiniLM with its head
+    dpo = by_name["dpo_lora_bf16"]  # LoRA: the reference is the base itself, no frozen copy counted
+    assert dpo["trainable"] < llm / 50 and dpo["estimate_gib"] < by_name["sft_bf16_mixed"]["estimate_gib"]
