@@ -74,7 +74,8 @@ def test_explicit_pairs_follow_the_batch_contract(tmp_path: Path, llama: Path) -
     batch = batch_of(dm)
     ids, mask, done = batch["inputs"]["input_ids"], batch["inputs"]["attention_mask"], batch["completion_mask"]
     assert ids.shape == mask.shape == done.shape == (6, ids.shape[1]) and done.dtype == torch.bool
-    assert batch["id"] == ["0", "1", "2"] and set(batch) == {"inputs", "completion_mask", "id"}
+    assert batch["id"] == ["0", "1", "2"] and set(batch) == {"inputs", "completion_mask", "prompt_ids", "id"}
+    assert batch["prompt_ids"] == [tok(r["prompt"])["input_ids"] for r in PAIRS]
     for i, row in enumerate(PAIRS):
         for j, side in ((i, "chosen"), (i + 3, "rejected")):
             n = int(mask[j].sum())
@@ -296,6 +297,7 @@ def test_show_example_marks_prompt_chosen_and_rejected(tmp_path: Path, llama: Pa
     assert dm.show_example(ds[0]) == ["prompt: say cat twice:", "chosen (3 tokens): [[ cat cat</s>]]",
                                       "rejected (2 tokens): [[ mat</s>]]"]
     assert dm.label_counts("train") == {}
+    assert PreferenceData.data_tasks() == ("dpo", "reward_model")  # the two tasks that share it, and no other
     keys = dm.example_keys({"id": ["0"], **{k: [v] for k, v in PAIRS[0].items()}})
     assert keys == ["say cat twice:\t cat cat\t mat"]
 

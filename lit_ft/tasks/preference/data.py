@@ -9,10 +9,12 @@ Batch contract (what `collate` returns for train / validation / test; the `dpo` 
      "margin": FloatTensor[B], only when `margin_column` is set;
      "ref_chosen_logps", "ref_rejected_logps": FloatTensor[B], only when the features hold precomputed reference
                 log-probabilities (columns of the same names);
+     "prompt_ids": list of B token-id lists, each pair's prompt (to generate from);
      "id": list of B ids; the rows (`lit_ft.rows.ROW`) as every task's batches carry them}
 
 Predict batches (rows with a prompt, or a single `text`, and no pair): `inputs` of B sequences (prompt, plus the
-completion when a row has one), `completion_mask` as above, `prompt_ids` (list of B token-id lists) and `id`.
+completion when a row has one), `completion_mask` as above, `prompt_ids` (list of B token-id lists) and `id`. A
+predict file of pairs gives pair batches.
 """
 
 from __future__ import annotations
@@ -245,6 +247,7 @@ class PreferenceData(TaskDataModule):
             ids = feature[f"{side}_ids"]
             text = marked(tok, [*prompt[-1:], *ids], [False] * len(prompt[-1:]) + [True] * len(ids))
             shown = text[len(decode(tok, prompt[-1:])):] if prompt else text
+            shown = shown[1:] if shown.startswith(" [[") else shown  # the space decoding puts after the prompt
             lines += field(f"{side} ({len(ids)} tokens)", shown)
         return lines
 
@@ -258,6 +261,7 @@ class PreferenceData(TaskDataModule):
         for key in ("margin", *REFERENCE_COLUMNS):
             if key in rows[0]:
                 batch[key] = torch.tensor([float(r[key]) for r in rows], dtype=torch.float32)
+        batch["prompt_ids"] = [r["prompt_ids"] for r in rows]
         batch["id"] = [r["id"] for r in rows]
         return batch
 
