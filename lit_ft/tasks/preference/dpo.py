@@ -127,8 +127,8 @@ class DPOTask(Task):
 
     # ---- training ------------------------------------------------------------------------------
     def forward(self, model: nn.Module, batch: Batch) -> PairOutputs | None:
-        if "prompt_ids" in batch:
-            return None  # predict: generation only
+        if batch["inputs"]["input_ids"].size(0) != 2 * len(batch["id"]):
+            return None  # predict rows (no pairs): generation only
         policy = pair_forward(model, batch, chosen_nll=self.loss_type == "orpo")
         reference = None if self.reference is None else self.reference.logps(model, batch)
         losses = pair_losses(self.loss_type, policy.logps, reference, self.settings)
