@@ -175,9 +175,10 @@ def worker(opts: argparse.Namespace) -> None:
     (run_lit_ft if opts.worker in LIT_SETTINGS else run_trl)(opts, record, Path(opts.work))
     losses = record.losses
     last = max(1, len(losses) // 4)
-    result = {"setting": opts.worker, "load1": round(load, 2), "steps": len(losses), "train_s": round(record.wall_s, 2),
-              "pairs_per_s": round(opts.pairs / record.wall_s, 2), "final_loss": round(statistics.fmean(losses[-last:]), 5),
-              "peak_mib": round(peak_mib(), 1), "rise_mib": round(peak_mib() - record.rss_start, 1)}
+    result = {"setting": opts.worker, "load1": round(load, 2), "steps": len(losses),
+              "train_s": round(record.wall_s, 2), "pairs_per_s": round(opts.pairs / record.wall_s, 2),
+              "final_loss": round(statistics.fmean(losses[-last:]), 5), "peak_mib": round(peak_mib(), 1),
+              "rise_mib": round(peak_mib() - record.rss_start, 1)}
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -217,7 +218,8 @@ def report(results: dict[str, dict[str, Any]]) -> dict[str, bool]:
         if {variant, "lit_ft"} <= results.keys():
             a, b = results[variant], results["lit_ft"]
             print(f"  {variant} / lit_ft (frozen copy): time {a['train_s'] / b['train_s']:.3f}x, peak memory "
-                  f"{a['peak_mib'] / b['peak_mib']:.3f}x, rise in the fit {a['rise_mib']:.1f} vs {b['rise_mib']:.1f} MiB")
+                  f"{a['peak_mib'] / b['peak_mib']:.3f}x, rise in the fit {a['rise_mib']:.1f} vs "
+                  f"{b['rise_mib']:.1f} MiB")
     busy = max(r["load1"] for r in results.values())
     print(f"  note: load average up to {busy:.1f} on {os.cpu_count()} CPUs"
           + (": wall-clock figures are noisy" if busy > 1.5 else ""))
