@@ -609,7 +609,17 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
          r"sft_alpaca.yaml ships no offline piece .*: point data.init_args.source.train/validation/test/predict at "
          "local files and set data.init_args.source.hub null"], early=True, base=False)
     _preference_cases(c)
+    _dpo_cases(c)
     return c
+
+
+def _dpo_cases(c: dict[str, Case]) -> None:
+    """A dpo option that its objective would silently ignore."""
+    c["dpo_label_smoothing_unused"] = Case(
+        "dpo", ["--model.task_options.label_smoothing", "0.1"],
+        [r"model\.task_options\.label_smoothing is 0\.1 but loss_type sigmoid does not use it",
+         "set loss_type robust, or drop label_smoothing"],
+        {"train.jsonl": jsonl(PAIR_ROW)}, train="train.jsonl")
 
 
 def _preference_cases(c: dict[str, Case]) -> None:

@@ -248,3 +248,13 @@ def test_dpo_learns_a_preference_rule(rule_llama: Path, tmp_path: Path) -> None:
     generator = pipeline("text-generation", model=str(tmp_path / "run" / "export"))
     texts = [out[0]["generated_text"][len(p):] for p, out in zip(prompts, generator(prompts), strict=True)]
     assert [t.strip() for t in texts] == [r["prediction"] for r in records]
+
+
+@pytest.mark.parametrize(("options", "words"), [({"loss_type": "robust", "label_smoothing": 0.5}, "below 0.5"),
+                                                ({"loss_type": "sigmoid", "label_smoothing": 0.1}, "does not use it")])
+def test_label_smoothing_outside_its_use_is_one_line(options: dict[str, Any], words: str) -> None:
+    from lit_ft.errors import UserError
+
+    with pytest.raises(UserError, match=words) as err:
+        DPOTask({}, **options)
+    assert "\n" not in str(err.value) and "model.task_options.label_smoothing" in str(err.value)

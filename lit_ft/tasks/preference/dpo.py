@@ -101,6 +101,10 @@ class DPOTask(Task):
         if label_smoothing >= 0.5:
             raise UserError(f"model.task_options.label_smoothing is {label_smoothing}: it is the rate of flipped "
                             "labels and must be below 0.5; set a smaller value")
+        if label_smoothing and loss_type not in ("robust", "simpo"):
+            raise UserError(f"model.task_options.label_smoothing is {label_smoothing} but loss_type {loss_type} does "
+                            "not use it (as in TRL 1.16, only robust and simpo do); set loss_type robust, or drop "
+                            "label_smoothing")
         self.loss_type = loss_type
         self.settings = Settings(beta=float(beta), label_smoothing=float(label_smoothing),
                                  simpo_gamma=float(simpo_gamma))
