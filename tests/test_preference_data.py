@@ -3,6 +3,7 @@ the pair batch contract, predict rows, precomputed reference log-probabilities a
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ import datasets
 import pytest
 import torch
 from builders import shared_data
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sft_fixtures import write_jsonl
 
 from lit_ft.data_summary import data_summary
@@ -18,6 +21,7 @@ from lit_ft.rows import ROW
 from lit_ft.source import DataSource
 from lit_ft.tasks.preference.data import PreferenceData
 from lit_ft.tasks.preference.formats import implicit_prompt
+from lit_ft.tasks.preference.tokens import Limits, PairIds
 
 PAIRS = [
     {"prompt": "say cat twice:", "chosen": " cat cat", "rejected": " mat"},
@@ -122,6 +126,50 @@ def test_hh_rows_with_minilm(tmp_path: Path) -> None:
         "input_ids"].shape[1])
 
 
+PROPERTY = settings(max_examples=200, derandomize=True, deadline=None, database=None)
+TEXT = st.text(alphabet=" \nab:AHsnt", max_size=30)
+
+
+@PROPERTY
+@given(TEXT, TEXT, TEXT)
+def test_implicit_prompt_splits_both_texts_at_one_shared_point(shared: str, one: str, other: str) -> None:
+    marker, texts = "\n\nA:", (shared + one, shared + other)
+    prompt, chosen, rejected = implicit_prompt(*texts, marker)
+    assert (prompt + chosen, prompt + rejected) == texts  # nothing lost or added
+    common = os.path.commonprefix(list(texts))
+    assert common.startswith(prompt)
+    if marker in common:  # just after the last marker the texts share
+        assert prompt.endswith(marker) and marker not in common[len(prompt) - len(marker) + 1 :]
+    else:  # before the last whitespace they share (none: no prompt)
+        rest = common[len(prompt) :]
+        assert (prompt == "" or rest[:1].isspace()) and not any(ch.isspace() for ch in rest[1:])
+
+
+IDS = st.lists(st.integers(1, 9), max_size=12)
+
+
+@PROPERTY
+@given(st.lists(st.integers(0, 9), max_size=12), IDS, IDS, st.integers(1, 16), st.none() | st.integers(1, 15),
+       st.sampled_from(["keep_end", "keep_start"]))
+def test_limits_keep_pairs_within_max_length_and_drop_only_those_without_room(
+        prompt: list[int], chosen: list[int], rejected: list[int], max_length: int, max_prompt: int | None,
+        mode: Any) -> None:
+    limits = Limits(max_length, max_prompt, mode, frozenset({0}))
+    kept = limits.pair(PairIds(prompt, chosen, rejected))
+    cut_prompt = limits.prompt(prompt, max_prompt)
+    assert (kept is None) == (len(cut_prompt) >= max_length)  # dropped exactly when no completion token fits
+    if kept is None:
+        return
+    assert kept.prompt == cut_prompt and len(kept.prompt) <= (max_prompt or len(prompt))
+    lead = 1 if mode == "keep_end" and prompt[:1] == [0] and len(prompt) > (max_prompt or len(prompt)) else 0
+    body = prompt[lead:]
+    piece = kept.prompt[lead:]
+    assert piece == (body[len(body) - len(piece):] if mode == "keep_end" else body[: len(piece)])
+    for side, whole in ((kept.chosen, chosen), (kept.rejected, rejected)):
+        assert side == whole[: max_length - len(kept.prompt)] and len(kept.prompt) + len(side) <= max_length
+    assert kept.truncated == (kept.prompt != prompt or kept.chosen != chosen or kept.rejected != rejected)
+
+
 # ---- length limits ------------------------------------------------------------------------------
 LONG = [{"prompt": "the cat sat on the mat " * 4, "chosen": " cat cat cat", "rejected": " mat"},
         {"prompt": "hello", "chosen": " world, how are you? I am fine, thank you!", "rejected": " you"},
@@ -184,6 +232,7 @@ def trl_dataset(llama: Path, rows: list[dict[str, Any]], out: Path, max_length: 
     return trainer.train_dataset, trainer.data_collator
 
 
+@pytest.mark.filterwarnings("ignore:`gradient_checkpointing` is deprecated:FutureWarning")  # TRL's config, not ours
 @pytest.mark.parametrize("shape", ["hh_implicit", "explicit", "conversational"])
 def test_the_same_tokens_and_batches_as_trl(tmp_path: Path, llama: Path, shape: str) -> None:
     if shape == "hh_implicit":
