@@ -367,3 +367,14 @@ def test_inspect_data_shows_a_pair_and_the_dropped_rows(tmp_path: Path, llama: P
     shown = out[out.index("examples (train"):].splitlines()
     assert shown[1:5] == ["  id 1 (8 tokens)", "    prompt: hello", "    chosen (7 tokens): [[ world, how are you? I]]",
                           "    rejected (2 tokens): [[ you</s>]]"], shown
+
+
+def test_conversational_predict_rows(tmp_path: Path, llama: Path) -> None:
+    user = {"role": "user", "content": "what is 1 plus one?"}
+    predict = [{"prompt": [user]}, {"prompt": [user], "completion": [{"role": "assistant", "content": "2."}]}]
+    dm = data(tmp_path, llama, CONVERSATIONS, predict=predict)
+    tok, batch = dm.tokenizer, batch_of(dm, "predict")
+    generation = tok.apply_chat_template([user], tokenize=False, add_generation_prompt=True)
+    assert [tok.decode(p) for p in batch["prompt_ids"]] == [generation, generation]
+    done = batch["completion_mask"]
+    assert tok.decode(batch["inputs"]["input_ids"][1][done[1]]) == "2.</s>" and not done[0].any()

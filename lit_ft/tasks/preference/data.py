@@ -25,24 +25,17 @@ from typing import Any
 
 import datasets
 import torch
-from datasets.fingerprint import Hasher
 
-from lit_ft.adapters.datasets import dataset_fingerprint
 from lit_ft.datamodule import TaskDataModule, check_positive
 from lit_ft.domains import PositiveInt
-from lit_ft.errors import InternalError, UserError
+from lit_ft.errors import UserError
 from lit_ft.example_view import decode, field, marked
 from lit_ft.rows import ROW, row_name
 from lit_ft.task import Batch
 from lit_ft.tasks.preference.formats import HH_ASSISTANT, Format, PairColumns
+from lit_ft.tasks.preference.reference import REFERENCE_COLUMNS, cached_reference, with_reference_columns
 from lit_ft.tasks.preference.tokens import Limits, PairTokenizer, TruncationMode
-from lit_ft.tasks.sft.render import ChatRenderer, check_messages
-
-REFERENCE_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
-
-
-class _NotCached(Exception):
-    """Raised by the map function of `load_reference` when datasets' cache does not hold the columns."""
+from lit_ft.tasks.sft.render import ChatRenderer
 
 
 class PreferenceData(TaskDataModule):
@@ -96,10 +89,9 @@ class PreferenceData(TaskDataModule):
                             f"({self.max_length}) to leave room for the completions; lower it or raise "
                             "data.max_length")
         self.format = format
-        self.columns = PairColumns(prompt_column, chosen_column, rejected_column, assistant_marker)
+        self.columns = PairColumns(prompt_column, chosen_column, rejected_column, assistant_marker,
+                                   completion_column, text_column)
         self.margin_column = margin_column
-        self.completion_column = completion_column
-        self.text_column = text_column
         self.max_prompt_length = max_prompt_length
         self.truncation_mode = truncation_mode
         self.chat_template = chat_template
@@ -156,40 +148,22 @@ class PreferenceData(TaskDataModule):
     def _encode_singles(self, rows: dict[str, list[Any]], split: str) -> dict[str, list[Any]]:
         """Predict rows: a prompt (plus an optional completion) or a whole text, each one sequence."""
         where = self.where(split)
-        prompt_col, text_col = self.columns.prompt_column, self.text_column
+        prompt_col, text_col = self.columns.prompt_column, self.columns.text_column
         if prompt_col not in rows and text_col not in rows:
             found = sorted(c for c in rows if c != "id" and not c.startswith("_"))
             raise UserError(f"{where} has columns {found}: predict rows need a prompt ('{prompt_col}', with an "
-                            f"optional '{self.completion_column}') or a text to score ('{text_col}'); set "
+                            f"optional '{self.columns.completion_column}') or a text to score ('{text_col}'); set "
                             "data.prompt_column or data.text_column")
         out: dict[str, list[Any]] = {k: [] for k in ("prompt_ids", "completion_ids", "truncated", "length")}
         for i in range(len(rows["id"])):
             row = {k: v[i] for k, v in rows.items()}
-            prompt, completion = self._single(row, where)
+            prompt, completion = self.columns.single(row, where)
             ids, rest = self.pair_tokenizer.single(prompt, completion)
             kept, rest, cut = self.limits.single(ids, rest)
             for key, value in (("prompt_ids", kept), ("completion_ids", rest), ("truncated", cut),
                                ("length", len(kept) + len(rest))):
                 out[key].append(value)
         return out
-
-    def _single(self, row: dict[str, Any], where: str) -> tuple[Any, Any]:
-        name = f"{row_name(row['id'], row[ROW])} in {where}"
-        prompt = row.get(self.columns.prompt_column)
-        if prompt is None:  # a whole text, scored as a training sequence is: with its end token
-            text = row.get(self.text_column)
-            if not isinstance(text, str) or not text.strip():
-                raise UserError(f"{name} has no prompt and no text ('{self.text_column}'); fill one or drop the row")
-            return "", text
-        completion = row.get(self.completion_column)
-        if isinstance(prompt, list):
-            prompt = check_messages(prompt, row["id"], where, self.columns.prompt_column)
-            completion = None if completion is None else check_messages(completion, row["id"], where,
-                                                                          self.completion_column)
-        elif not isinstance(prompt, str):
-            raise UserError(f"{name}: prompt_column '{self.columns.prompt_column}' holds {type(prompt).__name__}, "
-                            "not text or messages; fix the row")
-        return prompt, completion
 
     # ---- splits and what a run reports ---------------------------------------------------------
     def features(self, split: str) -> datasets.Dataset | None:
@@ -218,7 +192,7 @@ class PreferenceData(TaskDataModule):
     def example_keys(self, rows: dict[str, list[Any]]) -> list[str]:
         """The prompt and the completions (tab-separated), as the rows hold them."""
         names = [self.columns.prompt_column, self.columns.chosen_column, self.columns.rejected_column,
-                 self.completion_column, self.text_column]
+                 self.columns.completion_column, self.columns.text_column]
         columns = [c for c in dict.fromkeys(names) if c in rows]
         if not columns:
             return super().example_keys(rows)
@@ -233,7 +207,8 @@ class PreferenceData(TaskDataModule):
         raw = self.raw(split)
         if raw is None:
             return []
-        keys = {self.columns.prompt_column: "prompt", self.completion_column: "completion", self.text_column: "text"}
+        cols = self.columns
+        keys = {cols.prompt_column: "prompt", cols.completion_column: "completion", cols.text_column: "text"}
         present = {c: k for c, k in keys.items() if c in raw.column_names}
         values = {c: raw[c] for c in present}
         return [{k: values[c][i] for c, k in present.items() if values[c][i] is not None} for i in range(len(raw))]
@@ -282,10 +257,7 @@ class PreferenceData(TaskDataModule):
         marks = [[0] * len(p) + [1] * len(c) for p, c in zip(prompts, completions, strict=True)]
         return {"inputs": inputs, "completion_mask": torch.tensor(padded(marks, 0), dtype=torch.bool)}
 
-    # ---- precomputed reference log-probabilities -----------------------------------------------
-    def _reference_fingerprint(self, ds: datasets.Dataset, model_key: str) -> str:
-        return str(Hasher.hash((dataset_fingerprint(ds), REFERENCE_COLUMNS, model_key)))
-
+    # ---- precomputed reference log-probabilities (`lit_ft.tasks.preference.reference`) -------
     def with_reference(self, split: str, chosen: list[float], rejected: list[float],
                        model_key: str | None = None) -> None:
         """Add the reference model's log-probabilities of each feature's chosen and rejected completion (in
@@ -296,33 +268,12 @@ class PreferenceData(TaskDataModule):
         also stored in datasets' cache next to the features, under a key of the features and `model_key`, so
         `load_reference` finds them for the same data and model, and a different model never reuses them.
         Without it they live as long as this data module."""
-        ds = self._require(split)
-        if len(chosen) != len(ds) or len(rejected) != len(ds):
-            raise InternalError(f"with_reference got {len(chosen)} chosen and {len(rejected)} rejected log-probs for "
-                                f"the {len(ds)} features of {split}; give one per feature, in feature order")
-        ds = ds.remove_columns([c for c in REFERENCE_COLUMNS if c in ds.column_names])
-        values = dict(zip(REFERENCE_COLUMNS, ([float(v) for v in chosen], [float(v) for v in rejected]), strict=True))
-        if model_key is None:
-            for column, column_values in values.items():
-                ds = ds.add_column(column, column_values)  # type: ignore[arg-type]
-        else:
-            ds = ds.map(lambda _, i: {c: v[i] for c, v in values.items()}, with_indices=True,
-                        new_fingerprint=self._reference_fingerprint(ds, model_key), load_from_cache_file=False,
-                        desc=f"storing reference log-probs of {split}")
-        self._features[split] = ds
+        self._features[split] = with_reference_columns(self._require(split), chosen, rejected, model_key, split)
 
     def load_reference(self, split: str, model_key: str) -> bool:
         """Adopt the reference log-probabilities `with_reference` stored for this split's features and
         `model_key`; False (nothing changed) when datasets' cache does not hold them."""
-        ds = self._require(split)
-        ds = ds.remove_columns([c for c in REFERENCE_COLUMNS if c in ds.column_names])
-
-        def missing(_: dict[str, Any]) -> dict[str, Any]:
-            raise _NotCached
-
-        try:  # datasets loads a cached result without calling the function
-            found = ds.map(missing, new_fingerprint=self._reference_fingerprint(ds, model_key))
-        except _NotCached:
-            return False
-        self._features[split] = found
-        return True
+        found = cached_reference(self._require(split), model_key)
+        if found is not None:
+            self._features[split] = found
+        return found is not None

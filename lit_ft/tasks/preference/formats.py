@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from lit_ft.errors import UserError
 from lit_ft.rows import ROW, row_name
-from lit_ft.tasks.sft.render import check_messages
+from lit_ft.tasks.sft.render import Message, check_messages
 
 Format = Literal["auto", "explicit", "implicit", "conversational"]
 HH_ASSISTANT = "\n\nAssistant:"
@@ -41,6 +41,8 @@ class PairColumns:
     chosen_column: str = "chosen"
     rejected_column: str = "rejected"
     assistant_marker: str = HH_ASSISTANT
+    completion_column: str = "completion"
+    text_column: str = "text"
 
     def detect(self, rows: dict[str, list[Any]], where: str) -> str:
         """The shape the columns (and the first chosen value) imply, for `format: auto`."""
@@ -80,6 +82,27 @@ class PairColumns:
             pair = Pair(*implicit_prompt(chosen, rejected, self.assistant_marker))
         self._check_completions(pair, name)
         return pair
+
+    def single(self, row: dict[str, Any], where: str) -> tuple[str | list[Message], str | list[Message] | None]:
+        """A predict row's (prompt, completion or None): a prompt (text or messages) with an optional completion,
+        or, without a prompt, a whole text to score (an empty prompt, the text its completion)."""
+        name = f"{row_name(row['id'], row[ROW])} in {where}"
+        prompt, completion = row.get(self.prompt_column), row.get(self.completion_column)
+        if prompt is None:
+            text = row.get(self.text_column)
+            if not isinstance(text, str) or not text.strip():
+                raise UserError(f"{name} has no prompt ('{self.prompt_column}') and no text ('{self.text_column}'); "
+                                "fill one or drop the row")
+            return "", text
+        if isinstance(prompt, str):
+            return prompt, None if completion is None else self._text(completion, "completion_column", name)
+        head = check_messages(prompt, row["id"], where, self.prompt_column)
+        if completion is None:
+            return head, None
+        if not isinstance(completion, list):
+            check_messages(completion, row["id"], where, self.completion_column)
+        whole = check_messages([*head, *completion], row["id"], where, self.completion_column)
+        return whole[: len(head)], whole[len(head) :]
 
     def _value(self, row: dict[str, Any], setting: str, name: str) -> Any:
         column = getattr(self, setting)
