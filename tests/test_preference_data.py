@@ -49,10 +49,10 @@ def data(tmp_path: Path, backbone: Path | str, rows: list[dict[str, Any]], predi
     return PreferenceData(source=DataSource(train=f, validation=f, predict=p), tokenizer=str(backbone), **kwargs)
 
 
-def hh_rows(n: int = 20) -> list[dict[str, Any]]:
+def hh_rows(n: int = 20, start: int = 0) -> list[dict[str, Any]]:
     raw = DataSource(train=str(shared_data("hh_rlhf_harmless") / "train.jsonl")).load("train")
     assert raw is not None
-    return [dict(r) for r in raw.select(range(n))]
+    return [dict(r) for r in raw.select(range(start, start + n))]
 
 
 def batch_of(dm: PreferenceData, split: str = "train") -> dict[str, Any]:
@@ -186,7 +186,7 @@ def test_long_pairs_are_cut_or_dropped_and_counted_in_the_data_line(tmp_path: Pa
     hello = ds[0]
     assert hello["prompt_ids"] == whole[1] and len(hello["prompt_ids"] + hello["chosen_ids"]) == 8
     assert hello["rejected_ids"] == tok(" you</s>")["input_ids"]  # the short side keeps its EOS
-    assert dm.report["train"] == {"examples": 3, "truncated": 1, "dropped": 1}
+    assert dm.report["train"] == {"examples": 3, "truncated": 1, "dropped": 1, "no_room": 1, "untrainable": 0}
     line = data_summary(dm)[0]
     assert "train 3 (1 dropped: no completion token fits data.max_length=8 after the prompt" in line, line
 
@@ -213,9 +213,24 @@ def test_keep_end_keeps_a_leading_bos(tmp_path: Path, llama: Path) -> None:
     assert ds[0]["prompt_ids"] == [tok.bos_token_id, *whole[-4:]]
 
 
+def test_hh_pairs_without_an_answer_fail_or_are_dropped_and_counted(tmp_path: Path, llama: Path) -> None:
+    rows = hh_rows(10, start=390)  # HH-RLHF row 397: the chosen answer is empty ("...\n\nAssistant: ")
+    assert rows[7]["chosen"].endswith("Assistant: ")
+    with pytest.raises(UserError, match=r"row '7' in the train split .*: the chosen completion is empty once the "
+                                        r"prompt both texts share is taken off .*data.drop_untrainable: true"):
+        data(tmp_path, llama, rows, max_length=4096).features("train")
+    dm = data(tmp_path / "drop", llama, rows, max_length=4096, drop_untrainable=True)
+    ds = dm.features("train")
+    assert ds is not None and ds["id"] == [str(i) for i in range(10) if i != 7]
+    assert dm.report["train"]["untrainable"] == 1 and dm.report["train"]["dropped"] == 1
+    assert "train 10 (1 dropped with nothing to prefer: an empty or equal answer (data.drop_untrainable))" in (
+        data_summary(dm)[0])
+
+
 def test_every_pair_dropped_is_an_error(tmp_path: Path, llama: Path) -> None:
     dm = data(tmp_path, llama, LONG[:1], max_length=8)
-    with pytest.raises(UserError, match=r"every one of the 1 pairs in the train split .* was dropped.*max_prompt_len"):
+    with pytest.raises(UserError, match=r"every one of the 1 pairs in the train split .* was dropped \(1 with no "
+                                        r"completion token left.*max_prompt_length"):
         dm.features("train")
 
 

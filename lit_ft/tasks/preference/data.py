@@ -19,6 +19,7 @@ predict file of pairs gives pair batches.
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 from typing import Any
@@ -32,10 +33,12 @@ from lit_ft.errors import UserError
 from lit_ft.example_view import decode, field, marked
 from lit_ft.rows import ROW, row_name
 from lit_ft.task import Batch
-from lit_ft.tasks.preference.formats import HH_ASSISTANT, Format, PairColumns
+from lit_ft.tasks.preference.formats import HH_ASSISTANT, Format, NothingToPrefer, PairColumns
 from lit_ft.tasks.preference.reference import REFERENCE_COLUMNS, cached_reference, with_reference_columns
-from lit_ft.tasks.preference.tokens import Limits, PairTokenizer, TruncationMode
+from lit_ft.tasks.preference.tokens import Limits, PairIds, PairTokenizer, TruncationMode
 from lit_ft.tasks.sft.render import ChatRenderer
+
+DROPPED = "_dropped"  # why encode dropped a pair ("" when kept); counted and filtered out by `features`
 
 
 class PreferenceData(TaskDataModule):
@@ -60,6 +63,9 @@ class PreferenceData(TaskDataModule):
             start. Completions are always cut at their end.
         chat_template: Jinja template overriding the tokenizer's for conversational rows (tokenizers without one
             use SFT's `FALLBACK_CHAT_TEMPLATE`).
+        drop_untrainable: Drop pairs with nothing to prefer (an empty answer, also once the shared prompt is taken
+            off; two equal answers) instead of failing on the first; they are counted in the data line. Missing
+            values and malformed rows still fail.
         **kwargs: Source, tokenizer and batching settings of `TaskDataModule`; `max_length` bounds prompt +
             completion, per side.
     """
@@ -80,6 +86,7 @@ class PreferenceData(TaskDataModule):
         max_prompt_length: PositiveInt | None = None,
         truncation_mode: TruncationMode = "keep_end",
         chat_template: str | None = None,
+        drop_untrainable: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -95,6 +102,7 @@ class PreferenceData(TaskDataModule):
         self.max_prompt_length = max_prompt_length
         self.truncation_mode = truncation_mode
         self.chat_template = chat_template
+        self.drop_untrainable = drop_untrainable
         self.report: dict[str, dict[str, int]] = {}
 
     # ---- rows -> token ids ---------------------------------------------------------------------
@@ -123,20 +131,31 @@ class PreferenceData(TaskDataModule):
         where = self.where(split)
         fmt = self.format if self.format != "auto" else self.columns.detect(rows, where)
         self.require_columns(rows, split, {**self.columns.required(fmt), "margin_column": self.margin_column})
-        keys = ["prompt_ids", "chosen_ids", "rejected_ids", "truncated", "length", "id", ROW]
+        keys = ["prompt_ids", "chosen_ids", "rejected_ids", "truncated", "length", DROPPED]
         out: dict[str, list[Any]] = {k: [] for k in keys + (["margin"] if self.margin_column else [])}
         for i in range(len(rows["id"])):
             row = {k: v[i] for k, v in rows.items()}
-            ids = self.limits.pair(self.pair_tokenizer.pair(self.columns.pair(row, fmt, where)))
-            if ids is None:
-                continue  # no completion token fits after the prompt: dropped, counted in `report`
+            ids, why = self._pair_ids(row, fmt, where)
+            # a dropped pair stays a row here, marked with why, so `features` can count the reasons from the cache
+            ids = ids or PairIds([], [], [])
             for key, value in (("prompt_ids", ids.prompt), ("chosen_ids", ids.chosen),
-                               ("rejected_ids", ids.rejected), ("truncated", ids.truncated), ("id", row["id"]),
-                               (ROW, row[ROW]), ("length", len(ids.prompt) + max(len(ids.chosen), len(ids.rejected)))):
+                               ("rejected_ids", ids.rejected), ("truncated", ids.truncated), (DROPPED, why),
+                               ("length", len(ids.prompt) + max(len(ids.chosen), len(ids.rejected)))):
                 out[key].append(value)
             if self.margin_column:
-                out["margin"].append(self._margin(row, where))
+                out["margin"].append(self._margin(row, where) if not why else 0.0)
         return out
+
+    def _pair_ids(self, row: dict[str, Any], fmt: str, where: str) -> tuple[PairIds | None, str]:
+        """The pair's ids within the limits, or None and why it is dropped (`no_room`, `untrainable`)."""
+        try:
+            pair = self.columns.pair(row, fmt, where)
+        except NothingToPrefer:
+            if not self.drop_untrainable:
+                raise
+            return None, "untrainable"
+        ids = self.limits.pair(self.pair_tokenizer.pair(pair))
+        return ids, "" if ids is not None else "no_room"
 
     def _margin(self, row: dict[str, Any], where: str) -> float:
         value = row[self.margin_column or ""]
@@ -169,25 +188,35 @@ class PreferenceData(TaskDataModule):
     def features(self, split: str) -> datasets.Dataset | None:
         known = split in self._features
         ds = super().features(split)
-        if ds is not None and not known:
-            self._count(split, ds)
-        return ds
+        if ds is None or known or DROPPED not in ds.column_names:
+            return ds  # predict rows (never dropped) carry no mark
+        reasons = collections.Counter(ds[DROPPED])
+        kept = ds.filter(lambda why: not why, input_columns=DROPPED, desc=f"dropping {split} pairs")
+        self._features[split] = kept.remove_columns(DROPPED)
+        self._count(split, self._features[split], reasons)
+        return self._features[split]
 
-    def _count(self, split: str, ds: datasets.Dataset) -> None:
+    def _count(self, split: str, ds: datasets.Dataset, reasons: collections.Counter[str]) -> None:
         raw = self.raw(split)
         total = len(raw) if raw is not None else len(ds)
         if total and not len(ds):
-            raise UserError(f"every one of the {total} pairs in {self.where(split)} was dropped: none has a "
-                            f"completion token left within data.max_length={self.max_length} after its prompt; raise "
-                            "data.max_length or set data.max_prompt_length to cut long prompts")
-        self.report[split] = {"examples": total, "truncated": int(sum(ds["truncated"])), "dropped": total - len(ds)}
+            raise UserError(f"every one of the {total} pairs in {self.where(split)} was dropped ({reasons['no_room']} "
+                            f"with no completion token left within data.max_length={self.max_length} after its "
+                            f"prompt, {reasons['untrainable']} with nothing to prefer); raise data.max_length, set "
+                            "data.max_prompt_length to cut long prompts, or fix the pairs")
+        self.report[split] = {"examples": total, "truncated": int(sum(ds["truncated"])), "dropped": total - len(ds),
+                              "no_room": reasons["no_room"], "untrainable": reasons["untrainable"]}
 
     def split_notes(self, split: str) -> list[str]:
-        dropped = self.report.get(split, {}).get("dropped", 0)
-        if not dropped:
-            return []
-        return [f"{dropped:,} dropped: no completion token fits data.max_length={self.max_length} after the prompt "
-                "(set data.max_prompt_length to cut long prompts instead)"]
+        counts = self.report.get(split, {})
+        notes = []
+        if counts.get("no_room"):
+            notes.append(f"{counts['no_room']:,} dropped: no completion token fits data.max_length={self.max_length} "
+                         "after the prompt (set data.max_prompt_length to cut long prompts instead)")
+        if counts.get("untrainable"):
+            notes.append(f"{counts['untrainable']:,} dropped with nothing to prefer: an empty or equal answer "
+                         "(data.drop_untrainable)")
+        return notes
 
     def example_keys(self, rows: dict[str, list[Any]]) -> list[str]:
         """The prompt and the completions (tab-separated), as the rows hold them."""

@@ -23,6 +23,14 @@ Format = Literal["auto", "explicit", "implicit", "conversational"]
 HH_ASSISTANT = "\n\nAssistant:"
 
 
+SKIP_HINT = ", or set data.drop_untrainable: true to skip such pairs"
+
+
+class NothingToPrefer(UserError):
+    """A pair with an empty answer or two equal ones: a data-quality fault `data.drop_untrainable` may skip (a
+    missing value or a malformed row stays an error)."""
+
+
 @dataclass(frozen=True)
 class Pair:
     """One preference pair: text (`messages` False) or message lists (`messages` True)."""
@@ -73,8 +81,8 @@ class PairColumns:
             return self._conversation(row, chosen, rejected, name, where)
         chosen, rejected = self._text(chosen, "chosen_column", name), self._text(rejected, "rejected_column", name)
         if chosen == rejected:
-            raise UserError(f"{name}: '{self.chosen_column}' equals '{self.rejected_column}', so the pair prefers "
-                            "nothing; fix the row or drop it")
+            raise NothingToPrefer(f"{name}: '{self.chosen_column}' equals '{self.rejected_column}', so the pair "
+                                  f"prefers nothing; fix the row or drop it{SKIP_HINT}")
         if fmt == "explicit":
             prompt = self._text(self._value(row, "prompt_column", name), "prompt_column", name, empty_ok=True)
             pair = Pair(prompt, chosen, rejected)
@@ -116,17 +124,17 @@ class PairColumns:
             raise UserError(f"{name}: {setting} '{column}' holds {type(value).__name__}, not text; fix the row, or "
                             "set data.format: conversational for message lists")
         if not empty_ok and not value.strip():
-            raise UserError(f"{name}: {setting} '{column}' is empty, so there is nothing to prefer; fill it or drop "
-                            "the row")
+            raise NothingToPrefer(f"{name}: {setting} '{column}' is empty, so there is nothing to prefer; fill it or "
+                                  f"drop the row{SKIP_HINT}")
         return value
 
     def _check_completions(self, pair: Pair, name: str) -> None:
         for side, text in (("chosen", pair.chosen), ("rejected", pair.rejected)):
             if not text.strip():
-                raise UserError(
+                raise NothingToPrefer(
                     f"{name}: the {side} completion is empty once the prompt both texts share is taken off "
                     f"({text!r} after {pair.prompt[-40:]!r}); give the row a different {side} answer, or an "
-                    f"explicit '{self.prompt_column}' column"
+                    f"explicit '{self.prompt_column}' column{SKIP_HINT}"
                 )
 
     def _conversation(self, row: dict[str, Any], chosen: Any, rejected: Any, name: str, where: str) -> Pair:
@@ -146,16 +154,16 @@ class PairColumns:
                                 "assistant's, so there is no answer to prefer; end the conversation with the "
                                 "assistant turn or drop the row")
             if not last["content"].strip():
-                raise UserError(f"{name}: the last (assistant) turn of {setting} '{column}' is empty; fill it or "
-                                "drop the row")
+                raise NothingToPrefer(f"{name}: the last (assistant) turn of {setting} '{column}' is empty; fill it "
+                                      f"or drop the row{SKIP_HINT}")
             sides.append(messages)
         if sides[0][:-1] != sides[1][:-1]:
             raise UserError(f"{name}: '{self.chosen_column}' and '{self.rejected_column}' differ before their last "
                             "turn, so they do not answer the same conversation; make them share every turn but "
                             f"the last, or give the shared turns in '{self.prompt_column}'")
         if sides[0][-1] == sides[1][-1]:
-            raise UserError(f"{name}: the last turns of '{self.chosen_column}' and '{self.rejected_column}' are "
-                            "equal, so the pair prefers nothing; fix the row or drop it")
+            raise NothingToPrefer(f"{name}: the last turns of '{self.chosen_column}' and '{self.rejected_column}' "
+                                  f"are equal, so the pair prefers nothing; fix the row or drop it{SKIP_HINT}")
         return Pair(sides[0][:-1], [sides[0][-1]], [sides[1][-1]], messages=True)
 
 
