@@ -119,16 +119,10 @@ class PreferenceData(TaskDataModule):
     def line_column_name(self) -> str | None:
         return self.columns.prompt_column  # a plain text file holds prompts, one per line (predict)
 
-    def where(self, split: str) -> str:
-        """`the validation split (file 'val.jsonl')`: errors name the split and where its rows come from."""
-        carved = split == "validation" and self.source.location(split) is None
-        found = f"held out of {self.source.describe('train')}" if carved else self.source.describe(split)
-        return f"the {split} split ({found})"
-
     def encode(self, rows: dict[str, list[Any]], split: str) -> dict[str, list[Any]]:
         if split == "predict" and self.columns.chosen_column not in rows:
             return self._encode_singles(rows, split)
-        where = self.where(split)
+        where = self.split_place(split)
         fmt = self.format if self.format != "auto" else self.columns.detect(rows, where)
         self.require_columns(rows, split, {**self.columns.required(fmt), "margin_column": self.margin_column})
         keys = ["prompt_ids", "chosen_ids", "rejected_ids", "truncated", "length", DROPPED]
@@ -166,7 +160,7 @@ class PreferenceData(TaskDataModule):
 
     def _encode_singles(self, rows: dict[str, list[Any]], split: str) -> dict[str, list[Any]]:
         """Predict rows: a prompt (plus an optional completion) or a whole text, each one sequence."""
-        where = self.where(split)
+        where = self.split_place(split)
         prompt_col, text_col = self.columns.prompt_column, self.columns.text_column
         if prompt_col not in rows and text_col not in rows:
             found = sorted(c for c in rows if c != "id" and not c.startswith("_"))
@@ -200,10 +194,11 @@ class PreferenceData(TaskDataModule):
         raw = self.raw(split)
         total = len(raw) if raw is not None else len(ds)
         if total and not len(ds):
-            raise UserError(f"every one of the {total} pairs in {self.where(split)} was dropped ({reasons['no_room']} "
-                            f"with no completion token left within data.max_length={self.max_length} after its "
-                            f"prompt, {reasons['untrainable']} with nothing to prefer); raise data.max_length, set "
-                            "data.max_prompt_length to cut long prompts, or fix the pairs")
+            raise UserError(f"every one of the {total} pairs in {self.split_place(split)} was dropped "
+                            f"({reasons['no_room']} with no completion token left within "
+                            f"data.max_length={self.max_length} after its prompt, {reasons['untrainable']} with "
+                            "nothing to prefer); raise data.max_length, set data.max_prompt_length to cut long "
+                            "prompts, or fix the pairs")
         self.report[split] = {"examples": total, "truncated": int(sum(ds["truncated"])), "dropped": total - len(ds),
                               "no_room": reasons["no_room"], "untrainable": reasons["untrainable"]}
 
