@@ -1,7 +1,7 @@
 """The `dpo` task: DPO-family preference objectives on a causal LM.
 
 A step runs the chosen and rejected sequences of its pairs through the policy in ONE forward pass
-(`lit_ft.tasks.preference.logps`), gets the reference's log-probabilities (`lit_ft.tasks.preference.reference`:
+(`lit_ft.tasks.preference.logps`), gets the reference's log-probabilities (`lit_ft.tasks.preference.reference_model`:
 precomputed, the policy with its LoRA adapters disabled, or a frozen copy), and takes the mean of the objective
 (`lit_ft.tasks.preference.losses`) over the pairs. The trained model is a plain causal LM: predict generates from
 the prompts (greedy by default) and an export loads in `pipeline("text-generation")`.
@@ -38,7 +38,7 @@ from lit_ft.tasks.preference.losses import (
 )
 from lit_ft.tasks.preference.metrics import LogProbs, Rewards
 from lit_ft.tasks.preference.precompute import precompute, reference_key
-from lit_ft.tasks.preference.reference import Reference, device_of
+from lit_ft.tasks.preference.reference_model import Reference, device_of
 
 if TYPE_CHECKING:
     from lit_ft.datamodule import TaskDataModule

@@ -18,7 +18,7 @@ import torch
 
 from lit_ft.loading import LoadOptions
 from lit_ft.task import Batch
-from lit_ft.tasks.preference.data import REFERENCE_COLUMNS
+from lit_ft.tasks.preference.reference import REFERENCE_COLUMNS
 from lit_ft.tasks.preference.losses import PairLogps
 
 SPLITS = ("train", "validation")

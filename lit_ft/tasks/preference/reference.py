@@ -1,83 +1,61 @@
-"""The reference model of the DPO objectives: where `log pi_ref(completion | prompt)` comes from.
+"""Precomputed reference log-probabilities as feature columns, stored in datasets' cache per reference model.
 
-In order of preference, per batch:
-1. precomputed: the batch carries `ref_chosen_logps` / `ref_rejected_logps` (`precompute_ref_log_probs`: computed
-   once before training and kept with the tokenized features);
-2. the policy itself with its LoRA adapters disabled (peft's `disable_adapter()`): the base weights are the
-   reference, so no second copy exists;
-3. a frozen copy: the backbone loaded a second time with the run's loading options (dtype, attention kernels).
-
-The copy is held here, outside the FineTuner's module tree, so it is never trained (no optimizer sees it), never
-saved (checkpoints and exports hold the FineTuner's modules only) and never wrapped by a strategy; it is loaded at
-its first use (predict and export never load it) and follows the policy's device. Reference forward passes run in
-eval mode (no dropout) without gradients.
+The `dpo` task's `precompute_ref_log_probs` scores every pair once with the reference model; the two columns join the
+split's tokenized features (`PreferenceData.with_reference`), and batches carry them. Stored under a key of the
+features (data, tokenizer, settings) and of the model (`model_key`), a later run on the same data with the same
+reference model finds them (`PreferenceData.load_reference`), and another model never does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from typing import Any
 
-import torch
-from torch import nn
+import datasets
+from datasets.fingerprint import Hasher
 
-from lit_ft.lora import is_adapter_model
-from lit_ft.task import Batch
-from lit_ft.tasks.preference.data import REFERENCE_COLUMNS
-from lit_ft.tasks.preference.logps import pair_forward
-from lit_ft.tasks.preference.losses import PairLogps
+from lit_ft.adapters.datasets import dataset_fingerprint
+from lit_ft.errors import InternalError
+
+REFERENCE_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 
 
-class Reference:
-    """Reference log-probabilities for pair batches.
-
-    Args:
-        load_copy: Loads the frozen copy (the backbone as the policy was loaded) when one is needed.
-    """
-
-    def __init__(self, load_copy: Callable[[], nn.Module]) -> None:
-        self._load_copy = load_copy
-        self._copy: nn.Module | None = None
-
-    def logps(self, policy: nn.Module, batch: Batch) -> PairLogps:
-        """The reference's summed completion log-probs of `batch`'s pairs (B each)."""
-        if REFERENCE_COLUMNS[0] in batch:
-            counts = batch["completion_mask"][:, 1:].sum(-1)
-            pairs = counts.size(0) // 2
-            chosen, rejected = (batch[key].to(counts.device) for key in REFERENCE_COLUMNS)
-            return PairLogps(chosen, rejected, counts[:pairs], counts[pairs:])
-        with torch.no_grad():
-            if is_adapter_model(policy):
-                with evaluating(policy), policy.disable_adapter():  # type: ignore[operator]
-                    return pair_forward(policy, batch).logps
-            return pair_forward(self.copy(device_of(policy)), batch).logps
-
-    def copy(self, device: torch.device) -> nn.Module:
-        """The frozen copy on `device` (loaded at the first call)."""
-        if self._copy is None:
-            model = self._load_copy()
-            model.requires_grad_(False)
-            self._copy = model.eval()
-        if device_of(self._copy) != device:
-            self._copy.to(device)
-        return self._copy
-
-    def release(self) -> None:
-        """Drop the frozen copy (once the log-probs are precomputed it is not needed)."""
-        self._copy = None
+class _NotCached(Exception):
+    """Raised by the map function of `cached_reference` when datasets' cache does not hold the columns."""
 
 
-def device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
+def _without(ds: datasets.Dataset) -> datasets.Dataset:
+    return ds.remove_columns([c for c in REFERENCE_COLUMNS if c in ds.column_names])
 
 
-@contextmanager
-def evaluating(model: nn.Module) -> Iterator[None]:
-    """`model` in eval mode for the block, every submodule's own mode restored after it."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
+def _key(ds: datasets.Dataset, model_key: str) -> str:
+    return str(Hasher.hash((dataset_fingerprint(ds), REFERENCE_COLUMNS, model_key)))
+
+
+def with_reference_columns(ds: datasets.Dataset, chosen: list[float], rejected: list[float],
+                           model_key: str | None, split: str) -> datasets.Dataset:
+    """`ds` with the two columns (replacing earlier ones); with `model_key` also written to datasets' cache."""
+    if len(chosen) != len(ds) or len(rejected) != len(ds):
+        raise InternalError(f"with_reference got {len(chosen)} chosen and {len(rejected)} rejected log-probs for "
+                            f"the {len(ds)} features of {split}; give one per feature, in feature order")
+    ds = _without(ds)
+    values = dict(zip(REFERENCE_COLUMNS, ([float(v) for v in chosen], [float(v) for v in rejected]), strict=True))
+    if model_key is None:
+        for column, column_values in values.items():
+            ds = ds.add_column(column, column_values)  # type: ignore[arg-type]
+        return ds
+    return ds.map(lambda _, i: {c: v[i] for c, v in values.items()}, with_indices=True,
+                  new_fingerprint=_key(ds, model_key), load_from_cache_file=False,
+                  desc=f"storing reference log-probs of {split}")
+
+
+def cached_reference(ds: datasets.Dataset, model_key: str) -> datasets.Dataset | None:
+    """`ds` with the columns `with_reference_columns` stored for it and `model_key`; None when not cached."""
+    ds = _without(ds)
+
+    def missing(_: dict[str, Any]) -> dict[str, Any]:
+        raise _NotCached
+
+    try:  # datasets loads a cached result without calling the function
+        return ds.map(missing, new_fingerprint=_key(ds, model_key))
+    except _NotCached:
+        return None
