@@ -1,6 +1,6 @@
 """DPO speed benchmark: the `dpo` task (its real CLI path, configs/dpo_hh.yaml) against TRL's DPOTrainer.
 
-A small random-init Llama (hidden 256, 4 layers, 4 heads, intermediate 688) with a byte-level BPE tokenizer (4k
+A small random-init Llama (hidden 128, 4 layers, 4 heads, intermediate 344) with a byte-level BPE tokenizer (4k
 vocabulary) trained on the pairs' texts, both built here and cached. The same HH-RLHF harmless pairs on both sides
 (the first --rows whose prompt + longer answer fit max_length, so neither side truncates), batch 8, max_length 256,
 lr 5e-5 without warmup, linear decay, clipping at 1.0, fp32, one epoch, sigmoid loss, beta 0.1, every setting in
@@ -39,7 +39,7 @@ DATA = Path(os.environ.get("LIT_FT_SHARED_DATA", REPO.parent / "shared" / "data"
 HH = Path("hh_rlhf_harmless/train.jsonl")
 RECIPE = REPO / "configs" / "dpo_hh.yaml"
 BATCH, LR, VOCAB, MAX_LENGTH, BETA = 8, 5e-5, 4000, 256, 0.1
-MODEL = {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 688}
+MODEL = {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 344}
 SMOKE_MODEL = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128}
 LIT_SETTINGS = {"lit_ft": [], "lit_ft_precompute": ["--model.task_options.precompute_ref_log_probs", "true"],
                 "lit_ft_lora": ["--model.lora.r", "16", "--model.lora.alpha", "32"]}
@@ -229,7 +229,7 @@ def report(results: dict[str, dict[str, Any]]) -> dict[str, bool]:
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="preference_dpo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rows", type=int, default=None, help="pairs trained on (default 256; 16 with --smoke)")
+    p.add_argument("--rows", type=int, default=None, help="pairs trained on (default 128; 16 with --smoke)")
     p.add_argument("--settings", default=",".join(SETTINGS), help=f"comma list of {', '.join(SETTINGS)}")
     p.add_argument("--smoke", action="store_true", help="16 pairs and a tiny model: checks the harness end to end")
     p.add_argument("--threads", type=int, default=2, help="torch threads in every setting")
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"preference_dpo: unknown --settings {unknown}; choose from {list(SETTINGS)}")
     if not (opts.data_dir / HH).is_file():
         sys.exit(f"preference_dpo: {opts.data_dir / HH} not found; pass --data-dir DIR (or set LIT_FT_SHARED_DATA)")
-    count = opts.rows or (16 if opts.smoke else 256)
+    count = opts.rows or (16 if opts.smoke else 128)
     dims = SMOKE_MODEL if opts.smoke else MODEL
     rows = [json.loads(line) for line in (opts.data_dir / HH).read_text().splitlines()]
     model = build_model(opts.cache / ("llama_" + "_".join(str(v) for v in dims.values())), rows, dims)
