@@ -13,11 +13,13 @@ a fresh subprocess.
 Settings: `lit_ft` (the frozen reference copy), `lit_ft_precompute` (`precompute_ref_log_probs`), `lit_ft_lora`
 (LoRA r 16: the reference is the base with adapters disabled), and TRL's DPOTrainer: `trl` (its defaults, gradient
 checkpointing on), `trl_nockpt` (off: the fastest TRL goes here), `trl_precompute` (off, precomputed log-probs).
-Figures: pairs/s of the whole fit (from the fit's start, so precomputing counts), the peak resident memory of the
-process and its rise over the fit's start, the final loss (mean of the last quarter of the steps).
-Targets: lit_ft >= 1.3x the best TRL setting's pairs/s; |lit_ft's final loss / TRL's - 1| <= 2% (against `trl`;
-the data order differs: lit_ft groups by length). Precompute and LoRA are measured against the frozen copy, no
-target. Needs `trl` (`pip install 'lit_ft[bench]'`). See bench/README.md.
+Figures: pairs/s of the whole fit (from the fit's start, so precomputing counts), by wall clock and by the process's
+CPU time (steadier on a busy machine), the peak resident memory of the process and its rise over the fit's start,
+the loss: `epoch` (the mean over every step: each pair seen once on both sides) and `final` (the last quarter).
+Targets: lit_ft >= 1.3x the best TRL setting's pairs/s; |lit_ft's epoch loss / TRL's - 1| <= 2% (against `trl`;
+the final loss is shown too, without a target: lit_ft groups batches by length, so its last steps see other pairs).
+Precompute and LoRA are measured against the frozen copy, no target. Needs `trl` (`pip install 'lit_ft[bench]'`).
+See bench/README.md.
 """
 
 from __future__ import annotations
@@ -99,13 +101,13 @@ def pick_rows(rows: list[dict[str, str]], model: Path, count: int) -> list[dict[
 class Record:
     def __init__(self) -> None:
         self.losses: list[float] = []
-        self.start = self.wall_s = self.rss_start = 0.0
+        self.start = self.cpu = self.wall_s = self.cpu_s = self.rss_start = 0.0
 
     def begin(self) -> None:
-        self.start, self.rss_start = time.perf_counter(), rss_mib()
+        self.start, self.cpu, self.rss_start = time.perf_counter(), time.process_time(), rss_mib()
 
     def end(self) -> None:
-        self.wall_s = time.perf_counter() - self.start
+        self.wall_s, self.cpu_s = time.perf_counter() - self.start, time.process_time() - self.cpu
 
 
 def run_lit_ft(opts: argparse.Namespace, record: Record, work: Path) -> None:
@@ -177,7 +179,9 @@ def worker(opts: argparse.Namespace) -> None:
     last = max(1, len(losses) // 4)
     result = {"setting": opts.worker, "load1": round(load, 2), "steps": len(losses),
               "train_s": round(record.wall_s, 2), "pairs_per_s": round(opts.pairs / record.wall_s, 2),
-              "final_loss": round(statistics.fmean(losses[-last:]), 5), "peak_mib": round(peak_mib(), 1),
+              "cpu_s": round(record.cpu_s, 2), "pairs_per_cpu_s": round(opts.pairs / record.cpu_s, 3),
+              "final_loss": round(statistics.fmean(losses[-last:]), 5),
+              "epoch_loss": round(statistics.fmean(losses), 5), "peak_mib": round(peak_mib(), 1),
               "rise_mib": round(peak_mib() - record.rss_start, 1)}
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -193,8 +197,9 @@ def spawn(opts: argparse.Namespace, setting: str, model: Path, pairs: int) -> di
     if done.returncode != 0 or not lines:
         sys.exit(f"{setting} failed (exit {done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-5000:]}")
     result: dict[str, Any] = json.loads(lines[-1][len("RESULT "):])
-    print(f"  {setting:<18}{result['pairs_per_s']:8.2f} pairs/s  {result['steps']:4d} steps  final loss "
-          f"{result['final_loss']:.4f}  peak {result['peak_mib']:7.1f} MiB (+{result['rise_mib']:.1f} in the fit)  "
+    print(f"  {setting:<18}{result['pairs_per_s']:8.2f} pairs/s ({result['pairs_per_cpu_s']:.3f} per CPU s)  "
+          f"{result['steps']:4d} steps  loss: epoch {result['epoch_loss']:.4f} final {result['final_loss']:.4f}  "
+          f"peak {result['peak_mib']:7.1f} MiB (+{result['rise_mib']:.1f} in the fit)  "
           f"({result['train_s']:.1f} s, load {result['load1']})", flush=True)
     return result
 
@@ -203,17 +208,21 @@ def spawn(opts: argparse.Namespace, setting: str, model: Path, pairs: int) -> di
 def report(results: dict[str, dict[str, Any]]) -> dict[str, bool]:
     passed: dict[str, bool] = {}
     trl = [s for s in TRL_SETTINGS if s in results]
-    if "lit_ft" in results and trl:
-        best = max(trl, key=lambda s: results[s]["pairs_per_s"])
-        ratio = results["lit_ft"]["pairs_per_s"] / results[best]["pairs_per_s"]
-        passed["speed"] = ratio >= SPEEDUP_VS_TRL
-        print(f"  lit_ft / best TRL ({best}) pairs/s: {ratio:.3f}   target >= {SPEEDUP_VS_TRL}  "
-              f"{'PASS' if passed['speed'] else 'FAIL'}")
+    for unit in ("pairs_per_s", "pairs_per_cpu_s"):  # CPU time is steadier than wall time on a busy machine
+        if "lit_ft" in results and trl:
+            best = max(trl, key=lambda s: results[s][unit])
+            ratio = results["lit_ft"][unit] / results[best][unit]
+            passed[f"speed ({unit})"] = ratio >= SPEEDUP_VS_TRL
+            print(f"  lit_ft / best TRL ({best}) {unit}: {ratio:.3f}   target >= {SPEEDUP_VS_TRL}  "
+                  f"{'PASS' if passed[f'speed ({unit})'] else 'FAIL'}")
     if {"lit_ft", "trl"} <= results.keys():
-        delta = abs(results["lit_ft"]["final_loss"] / results["trl"]["final_loss"] - 1)
-        passed["loss"] = delta <= LOSS_TOLERANCE
-        print(f"  |final loss lit_ft / trl - 1|: {delta:.4f}   target <= {LOSS_TOLERANCE}  "
-              f"{'PASS' if passed['loss'] else 'FAIL'}")
+        for kind in ("epoch_loss", "final_loss"):
+            delta = abs(results["lit_ft"][kind] / results["trl"][kind] - 1)
+            print(f"  |{kind} lit_ft / trl - 1|: {delta:.4f}   target <= {LOSS_TOLERANCE}  "
+                  f"{'PASS' if delta <= LOSS_TOLERANCE else 'FAIL'}" + ("" if kind == "epoch_loss" else
+                  "  (no target: lit_ft batches by length, so the last steps see other pairs than TRL's)"))
+            if kind == "epoch_loss":
+                passed["loss"] = delta <= LOSS_TOLERANCE
     for variant in ("lit_ft_precompute", "lit_ft_lora"):
         if {variant, "lit_ft"} <= results.keys():
             a, b = results[variant], results["lit_ft"]
