@@ -42,15 +42,22 @@ def precompute(datamodule: Any, logps: ReferenceLogps, device: torch.device, key
         features = datamodule.features(split)
         if features is None or not len(features) or datamodule.load_reference(split, key):
             continue
-        chosen: list[float] = []
-        rejected: list[float] = []
+        chosen, rejected = [0.0] * len(features), [0.0] * len(features)
         step = datamodule.eval_batch_size
-        for start in range(0, len(features), step):
-            batch = datamodule.collate([features[i] for i in range(start, min(start + step, len(features)))])
-            found = logps(_on(batch, device))
-            chosen += found.chosen.float().tolist()
-            rejected += found.rejected.float().tolist()
+        order = by_length(features)  # batches of similar lengths: little padding, and the LM head starts late
+        for start in range(0, len(order), step):
+            rows = order[start:start + step]
+            found = logps(_on(datamodule.collate([features[i] for i in rows]), device))
+            for i, c, r in zip(rows, found.chosen.float().tolist(), found.rejected.float().tolist(), strict=True):
+                chosen[i], rejected[i] = c, r
         datamodule.with_reference(split, chosen, rejected, model_key=key)
+
+
+def by_length(features: Any) -> list[int]:
+    """Feature indices from the shortest pair to the longest (prompt + the longer completion)."""
+    prompts, chosen, rejected = (features[c] for c in ("prompt_ids", "chosen_ids", "rejected_ids"))
+    lengths = [len(p) + max(len(c), len(r)) for p, c, r in zip(prompts, chosen, rejected, strict=True)]
+    return sorted(range(len(lengths)), key=lengths.__getitem__)
 
 
 def _on(batch: Batch, device: torch.device) -> Batch:
