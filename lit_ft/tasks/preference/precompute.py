@@ -18,8 +18,8 @@ import torch
 
 from lit_ft.loading import LoadOptions
 from lit_ft.task import Batch
-from lit_ft.tasks.preference.reference import REFERENCE_COLUMNS
 from lit_ft.tasks.preference.losses import PairLogps
+from lit_ft.tasks.preference.reference import REFERENCE_COLUMNS
 
 SPLITS = ("train", "validation")
 ReferenceLogps = Callable[[Batch], PairLogps]

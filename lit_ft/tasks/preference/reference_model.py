@@ -23,9 +23,9 @@ from torch import nn
 
 from lit_ft.lora import is_adapter_model
 from lit_ft.task import Batch
-from lit_ft.tasks.preference.reference import REFERENCE_COLUMNS
 from lit_ft.tasks.preference.logps import pair_forward
 from lit_ft.tasks.preference.losses import PairLogps
+from lit_ft.tasks.preference.reference import REFERENCE_COLUMNS
 
 
 class Reference:
