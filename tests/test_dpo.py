@@ -17,8 +17,8 @@ from sft_fixtures import make_causal_lm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lit_ft.loading import LoadOptions
-from lit_ft.tasks.preference.reference import REFERENCE_COLUMNS
 from lit_ft.tasks.preference.dpo import DPOTask
+from lit_ft.tasks.preference.reference import REFERENCE_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 
