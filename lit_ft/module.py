@@ -182,12 +182,6 @@ class FineTuner(LightningModule):
             datamodule.use_info(self.hparams["info"])
         self.plugin.bind_data(datamodule)
 
-    def on_fit_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if isinstance(datamodule, TaskDataModule):
-            with self.trainer.precision_plugin.forward_context():  # the dtype the steps compute in
-                self._plugin().before_fit(self._model(), datamodule)
-
     def on_train_start(self) -> None:
         # Lightning logs the hyperparameters as given to __init__ (before this hook); `info` came from the data later
         for logger in self.loggers:
@@ -334,6 +328,15 @@ class FineTuner(LightningModule):
         return super().load_state_dict(state_dict, strict=strict and not adapter_only, assign=assign)
 
     # ---- optimisation --------------------------------------------------------------------------
+    def _before_fit(self) -> None:
+        """`Task.before_fit`, here because this is the last hook before Lightning builds the train loader (to count
+        the steps, `estimated_stepping_batches` below) with the model already on its device: whatever the task adds
+        to the data then reaches every batch. `on_fit_start` would come after the loader is built."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if isinstance(datamodule, TaskDataModule):
+            with self.trainer.precision_plugin.forward_context():  # the dtype the steps compute in
+                self._plugin().before_fit(self._model(), datamodule)
+
     def configure_gradient_clipping(
         self, optimizer: Optimizer, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None
     ) -> None:
@@ -341,6 +344,7 @@ class FineTuner(LightningModule):
 
     def configure_optimizers(self) -> Any:
         assert self.model is not None
+        self._before_fit()
         groups = decay_groups(self.model, self.hparams["weight_decay"])
         for group in groups:
             group["lr"] = self.hparams["learning_rate"]

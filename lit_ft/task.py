@@ -103,9 +103,10 @@ class Task:
         from): every process holds the whole split there, so they stay out of batches and metric states."""
 
     def before_fit(self, model: nn.Module, datamodule: TaskDataModule) -> None:
-        """Called as a fit starts: the model built, restored from `--ckpt_path` and on its device, the data set up,
-        no batch loaded yet (Lightning's `on_fit_start`); nothing by default. For work over the data with the
-        model before training, whose results the batches then carry (DPO's precomputed reference log-probs)."""
+        """Called as a fit starts, before Lightning builds the train loader: the model built and on its device (its
+        weights not yet restored from `--ckpt_path`), the data set up, no batch loaded; nothing by default. For work
+        over the data with the model before training, whose results every batch then carries (DPO's precomputed
+        reference log-probabilities)."""
 
     def frozen_parameters(self, model: nn.Module) -> int:
         """Parameters of frozen models the task holds besides the trained `model` (a reference copy that is never
