@@ -234,6 +234,13 @@ class TaskDataModule(LightningDataModule):
             self._raw[split] = None if ds is None else number_split(ds)
         return self._raw[split]
 
+    def use_rows(self, split: str, ds: datasets.Dataset) -> datasets.Dataset:
+        """Hold `ds` as the split's raw rows (numbered anew) instead of reading them: a source of a mixed run
+        (`lit_ft.mixing`) encodes the rows the mix took of it."""
+        self._raw[split] = number_split(ds)
+        self._features.pop(split, None)
+        return self._raw[split]
+
     def _split_rows(self, split: str) -> datasets.Dataset | None:
         carve = self.source.validation is None and self.source.train is not None
         if carve and split in ("train", "validation"):

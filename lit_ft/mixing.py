@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import datasets
 
-from lit_ft.domains import PositiveFloat, PositiveInt
+# NonNegativeInt, OpenUnitInterval, FileFormat: annotations of the fields MixSource inherits from DataSource, which
+# `typing.get_type_hints` of the dataclass's `__init__` resolves in this module
+from lit_ft.domains import NonNegativeInt, OpenUnitInterval, PositiveFloat, PositiveInt  # noqa: F401
 from lit_ft.errors import UserError
-from lit_ft.rows import ROW, number_split
-from lit_ft.source import SPLITS, DataSource
+from lit_ft.rows import ROW
+from lit_ft.source import SPLITS, DataSource, FileFormat  # noqa: F401
 
 if TYPE_CHECKING:
     from lit_ft.datamodule import TaskDataModule
@@ -165,8 +167,7 @@ class Mix:
         ds = ds.map(lambda rows: {"id": [f"{entry.name}/{v}" for v in rows["id"]]}, batched=True,
                     desc=f"naming {entry.name} rows")
         self._columns[entry.name].update(ds.column_names)
-        module._raw[split] = number_split(ds)  # the module encodes exactly the rows the mix holds
-        return module._raw[split]
+        return module.use_rows(split, ds)  # the module encodes exactly the rows the mix holds
 
     def features(self, split: str) -> datasets.Dataset | None:
         """Each source's features of the split, encoded with its own settings; rows renumbered after the sources
