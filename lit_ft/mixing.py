@@ -14,6 +14,7 @@ and the features hold the same rows, so predictions join back to their inputs by
 from __future__ import annotations
 
 import difflib
+import functools
 import random
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
@@ -135,8 +136,8 @@ class Mix:
     def bind(self) -> None:
         """Answer the per-row questions with each source's own module: instance attributes shadow the class's
         methods, a task's overrides included, so no task has to know about mixing."""
-        for name in ROW_QUESTIONS:
-            setattr(self.owner, name, self._by_source(name))
+        for name in ROW_QUESTIONS:  # a partial of a method, not a closure: the data module stays picklable
+            setattr(self.owner, name, functools.partial(self.by_source, name))
         for name in SPLIT_QUESTIONS:
             setattr(self.owner, name, getattr(self, name))
 
@@ -186,23 +187,22 @@ class Mix:
             return None
         return concat_union([p.remove_columns(ROW) for p in parts]).add_column(ROW, offsets)  # type: ignore[arg-type]
 
-    def _by_source(self, name: str) -> Any:
-        def answer(rows: dict[str, list[Any]]) -> list[str] | None:
-            sources = rows[SOURCE_COLUMN]
-            found: list[Any] = [None] * len(sources)
-            for source, module in self.modules.items():
-                at = [i for i, s in enumerate(sources) if s == source]
-                if not at:
-                    continue
-                columns = [c for c in rows if c in self._columns[source] or c == ROW]
-                got = getattr(module, name)({c: [rows[c][i] for i in at] for c in columns})
-                if got is None:
-                    return None
-                for i, value in zip(at, got, strict=True):
-                    found[i] = value
-            return found
-
-        return answer
+    def by_source(self, question: str, rows: dict[str, list[Any]]) -> list[Any] | None:
+        """A batched per-row question (`example_keys`, `example_labels`) of mixed raw rows, each row answered by its
+        source's module from the source's own columns; None when a source has no answer."""
+        sources = rows[SOURCE_COLUMN]
+        found: list[Any] = [None] * len(sources)
+        for name, module in self.modules.items():
+            at = [i for i, s in enumerate(sources) if s == name]
+            if not at:
+                continue
+            columns = [c for c in rows if c in self._columns[name] or c == ROW]
+            got = getattr(module, question)({c: [rows[c][i] for i in at] for c in columns})
+            if got is None:
+                return None
+            for i, value in zip(at, got, strict=True):
+                found[i] = value
+        return found
 
     def prediction_inputs(self, split: str) -> list[dict[str, Any]]:
         """Each source's own prediction inputs, in row order (empty when no source gives any)."""
