@@ -140,3 +140,31 @@ def test_inspect_data_shows_each_source(llama: Path, files: dict[str, str], tmp_
            "  alpaca  train 12 (weight 1.5 of 8), validation 2, predict 2\n" \
            "  chat    train 3 (max_rows 3 of 8), validation 2, predict 2\n" in out
     assert "rows: train 15, validation 4, predict 4" in out
+
+
+def test_preference_pairs_mix_explicit_rows_and_hh_texts_with_their_own_columns(tmp_path: Path, llama: Path) -> None:
+    """The preference data module mixes as SFT's does (the mixing is the base's): explicit pairs under other column
+    names, and HH-style full texts whose prompt is their shared start; one batch holds pairs of both."""
+    from lit_ft.tasks.preference.data import PreferenceData
+
+    explicit = [{"question": f"say {w} twice:", "good": f" {w} {w}", "bad": " mat"} for w in WORDS]
+    hh = [{"chosen": f"\n\nHuman: hi {w}\n\nAssistant: hello {w}", "rejected": f"\n\nHuman: hi {w}\n\nAssistant: no"}
+          for w in WORDS * 2]
+    sources = [
+        MixSource(name="explicit", train=write_jsonl(explicit, tmp_path / "explicit.jsonl"), validation_fraction=0.2,
+                  weight=2.0, settings={"format": "explicit", "prompt_column": "question", "chosen_column": "good",
+                                        "rejected_column": "bad"}),
+        MixSource(name="hh", train=write_jsonl(hh, tmp_path / "hh.jsonl"), validation_fraction=0.2, max_rows=5,
+                  settings={"format": "implicit"}),
+    ]
+    dm = PreferenceData(tokenizer=str(llama), max_length=64, mix_seed=3, sources=sources)
+    assert per_source(dm, "train") == {"explicit": 8, "hh": 5} and per_source(dm, "validation") == {"explicit": 1,
+                                                                                                     "hh": 2}
+    features = dm.features("train")
+    assert features[ROW] == list(range(13)) and features["id"] == dm.raw("train")["id"]
+    prompts = [dm.tokenizer.decode(ids) for ids in features["prompt_ids"]]
+    assert all(p.endswith("twice:") for p in prompts[:8]) and all(p.endswith("Assistant:") for p in prompts[8:])
+    batch = dm.collate([{k: v for k, v in features[i].items() if k != ROW} for i in (0, 12)])
+    assert batch["inputs"]["input_ids"].shape[0] == 4 and batch["id"][1].startswith("hh/")
+    assert dm.example_keys(dm.raw("train")[:1])[0].startswith("say ")  # each source's own input columns
+    assert data_summary(dm)[1] == "mix (data.mix_seed 3): explicit 8 (weight 2 of 4), hh 5 (max_rows 5 of 8)"
