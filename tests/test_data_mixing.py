@@ -96,8 +96,11 @@ def test_fit_on_an_alpaca_and_a_chat_source_then_predict_joins_back(tmp_path: Pa
 
 def test_the_sample_follows_the_seed(llama: Path, files: dict[str, str]) -> None:
     sources = mixed(files, weight=0.5, max_rows=5)
-    first, again, other = (data(llama, sources, seed).raw("train")["id"] for seed in (1, 1, 2))
+    modules = [data(llama, sources, seed) for seed in (1, 1, 2)]
+    first, again, other = (dm.raw("train")["id"] for dm in modules)
     assert first == again and first != other
+    for dm in modules:  # each sample encoded, not a cached encoding of another one
+        assert dm.features("train")["id"] == dm.raw("train")["id"]
     assert collections.Counter(i.split("/")[0] for i in first) == collections.Counter(
         i.split("/")[0] for i in other) == {"alpaca": 4, "chat": 5}
     assert len(set(first)) == len(first)  # below weight 1 no row repeats
