@@ -13,9 +13,11 @@ and the features hold the same rows, so predictions join back to their inputs by
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import random
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -128,7 +130,7 @@ class Mix:
         self.entries = entries
         self.seed = seed
         self.available: dict[str, int] = {}  # training rows of each source before weighting
-        self._parts: dict[str, list[TaskDataModule]] = {}  # split -> the data modules that have it, in source order
+        self._parts: dict[str, list[int]] = {}  # split -> the entries that have it, in source order
         self._columns: dict[str, set[str]] = {e.name: set() for e in entries}  # each source's own raw columns
         shared = {k: v for k, v in own_settings(owner).items() if k not in ("source", "sources", "mix_seed")}
         self.modules = {e.name: type(owner)(**{**shared, **e.settings, "source": e.data_source()}) for e in entries}
@@ -143,22 +145,18 @@ class Mix:
 
     def raw(self, split: str) -> datasets.Dataset | None:
         """Every source's rows of the split (training rows sampled), ids prefixed, with their source's name."""
-        parts, modules = [], []
+        parts, have = [], []
         for i, entry in enumerate(self.entries):
-            module = self.modules[entry.name]
-            ds = self._source_rows(i, entry, module, split)
+            ds = self._source_rows(i, entry, self.modules[entry.name], split)
             if ds is not None:
                 parts.append(ds.add_column(SOURCE_COLUMN, [entry.name] * len(ds)))  # type: ignore[arg-type]
-                modules.append(module)
-        self._parts[split] = modules
+                have.append(i)
+        self._parts[split] = have
         return concat_union([p.remove_columns(ROW) for p in parts]) if parts else None
 
     def _source_rows(self, i: int, entry: MixSource, module: TaskDataModule, split: str) -> datasets.Dataset | None:
-        try:
+        with named_source(i, entry.name):
             ds = module.raw(split)
-        except UserError as err:  # the source's own messages name `data.source.X`: say which entry holds X
-            raise UserError(f"source '{entry.name}': " + str(err).replace("data.source.", f"data.sources[{i}].")
-                            ) from None
         if ds is None:
             return None
         if split == "train":
@@ -175,9 +173,11 @@ class Mix:
         before them, as in `raw`."""
         self.owner.raw(split)
         parts, offsets, offset = [], [], 0
-        for module in self._parts.get(split, []):
+        for i in self._parts.get(split, []):
+            module = self.modules[self.entries[i].name]
             module.use_info(self.owner.info)  # one label set for the run, not one per source
-            ds = module.features(split)
+            with named_source(i, self.entries[i].name):
+                ds = module.features(split)
             raw = module.raw(split)
             assert ds is not None and raw is not None
             parts.append(ds)
@@ -207,7 +207,7 @@ class Mix:
     def prediction_inputs(self, split: str) -> list[dict[str, Any]]:
         """Each source's own prediction inputs, in row order (empty when no source gives any)."""
         self.owner.raw(split)
-        inputs = [(m.prediction_inputs(split), len(m.raw(split) or ())) for m in self._parts.get(split, [])]
+        inputs = [(m.prediction_inputs(split), len(m.raw(split) or ())) for m in self._having(split)]
         if not any(found for found, _ in inputs):
             return []
         return [row for found, n in inputs for row in (found or [{}] * n)]
@@ -216,7 +216,7 @@ class Mix:
         """The sources' label counts, summed."""
         self.owner.features(split)
         total: dict[str, int] = {}
-        for module in self._parts.get(split, []):
+        for module in self._having(split):
             for label, n in module.label_counts(split).items():
                 total[label] = total.get(label, 0) + n
         return dict(sorted(total.items()))
@@ -225,10 +225,14 @@ class Mix:
         """Rows of each loaded split per source: `{name: {"train": 300, ...}}`."""
         table: dict[str, dict[str, int]] = {e.name: {} for e in self.entries}
         for split in SPLITS:
-            for name, module in self.modules.items():
-                if module in self._parts.get(split, []):
-                    table[name][split] = len(module.raw(split) or ())
+            for i in self._parts.get(split, []):
+                name = self.entries[i].name
+                table[name][split] = len(self.modules[name].raw(split) or ())
         return table
+
+    def _having(self, split: str) -> list[TaskDataModule]:
+        """The modules of the sources that have a loaded split, in source order."""
+        return [self.modules[self.entries[i].name] for i in self._parts.get(split, [])]
 
     def summary(self) -> str | None:
         """`mix: alpaca 300 (weight 0.5 of 600), chat 200 (max_rows 200 of 1000)`: training rows taken per source."""
@@ -251,6 +255,15 @@ class Mix:
             others = ", ".join(f"{s} {got[s]:,}" for s in SPLITS[1:] if s in got)
             lines.append(f"  {e.name:<{width}}  {train}" + (f", {others}" if others else ""))
         return lines
+
+
+@contextlib.contextmanager
+def named_source(index: int, name: str) -> Iterator[None]:
+    """A source's own errors, prefixed with its name; the `data.source.X` they name becomes the entry's key."""
+    try:
+        yield
+    except UserError as err:
+        raise UserError(f"source '{name}': " + str(err).replace("data.source.", f"data.sources[{index}].")) from None
 
 
 def concat_union(parts: list[datasets.Dataset]) -> datasets.Dataset:

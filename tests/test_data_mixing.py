@@ -69,7 +69,7 @@ def test_fit_on_an_alpaca_and_a_chat_source_then_predict_joins_back(tmp_path: Pa
         "sources": mixed(files), "mix_seed": 7, "batch_size": 4, "max_length": 128}}}))
     args = ["--model.task", "sft", "--model.backbone", str(llama), "--config", str(config),
             "--model.task_options.max_new_tokens", "3", "--trainer.default_root_dir", str(tmp_path / "run"),
-            "--trainer.logger", "false", "--trainer.precision", "32-true", *QUIET]
+            "--trainer.logger", "false", "--trainer.precision", "32-true", "--seed_everything", "0", *QUIET]
     cli = run(["fit", *args, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1"])
     assert cli is not None and cli.trainer.global_step == 2
     dm = cli.datamodule
