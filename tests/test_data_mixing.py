@@ -86,6 +86,8 @@ def test_fit_on_an_alpaca_and_a_chat_source_then_predict_joins_back(tmp_path: Pa
         for source, ids in zip(raw[SOURCE_COLUMN], features["input_ids"], strict=True):
             text = dm.tokenizer.decode(ids)
             assert ("### Instruction:" in text) == (source == "alpaca") and ("<|user|>" in text) == (source == "chat")
+    card = (tmp_path / "run" / "export" / "README.md").read_text()
+    assert "on a mix of 2 sources: `alpaca` (`alpaca.json`, weight 1.5), `chat` (`chat.jsonl`, max_rows 3)." in card
     run(["predict", *args, "--ckpt_path", "best"])
     records = read_jsonl(tmp_path / "run" / "predictions.jsonl")
     assert [r["id"] for r in records] == ["alpaca/0", "alpaca/1", "chat/0", "chat/1"]
