@@ -68,6 +68,9 @@ class TaskDataModule(LightningDataModule):
     """
 
     task_name: ClassVar[str] = ""
+    task_names: ClassVar[tuple[str, ...]] = ()
+    """The tasks a data module shared by several reads data for (`model.task` must be one); by default only
+    `task_name`, and any task when that is empty too."""
 
     def __init__(
         self,
@@ -120,6 +123,11 @@ class TaskDataModule(LightningDataModule):
     def mix_summary(self) -> str | None:
         """The training rows taken from each source of a mixed run (the data line); None for one source."""
         return self.mix.summary() if self.mix is not None else None
+
+    @classmethod
+    def data_tasks(cls) -> tuple[str, ...]:
+        """The tasks this module reads data for (`task_names`, else `task_name`); empty: any."""
+        return data_tasks(cls)
 
     # ---- what subclasses implement -------------------------------------------------------------
     def encode(self, rows: dict[str, list[Any]], split: str) -> dict[str, list[Any]]:
@@ -390,6 +398,13 @@ class TaskDataModule(LightningDataModule):
                     f"`{stage}` needs a {split} split, but data.source.{split} is not set; give a file or a split name"
                 )
 
+    def split_place(self, split: str) -> str:
+        """`the validation split (file 'val.jsonl')`, or `... (held out of file 'train.jsonl')`: how a row error
+        names the split and where its rows come from."""
+        carved = split == "validation" and self.source.location(split) is None
+        where = f"held out of {self.source.describe('train')}" if carved else self.source.describe(split)
+        return f"the {split} split ({where})"
+
     def require_columns(self, rows: dict[str, list[Any]], split: str, columns: dict[str, str | None]) -> None:
         """Fail with the setting to change when a configured column is missing from a split."""
         for setting, column in columns.items():
@@ -474,3 +489,10 @@ def check_positive(settings: dict[str, int | None]) -> None:
     for setting, value in settings.items():
         if value is not None and value < 1:
             raise UserError(f"{setting} must be a positive integer (got {value}); set {setting} to 1 or more")
+
+
+def data_tasks(data_class: Any) -> tuple[str, ...]:
+    """The tasks a data module class reads data for: its `task_names`, else its `task_name`; empty: any task."""
+    names = tuple(getattr(data_class, "task_names", ()) or ())
+    name = getattr(data_class, "task_name", "")
+    return names or ((name,) if name else ())
