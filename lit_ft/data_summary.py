@@ -15,7 +15,8 @@ MAX_LABELS_SHOWN = 6
 
 def data_summary(datamodule: Any) -> list[str]:
     """`data: train 400 rows (negative 200, positive 200), validation 100, ...; 0 of 620 inputs reach ...`; a split
-    whose ids repeat or are missing says so (`predict 4 (id 'a' repeat)`).
+    whose ids repeat or are missing says so (`predict 4 (id 'a' repeat)`). A mixed run (`data.sources`) adds a
+    line with the training rows taken from each source (`mix: alpaca 300 (weight 0.5 of 600), ...`).
 
     Reads only splits the data module has already loaded (lit_ft's `prepare_data` loads every configured one for
     `fit`, and only its own split for `validate`, `test` and `predict`);
@@ -48,7 +49,8 @@ def data_summary(datamodule: Any) -> list[str]:
     if limit and inputs:
         line += f"; {at_limit:,} of {inputs:,} inputs reach max_length {limit} (truncated)"
     packed = getattr(datamodule, "packing_summary", lambda: None)()  # tasks that pack training examples
-    return [line + (f"; {packed}" if packed else "")]
+    mix = getattr(datamodule, "mix_summary", lambda: None)()  # a run mixing several sources (`data.sources`)
+    return [line + (f"; {packed}" if packed else ""), *([mix] if mix else [])]
 
 
 def split_rows(datamodule: Any, split: str, features: Any) -> int:

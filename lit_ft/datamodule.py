@@ -19,6 +19,7 @@ from lit_ft.backbone import load_tokenizer, pad_with_eos, position_limit
 from lit_ft.data_summary import inputs_at_limit
 from lit_ft.domains import NonNegativeInt, PositiveInt
 from lit_ft.errors import InternalError, UserError
+from lit_ft.mixing import Mix, MixSource
 from lit_ft.rows import ROW, number_split, row_collate, row_name
 from lit_ft.sampler import (
     EvalRows,
@@ -61,6 +62,9 @@ class TaskDataModule(LightningDataModule):
         shuffle_seed: Seed of the training order (the epoch number is added each epoch).
         id_column: Column holding each row's id; rows without it are numbered from 0 in file order.
         num_workers: DataLoader worker processes.
+        sources: Several sources mixed in one run instead of `source`: each with its own files, a `weight` or
+            `max_rows` for its training rows, and the settings that differ for it (`lit_ft.mixing.MixSource`).
+        mix_seed: Seed of the training rows sampled from `sources` (a `weight` with a fraction, `max_rows`).
     """
 
     task_name: ClassVar[str] = ""
@@ -79,6 +83,8 @@ class TaskDataModule(LightningDataModule):
         shuffle_seed: NonNegativeInt = 42,
         id_column: str = "id",
         num_workers: NonNegativeInt = 0,
+        sources: list[MixSource] | None = None,
+        mix_seed: NonNegativeInt = 42,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()  # also collects the subclass's arguments; part of the cache fingerprint
@@ -95,11 +101,28 @@ class TaskDataModule(LightningDataModule):
         self._features: dict[str, datasets.Dataset] = {}
         self._raw: dict[str, datasets.Dataset | None] = {}  # per instance: `lit_ft tune` makes one per trial
         self._checked_lengths = False
+        self.mix = self._mix(sources, mix_seed)
         check_positive({"data.batch_size": batch_size, "data.eval_batch_size": eval_batch_size,
                         "data.max_length": max_length, "data.group_batches": group_batches})
         if num_workers < 0:
             raise UserError(f"data.num_workers must be 0 or more (got {num_workers}); 0 loads batches in the main "
                             "process")
+
+    def _mix(self, sources: list[MixSource] | None, seed: int) -> Mix | None:
+        """The sources of a mixed run (`data.sources`), answering the per-row questions; None for one source."""
+        if not sources:
+            return None
+        given = [s for s in ("hub", *ALL_SPLITS) if getattr(self.source, s) is not None]
+        if given:
+            raise UserError(f"data.source.{given[0]} and data.sources are both set; give the files of a mixed run in "
+                            "data.sources only (one entry per source) and remove data.source")
+        mix = Mix(self, sources, seed)
+        mix.bind()
+        return mix
+
+    def mix_summary(self) -> str | None:
+        """The training rows taken from each source of a mixed run (the data line); None for one source."""
+        return self.mix.summary() if self.mix is not None else None
 
     @classmethod
     def data_tasks(cls) -> tuple[str, ...]:
@@ -220,8 +243,15 @@ class TaskDataModule(LightningDataModule):
         """The raw rows of a split, with an `id` column and their index in the split (`ROW`); validation is carved
         from train when not given. Loaded once per split for the data module's life."""
         if split not in self._raw:
-            ds = self._split_rows(split)
+            ds = self.mix.raw(split) if self.mix is not None else self._split_rows(split)
             self._raw[split] = None if ds is None else number_split(ds)
+        return self._raw[split]
+
+    def use_rows(self, split: str, ds: datasets.Dataset) -> datasets.Dataset:
+        """Hold `ds` as the split's raw rows (numbered anew) instead of reading them: a source of a mixed run
+        (`lit_ft.mixing`) encodes the rows the mix took of it."""
+        self._raw[split] = number_split(ds)
+        self._features.pop(split, None)
         return self._raw[split]
 
     def _split_rows(self, split: str) -> datasets.Dataset | None:
@@ -279,6 +309,11 @@ class TaskDataModule(LightningDataModule):
             raw = self.raw(split)
             if raw is None:
                 return None
+            if self.mix is not None:  # each source encoded by its own module, with its own settings
+                mixed = self.mix.features(split)
+                assert mixed is not None
+                self._features[split] = mixed
+                return mixed
             self._features[split] = raw.map(
                 functools.partial(self._encode_rows, split=split),
                 batched=True,

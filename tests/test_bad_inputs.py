@@ -460,6 +460,32 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
         {"train.jsonl": jsonl({"messages": [{"role": "system", "content": "be brief"},
                                             {"role": "user", "content": "hi"},
                                             {"role": "assistant", "content": "hello"}]})}, train="train.jsonl")
+    # data mixing (`data.sources`): the entry and the key named
+    chat = {"chat.jsonl": jsonl({"messages": [{"role": "user", "content": "hi"},
+                                              {"role": "assistant", "content": "hello"}]})}
+    c["mix_source_file_missing"] = Case(
+        sft, ["--data.init_args.sources",
+              "[{name: chat, train: {d}/chat.jsonl, validation: {d}/chat.jsonl}, {name: qa, train: {d}/qa.jsonl}]"],
+        [r"source 'qa': data.sources\[1\].train: '.*qa.jsonl' does not exist", r"set data.sources\[1\].train to null"],
+        chat, train=None)
+    c["mix_setting_unknown"] = Case(
+        sft, ["--data.init_args.sources", '[{name: chat, train: {d}/chat.jsonl, settings: {fromat: chat}}]'],
+        [r"data.sources\[0\] \(chat\): settings.fromat is not a setting of SFTData; did you mean 'format'\?"],
+        chat, train=None, early=True)
+    c["mix_setting_shared"] = Case(
+        sft, ["--data.init_args.sources", '[{name: chat, train: {d}/chat.jsonl, settings: {batch_size: 2}}]'],
+        [r"data.sources\[0\] \(chat\): settings.batch_size is shared by every source; set data.batch_size"],
+        chat, train=None, early=True)
+    c["mix_name_twice"] = Case(
+        sft, ["--data.init_args.sources", '[{name: chat, train: {d}/chat.jsonl}, {name: chat, train: {d}/chat.jsonl}]'],
+        [r"data.sources\[1\]: the name 'chat' is used twice"], chat, train=None, early=True)
+    c["mix_and_source_both"] = Case(
+        sft, ["--data.init_args.sources", '[{name: chat, train: {d}/chat.jsonl}]'],
+        [r"data.source.train and data.sources are both set", "remove data.source"], chat, train="chat.jsonl",
+        early=True)
+    c["mix_weight_zero"] = Case(
+        sft, ["--data.init_args.sources", '[{name: chat, train: {d}/chat.jsonl, weight: 0}]'],
+        [r"data.sources.weight must be a number above 0 \(got 0\)"], chat, train=None, early=True)
     c["seq2seq_empty_target"] = Case(
         s2s, [], [r"row '1' of file '.*train.jsonl' has an empty target_column 'target'", "fill it or drop the row"],
         {"train.jsonl": jsonl(SUMMARY_ROW, {**SUMMARY_ROW, "target": ""})}, train="train.jsonl")

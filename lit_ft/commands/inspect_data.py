@@ -55,6 +55,8 @@ def report(data: Any, split: str, n: int) -> list[str]:
     lines = [f"data: {type(data).__name__} (task {data.task_name}), tokenizer {data.tokenizer_name}, "
              f"max_length {data.max_length}"]
     lines += _rows(data, loaded, features)
+    mix = getattr(data, "mix", None)
+    lines += ["", *mix.table()] if mix is not None else []
     lines += [f"  cannot encode {s}: {p}" for s, p in problems.items()]
     lines += _labels(data, loaded)
     lines += _lengths(data, features)

@@ -50,6 +50,7 @@ def write_model_card(module: FineTuner, out: Path, source: CardSource, model_id:
     config = run_config(source.run_dir)
     metrics = best_metrics(source.run_dir, source.step)
     data = data_source(config)
+    mix = nested(config, "data.init_args.sources") or nested(config, "data.sources")  # a mixed run's sources
     hub = data.get("hub")
     library = "peft" if (out / "adapter_config.json").is_file() else "transformers"  # a LoRA adapter alone
     header = card_header(module, model_id, metrics, hub, library)
@@ -60,7 +61,7 @@ def write_model_card(module: FineTuner, out: Path, source: CardSource, model_id:
     body = "\n\n".join(f"## {title}\n\n{text}" for title, text in sections)
     intro = (f"# {Path(model_id).name}\n\n`{module.hparams['backbone']}` fine-tuned with lit_ft "
              f"for the `{module.hparams['task']}` task on "
-             f"{data_text(data)}.")
+             f"{mix_text(mix) if isinstance(mix, list) and mix else data_text(data)}.")
     (out / CARD).write_text(f"---\n{header}\n---\n\n{intro}\n\n{body}\n", encoding="utf-8")
 
 
@@ -124,6 +125,16 @@ def data_text(source: dict[str, Any]) -> str:
         return f"the Hub data set [{source['hub']}](https://huggingface.co/datasets/{source['hub']})"
     files = [Path(str(source[s])).name for s in ("train", "validation") if source.get(s)]
     return f"local data ({', '.join(f'`{f}`' for f in files)})" if files else "local data"
+
+
+def mix_text(sources: list[Any]) -> str:
+    """`a mix of 2 sources: `alpaca` (`alpaca.json`, weight 0.5), `chat` (`chat.jsonl`, max_rows 200)`."""
+    parts = []
+    for entry in (s for s in sources if isinstance(s, dict)):
+        where = entry.get("hub") or Path(str(entry.get("train") or "")).name
+        rule = "".join(f", {key} {entry[key]}" for key in ("weight", "max_rows") if entry.get(key) is not None)
+        parts.append(f"`{entry.get('name')}` (`{where}`{rule})")
+    return f"a mix of {len(parts)} sources: {', '.join(parts)}"
 
 
 def metrics_text(source: CardSource, metrics: dict[str, float]) -> str:
