@@ -194,8 +194,8 @@ class SFTData(TaskDataModule):
         self, row: dict[str, Any], rendered: Rendered, split: str, where: str, out: dict[str, list[Any]]
     ) -> None:
         eos = self.tokenizer.eos_token_id
-        if split == "predict":
-            ids, labels = self._prompt_ids(rendered, row), None
+        if split == "predict":  # the whole prompt, so an over-long one is counted as cut (its end is kept below)
+            ids, labels = self._tokenize(rendered.prompt, rendered.special)[0], None
         else:
             ids, offsets = self._tokenize(rendered.text, rendered.special)
             labels = list(ids) if self.train_on_prompt else token_labels(ids, offsets, rendered.spans)
@@ -204,7 +204,7 @@ class SFTData(TaskDataModule):
             if eos is not None and last and last[1] == len(rendered.text) and not closed:
                 ids, labels = [*ids, eos], [*labels, eos]  # the model must learn to stop
         truncated = len(ids) > self.max_length
-        ids = ids[: self.max_length]
+        ids = ids[-self.max_length :] if labels is None else ids[: self.max_length]
         if labels is not None:
             labels = labels[: self.max_length]
             if all(t == IGNORE for t in labels[1:]):  # the first label is never predicted
