@@ -241,6 +241,7 @@ def test_openai_client_chat_and_completions(chat: Server) -> None:
     answer = client.chat.completions.create(model=model, messages=[{"role": "user", "content": question}],
                                             temperature=0, max_tokens=6)
     assert answer.choices[0].message.content.strip() == greedy
+    assert 0 < answer.usage.completion_tokens <= 6 and answer.usage.prompt_tokens > 0
     pieces = client.chat.completions.create(model=model, messages=[{"role": "user", "content": question}],
                                             temperature=0, max_tokens=6, stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in pieces).strip() == greedy
