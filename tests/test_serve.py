@@ -258,6 +258,17 @@ def test_openai_client_chat_and_completions(chat: Server) -> None:
 
 
 @pytest.mark.slow
+def test_generation_batched_equals_one_by_one(chat: Server) -> None:
+    """Greedy generation of prompts of different lengths, batched (left-padded) by the server, equals each alone."""
+    prompts = [f"what is {i} plus one?" + " and then?" * (i % 3) for i in range(6)]
+    alone = [chat.predict(p)["prediction"] for p in prompts]
+    with ThreadPoolExecutor(6) as pool:
+        together = [r["prediction"] for r in pool.map(chat.predict, prompts)]
+    assert together == alone
+    assert [r["prediction"] for r in chat.predict(prompts)] == alone  # one request with a list: one batch
+
+
+@pytest.mark.slow
 def test_stop_strings_end_the_answer(chat: Server) -> None:
     body = {"prompt": "once upon", "max_tokens": 8, "temperature": 0}
     full = chat.request("POST", "/v1/completions", body)[1]["choices"][0]["text"]
