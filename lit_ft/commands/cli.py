@@ -174,6 +174,8 @@ COMMANDS: dict[str, Command] = {
                         "lit_ft.commands.estimate:main"),
     "report": Command("an offline HTML report of runs: curves, metrics, best checkpoint, task analyses",
                       "lit_ft.commands.report:main"),
+    "chat": Command("talk to a fine-tuned generation model (sft) in the terminal: history through the chat "
+                    "template, answers streamed", "lit_ft.commands.chat:main"),
 }
 
 

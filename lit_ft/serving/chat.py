@@ -1,0 +1,121 @@
+"""A conversation with a generation model: the history, its prompt through the training chat template, and a reply
+streamed token by token that the caller can stop.
+
+The prompt of each turn is the whole conversation rendered by `lit_ft.tasks.sft.render.ChatRenderer` (the chat
+template the run's data used, else the tokenizer's, else the fallback), with the generation prompt added, so the
+model reads its history exactly as it read its training conversations.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from jinja2 import TemplateError
+from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+from lit_ft.errors import UserError
+from lit_ft.generation.decoding import decoding_settings
+from lit_ft.tasks.sft.render import ChatRenderer, Message, with_system
+
+
+class StopFlag(StoppingCriteria):
+    """Ends `generate` at the next token once `event` is set (Ctrl-C in the terminal, a closed connection)."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+        done: Any = torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool)
+        return done
+
+
+class ChatSession:
+    """The conversation so far and how to continue it.
+
+    Args:
+        model: A causal LM (eval mode).
+        tokenizer: Its tokenizer.
+        chat_template: The Jinja chat template of training (`data.chat_template`); None: the tokenizer's own, or
+            `FALLBACK_CHAT_TEMPLATE` when it has none.
+        system: The system message put before the conversation (None: none).
+        max_new_tokens: Longest reply, in tokens.
+        temperature: 0 decodes greedily; above 0 samples at this temperature.
+        top_p: Nucleus sampling's probability mass (with `temperature` > 0).
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, chat_template: str | None = None, system: str | None = None,
+                 max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.renderer = ChatRenderer(tokenizer, chat_template)
+        self.system = system
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        self.messages: list[Message] = []
+
+    def reset(self) -> None:
+        """Forget the conversation (the system message stays)."""
+        self.messages = []
+
+    def prompt(self, user: str | None = None) -> str:
+        """The text the model continues from: the conversation (plus `user`'s new turn) and the generation prompt."""
+        return self._render(self.messages + ([{"role": "user", "content": user}] if user is not None else []), True)
+
+    def history(self) -> str:
+        """The conversation so far through the chat template (the system message alone when it is empty)."""
+        return self._render(self.messages, False) if self.messages or self.system else ""
+
+    def _render(self, turns: list[Message], generation_prompt: bool) -> str:
+        try:
+            return self.renderer.text(with_system(turns, self.system), generation_prompt)
+        except TemplateError as err:  # a template may refuse a system turn or a role order
+            raise UserError(f"the chat template refuses the conversation ({err}); /reset, or drop the /system "
+                            "message") from err
+
+    def reply(self, user: str, stop: threading.Event) -> Iterator[str]:
+        """Stream the answer to `user` in pieces of text; the turn and the answer (as far as it got when `stop`
+        was set) join the history once the stream ends."""
+        prompt = self.prompt(user)
+        ids = self.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")  # the template holds them
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        failed: list[BaseException] = []
+        worker = threading.Thread(target=self._generate, args=(ids, streamer, stop, failed), daemon=True)
+        worker.start()
+        pieces: list[str] = []
+        ended = False
+        try:
+            for piece in streamer:
+                piece = piece if pieces else piece.lstrip()  # the answer starts at its first visible character
+                if piece:
+                    pieces.append(piece)
+                    yield piece
+            ended = True
+        finally:
+            stop.set()  # the caller stopped reading (Ctrl-C): end the generation too
+            if not ended:
+                for _ in streamer:  # the tokens generated before the flag was seen
+                    pass
+            worker.join()
+            self.messages += [{"role": "user", "content": user},
+                              {"role": "assistant", "content": "".join(pieces).strip()}]
+        if failed:
+            raise failed[0]
+
+    def _generate(self, ids: Any, streamer: TextIteratorStreamer, stop: threading.Event,
+                  failed: list[BaseException]) -> None:
+        sampling = {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p} \
+            if self.temperature > 0 else {}
+        settings = decoding_settings(self.model.generation_config, self.tokenizer, self.max_new_tokens, **sampling)
+        try:
+            device = next(self.model.parameters()).device
+            with torch.no_grad():
+                self.model.generate(input_ids=ids["input_ids"].to(device),
+                                    attention_mask=ids["attention_mask"].to(device), streamer=streamer,
+                                    stopping_criteria=StoppingCriteriaList([StopFlag(stop)]), **settings)
+        except BaseException as err:  # shown by the caller; the streamer must still end or it waits forever
+            failed.append(err)
+            streamer.end()
