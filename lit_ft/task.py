@@ -122,6 +122,28 @@ class Task:
         `id`; the FineTuner adds each item's row (`lit_ft.rows.ROW`), by which the records are ordered and joined."""
         raise NotImplementedError
 
+    def serve_rows(self, inputs: list[Any], datamodule: TaskDataModule) -> dict[str, list[Any]]:
+        """The inputs of a `lit_ft serve` request -> rows (columns, one value per input) that the data module encodes
+        as its predict split (`TaskDataModule.request_features`), so serving runs the task's own `encode`,
+        `collate`, `forward` and `predictions`.
+
+        By default an input is a row, as a JSON object keyed by the data module's column names (`{"text": ...}`,
+        `{"question": ..., "context": ...}`), or a text, which fills the column a plain text file's line fills
+        (`line_column_name`). A wrong input raises a UserError naming the input and what to send."""
+        column = datamodule.line_column_name()
+        rows: list[dict[str, Any]] = []
+        for i, value in enumerate(inputs):
+            if isinstance(value, str) and column is not None:
+                rows.append({column: value})
+            elif isinstance(value, dict) and value:
+                rows.append(dict(value))
+            else:
+                shape = "a JSON object of its columns" + (f" or a string (its '{column}')" if column else "")
+                raise UserError(f"input {i} is {type(value).__name__} {str(value)[:40]!r}; task '{self.name}' takes "
+                                f"{shape}")
+        keys = list(dict.fromkeys(k for row in rows for k in row))
+        return {k: [row.get(k) for row in rows] for k in keys}
+
     def merge_rows(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The records of a split, sorted by row, -> one record per row, in row order, each keeping its `ROW`.
 

@@ -125,9 +125,9 @@ def export_main(argv: list[str]) -> None:
 
             print(export_onnx_checkpoint(found, args.output_dir, args.atol, args.overwrite).summary())
             return
-        module, source = load_for_export(found, run_dir)
+        module, source, data = load_for_export(found, run_dir)
         out = export_model(module, args.output_dir, merge=not args.adapter_only, overwrite=args.overwrite,
-                           source=source, model_id=args.push_to_hub)
+                           source=source, model_id=args.push_to_hub, data=data)
     print(f"lit_ft: exported to {out}", flush=True)
     if args.push_to_hub:
         from lit_ft.commands.hub_push import push_export
@@ -174,6 +174,8 @@ COMMANDS: dict[str, Command] = {
                         "lit_ft.commands.estimate:main"),
     "report": Command("an offline HTML report of runs: curves, metrics, best checkpoint, task analyses",
                       "lit_ft.commands.report:main"),
+    "serve": Command("serve a run's best checkpoint or an export over HTTP: /predict for every task, OpenAI-compatible "
+                     "/v1 routes for generation, dynamic batching", "lit_ft.commands.serve:main"),
     "chat": Command("talk to a fine-tuned generation model (sft) in the terminal: history through the chat "
                     "template, answers streamed", "lit_ft.commands.chat:main"),
 }

@@ -25,7 +25,8 @@ EXPORT_KIND = "export"  # the kind in the manifest (`lit_ft.json`) of every expo
 
 
 def export_model(module: FineTuner, out_dir: str | Path, merge: bool = True, overwrite: bool = False,
-                 label: str = "--output_dir", source: CardSource | None = None, model_id: str | None = None) -> Path:
+                 label: str = "--output_dir", source: CardSource | None = None, model_id: str | None = None,
+                 data: dict[str, Any] | None = None) -> Path:
     """Write `module`'s model, tokenizer and model card (`README.md`) to `out_dir`, atomically: a failed export
     leaves nothing behind.
 
@@ -41,11 +42,13 @@ def export_model(module: FineTuner, out_dir: str | Path, merge: bool = True, ove
         label: The option naming `out_dir`, for messages.
         source: The run and checkpoint the weights come from, for the model card (its metrics and settings).
         model_id: The Hub repo (or directory) the model card names; default `out_dir`.
+        data: The data module's settings (`data_settings`), kept in `lit_ft.json` so `lit_ft serve` encodes
+            requests as training encoded rows (chat template, lengths, columns).
     """
     def write(tmp: Path) -> None:
         model: Any = module.exportable_model(merge)
         model.save_pretrained(tmp)
-        write_tokenizer_and_manifest(module, tmp)
+        write_tokenizer_and_manifest(module, tmp, **({"data": data} if data else {}))
         write_model_card(module, tmp, source or CardSource(), model_id or str(out_dir))
 
     return write_export_dir(module, out_dir, write, overwrite, label)
@@ -80,12 +83,24 @@ def load_checkpoint_module(ckpt_path: str) -> FineTuner:
     return module_from_checkpoint(load_any_checkpoint(ckpt_path), ckpt_path)
 
 
-def load_for_export(ckpt_path: str, run_dir: Path) -> tuple[FineTuner, CardSource]:
-    """The FineTuner of a checkpoint, and where its weights come from (the model card's metrics)."""
+def load_for_export(ckpt_path: str, run_dir: Path) -> tuple[FineTuner, CardSource, dict[str, Any]]:
+    """The FineTuner of a checkpoint, where its weights come from (the model card's metrics), and its data
+    module's settings (`data_settings`)."""
     from lit_ft.training.consolidate import load_any_checkpoint
 
     checkpoint = load_any_checkpoint(ckpt_path)
-    return module_from_checkpoint(checkpoint, ckpt_path), card_source(checkpoint, ckpt_path, run_dir)
+    return (module_from_checkpoint(checkpoint, ckpt_path), card_source(checkpoint, ckpt_path, run_dir),
+            data_settings(checkpoint.get("datamodule_hyper_parameters")))
+
+
+def data_settings(hparams: Any) -> dict[str, Any]:
+    """A data module's saved settings without where its rows came from (`source`) and Lightning's private keys:
+    what encoding a new input the same way needs."""
+    from lit_ft.domains import plain_numbers
+
+    if not hparams:
+        return {}
+    return {k: plain_numbers(v) for k, v in dict(hparams).items() if not k.startswith("_") and k != "source"}
 
 
 def card_source(checkpoint: dict[str, Any], ckpt_path: str | None, run_dir: Path) -> CardSource:
@@ -138,14 +153,15 @@ class ExportBest(Callback):
         source = CardSource(run_dir, None, trainer.global_step)  # the final model
         if best and (Path(best).is_dir() or shards_parameters(trainer.strategy)):
             # the trained model is split across the ranks: rebuild it whole
-            module, source = load_for_export(best, run_dir)
+            module, source, _ = load_for_export(best, run_dir)
         elif best and Path(best).is_file():
             checkpoint = load_checkpoint_file(best)
             pl_module.load_state_dict(checkpoint["state_dict"])
             source = card_source(checkpoint, best, run_dir)
         target = self.dir or os.path.join(trainer.default_root_dir, "export")
+        datamodule = getattr(trainer, "datamodule", None)
         self.exported = export_model(module, target, merge=self.merge, overwrite=self.overwrite, label="export.dir",
-                                     source=source)
+                                     source=source, data=data_settings(getattr(datamodule, "hparams", None)))
         rank_zero_info(f"lit_ft: exported {'the best checkpoint' if best else 'the final model'} to {self.exported}")
 
 
