@@ -11,29 +11,14 @@ from typing import Any
 
 import pytest
 import torch
-from sft_fixtures import write_standins
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lit_ft.commands.chat import PROMPT_END, PROMPT_START, USER_PROMPT
-from lit_ft.commands.cli import main, run
+from lit_ft.commands.cli import main
 
 pexpect = pytest.importorskip("pexpect")
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 LIT_FT = [sys.executable, "-m", "lit_ft"]
 TIMEOUT = 60  # a stuck chat fails the test instead of hanging it
-
-
-@pytest.fixture(scope="module")
-def sft_run(llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A two-step chat fine-tune of the tiny Llama: a run directory with its best checkpoint and export."""
-    root = tmp_path_factory.mktemp("chat")
-    files = write_standins(root / "data")
-    run(["fit", "--config", str(CONFIGS / "sft_chat.yaml"), "--model.backbone", str(llama),
-         "--data.init_args.source.train", files["chat"], "--data.init_args.max_length", "256",
-         "--model.task_options.max_new_tokens", "4", "--trainer.max_steps", "2", "--trainer.limit_train_batches", "2",
-         "--trainer.limit_val_batches", "1", "--trainer.default_root_dir", str(root / "run"),
-         "--trainer.enable_progress_bar", "false", "--trainer.precision", "32-true", "--trainer.logger", "false"])
-    return root / "run"
 
 
 def spawn(*args: str) -> pexpect.spawn:
@@ -66,9 +51,9 @@ def answer(output: str) -> str:
     return output.split("bot> ", 1)[1].rstrip("\n").strip()
 
 
-def test_history_system_and_reset_through_the_training_template(sft_run: Path, llama: Path) -> None:
+def test_history_system_and_reset_through_the_training_template(chat_run: Path, llama: Path) -> None:
     template = AutoTokenizer.from_pretrained(llama)  # the tokenizer the run trained with, and its chat template
-    child = spawn(str(sft_run), "--max_new_tokens", "6", "--show_prompt")
+    child = spawn(str(chat_run), "--max_new_tokens", "6", "--show_prompt")
     first = say(child, "what is 3 plus one?")
     second = say(child, "and twice that?")
     said = [{"role": "user", "content": "what is 3 plus one?"}, {"role": "assistant", "content": answer(first)},
@@ -89,11 +74,11 @@ def test_history_system_and_reset_through_the_training_template(sft_run: Path, l
 
 
 @pytest.fixture(scope="module")
-def endless_export(sft_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def endless_export(chat_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The run's export with a zero EOS row in the output layer: its logit stays 0 while the random model's largest
     logit is positive, so greedy decoding never stops on its own."""
     out = tmp_path_factory.mktemp("endless") / "export"
-    shutil.copytree(sft_run / "export", out)
+    shutil.copytree(chat_run / "export", out)
     model = AutoModelForCausalLM.from_pretrained(out)
     with torch.no_grad():
         model.get_output_embeddings().weight[AutoTokenizer.from_pretrained(out).eos_token_id] = 0
@@ -121,17 +106,13 @@ def test_ctrl_c_stops_the_answer_not_the_chat(endless_export: Path) -> None:
     assert child.exitstatus == 0
 
 
-def test_a_classifier_and_bad_options_are_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                                  sft_run: Path) -> None:
-    export = tmp_path / "export"
-    shutil.copytree(sft_run / "export", export)
-    manifest = (export / "lit_ft.json").read_text()
-    (export / "lit_ft.json").write_text(manifest.replace('"text-generation"', '"text-classification"')
-                                        .replace('"sft"', '"classification"'))
+def test_a_classifier_and_bad_options_are_refused_in_one_line(classifier_run: Path, chat_run: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     for args, message in [
-        ([str(export)], f"lit_ft: error: '{export}' holds a classification model (text-classification); lit_ft chat "
-                        "talks to text-generation models (sft): use `lit_ft predict` or `lit_ft serve` for this one"),
-        ([str(sft_run), "--temperature", "-1"], "lit_ft: error: --temperature must be 0 (greedy) or more, got -1.0"),
+        ([str(classifier_run)], f"lit_ft: error: '{classifier_run}' holds a classification model; lit_ft chat talks "
+                                "to generation models trained on conversations (sft): use `lit_ft predict` or "
+                                "`lit_ft serve` for this one"),
+        ([str(chat_run), "--temperature", "-1"], "lit_ft: error: --temperature must be 0 (greedy) or more, got -1.0"),
         ([str(tmp_path / "missing")], f"lit_ft: error: '{tmp_path / 'missing'}' does not exist"),
     ]:
         with pytest.raises(SystemExit) as stop:

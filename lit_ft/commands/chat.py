@@ -65,7 +65,7 @@ def main(argv: list[str]) -> None:
 
         torch.manual_seed(args.seed)
     loaded = load_chat_model(Path(args.path), args.which)
-    session = ChatSession(loaded.model, loaded.tokenizer, loaded.chat_template,
+    session = ChatSession(loaded.model, loaded.tokenizer, loaded.renderer,
                           args.system if args.system is not None else loaded.system_prompt,
                           args.max_new_tokens, args.temperature, args.top_p)
     print(f"lit_ft chat: {loaded.source}; /help for the commands, Ctrl-C stops an answer, /exit or Ctrl-D quits",

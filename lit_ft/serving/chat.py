@@ -1,9 +1,9 @@
 """A conversation with a generation model: the history, its prompt through the training chat template, and a reply
 streamed token by token that the caller can stop.
 
-The prompt of each turn is the whole conversation rendered by `lit_ft.tasks.sft.render.ChatRenderer` (the chat
-template the run's data used, else the tokenizer's, else the fallback), with the generation prompt added, so the
-model reads its history exactly as it read its training conversations.
+The prompt of each turn is the whole conversation rendered by the training data's `ChatRenderer`
+(`lit_ft.tasks.sft.render`: the run's `data.chat_template`, else the tokenizer's, else the fallback), with the
+generation prompt added, so the model reads its history exactly as it read its training conversations.
 """
 
 from __future__ import annotations
@@ -38,19 +38,18 @@ class ChatSession:
     Args:
         model: A causal LM (eval mode).
         tokenizer: Its tokenizer.
-        chat_template: The Jinja chat template of training (`data.chat_template`); None: the tokenizer's own, or
-            `FALLBACK_CHAT_TEMPLATE` when it has none.
+        renderer: The training data's chat renderer.
         system: The system message put before the conversation (None: none).
         max_new_tokens: Longest reply, in tokens.
         temperature: 0 decodes greedily; above 0 samples at this temperature.
         top_p: Nucleus sampling's probability mass (with `temperature` > 0).
     """
 
-    def __init__(self, model: Any, tokenizer: Any, chat_template: str | None = None, system: str | None = None,
+    def __init__(self, model: Any, tokenizer: Any, renderer: ChatRenderer, system: str | None = None,
                  max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0) -> None:
         self.model = model
         self.tokenizer = tokenizer
-        self.renderer = ChatRenderer(tokenizer, chat_template)
+        self.renderer = renderer
         self.system = system
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
