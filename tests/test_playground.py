@@ -154,3 +154,41 @@ def test_chat_page_streams_the_answer(browser: Page, chat_server: Server, tmp_pa
     assert browser.evaluate("document.getElementById('error').innerText") == ""
     png = browser.screenshot(tmp_path / "chat.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+PAGE = Path(__file__).resolve().parents[1] / "lit_ft" / "resources" / "playground.html"
+
+
+def test_entities_and_the_answer_span_are_marked_where_the_records_say(browser: Page, tmp_path: Path) -> None:
+    """The page's drawing of the records of token classification and QA, from the tasks' own record builders (no
+    server: the page opened as a file draws what it is given)."""
+    from lit_ft.tasks.question_answering.decode import choose_answers
+    from lit_ft.tasks.token_classification.task import entity_records
+
+    browser.open(PAGE.as_uri())
+    tokens = ["John", "visited", "the", "Louvre", "in", "Paris", "."]
+    tags = ["B-PER", "O", "O", "B-LOC", "O", "B-LOC", "O"]
+    tagged = {"id": "0", "text": " ".join(tokens), "tokens": tokens, "tags": tags,
+              "entities": entity_records(tokens, tags), "truncated": False}
+    browser.evaluate(f"render({json.dumps(tagged)}, {json.dumps(tagged['text'])})")
+    marks = browser.evaluate("[...document.querySelectorAll('#entities mark')].map(m => [m.firstChild.textContent, "
+                             "m.dataset.type])")
+    assert marks == [["John", "PER"], ["Louvre", "LOC"], ["Paris", "LOC"]]
+    assert browser.evaluate("document.getElementById('entities').innerText.replace(/PER|LOC/g, '')") \
+        == "John visited the Louvre in Paris ."
+    del tagged["entities"]  # a task run without entity_level: the page reads the IOB tags itself
+    browser.evaluate(f"render({json.dumps(tagged)}, null)")
+    assert browser.evaluate("[...document.querySelectorAll('#entities mark')].map(m => m.firstChild.textContent)") \
+        == ["John", "Louvre", "Paris"]
+
+    context = "The Louvre is in Paris. Paris is the capital of France."
+    start = context.index("Paris", 20)  # the second Paris: the span, not the first match of its text
+    merged = {0: {"id": "q0", "null_score": -3.0, "n_best": [{"text": "Paris", "score": 7.5, "start": start,
+                                                               "end": start + 5}]}}
+    answer = {"question": "What is the capital of France?", "context": context,
+              **{k: v for k, v in choose_answers(merged, False, 0.0)[0].items() if not k.startswith("_")}}
+    browser.evaluate(f"render({json.dumps(answer)}, null)")
+    marked = browser.evaluate("(() => { const m = document.querySelector('#context-view mark.answer'); "
+                              "return [m.previousSibling.textContent.length, m.textContent]; })()")
+    assert marked == [start, "Paris"]
+    browser.screenshot(tmp_path / "spans.png")
