@@ -88,6 +88,8 @@ class DataSource:
 
     def describe(self, split: str) -> str:
         where = self.location(split)
+        if where is None:  # rows given in memory: a `lit_ft serve` request's (`TaskDataModule.request_features`)
+            return "the request's inputs"
         return f"hub dataset '{self.hub}' split '{where}'" if self.hub else f"file '{where}'"
 
     def file_format(self, path: str) -> str | None:

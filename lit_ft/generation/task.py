@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
@@ -27,6 +27,9 @@ from lit_ft.generation.decoding import decoding_settings, generate, inert_flags
 from lit_ft.generation.text_metrics import TEXT_METRICS, GenerationMetrics, text_metric
 from lit_ft.rows import ROW
 from lit_ft.task import Batch, Task
+
+if TYPE_CHECKING:
+    from lit_ft.datamodule import TaskDataModule
 
 # options renamed when seq2seq and sft took one vocabulary: old name -> its place now
 RENAMED = {"num_beams": ("generate_kwargs", "num_beams"), "num_samples": ("sample_rows", None)}
@@ -143,6 +146,18 @@ class GenerationTask(Task):
     def generate(self, model: nn.Module, prompts: list[list[int]]) -> list[str]:
         """Generated texts for prompts given as token ids (batched, the task's decoding settings)."""
         return generate(model, self.tokenizer, prompts, self.max_new_tokens, **self.generate_kwargs)
+
+    def chat_prompt_ids(self, messages: list[dict[str, Any]], datamodule: TaskDataModule) -> list[int]:
+        """The token ids `lit_ft serve`'s `/v1/chat/completions` generates from, for a conversation that ends with a
+        user turn. By default its last user turn, encoded as the data module encodes a predict row from a text
+        (`Task.serve_rows`): a task trained on single inputs (seq2seq) sees no history. Chat-trained tasks
+        render the whole conversation with their chat template instead."""
+        users = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        if not users or not isinstance(users[-1], str):
+            raise UserError("the conversation has no user turn with text content; end it with "
+                            '{"role": "user", "content": "..."}')
+        features = datamodule.request_features(self.serve_rows([users[-1]], datamodule))
+        return list(features[0]["prompt_ids"])
 
     def predictions(self, model: nn.Module, batch: Batch, outputs: Any) -> list[dict[str, Any]]:
         texts = self.generate(model, batch["prompt_ids"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import json
 import multiprocessing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,10 +31,12 @@ class Gate:
         api_key: The key every route but `OPEN_PATHS` requires (`X-API-Key: KEY` or `Authorization: Bearer KEY`);
             None: no key.
         max_queue: Requests in flight (queued or running) beyond which a new one gets 503.
+        check: Checks a route's parsed body: None, or the status and line to refuse it with.
     """
 
     api_key: str | None
     max_queue: int
+    check: Callable[[str, Any], tuple[int, str] | None] | None = None
     in_flight: Any = field(default_factory=lambda: multiprocessing.get_context("fork").Value("i", 0))
     draining: Any = field(default_factory=lambda: multiprocessing.get_context("fork").Event())
 
@@ -89,12 +92,16 @@ class GuardMiddleware:
             body += message.get("body", b"")
             more = message.get("more_body", False)
         try:
-            json.loads(body or b"null")
+            parsed = json.loads(body or b"null")
         except ValueError as err:
             await _answer(send, 400, f"malformed JSON in the request body: {err}")
             return
         if not body:
             await _answer(send, 400, "the request has no body; send a JSON object")
+            return
+        problem = self.gate.check(scope.get("path", ""), parsed) if self.gate.check else None
+        if problem is not None:
+            await _answer(send, *problem)
             return
         sent = False
 

@@ -13,6 +13,7 @@ import litserve as ls
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from lit_ft.serving.guard import Gate, GuardMiddleware
+from lit_ft.serving.openai_checks import OpenAIChecks
 from lit_ft.serving.predict_api import PredictAPI, Settings
 
 PLAYGROUND = Path(__file__).resolve().parent.parent / "resources" / "playground.html"
@@ -49,8 +50,7 @@ def build_server(serving: Serving, gate: Gate) -> ls.LitServer:
     if serving.generates:
         from lit_ft.serving.openai_api import ChatAPI, CompletionsAPI
 
-        apis += [ChatAPI(serving.settings, serving.max_batch_size, serving.batch_timeout),
-                 CompletionsAPI(serving.settings, serving.max_batch_size, serving.batch_timeout)]
+        apis += [ChatAPI(serving.settings), CompletionsAPI(serving.settings)]  # one answer at a time, streamed
     server = ls.LitServer(apis, accelerator="cpu" if not _cuda() else "auto", timeout=serving.timeout,
                           info_path="/litserve/info", middlewares=[(GuardMiddleware, {"gate": gate})])
     _add_routes(server, serving)
@@ -103,7 +103,7 @@ def _routes(generates: bool) -> list[str]:
 def serve(serving: Serving, host: str, port: int) -> None:
     """Run the server until SIGTERM or Ctrl-C; a SIGTERM refuses new requests (503), lets those in flight finish
     (up to `DRAIN_SECONDS`), then stops the workers; the process then exits 0."""
-    gate = Gate(serving.api_key, serving.max_queue)
+    gate = Gate(serving.api_key, serving.max_queue, OpenAIChecks(model_id(serving.info)) if serving.generates else None)
     server = build_server(serving, gate)
 
     def drain(signum: int, frame: Any) -> None:

@@ -17,7 +17,7 @@ from lit_ft.rows import ROW, row_name
 from lit_ft.sampler import LengthGroupedBatchSampler
 from lit_ft.task import IGNORE, Batch
 from lit_ft.tasks.sft.formats import AlpacaRows, ChatRows, Format, PromptCompletionRows, RowFormat, detect_format
-from lit_ft.tasks.sft.render import ChatRenderer, Rendered, plain, with_system
+from lit_ft.tasks.sft.render import ChatRenderer, Rendered, check_messages, plain, with_system
 
 EVAL_KEYS = ("prompt_ids", "prompt", "references", "tests")
 
@@ -132,6 +132,23 @@ class SFTData(TaskDataModule):
         answer = messages[1]["content"] if len(messages) > 1 else None
         return plain(f"{self.system_prompt}\n\n{prompt}" if self.system_prompt else prompt, answer)
 
+    def chat_prompt_ids(self, messages: Any) -> list[int]:
+        """The token ids to generate the next assistant turn from, for a conversation ending with a user turn
+        (`lit_ft serve`, `lit_ft chat`): rendered as training rendered rows, with the chat template (and
+        `system_prompt` unless the conversation has its own) when training used one, else the last user turn as
+        the plain prompt. An over-long conversation keeps its end, as predict prompts do."""
+        where = "the conversation"
+        checked = check_messages(messages, "request", where, "messages")
+        if checked[-1]["role"] != "user":
+            raise UserError(f"{where} ends with a {checked[-1]['role']} turn; end it with the user turn to answer")
+        if self.format in ("chat", "auto") or self.use_chat_template:
+            text, special = self.renderer.text(with_system(checked, self.system_prompt), True), True
+        else:
+            prompt = checked[-1]["content"]
+            text, special = (f"{self.system_prompt}\n\n{prompt}" if self.system_prompt else prompt), False
+        ids, _ = self._tokenize(text, special)
+        return ids[-self.max_length :]
+
     def _check_response(self, row: dict[str, Any], fmt: str, where: str) -> bool:
         """Whether a row to train or score on has its responses: a missing cell is an error, a blank response
         untrainable (an error, or False with `drop_untrainable`); otherwise it would train only the EOS."""
@@ -177,8 +194,8 @@ class SFTData(TaskDataModule):
         self, row: dict[str, Any], rendered: Rendered, split: str, where: str, out: dict[str, list[Any]]
     ) -> None:
         eos = self.tokenizer.eos_token_id
-        if split == "predict":
-            ids, labels = self._prompt_ids(rendered, row), None
+        if split == "predict":  # the whole prompt, so an over-long one is counted as cut (its end is kept below)
+            ids, labels = self._tokenize(rendered.prompt, rendered.special)[0], None
         else:
             ids, offsets = self._tokenize(rendered.text, rendered.special)
             labels = list(ids) if self.train_on_prompt else token_labels(ids, offsets, rendered.spans)
@@ -187,7 +204,7 @@ class SFTData(TaskDataModule):
             if eos is not None and last and last[1] == len(rendered.text) and not closed:
                 ids, labels = [*ids, eos], [*labels, eos]  # the model must learn to stop
         truncated = len(ids) > self.max_length
-        ids = ids[: self.max_length]
+        ids = ids[-self.max_length :] if labels is None else ids[: self.max_length]
         if labels is not None:
             labels = labels[: self.max_length]
             if all(t == IGNORE for t in labels[1:]):  # the first label is never predicted

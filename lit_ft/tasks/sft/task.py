@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 from torch import nn
@@ -18,6 +18,9 @@ from lit_ft.loading import LoadOptions, load_pretrained
 from lit_ft.packing.bins import packed_inputs
 from lit_ft.task import Batch, label_tokens
 from lit_ft.tasks.sft.data import IGNORE, SFTData
+
+if TYPE_CHECKING:
+    from lit_ft.datamodule import TaskDataModule
 
 PASS_AT_1 = "pass@1"
 ALIASES = {"pass_at_1": PASS_AT_1}
@@ -98,6 +101,19 @@ class SFTTask(GenerationTask):
         if model.generation_config.pad_token_id is None:
             model.generation_config.pad_token_id = self.tokenizer.pad_token_id
         return model
+
+    def serve_rows(self, inputs: list[Any], datamodule: TaskDataModule) -> dict[str, list[Any]]:
+        """A text input is a user turn of a conversation when the model was trained on conversations (`format:
+        chat`), else the prompt to complete; an object is a row, as by default."""
+        data = cast(SFTData, datamodule)
+        if data.format == "chat":
+            inputs = [[{"role": "user", "content": v}] if isinstance(v, str) else v for v in inputs]
+            inputs = [{data.chat_rows.messages_column: v} if isinstance(v, list) else v for v in inputs]
+        return super().serve_rows(inputs, datamodule)
+
+    def chat_prompt_ids(self, messages: list[dict[str, Any]], datamodule: TaskDataModule) -> list[int]:
+        """The conversation through the chat template training rendered with (`SFTData.chat_prompt_ids`)."""
+        return cast(SFTData, datamodule).chat_prompt_ids(messages)
 
     def forward(self, model: nn.Module, batch: Batch) -> Any:
         if "labels" not in batch["inputs"]:

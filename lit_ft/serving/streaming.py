@@ -1,0 +1,103 @@
+"""Generating for one request with OpenAI's sampling options, the text streamed piece by piece as it is decoded.
+
+`model.generate` runs in a thread and hands its tokens to a `TextIteratorStreamer`; a stop string found in the
+text ends the answer there and stops the thread at its next step.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+from lit_ft.generation.decoding import decoding_settings, is_encoder_decoder
+from lit_ft.serving.loaded import Loaded
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """OpenAI's decoding options.
+
+    Attributes:
+        max_tokens: Longest answer in tokens (None: the task's `max_new_tokens`).
+        temperature: 0 decodes greedily; above 0 samples with it.
+        top_p: Nucleus sampling mass (sampling only).
+        stop: Strings that end the answer (not included in it).
+        seed: Seeds the sampling, so the same request gives the same answer.
+    """
+
+    max_tokens: int | None = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+class _Halt(StoppingCriteria):
+    """Stops generation once the reader has seen a stop string."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> bool:
+        return self.event.is_set()
+
+
+def stream_text(loaded: Loaded, prompt_ids: list[int], sampling: Sampling) -> Iterator[str]:
+    """The answer to `prompt_ids`, in pieces as they are decoded (their concatenation is the whole answer)."""
+    model: Any = loaded.model
+    tokenizer = loaded.tokenizer
+    limit = sampling.max_tokens or int(getattr(loaded.task, "max_new_tokens", 128))
+    options: dict[str, Any] = {"do_sample": False}
+    if sampling.temperature > 0:
+        options = {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p}
+    settings = decoding_settings(getattr(model, "generation_config", None), tokenizer, limit, **options)
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=not is_encoder_decoder(model), skip_special_tokens=True)
+    halt = _Halt()
+    device = next(model.parameters()).device
+    ids = torch.tensor([prompt_ids], device=device)
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            if sampling.seed is not None:
+                torch.manual_seed(sampling.seed)
+            with torch.inference_mode():
+                model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
+                               stopping_criteria=StoppingCriteriaList([halt]), use_cache=True, **settings)
+        except BaseException as err:  # re-raised in the reader's thread, after the streamer is closed
+            failure.append(err)
+            streamer.end()
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    yield from _until_stop(streamer, sampling.stop, halt.event)
+    worker.join()
+    if failure:
+        raise failure[0]
+
+
+def _until_stop(pieces: Iterator[str], stops: tuple[str, ...], halt: threading.Event) -> Iterator[str]:
+    """The pieces up to the first stop string; a piece is held back while it may be the start of one."""
+    text, sent = "", 0
+    for piece in pieces:
+        text += piece
+        found = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
+        if found >= 0:
+            halt.set()
+            if found > sent:
+                yield text[sent:found]
+            for _ in pieces:  # drain what the thread still puts in, so it can finish
+                pass
+            return
+        keep = max((len(s) - 1 for s in stops), default=0)
+        safe = max(sent, len(text) - keep)
+        if safe > sent:
+            yield text[sent:safe]
+            sent = safe
+    if len(text) > sent:
+        yield text[sent:]
