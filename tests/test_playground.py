@@ -144,12 +144,12 @@ def test_chat_page_streams_the_answer(browser: Page, chat_server: Server, tmp_pa
                      "document.getElementById('chat-log'), {subtree: true, characterData: true, childList: true})")
     browser.type("#chat-input", "what is 3 plus one?")
     browser.click("#send")
-    browser.wait_for("document.querySelector('.msg.assistant[data-done]')")
+    browser.wait_for("!!document.querySelector('.msg.assistant[data-done]')")
     reply = browser.evaluate("document.querySelector('.msg.assistant').textContent")
     whole = chat_server.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "what is 3 plus one?"}],
                                                       "max_tokens": 12, "temperature": 0})
     assert reply == whole["choices"][0]["message"]["content"] and reply
-    assert browser.evaluate("window.updates") >= 3  # the question, then the answer piece by piece
+    assert browser.evaluate("window.updates") >= 4  # the question, the answer's bubble, then 2 or more pieces
     assert browser.evaluate("document.querySelector('.msg.user').textContent") == "what is 3 plus one?"
     assert browser.evaluate("document.getElementById('error').innerText") == ""
     png = browser.screenshot(tmp_path / "chat.png")

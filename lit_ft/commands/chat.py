@@ -19,8 +19,8 @@ from lit_ft.errors import UserError, one_line
 
 HELP = "talk to a fine-tuned generation model (sft) in the terminal: history through the chat template, streamed"
 COMMANDS_HELP = ("commands: /reset forgets the conversation, /system TEXT sets the system message (/system alone "
-                 "clears it), /history shows the conversation as the model reads it, /exit quits; Ctrl-C stops an "
-                 "answer")
+                 "goes back to the run's own), /history shows the conversation as the model reads it, /exit quits; "
+                 "Ctrl-C stops an answer")
 USER_PROMPT = "you> "
 BOT_PROMPT = "bot> "
 PROMPT_START, PROMPT_END = "----- prompt -----", "----- end of prompt -----"
@@ -37,7 +37,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--top_p", type=float, default=1.0, help="nucleus sampling's mass (with --temperature)")
     parser.add_argument("--seed", type=int, default=None, help="seed of sampling, for answers that repeat")
     parser.add_argument("--system", default=None,
-                        help="system message (default: the run's data.system_prompt, if any)")
+                        help="system message (default: the run's data.system_prompt, if any; /system changes it)")
     parser.add_argument("--show_prompt", action="store_true",
                         help="print the whole prompt (history through the chat template) before each answer")
     parser.add_argument("--plugins", default="", help="comma-separated local plugin modules (third-party tasks)")
@@ -65,9 +65,7 @@ def main(argv: list[str]) -> None:
 
         torch.manual_seed(args.seed)
     loaded = load_chat_model(Path(args.path), args.which)
-    session = ChatSession(loaded.model, loaded.tokenizer, loaded.renderer,
-                          args.system if args.system is not None else loaded.system_prompt,
-                          args.max_new_tokens, args.temperature, args.top_p)
+    session = ChatSession(loaded, args.system, args.max_new_tokens, args.temperature, args.top_p)
     print(f"lit_ft chat: {loaded.source}; /help for the commands, Ctrl-C stops an answer, /exit or Ctrl-D quits",
           flush=True)
     Repl(session, args.show_prompt).loop()
@@ -112,7 +110,7 @@ class Repl:
             self.say("(conversation cleared)")
         elif name == "/system":
             self.session.system = rest.strip() or None
-            self.say(f"(system message {'set' if self.session.system else 'cleared'})")
+            self.say("(system message set)" if self.session.system else "(system message: the run's own, if any)")
         elif name == "/history":
             self.show_history()
         elif name == "/help":

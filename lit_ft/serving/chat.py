@@ -1,9 +1,10 @@
 """A conversation with a generation model: the history, its prompt through the training chat template, and a reply
 streamed token by token that the caller can stop.
 
-The prompt of each turn is the whole conversation rendered by the training data's `ChatRenderer`
-(`lit_ft.tasks.sft.render`: the run's `data.chat_template`, else the tokenizer's, else the fallback), with the
-generation prompt added, so the model reads its history exactly as it read its training conversations.
+The prompt of each turn is the whole conversation rendered as training rendered its rows (`Task.chat_prompt_ids`:
+for sft, the run's `data.chat_template`, else the tokenizer's, else the fallback, with the generation prompt), the
+same ids `lit_ft serve`'s `/v1/chat/completions` generates from, so the model reads its history exactly as it read
+its training conversations.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStr
 
 from lit_ft.errors import UserError
 from lit_ft.generation.decoding import decoding_settings
-from lit_ft.tasks.sft.render import ChatRenderer, Message, with_system
+from lit_ft.serving.chat_model import ChatModel
+from lit_ft.tasks.sft.render import Message, with_system
 
 
 class StopFlag(StoppingCriteria):
@@ -36,20 +38,18 @@ class ChatSession:
     """The conversation so far and how to continue it.
 
     Args:
-        model: A causal LM (eval mode).
-        tokenizer: Its tokenizer.
-        renderer: The training data's chat renderer.
-        system: The system message put before the conversation (None: none).
+        chat: The model, its tokenizer and the chat settings of its training (`lit_ft.serving.chat_model`).
+        system: A system message of the user's, in place of the training data's `system_prompt`.
         max_new_tokens: Longest reply, in tokens.
         temperature: 0 decodes greedily; above 0 samples at this temperature.
         top_p: Nucleus sampling's probability mass (with `temperature` > 0).
     """
 
-    def __init__(self, model: Any, tokenizer: Any, renderer: ChatRenderer, system: str | None = None,
-                 max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0) -> None:
-        self.model = model
-        self.tokenizer = tokenizer
-        self.renderer = renderer
+    def __init__(self, chat: ChatModel, system: str | None = None, max_new_tokens: int = 256,
+                 temperature: float = 0.0, top_p: float = 1.0) -> None:
+        self.chat = chat
+        self.model = chat.model
+        self.tokenizer = chat.tokenizer
         self.system = system
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
@@ -60,26 +60,37 @@ class ChatSession:
         """Forget the conversation (the system message stays)."""
         self.messages = []
 
-    def prompt(self, user: str | None = None) -> str:
-        """The text the model continues from: the conversation (plus `user`'s new turn) and the generation prompt."""
-        return self._render(self.messages + ([{"role": "user", "content": user}] if user is not None else []), True)
+    def turns(self, user: str | None = None) -> list[Message]:
+        """The conversation (plus `user`'s new turn), after the user's system message if one is set (the training
+        data's own is added by the prompt when none is)."""
+        said = self.messages + ([{"role": "user", "content": user}] if user is not None else [])
+        return with_system(said, self.system)
+
+    def prompt_ids(self, user: str) -> list[int]:
+        """The token ids the model continues from to answer `user`: the conversation rendered as training
+        rendered its rows (`Task.chat_prompt_ids`, as `lit_ft serve`'s chat route renders it)."""
+        try:
+            return self.chat.prompt_ids(self.turns(user))
+        except TemplateError as err:  # a template may refuse a system turn or a role order
+            raise UserError(f"the chat template refuses the conversation ({err}); /reset, or change the /system "
+                            "message") from err
+
+    def prompt(self, user: str) -> str:
+        """`prompt_ids` as text, special tokens included: exactly what the model reads."""
+        return str(self.tokenizer.decode(self.prompt_ids(user), skip_special_tokens=False))
 
     def history(self) -> str:
         """The conversation so far through the chat template (the system message alone when it is empty)."""
-        return self._render(self.messages, False) if self.messages or self.system else ""
-
-    def _render(self, turns: list[Message], generation_prompt: bool) -> str:
+        turns = with_system(self.turns(), self.chat.system_prompt)
         try:
-            return self.renderer.text(with_system(turns, self.system), generation_prompt)
-        except TemplateError as err:  # a template may refuse a system turn or a role order
-            raise UserError(f"the chat template refuses the conversation ({err}); /reset, or drop the /system "
-                            "message") from err
+            return self.chat.renderer.text(turns) if turns else ""
+        except TemplateError as err:
+            raise UserError(f"the chat template refuses the conversation ({err}); /reset") from err
 
     def reply(self, user: str, stop: threading.Event) -> Iterator[str]:
         """Stream the answer to `user` in pieces of text; the turn and the answer (as far as it got when `stop`
         was set) join the history once the stream ends."""
-        prompt = self.prompt(user)
-        ids = self.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")  # the template holds them
+        ids = torch.tensor([self.prompt_ids(user)])
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         failed: list[BaseException] = []
         worker = threading.Thread(target=self._generate, args=(ids, streamer, stop, failed), daemon=True)
@@ -112,8 +123,8 @@ class ChatSession:
         try:
             device = next(self.model.parameters()).device
             with torch.no_grad():
-                self.model.generate(input_ids=ids["input_ids"].to(device),
-                                    attention_mask=ids["attention_mask"].to(device), streamer=streamer,
+                self.model.generate(input_ids=ids.to(device), attention_mask=torch.ones_like(ids).to(device),
+                                    streamer=streamer,
                                     stopping_criteria=StoppingCriteriaList([StopFlag(stop)]), **settings)
         except BaseException as err:  # shown by the caller; the streamer must still end or it waits forever
             failed.append(err)

@@ -8,6 +8,7 @@ module has), whatever the task's name: a plugin's causal-LM task with such a dat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,13 +25,17 @@ class ChatModel:
     Attributes:
         model: The causal LM, in eval mode.
         tokenizer: Its tokenizer (pad token set).
-        renderer: The training data's chat renderer.
+        prompt_ids: A conversation ending with a user turn -> the token ids to answer it from, as training
+            rendered its rows (`Task.chat_prompt_ids`: the chat template, the data's `system_prompt` unless the
+            conversation has its own, an over-long conversation's end).
+        renderer: The training data's chat renderer (for showing the history).
         system_prompt: The training data's system message (None: none).
         source: Where the weights come from, for the greeting.
     """
 
     model: Any
     tokenizer: Any
+    prompt_ids: Callable[[list[dict[str, str]]], list[int]]
     renderer: ChatRenderer
     system_prompt: str | None
     source: str
@@ -47,5 +52,10 @@ def load_chat_model(path: Path, which: str = "best") -> ChatModel:
                         "on conversations (sft): use `lit_ft predict` or `lit_ft serve` for this one")
     system = getattr(loaded.datamodule, "system_prompt", None)
     origin = loaded.origin
-    return ChatModel(loaded.model, loaded.tokenizer, renderer, system if isinstance(system, str) else None,
+    task: Any = loaded.task  # a generating task: GenerationTask's `chat_prompt_ids`
+
+    def prompt_ids(messages: list[dict[str, str]]) -> list[int]:
+        return list(task.chat_prompt_ids(messages, loaded.datamodule))
+
+    return ChatModel(loaded.model, loaded.tokenizer, prompt_ids, renderer, system if isinstance(system, str) else None,
                      f"{loaded.task.name} model of {origin.get('kind')} {origin.get('path')}")
