@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -32,7 +33,7 @@ DOCS = sorted(
     for p in [ROOT / "README.md", *ROOT.glob("docs/**/*.md"), *ROOT.glob("plugins/*/README.md")]
 )
 COMMAND_WORDS = {"lit_ft", ".venv/bin/lit_ft", "make", "python", "python3", ".venv/bin/python", "pip", "wandb",
-                 "tensorboard", "torchrun", "srun", "accelerate", "huggingface-cli", "hf", "bash", "sh"}
+                 "tensorboard", "torchrun", "srun", "accelerate", "huggingface-cli", "hf", "bash", "sh", "curl"}
 LIT_FT = {"lit_ft", ".venv/bin/lit_ft"}
 # commands that cannot run inside the test suite, and why; must equal the set of such commands in the docs
 UNRUNNABLE = {
@@ -169,6 +170,65 @@ def run_command(command: str, repo: Path, models: dict[str, Path], scratch: Path
     return None if done.returncode == 0 else f"exit status {done.returncode}: {done.stderr[-2000:]}"
 
 
+class Servers:
+    """The `lit_ft serve` commands of a document, each started in the background on a free port (the port written
+    in the docs may be taken on this machine: it is swapped, in the serve command and in the `curl` commands that
+    name it), ready once `/health` answers; stopped with SIGTERM at the document's end, which must exit 0."""
+
+    def __init__(self, repo: Path) -> None:
+        self.repo = repo
+        self.ports: dict[str, str] = {}
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def with_ports(self, command: str) -> str:
+        for documented, free in self.ports.items():
+            command = command.replace(f":{documented}", f":{free}")
+        return command
+
+    def start(self, argv: list[str]) -> str | None:
+        import socket
+        import time
+        import urllib.request
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = str(s.getsockname()[1])
+        if "--port" in argv:
+            self.ports[argv[argv.index("--port") + 1]] = port
+            argv[argv.index("--port") + 1] = port
+        else:
+            self.ports["8000"] = port
+            argv += ["--port", port]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        server = subprocess.Popen([sys.executable, "-m", "lit_ft", *argv[1:]], cwd=self.repo, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.running.append(server)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
+                    if answer.status == 200:
+                        return None
+            except OSError:
+                time.sleep(0.5)
+        return f"the server did not come up (exit status {server.poll()})"
+
+    def stop(self) -> list[str]:
+        """SIGTERM each server; what went wrong (an exit status other than 0)."""
+        problems = []
+        for server in self.running:
+            server.send_signal(signal.SIGTERM)
+            try:
+                code = server.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                code = server.wait()
+            if code != 0:
+                problems.append(f"a server exited {code} on SIGTERM: {server.stderr.read().decode()[-2000:]}"
+                                if server.stderr else f"a server exited {code} on SIGTERM")
+        return problems
+
+
 @pytest.mark.parametrize("doc", DOCS)
 def test_documented_commands_run(doc: str, stand_in_models: dict[str, Path], tmp_path: Path,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
@@ -177,6 +237,18 @@ def test_documented_commands_run(doc: str, stand_in_models: dict[str, Path], tmp
         pytest.skip(f"{doc} has no runnable commands")
     repo = checkout(tmp_path)
     monkeypatch.chdir(repo)
-    for n, command in runnable:
-        failure = run_command(command, repo, stand_in_models, tmp_path / f"overlay_{n}")
-        assert failure is None, f"{doc}:{n}: `{command}` failed: {failure}"
+    servers = Servers(repo)
+    try:
+        for n, command in runnable:
+            argv = shlex.split(command)
+            if argv[0] in LIT_FT and argv[1:2] == ["serve"]:
+                failure = servers.start(argv)
+            elif argv[0] == "curl":  # --fail: an HTTP error status is a failed command
+                failure = run_command(servers.with_ports(command).replace("curl ", "curl --fail ", 1), repo,
+                                      stand_in_models, tmp_path / f"overlay_{n}")
+            else:
+                failure = run_command(command, repo, stand_in_models, tmp_path / f"overlay_{n}")
+            assert failure is None, f"{doc}:{n}: `{command}` failed: {failure}"
+    finally:
+        stopped = servers.stop()
+    assert not stopped, f"{doc}: {stopped}"

@@ -138,25 +138,25 @@ def sft_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def servers(classifier_run: Path, sft_run: Path) -> Iterator[dict[str, Server]]:
-    """Both servers, started together (their workers load side by side), stopped at the module's end."""
-    started = {"classifier": Server(classifier_run, "--max_batch_size", "8", "--batch_timeout", "0.2"),
-               "chat": Server(sft_run, "--too_long", "refuse", key=KEY)}
+def classifier(classifier_run: Path) -> Iterator[Server]:
+    server = Server(classifier_run, "--max_batch_size", "8", "--batch_timeout", "0.2").wait()
     try:
-        yield {name: server.wait() for name, server in started.items()}
+        yield server
     finally:
-        codes = {name: server.stop() for name, server in started.items()}
-    assert codes == {"classifier": 0, "chat": 0}
+        code = server.stop()
+    assert code == 0
 
 
-@pytest.fixture
-def classifier(servers: dict[str, Server]) -> Server:
-    return servers["classifier"]
-
-
-@pytest.fixture
-def chat(servers: dict[str, Server]) -> Server:
-    return servers["chat"]
+@pytest.fixture(scope="module")
+def chat(sft_run: Path) -> Iterator[Server]:
+    """The chat model's server: three workers (/predict, chat, completions) each load the model (~30 s), so the
+    tests that use it are marked slow."""
+    server = Server(sft_run, "--too_long", "refuse", key=KEY).wait()
+    try:
+        yield server
+    finally:
+        code = server.stop()
+    assert code == 0
 
 
 def close(a: Any, b: Any, where: str = "") -> None:
@@ -220,6 +220,7 @@ def test_bad_requests_get_one_line_4xx_and_the_server_keeps_serving(classifier: 
     assert classifier.predict("still serving")["label"] in ("negative", "positive")
 
 
+@pytest.mark.slow
 def test_api_key_guards_every_route_but_health(chat: Server) -> None:
     assert chat.request("GET", "/health", key=None) == (200, "ok")
     for method, path, body in (("GET", "/info", None), ("POST", "/predict", {"inputs": "hi"}),
@@ -230,6 +231,7 @@ def test_api_key_guards_every_route_but_health(chat: Server) -> None:
     assert chat.request("GET", "/info")[0] == 200
 
 
+@pytest.mark.slow
 def test_openai_client_chat_and_completions(chat: Server) -> None:
     openai = pytest.importorskip("openai")
     client = openai.OpenAI(base_url=chat.url + "/v1", api_key=KEY, max_retries=0)
@@ -254,6 +256,7 @@ def test_openai_client_chat_and_completions(chat: Server) -> None:
         client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], temperature=9)
 
 
+@pytest.mark.slow
 def test_stop_strings_end_the_answer(chat: Server) -> None:
     body = {"prompt": "once upon", "max_tokens": 8, "temperature": 0}
     full = chat.request("POST", "/v1/completions", body)[1]["choices"][0]["text"]
@@ -263,6 +266,7 @@ def test_stop_strings_end_the_answer(chat: Server) -> None:
     assert cut == full[: full.index(stop)]
 
 
+@pytest.mark.slow
 def test_too_long_input_refused_by_option(chat: Server) -> None:
     status, answer = chat.request("POST", "/predict", {"inputs": "word " * 200})
     assert status == 400 and "longer than the model takes" in answer["error"]["message"]

@@ -33,8 +33,10 @@ def describe(path: str, which: str = "best") -> dict[str, Any]:
         step = checkpoint.get("global_step")
     elif not checkpoint_path.is_dir():
         raise UserError(f"'{path}' holds no model to serve")
-    run = checkpoint_path.parent.parent if checkpoint_path.parent.name == "checkpoints" else checkpoint_path.parent
-    return _record(hparams, {"kind": "checkpoint", "path": str(checkpoint_path), "run_dir": str(run), "step": step})
+    folder = checkpoint_path.parent
+    run_dir = folder.parent if folder.name == "checkpoints" else folder
+    return _record(hparams, {"kind": "checkpoint", "path": str(checkpoint_path), "run_dir": str(run_dir),
+                             "step": step})
 
 
 def _record(settings: dict[str, Any], origin: dict[str, Any]) -> dict[str, Any]:

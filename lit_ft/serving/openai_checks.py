@@ -54,12 +54,13 @@ def _prompt(body: dict[str, Any]) -> str | None:
 
 def _options(body: dict[str, Any]) -> tuple[int, str] | None:
     numbers = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0)}
-    for key, (low, high) in numbers.items():
+    for key, (bottom, top) in numbers.items():
         value = body.get(key)
-        if value is not None and (not _number(value) or not low <= value <= high):
-            return 400, f"'{key}' must be a number from {low} to {high}, got {value!r}"
-    for key, low, high in (("max_tokens", 1, None), ("max_completion_tokens", 1, None), ("n", 1, MAX_N),
-                           ("seed", None, None)):
+        if value is not None and (not _number(value) or not bottom <= value <= top):
+            return 400, f"'{key}' must be a number from {bottom} to {top}, got {value!r}"
+    integers: tuple[tuple[str, int | None, int | None], ...] = (
+        ("max_tokens", 1, None), ("max_completion_tokens", 1, None), ("n", 1, MAX_N), ("seed", None, None))
+    for key, low, high in integers:
         value = body.get(key)
         if value is None:
             continue
