@@ -44,11 +44,13 @@ class Page:
 
         args = [binary, "--headless=new", "--remote-debugging-port=0", f"--user-data-dir={profile}",
                 "--no-first-run", "--no-default-browser-check", "--disable-gpu", "--disable-extensions",
-                "--disable-dev-shm-usage", f"--window-size={width},{height}", "about:blank"]
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
-            args.insert(1, "--no-sandbox")  # Chromium refuses to run its sandbox as root (CI containers)
+                "--disable-dev-shm-usage", f"--window-size={width},{height}",
+                # the page under test is lit_ft's own on localhost; Chromium's sandbox refuses to run as root and
+                # needs user namespaces that containers often lack
+                "--no-sandbox", "about:blank"]
         self.log = profile / "chromium.log"
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(self.log, "wb"))
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
         port = self._port(profile / "DevToolsActivePort")
         targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10).read())
         page = next(t for t in targets if t.get("type") == "page")
