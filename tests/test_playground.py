@@ -47,8 +47,9 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
         self.log = log
-        self.process = subprocess.Popen([sys.executable, "-m", "lit_ft", "serve", str(path), "--port", str(self.port),
-                                         *args], env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+        with open(log, "wb") as out:
+            self.process = subprocess.Popen([sys.executable, "-m", "lit_ft", "serve", str(path), "--port",
+                                             str(self.port), *args], env=env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
         while not self._healthy():
             if self.process.poll() is not None or time.monotonic() > deadline:
