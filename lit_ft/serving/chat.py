@@ -110,8 +110,9 @@ class ChatSession:
                 for _ in streamer:  # the tokens generated before the flag was seen
                     pass
             worker.join()
-            self.messages += [{"role": "user", "content": user},
-                              {"role": "assistant", "content": "".join(pieces).strip()}]
+            if not failed:
+                self.messages += [{"role": "user", "content": user},
+                                  {"role": "assistant", "content": "".join(pieces).strip()}]
         if failed:
             raise failed[0]
 
