@@ -126,6 +126,10 @@ def test_a_refused_input_shows_the_servers_line(browser: Page, classifier_server
         classifier_server.post("/predict", {"inputs": text})
     assert error == f"HTTP {refused.value.code}: {json.loads(refused.value.read())['error']['message']}"
     assert "longer than the model takes" in error and refused.value.code == 400
+    browser.open(f"{classifier_server.url}/?key={KEY}&q=loved+it")  # ?q= submits on its own once the page is ready
+    browser.wait_for("document.querySelectorAll('#bars .bar-row').length > 0")
+    assert browser.evaluate("[document.getElementById('in-text').value, document.getElementById('error').innerText]") \
+        == ["loved it", ""]
 
 
 @pytest.fixture(scope="module")
