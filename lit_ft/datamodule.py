@@ -275,25 +275,37 @@ class TaskDataModule(LightningDataModule):
             )
         return self._features[split]
 
-    def request_features(self, rows: dict[str, list[Any]], split: str = "predict") -> list[dict[str, Any]]:
+    def request_features(self, rows: dict[str, list[Any]], split: str = "predict",
+                         as_split: bool = True) -> list[dict[str, Any]]:
         """Rows given in memory (a `lit_ft serve` request's, columns of equal length) become the split: numbered and
         encoded at once, without `datasets.map` (no cache, no fingerprint), so `raw`, `prediction_inputs` and the
         task's `bind_data` see them as they see a file's rows. Returns the features, one dict per feature, with
-        their `ROW`, ready for `row_collate`. Rows without an id column are numbered from 0."""
+        their `ROW`, ready for `row_collate`. Rows without an id column are numbered from 0.
+
+        `as_split=False` only encodes them (checking a request's inputs): faster, and the split stays as it was."""
         count = len(next(iter(rows.values()), []))
         columns = dict(rows)
-        if self.id_column not in columns:
-            columns[self.id_column] = [str(i) for i in range(count)]
+        given = columns.pop(self.id_column, None) or [str(i) for i in range(count)]
+        columns["id"] = [None if v is None else str(v) for v in given]  # as `_with_ids` makes them, without a cast
+        if not as_split:
+            out = self._encode_rows({**columns, ROW: list(range(count))}, split)
+            return [{k: v[i] for k, v in out.items()} for i in range(len(out["id"]))]
         try:
             table = datasets.Dataset.from_dict(columns)
         except (TypeError, ValueError) as err:  # pyarrow's ArrowInvalid / ArrowTypeError are ValueError / TypeError
             raise UserError(f"the inputs do not form one table of rows: {str(err).splitlines()[0][:160]}; give "
                             "each column the same type in every input") from None
-        raw = number_split(self._with_ids(table))
+        raw = number_split(table)
+        self.forget_split(split)
         self._raw[split] = raw
-        self._features.pop(split, None)
         out = self._encode_rows(raw.to_dict(), split)
         return [{k: v[i] for k, v in out.items()} for i in range(len(out["id"]))]
+
+    def forget_split(self, split: str) -> None:
+        """Drop what the data module keeps of a split (its raw rows and features), so the next read is of rows
+        given anew (`request_features`); a subclass that caches more per split (QA's contexts) drops that too."""
+        self._raw.pop(split, None)
+        self._features.pop(split, None)
 
     def _encode_rows(self, rows: dict[str, list[Any]], split: str) -> dict[str, list[Any]]:
         out = self.encode(rows, split)

@@ -25,7 +25,7 @@ def checked_rows(loaded: Loaded, inputs: list[Any], too_long: TooLong) -> dict[s
     """One request's inputs as rows, encoded once to check them: a bad input (or, with `refuse`, one longer than
     the model takes) is a UserError here, before it joins a batch with other requests."""
     rows = loaded.task.serve_rows(inputs, loaded.datamodule)
-    features = loaded.datamodule.request_features(rows)
+    features = loaded.datamodule.request_features(rows, as_split=False)
     if too_long == "refuse":
         for feature in features:
             if _cut(feature, loaded.datamodule.max_length):

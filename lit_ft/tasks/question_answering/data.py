@@ -77,6 +77,10 @@ class QuestionAnsweringData(TaskDataModule):
             self._rows[split] = self._read_rows(split)
         return self._rows[split]
 
+    def forget_split(self, split: str) -> None:
+        super().forget_split(split)
+        self._rows.pop(split, None)
+
     def _read_rows(self, split: str) -> SplitRows:
         ds = self.raw(split)
         if ds is None:

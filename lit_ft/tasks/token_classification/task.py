@@ -15,6 +15,7 @@ from lit_ft.tasks.token_classification.metrics import EntityScores, TokenAccurac
 from lit_ft.tasks.token_classification.schemes import get_entities
 
 if TYPE_CHECKING:
+    from lit_ft.datamodule import TaskDataModule
     from lit_ft.report.run import RunFiles
     from lit_ft.report.section import Section
 
@@ -45,6 +46,13 @@ class TokenClassificationTask(Task):
         self.entity_level = info.get("tag_scheme", "IOB2") != "none"
         default = "f1" if self.entity_level else "token_accuracy"
         self._monitor = monitor or default
+
+    def serve_rows(self, inputs: list[Any], datamodule: TaskDataModule) -> dict[str, list[Any]]:
+        """A text input is a sentence split into words at whitespace (the records name entities by word); an
+        object is a row with its `token_column` list, as by default."""
+        column = datamodule.token_column if isinstance(datamodule, TokenClassificationData) else "tokens"
+        rows = [{column: v.split()} if isinstance(v, str) else v for v in inputs]
+        return super().serve_rows(rows, datamodule)
 
     def build_model(self, backbone: str, load: LoadOptions) -> nn.Module:
         config = AutoConfig.from_pretrained(
