@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 from cdp import BROWSER_ENV, BrowserError, Page, find_browser
 
-pytestmark = pytest.mark.slow  # two servers start (a LitServe worker each), some 20-40 s on 2 busy cores
+# the browser tests are slow: two servers start (LitServe workers), some 20-40 s on 2 busy cores
 KEY = "playground-test-key"
 
 
@@ -86,6 +87,7 @@ def classifier_server(classifier_run: Path, tmp_path_factory: pytest.TempPathFac
     server.stop()
 
 
+@pytest.mark.slow
 def test_classifier_page_asks_for_the_key_then_draws_probability_bars(browser: Page, classifier_server: Server,
                                                                        tmp_path: Path) -> None:
     browser.open(classifier_server.url + "/")  # no key yet: the page shows the server's refusal and a key field
@@ -115,6 +117,7 @@ def test_classifier_page_asks_for_the_key_then_draws_probability_bars(browser: P
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_a_refused_input_shows_the_servers_line(browser: Page, classifier_server: Server) -> None:
     browser.open(f"{classifier_server.url}/?key={KEY}")  # the key from the address this time
     browser.wait_for("document.body.dataset.ready === 'true'")
@@ -139,6 +142,7 @@ def chat_server(chat_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     server.stop()
 
 
+@pytest.mark.slow
 def test_chat_page_streams_the_answer(browser: Page, chat_server: Server, tmp_path: Path) -> None:
     browser.open(f"{chat_server.url}/?key={KEY}")
     browser.wait_for("document.body.dataset.ready === 'true'")
@@ -164,6 +168,16 @@ def test_chat_page_streams_the_answer(browser: Page, chat_server: Server, tmp_pa
 PAGE = Path(__file__).resolve().parents[1] / "lit_ft" / "resources" / "playground.html"
 
 
+def test_the_page_is_self_contained() -> None:
+    """No external script, style, font or image: the page works offline, served from the package alone, and every
+    call it makes goes to the server that served it (a path, no host)."""
+    html = PAGE.read_text(encoding="utf-8")
+    assert not re.search(r"<link|\bsrc\s*=|@import|url\(|//[a-z0-9.-]+\.[a-z]{2,}/", html, re.IGNORECASE)
+    assert set(re.findall(r"(?:fetch|call)\(\s*[\"'`]([^\"'`]*)", html)) == \
+        {"/info", "/v1/models", "/predict", "/v1/chat/completions"}
+
+
+@pytest.mark.slow
 def test_entities_and_the_answer_span_are_marked_where_the_records_say(browser: Page, tmp_path: Path) -> None:
     """The page's drawing of the records of token classification and QA, from the tasks' own record builders (no
     server: the page opened as a file draws what it is given)."""
