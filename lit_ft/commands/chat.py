@@ -40,7 +40,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="system message (default: the run's data.system_prompt, if any; /system changes it)")
     parser.add_argument("--show_prompt", action="store_true",
                         help="print the whole prompt (history through the chat template) before each answer")
-    parser.add_argument("--plugins", default="", help="comma-separated local plugin modules (third-party tasks)")
+    parser.add_argument("--plugins", default="",
+                        help="comma-separated local plugin modules of a third-party task (also $LIT_FT_PLUGINS)")
     args = parser.parse_args(argv)
     if args.temperature < 0:
         raise UserError(f"--temperature must be 0 (greedy) or more, got {args.temperature}")
@@ -52,10 +53,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
     from lit_ft import quiet
+    from lit_ft.commands.config_args import plugin_specs
     from lit_ft.registry import load_plugin_module
 
     quiet.install()
-    for spec in filter(None, args.plugins.split(",")):
+    for spec in plugin_specs(["--plugins", args.plugins] if args.plugins else []):
         load_plugin_module(spec)
     from lit_ft.serving.chat import ChatSession
     from lit_ft.serving.chat_model import load_chat_model
