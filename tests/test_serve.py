@@ -27,7 +27,7 @@ from builders import make_tiny_bert
 from helpers import QUIET
 from sft_fixtures import chat_rows, make_causal_lm, write_jsonl
 
-from lit_ft.commands.cli import run
+from lit_ft.commands.cli import main, run
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "lit_ft" / "resources" / "quickstart"
@@ -241,6 +241,7 @@ def test_openai_client_chat_and_completions(chat: Server) -> None:
     answer = client.chat.completions.create(model=model, messages=[{"role": "user", "content": question}],
                                             temperature=0, max_tokens=6)
     assert answer.choices[0].message.content.strip() == greedy
+    assert 0 < answer.usage.completion_tokens <= 6 and answer.usage.prompt_tokens > 0
     pieces = client.chat.completions.create(model=model, messages=[{"role": "user", "content": question}],
                                             temperature=0, max_tokens=6, stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in pieces).strip() == greedy
@@ -254,6 +255,17 @@ def test_openai_client_chat_and_completions(chat: Server) -> None:
         client.chat.completions.create(model="gpt-4", messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(openai.BadRequestError, match="temperature"):
         client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], temperature=9)
+
+
+@pytest.mark.slow
+def test_generation_batched_equals_one_by_one(chat: Server) -> None:
+    """Greedy generation of prompts of different lengths, batched (left-padded) by the server, equals each alone."""
+    prompts = [f"what is {i} plus one?" + " and then?" * (i % 3) for i in range(6)]
+    alone = [chat.predict(p)["prediction"] for p in prompts]
+    with ThreadPoolExecutor(6) as pool:
+        together = [r["prediction"] for r in pool.map(chat.predict, prompts)]
+    assert together == alone
+    assert [r["prediction"] for r in chat.predict(prompts)] == alone  # one request with a list: one batch
 
 
 @pytest.mark.slow
@@ -294,3 +306,46 @@ def test_overload_503_then_sigterm_finishes_in_flight_and_exits_0(classifier_run
             server.stop()
     assert code == 0, server.output() if not server.log.closed else code
     assert answers == [200]
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["--port", "80"], "--port 80 is out of range"),
+    (["--host", "example.com"], "--host 'example.com'"),
+    (["--max_batch_size", "0"], "--max_batch_size must be 1 or more"),
+    (["--batch_timeout", "200"], "--batch_timeout (200.0) must be 0 or more and below --timeout"),
+])
+def test_options_out_of_their_domain_are_one_line(classifier_run: Path, argv: list[str], says: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["serve", str(classifier_run), *argv])
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and err.startswith("lit_ft: error: ") and says in err and "\n" not in err
+
+
+@pytest.mark.parametrize("target", ["missing_dir", "predict.jsonl"])
+def test_a_path_that_holds_no_model_is_one_line(tmp_path: Path, target: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "predict.jsonl").write_text("{}\n")
+    with pytest.raises(SystemExit) as stop:
+        main(["serve", str(tmp_path / target)])
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and "give a run directory" in err and "\n" not in err
+
+
+def test_the_playground_page_is_served_at_the_root_when_present(classifier_run: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi.testclient import TestClient
+
+    from lit_ft.serving import server
+    from lit_ft.serving.describe import describe
+    from lit_ft.serving.guard import Gate
+    from lit_ft.serving.predict_api import Settings
+
+    serving = server.Serving(Settings(str(classifier_run)), describe(str(classifier_run)))
+    monkeypatch.setattr(server, "PLAYGROUND", tmp_path / "missing.html")
+    client = TestClient(server.build_server(serving, Gate(None, 8)).app)  # no workers: routes that need none
+    assert client.get("/").json()["routes"][0] == "POST /predict"
+    page = tmp_path / "playground.html"
+    page.write_text("<!doctype html><title>lit_ft</title>")
+    monkeypatch.setattr(server, "PLAYGROUND", page)
+    assert client.get("/").text == page.read_text() and client.get("/info").json()["task"] == "classification"

@@ -14,6 +14,11 @@ from lit_ft.owned_dir import MANIFEST
 def describe(path: str, which: str = "best") -> dict[str, Any]:
     """The `/info` record of what `lit_ft serve PATH` loads (a UserError for a path that holds no model)."""
     where = Path(path)
+    what = "give a run directory (its best checkpoint), a .ckpt file or an export directory (`lit_ft export`)"
+    if not where.exists():
+        raise UserError(f"'{path}' does not exist (absolute: {where.absolute()}); {what}")
+    if where.is_file() and where.suffix not in (".ckpt", ".consolidated"):
+        raise UserError(f"'{path}' is a file but not a checkpoint; {what}")
     manifest = where / MANIFEST
     if where.is_dir() and manifest.is_file():
         found = json.loads(manifest.read_text())

@@ -67,13 +67,21 @@ class ChatAPI(ls.LitAPI):
     def setup(self, device: str) -> None:
         self.loaded = load_in_worker(self.settings)
 
-    def predict(self, request: ChatRequest, **kwargs: Any) -> Iterator[str]:
+    def predict(self, request: ChatRequest, **kwargs: Any) -> Iterator[Any]:
         messages = [m.model_dump(exclude_none=True) for m in request.messages]
         try:
             ids = self.loaded.task.chat_prompt_ids(messages, self.loaded.datamodule)  # type: ignore[attr-defined]
         except UserError as err:
             raise HTTPException(400, one_line(str(err))) from None
-        yield from stream_text(self.loaded, ids, sampling(request))
+        yield from with_usage(self.loaded, ids, sampling(request))
+
+
+def with_usage(loaded: Any, ids: list[int], options: Sampling) -> Iterator[Any]:
+    """The answer's pieces, then an empty message carrying the token counts (LitServe's spec reads them into
+    `usage`)."""
+    usage: dict[str, int] = {}
+    yield from stream_text(loaded, ids, options, usage)
+    yield {"role": "assistant", "content": "", **usage}
 
 
 class CompletionsSpec(OpenAISpec):
@@ -129,6 +137,6 @@ class CompletionsAPI(ls.LitAPI):
     def setup(self, device: str) -> None:
         self.loaded = load_in_worker(self.settings)
 
-    def predict(self, request: CompletionRequest, **kwargs: Any) -> Iterator[str]:
+    def predict(self, request: CompletionRequest, **kwargs: Any) -> Iterator[Any]:
         ids = self.loaded.tokenizer(request.prompt)["input_ids"][-self.loaded.datamodule.max_length:]
-        yield from stream_text(self.loaded, list(ids), sampling(request))
+        yield from with_usage(self.loaded, list(ids), sampling(request))

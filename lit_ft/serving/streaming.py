@@ -37,6 +37,22 @@ class Sampling:
     seed: int | None = None
 
 
+class _CountingStreamer(TextIteratorStreamer):
+    """`TextIteratorStreamer` that also counts the tokens generated (OpenAI's `usage.completion_tokens`)."""
+
+    def __init__(self, tokenizer: Any, skip_prompt: bool, **kwargs: Any) -> None:
+        super().__init__(tokenizer, skip_prompt=skip_prompt, **kwargs)
+        self.generated = 0
+        self._prompt_pending = skip_prompt
+
+    def put(self, value: torch.Tensor) -> None:
+        if self._prompt_pending:  # generate's first call hands over the prompt
+            self._prompt_pending = False
+        else:
+            self.generated += int(value.numel())
+        super().put(value)
+
+
 class _Halt(StoppingCriteria):
     """Stops generation once the reader has seen a stop string."""
 
@@ -47,8 +63,10 @@ class _Halt(StoppingCriteria):
         return self.event.is_set()
 
 
-def stream_text(loaded: Loaded, prompt_ids: list[int], sampling: Sampling) -> Iterator[str]:
-    """The answer to `prompt_ids`, in pieces as they are decoded (their concatenation is the whole answer)."""
+def stream_text(loaded: Loaded, prompt_ids: list[int], sampling: Sampling,
+                usage: dict[str, int] | None = None) -> Iterator[str]:
+    """The answer to `prompt_ids`, in pieces as they are decoded (their concatenation is the whole answer);
+    `usage`, when given, gets OpenAI's token counts once the answer is complete."""
     model: Any = loaded.model
     tokenizer = loaded.tokenizer
     limit = sampling.max_tokens or int(getattr(loaded.task, "max_new_tokens", 128))
@@ -56,7 +74,7 @@ def stream_text(loaded: Loaded, prompt_ids: list[int], sampling: Sampling) -> It
     if sampling.temperature > 0:
         options = {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p}
     settings = decoding_settings(getattr(model, "generation_config", None), tokenizer, limit, **options)
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=not is_encoder_decoder(model), skip_special_tokens=True)
+    streamer = _CountingStreamer(tokenizer, skip_prompt=not is_encoder_decoder(model), skip_special_tokens=True)
     halt = _Halt()
     device = next(model.parameters()).device
     ids = torch.tensor([prompt_ids], device=device)
@@ -79,6 +97,9 @@ def stream_text(loaded: Loaded, prompt_ids: list[int], sampling: Sampling) -> It
     worker.join()
     if failure:
         raise failure[0]
+    if usage is not None:
+        usage.update(prompt_tokens=len(prompt_ids), completion_tokens=streamer.generated,
+                     total_tokens=len(prompt_ids) + streamer.generated)
 
 
 def _until_stop(pieces: Iterator[str], stops: tuple[str, ...], halt: threading.Event) -> Iterator[str]:
