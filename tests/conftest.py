@@ -80,16 +80,16 @@ def isolated_plugins() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def chat_run(llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def served_chat_run(llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished two-step sft_chat run of the tiny Llama (tests/served_runs.py)."""
     from served_runs import fit_chat_run
 
-    return fit_chat_run(tmp_path_factory.mktemp("chat_run"), llama)
+    return fit_chat_run(tmp_path_factory.mktemp("served_chat_run"), llama)
 
 
 @pytest.fixture(scope="session")
-def classifier_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def served_classifier_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished two-step quickstart classification run of the tiny BERT (tests/served_runs.py)."""
     from served_runs import fit_classifier_run
 
-    return fit_classifier_run(tmp_path_factory.mktemp("classifier_run"), tiny_bert)
+    return fit_classifier_run(tmp_path_factory.mktemp("served_classifier_run"), tiny_bert)

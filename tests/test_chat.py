@@ -51,9 +51,9 @@ def answer(output: str) -> str:
     return output.split("bot> ", 1)[1].rstrip("\n").strip()
 
 
-def test_history_system_and_reset_through_the_training_template(chat_run: Path, llama: Path) -> None:
+def test_history_system_and_reset_through_the_training_template(served_chat_run: Path, llama: Path) -> None:
     template = AutoTokenizer.from_pretrained(llama)  # the tokenizer the run trained with, and its chat template
-    child = spawn(str(chat_run), "--max_new_tokens", "6", "--show_prompt")
+    child = spawn(str(served_chat_run), "--max_new_tokens", "6", "--show_prompt")
     first = say(child, "what is 3 plus one?")
     second = say(child, "and twice that?")
     said = [{"role": "user", "content": "what is 3 plus one?"}, {"role": "assistant", "content": answer(first)},
@@ -74,11 +74,11 @@ def test_history_system_and_reset_through_the_training_template(chat_run: Path, 
 
 
 @pytest.fixture(scope="module")
-def endless_export(chat_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def endless_export(served_chat_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The run's export with a zero EOS row in the output layer: its logit stays 0 while the random model's largest
     logit is positive, so greedy decoding never stops on its own."""
     out = tmp_path_factory.mktemp("endless") / "export"
-    shutil.copytree(chat_run / "export", out)
+    shutil.copytree(served_chat_run / "export", out)
     model = AutoModelForCausalLM.from_pretrained(out)
     with torch.no_grad():
         model.get_output_embeddings().weight[AutoTokenizer.from_pretrained(out).eos_token_id] = 0
@@ -106,14 +106,17 @@ def test_ctrl_c_stops_the_answer_not_the_chat(endless_export: Path) -> None:
     assert child.exitstatus == 0
 
 
-def test_a_classifier_and_bad_options_are_refused_in_one_line(classifier_run: Path, chat_run: Path, tmp_path: Path,
+def test_a_classifier_and_bad_options_are_refused_in_one_line(served_classifier_run: Path, served_chat_run: Path,
+                                                                  tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    classifier, missing = served_classifier_run, tmp_path / "missing"
     for args, message in [
-        ([str(classifier_run)], f"lit_ft: error: '{classifier_run}' holds a classification model; lit_ft chat talks "
-                                "to generation models trained on conversations (sft): use `lit_ft predict` or "
-                                "`lit_ft serve` for this one"),
-        ([str(chat_run), "--temperature", "-1"], "lit_ft: error: --temperature must be 0 (greedy) or more, got -1.0"),
-        ([str(tmp_path / "missing")], f"lit_ft: error: '{tmp_path / 'missing'}' does not exist"),
+        ([str(classifier)], f"lit_ft: error: '{classifier}' holds a classification model; lit_ft chat talks to "
+                            "generation models trained on conversations (sft): use `lit_ft predict` or `lit_ft serve` "
+                            "for this one"),
+        ([str(served_chat_run), "--temperature", "-1"],
+         "lit_ft: error: --temperature must be 0 (greedy) or more, got -1.0"),
+        ([str(missing)], f"lit_ft: error: '{missing}' does not exist"),
     ]:
         with pytest.raises(SystemExit) as stop:
             main(["chat", *args])

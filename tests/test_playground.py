@@ -80,8 +80,8 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def classifier_server(classifier_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = Server(classifier_run, tmp_path_factory.mktemp("serve") / "classifier.log", "--api_key", KEY,
+def classifier_server(served_classifier_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = Server(served_classifier_run, tmp_path_factory.mktemp("serve") / "classifier.log", "--api_key", KEY,
                     "--too_long", "refuse")
     yield server
     server.stop()
@@ -136,8 +136,8 @@ def test_a_refused_input_shows_the_servers_line(browser: Page, classifier_server
 
 
 @pytest.fixture(scope="module")
-def chat_server(chat_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = Server(chat_run, tmp_path_factory.mktemp("serve") / "chat.log", "--api_key", KEY)
+def chat_server(served_chat_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = Server(served_chat_run, tmp_path_factory.mktemp("serve") / "chat.log", "--api_key", KEY)
     yield server
     server.stop()
 
