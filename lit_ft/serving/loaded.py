@@ -7,6 +7,7 @@ export directory, with its task, tokenizer and the data module that encodes inpu
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,8 +133,6 @@ def _assemble(module: FineTuner, data: dict[str, Any], origin: dict[str, Any]) -
 def _datamodule(task: Task, data: dict[str, Any]) -> TaskDataModule:
     """The task's data module with the run's settings; settings it does not take (another data class's) are
     dropped rather than failing the load."""
-    import inspect
-
     cls = task.datamodule
     accepted = {n for c in cls.__mro__ if issubclass(c, TaskDataModule)
                 for n in inspect.signature(c.__init__).parameters}
