@@ -77,3 +77,19 @@ def isolated_plugins() -> Iterator[None]:
     registry._local.clear()
     registry._local.update(local)
     sys.path[:] = path
+
+
+@pytest.fixture(scope="session")
+def served_chat_run(llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished two-step sft_chat run of the tiny Llama (tests/served_runs.py)."""
+    from served_runs import fit_chat_run
+
+    return fit_chat_run(tmp_path_factory.mktemp("served_chat_run"), llama)
+
+
+@pytest.fixture(scope="session")
+def served_classifier_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished two-step quickstart classification run of the tiny BERT (tests/served_runs.py)."""
+    from served_runs import fit_classifier_run
+
+    return fit_classifier_run(tmp_path_factory.mktemp("served_classifier_run"), tiny_bert)

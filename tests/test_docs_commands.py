@@ -37,6 +37,7 @@ COMMAND_WORDS = {"lit_ft", ".venv/bin/lit_ft", "make", "python", "python3", ".ve
 LIT_FT = {"lit_ft", ".venv/bin/lit_ft"}
 # commands that cannot run inside the test suite, and why; must equal the set of such commands in the docs
 UNRUNNABLE = {
+    "lit_ft chat runs/sft_chat": "interactive (reads the terminal); tests/test_chat.py drives it in a pseudo-terminal",
     "make install": "creates a virtual environment and downloads packages (network)",
     "make test": "runs the whole test suite, this test included",
     "pip install -e .": "installs packages into the environment (network)",

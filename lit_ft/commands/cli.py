@@ -176,6 +176,8 @@ COMMANDS: dict[str, Command] = {
                       "lit_ft.commands.report:main"),
     "serve": Command("serve a run's best checkpoint or an export over HTTP: /predict for every task, OpenAI-compatible "
                      "/v1 routes for generation, dynamic batching", "lit_ft.commands.serve:main"),
+    "chat": Command("talk to a fine-tuned generation model (sft) in the terminal: history through the chat "
+                    "template, answers streamed", "lit_ft.commands.chat:main"),
 }
 
 

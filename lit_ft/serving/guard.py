@@ -18,7 +18,9 @@ from typing import Any
 
 from lit_ft.serving.refusal import error_body
 
-OPEN_PATHS = ("/health",)  # answered without the API key: a load balancer's probe holds no secret
+# answered without the API key: a load balancer's probe holds no secret, nor does the playground page (a static
+# file: a browser cannot send the key header when it opens it; the page then sends the key on every call)
+OPEN_PATHS = ("/health", "/")
 
 
 @dataclass
