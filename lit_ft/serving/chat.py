@@ -11,27 +11,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from typing import Any
 
-import torch
 from jinja2 import TemplateError
-from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 from lit_ft.errors import UserError
-from lit_ft.generation.decoding import decoding_settings
 from lit_ft.serving.chat_model import ChatModel
+from lit_ft.serving.streaming import Sampling, stream_generation
 from lit_ft.tasks.sft.render import Message, with_system
-
-
-class StopFlag(StoppingCriteria):
-    """Ends `generate` at the next token once `event` is set (Ctrl-C in the terminal, a closed connection)."""
-
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
-        done: Any = torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool)
-        return done
 
 
 class ChatSession:
@@ -88,45 +74,25 @@ class ChatSession:
             raise UserError(f"the chat template refuses the conversation ({err}); /reset") from err
 
     def reply(self, user: str, stop: threading.Event) -> Iterator[str]:
-        """Stream the answer to `user` in pieces of text; the turn and the answer (as far as it got when `stop`
-        was set) join the history once the stream ends."""
-        ids = torch.tensor([self.prompt_ids(user)])
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        failed: list[BaseException] = []
-        worker = threading.Thread(target=self._generate, args=(ids, streamer, stop, failed), daemon=True)
-        worker.start()
+        """Stream the answer to `user` in pieces of text; setting `stop` (or Ctrl-C while it streams) ends it. The
+        turn and the answer, as far as it got, join the history unless the generation itself failed."""
+        sampling = Sampling(temperature=self.temperature, top_p=self.top_p)
+        stream = stream_generation(self.model, self.tokenizer, self.prompt_ids(user), sampling, self.max_new_tokens,
+                                   halt=stop)
         pieces: list[str] = []
-        ended = False
+        kept = False
         try:
-            for piece in streamer:
+            for piece in stream:
                 piece = piece if pieces else piece.lstrip()  # the answer starts at its first visible character
                 if piece:
                     pieces.append(piece)
                     yield piece
-            ended = True
+            kept = True
+        except (KeyboardInterrupt, GeneratorExit):  # stopped by the user: what was said so far stays
+            kept = True
+            raise
         finally:
-            stop.set()  # the caller stopped reading (Ctrl-C): end the generation too
-            if not ended:
-                for _ in streamer:  # the tokens generated before the flag was seen
-                    pass
-            worker.join()
-            if not failed:
+            stream.close()  # stops and joins the generating thread whatever ended the loop
+            if kept:
                 self.messages += [{"role": "user", "content": user},
                                   {"role": "assistant", "content": "".join(pieces).strip()}]
-        if failed:
-            raise failed[0]
-
-    def _generate(self, ids: Any, streamer: TextIteratorStreamer, stop: threading.Event,
-                  failed: list[BaseException]) -> None:
-        sampling = {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p} \
-            if self.temperature > 0 else {}
-        settings = decoding_settings(self.model.generation_config, self.tokenizer, self.max_new_tokens, **sampling)
-        try:
-            device = next(self.model.parameters()).device
-            with torch.no_grad():
-                self.model.generate(input_ids=ids.to(device), attention_mask=torch.ones_like(ids).to(device),
-                                    streamer=streamer,
-                                    stopping_criteria=StoppingCriteriaList([StopFlag(stop)]), **settings)
-        except BaseException as err:  # shown by the caller; the streamer must still end or it waits forever
-            failed.append(err)
-            streamer.end()

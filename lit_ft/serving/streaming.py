@@ -7,7 +7,7 @@ text ends the answer there and stops the thread at its next step.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,28 +54,37 @@ class _CountingStreamer(TextIteratorStreamer):
 
 
 class _Halt(StoppingCriteria):
-    """Stops generation once the reader has seen a stop string."""
+    """Stops generation at its next token once `event` is set (a stop string seen, Ctrl-C, the reader gone)."""
 
-    def __init__(self) -> None:
-        self.event = threading.Event()
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> bool:
         return self.event.is_set()
 
 
 def stream_text(loaded: Loaded, prompt_ids: list[int], sampling: Sampling,
-                usage: dict[str, int] | None = None) -> Iterator[str]:
+                usage: dict[str, int] | None = None) -> Generator[str, None, None]:
     """The answer to `prompt_ids`, in pieces as they are decoded (their concatenation is the whole answer);
     `usage`, when given, gets OpenAI's token counts once the answer is complete."""
-    model: Any = loaded.model
-    tokenizer = loaded.tokenizer
     limit = sampling.max_tokens or int(getattr(loaded.task, "max_new_tokens", 128))
+    return stream_generation(loaded.model, loaded.tokenizer, prompt_ids, sampling, limit, usage)
+
+
+def stream_generation(model: Any, tokenizer: Any, prompt_ids: list[int], sampling: Sampling, max_new_tokens: int,
+                      usage: dict[str, int] | None = None,
+                      halt: threading.Event | None = None) -> Generator[str, None, None]:
+    """`model`'s answer to `prompt_ids` in pieces as they are decoded, at most `max_new_tokens` tokens.
+
+    Setting `halt` (the caller's, or one of its own) ends the generation at its next token; so does the reader
+    stopping early (the generator closed, or an exception such as Ctrl-C raised while it waits): the generating
+    thread is always stopped and joined before this returns or re-raises."""
     options: dict[str, Any] = {"do_sample": False}
     if sampling.temperature > 0:
         options = {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p}
-    settings = decoding_settings(getattr(model, "generation_config", None), tokenizer, limit, **options)
+    settings = decoding_settings(getattr(model, "generation_config", None), tokenizer, max_new_tokens, **options)
     streamer = _CountingStreamer(tokenizer, skip_prompt=not is_encoder_decoder(model), skip_special_tokens=True)
-    halt = _Halt()
+    event = halt if halt is not None else threading.Event()
     device = next(model.parameters()).device
     ids = torch.tensor([prompt_ids], device=device)
     failure: list[BaseException] = []
@@ -86,15 +95,23 @@ def stream_text(loaded: Loaded, prompt_ids: list[int], sampling: Sampling,
                 torch.manual_seed(sampling.seed)
             with torch.inference_mode():
                 model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
-                               stopping_criteria=StoppingCriteriaList([halt]), use_cache=True, **settings)
+                               stopping_criteria=StoppingCriteriaList([_Halt(event)]), use_cache=True, **settings)
         except BaseException as err:  # re-raised in the reader's thread, after the streamer is closed
             failure.append(err)
             streamer.end()
 
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
-    yield from _until_stop(streamer, sampling.stop, halt.event)
-    worker.join()
+    done = False
+    try:
+        yield from _until_stop(streamer, sampling.stop, event)
+        done = True
+    finally:
+        if not done:  # the reader stopped early: end the generation and let the thread finish
+            event.set()
+            for _ in streamer:
+                pass
+        worker.join()
     if failure:
         raise failure[0]
     if usage is not None:
