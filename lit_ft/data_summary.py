@@ -33,6 +33,7 @@ def data_summary(datamodule: Any) -> list[str]:
         part = f"{split} {split_rows(datamodule, split, ds):,}"
         counts = datamodule.label_counts(split) if split == "train" else {}
         notes = [format_counts(counts)] if counts else []
+        notes += getattr(datamodule, "split_notes", lambda _: [])(split)  # rows the task's encoding dropped
         raw = datamodule.raw(split)
         ids = id_notes(raw["id"]) if raw is not None else ""  # allowed: rows are joined by position, ids are data
         if ids:

@@ -137,6 +137,11 @@ class TaskDataModule(LightningDataModule):
         appear with different labels. None (no single label per row) by default."""
         return None
 
+    def split_notes(self, split: str) -> list[str]:
+        """Notes on a loaded split that the run's data line (`lit_ft.data_summary`) adds after its row count, such
+        as rows the encoding dropped and why (never silently); none by default."""
+        return []
+
     def cut_inputs(self, split: str) -> int:
         """Inputs of a loaded split that lost tokens to the length limits (`lit_ft inspect-data`): the encoding's
         own `truncated` column where it keeps one, else those that reach `max_length`."""

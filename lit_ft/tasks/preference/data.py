@@ -17,10 +17,307 @@ completion when a row has one), `completion_mask` as above, `prompt_ids` (list o
 
 from __future__ import annotations
 
-from lit_ft.datamodule import TaskDataModule
+import functools
+import json
+from typing import Any
+
+import datasets
+import torch
+from datasets.fingerprint import Hasher
+
+from lit_ft.adapters.datasets import dataset_fingerprint
+from lit_ft.datamodule import TaskDataModule, check_positive
+from lit_ft.domains import PositiveInt
+from lit_ft.errors import InternalError, UserError
+from lit_ft.example_view import decode, field, marked
+from lit_ft.rows import ROW, row_name
+from lit_ft.task import Batch
+from lit_ft.tasks.preference.formats import HH_ASSISTANT, Format, PairColumns
+from lit_ft.tasks.preference.tokens import Limits, PairTokenizer, TruncationMode
+from lit_ft.tasks.sft.render import ChatRenderer, check_messages
+
+REFERENCE_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+
+
+class _NotCached(Exception):
+    """Raised by the map function of `load_reference` when datasets' cache does not hold the columns."""
 
 
 class PreferenceData(TaskDataModule):
-    """Placeholder: being written."""
+    """Preference pairs for DPO-family objectives and pairwise reward models.
+
+    Args:
+        format: `explicit` (prompt, chosen, rejected texts), `implicit` (chosen / rejected full texts sharing the
+            prompt), `conversational` (chosen / rejected message lists, optional prompt message list), or `auto`
+            (from the columns and the chosen values' type).
+        prompt_column: Prompt column (explicit and conversational rows; predict rows).
+        chosen_column: The preferred answer's column.
+        rejected_column: The other answer's column.
+        margin_column: Optional column of a float per pair (how much chosen is preferred), passed in batches as
+            `margin` (reward models' margin loss).
+        completion_column: Predict rows: an optional completion after the prompt, scored with it.
+        text_column: Predict rows without a prompt: a whole text to score (reward models).
+        assistant_marker: Implicit rows: the prompt both texts share ends after the last occurrence of this text
+            (Anthropic HH-RLHF's assistant turn); without it, before the last whitespace they share.
+        max_prompt_length: Longest prompt in tokens, cut by `truncation_mode`; None: prompts are not cut, and a
+            pair whose prompt leaves no room for a completion token within `max_length` is dropped (counted).
+        truncation_mode: `keep_end` keeps the end of a long prompt (it leads into the answers), `keep_start` its
+            start. Completions are always cut at their end.
+        chat_template: Jinja template overriding the tokenizer's for conversational rows (tokenizers without one
+            use SFT's `FALLBACK_CHAT_TEMPLATE`).
+        **kwargs: Source, tokenizer and batching settings of `TaskDataModule`; `max_length` bounds prompt +
+            completion, per side.
+    """
 
     task_name = "preference"
+
+    def __init__(
+        self,
+        format: Format = "auto",
+        prompt_column: str = "prompt",
+        chosen_column: str = "chosen",
+        rejected_column: str = "rejected",
+        margin_column: str | None = None,
+        completion_column: str = "completion",
+        text_column: str = "text",
+        assistant_marker: str = HH_ASSISTANT,
+        max_prompt_length: PositiveInt | None = None,
+        truncation_mode: TruncationMode = "keep_end",
+        chat_template: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        check_positive({"data.max_prompt_length": max_prompt_length})
+        if max_prompt_length is not None and max_prompt_length >= self.max_length:
+            raise UserError(f"data.max_prompt_length ({max_prompt_length}) must be below data.max_length "
+                            f"({self.max_length}) to leave room for the completions; lower it or raise "
+                            "data.max_length")
+        self.format = format
+        self.columns = PairColumns(prompt_column, chosen_column, rejected_column, assistant_marker)
+        self.margin_column = margin_column
+        self.completion_column = completion_column
+        self.text_column = text_column
+        self.max_prompt_length = max_prompt_length
+        self.truncation_mode = truncation_mode
+        self.chat_template = chat_template
+        self.report: dict[str, dict[str, int]] = {}
+
+    # ---- rows -> token ids ---------------------------------------------------------------------
+    @functools.cached_property
+    def pair_tokenizer(self) -> PairTokenizer:
+        return PairTokenizer(self.tokenizer, ChatRenderer(self.tokenizer, self.chat_template))
+
+    @functools.cached_property
+    def limits(self) -> Limits:
+        tok = self.tokenizer
+        lead = frozenset(i for i in (tok.bos_token_id, tok.cls_token_id) if i is not None)
+        return Limits(self.max_length, self.max_prompt_length, self.truncation_mode, lead)
+
+    def line_column_name(self) -> str | None:
+        return self.columns.prompt_column  # a plain text file holds prompts, one per line (predict)
+
+    def where(self, split: str) -> str:
+        """`the validation split (file 'val.jsonl')`: errors name the split and where its rows come from."""
+        carved = split == "validation" and self.source.location(split) is None
+        found = f"held out of {self.source.describe('train')}" if carved else self.source.describe(split)
+        return f"the {split} split ({found})"
+
+    def encode(self, rows: dict[str, list[Any]], split: str) -> dict[str, list[Any]]:
+        if split == "predict" and self.columns.chosen_column not in rows:
+            return self._encode_singles(rows, split)
+        where = self.where(split)
+        fmt = self.format if self.format != "auto" else self.columns.detect(rows, where)
+        self.require_columns(rows, split, {**self.columns.required(fmt), "margin_column": self.margin_column})
+        keys = ["prompt_ids", "chosen_ids", "rejected_ids", "truncated", "length", "id", ROW]
+        out: dict[str, list[Any]] = {k: [] for k in keys + (["margin"] if self.margin_column else [])}
+        for i in range(len(rows["id"])):
+            row = {k: v[i] for k, v in rows.items()}
+            ids = self.limits.pair(self.pair_tokenizer.pair(self.columns.pair(row, fmt, where)))
+            if ids is None:
+                continue  # no completion token fits after the prompt: dropped, counted in `report`
+            for key, value in (("prompt_ids", ids.prompt), ("chosen_ids", ids.chosen),
+                               ("rejected_ids", ids.rejected), ("truncated", ids.truncated), ("id", row["id"]),
+                               (ROW, row[ROW]), ("length", len(ids.prompt) + max(len(ids.chosen), len(ids.rejected)))):
+                out[key].append(value)
+            if self.margin_column:
+                out["margin"].append(self._margin(row, where))
+        return out
+
+    def _margin(self, row: dict[str, Any], where: str) -> float:
+        value = row[self.margin_column or ""]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise UserError(f"{row_name(row['id'], row[ROW])} of {where}: margin_column '{self.margin_column}' holds "
+                            f"{value!r}, not a number; fill it or drop the row")
+        return float(value)
+
+    def _encode_singles(self, rows: dict[str, list[Any]], split: str) -> dict[str, list[Any]]:
+        """Predict rows: a prompt (plus an optional completion) or a whole text, each one sequence."""
+        where = self.where(split)
+        prompt_col, text_col = self.columns.prompt_column, self.text_column
+        if prompt_col not in rows and text_col not in rows:
+            found = sorted(c for c in rows if c != "id" and not c.startswith("_"))
+            raise UserError(f"{where} has columns {found}: predict rows need a prompt ('{prompt_col}', with an "
+                            f"optional '{self.completion_column}') or a text to score ('{text_col}'); set "
+                            "data.prompt_column or data.text_column")
+        out: dict[str, list[Any]] = {k: [] for k in ("prompt_ids", "completion_ids", "truncated", "length")}
+        for i in range(len(rows["id"])):
+            row = {k: v[i] for k, v in rows.items()}
+            prompt, completion = self._single(row, where)
+            ids, rest = self.pair_tokenizer.single(prompt, completion)
+            kept, rest, cut = self.limits.single(ids, rest)
+            for key, value in (("prompt_ids", kept), ("completion_ids", rest), ("truncated", cut),
+                               ("length", len(kept) + len(rest))):
+                out[key].append(value)
+        return out
+
+    def _single(self, row: dict[str, Any], where: str) -> tuple[Any, Any]:
+        name = f"{row_name(row['id'], row[ROW])} of {where}"
+        prompt = row.get(self.columns.prompt_column)
+        if prompt is None:  # a whole text, scored as a training sequence is: with its end token
+            text = row.get(self.text_column)
+            if not isinstance(text, str) or not text.strip():
+                raise UserError(f"{name} has no prompt and no text ('{self.text_column}'); fill one or drop the row")
+            return "", text
+        completion = row.get(self.completion_column)
+        if isinstance(prompt, list):
+            prompt = check_messages(prompt, row["id"], where, self.columns.prompt_column)
+            completion = None if completion is None else check_messages(completion, row["id"], where,
+                                                                          self.completion_column)
+        elif not isinstance(prompt, str):
+            raise UserError(f"{name}: prompt_column '{self.columns.prompt_column}' holds {type(prompt).__name__}, "
+                            "not text or messages; fix the row")
+        return prompt, completion
+
+    # ---- splits and what a run reports ---------------------------------------------------------
+    def features(self, split: str) -> datasets.Dataset | None:
+        known = split in self._features
+        ds = super().features(split)
+        if ds is not None and not known:
+            self._count(split, ds)
+        return ds
+
+    def _count(self, split: str, ds: datasets.Dataset) -> None:
+        raw = self.raw(split)
+        total = len(raw) if raw is not None else len(ds)
+        if total and not len(ds):
+            raise UserError(f"every one of the {total} pairs in {self.where(split)} was dropped: none has a "
+                            f"completion token left within data.max_length={self.max_length} after its prompt; raise "
+                            "data.max_length or set data.max_prompt_length to cut long prompts")
+        self.report[split] = {"examples": total, "truncated": int(sum(ds["truncated"])), "dropped": total - len(ds)}
+
+    def split_notes(self, split: str) -> list[str]:
+        dropped = self.report.get(split, {}).get("dropped", 0)
+        if not dropped:
+            return []
+        return [f"{dropped:,} dropped: no completion token fits data.max_length={self.max_length} after the prompt "
+                "(set data.max_prompt_length to cut long prompts instead)"]
+
+    def example_keys(self, rows: dict[str, list[Any]]) -> list[str]:
+        """The prompt and the completions (tab-separated), as the rows hold them."""
+        names = [self.columns.prompt_column, self.columns.chosen_column, self.columns.rejected_column,
+                 self.completion_column, self.text_column]
+        columns = [c for c in dict.fromkeys(names) if c in rows]
+        if not columns:
+            return super().example_keys(rows)
+
+        def text(value: Any) -> str:
+            return value if isinstance(value, str) else json.dumps(value, default=str)
+
+        return ["\t".join(text(rows[c][i]) for c in columns) for i in range(len(rows["id"]))]
+
+    def prediction_inputs(self, split: str) -> list[dict[str, Any]]:
+        """Per row: its prompt (text or messages), completion and text, those the split holds."""
+        raw = self.raw(split)
+        if raw is None:
+            return []
+        keys = {self.columns.prompt_column: "prompt", self.completion_column: "completion", self.text_column: "text"}
+        present = {c: k for c, k in keys.items() if c in raw.column_names}
+        values = {c: raw[c] for c in present}
+        return [{k: values[c][i] for c, k in present.items()} for i in range(len(raw))] if present else []
+
+    def show_example(self, feature: dict[str, Any]) -> list[str]:
+        """The prompt, then each completion with its tokens (those with a log-probability) in `[[...]]`."""
+        tok, prompt = self.tokenizer, feature["prompt_ids"]
+        lines = field("prompt", decode(tok, prompt))
+        sides = ("chosen", "rejected") if "chosen_ids" in feature else ("completion",)
+        for side in sides:
+            ids = feature[f"{side}_ids"]
+            text = marked(tok, [*prompt[-1:], *ids], [False] * len(prompt[-1:]) + [True] * len(ids))
+            shown = text[len(decode(tok, prompt[-1:])):] if prompt else text
+            lines += field(f"{side} ({len(ids)} tokens)", shown)
+        return lines
+
+    # ---- batches -------------------------------------------------------------------------------
+    def collate(self, rows: list[dict[str, Any]]) -> Batch:
+        if "chosen_ids" not in rows[0]:
+            batch = self._padded([r["prompt_ids"] for r in rows], [r["completion_ids"] for r in rows])
+            return {**batch, "prompt_ids": [r["prompt_ids"] for r in rows], "id": [r["id"] for r in rows]}
+        prompts = [r["prompt_ids"] for r in rows] * 2
+        batch = self._padded(prompts, [r["chosen_ids"] for r in rows] + [r["rejected_ids"] for r in rows])
+        for key in ("margin", *REFERENCE_COLUMNS):
+            if key in rows[0]:
+                batch[key] = torch.tensor([float(r[key]) for r in rows], dtype=torch.float32)
+        batch["id"] = [r["id"] for r in rows]
+        return batch
+
+    def _padded(self, prompts: list[list[int]], completions: list[list[int]]) -> Batch:
+        """Prompt + completion per sequence, right padded: `inputs` and the `completion_mask`."""
+        seqs = [p + c for p, c in zip(prompts, completions, strict=True)]
+        width = max(len(s) for s in seqs)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+        def padded(values: list[list[int]], fill: int) -> list[list[int]]:
+            return [v + [fill] * (width - len(v)) for v in values]
+
+        # (sequences, width)
+        inputs = {"input_ids": torch.tensor(padded(seqs, pad), dtype=torch.long),
+                  "attention_mask": torch.tensor(padded([[1] * len(s) for s in seqs], 0), dtype=torch.long)}
+        if "token_type_ids" in self.tokenizer.model_input_names:
+            inputs["token_type_ids"] = torch.zeros_like(inputs["input_ids"])
+        marks = [[0] * len(p) + [1] * len(c) for p, c in zip(prompts, completions, strict=True)]
+        return {"inputs": inputs, "completion_mask": torch.tensor(padded(marks, 0), dtype=torch.bool)}
+
+    # ---- precomputed reference log-probabilities -----------------------------------------------
+    def _reference_fingerprint(self, ds: datasets.Dataset, model_key: str) -> str:
+        return str(Hasher.hash((dataset_fingerprint(ds), REFERENCE_COLUMNS, model_key)))
+
+    def with_reference(self, split: str, chosen: list[float], rejected: list[float],
+                       model_key: str | None = None) -> None:
+        """Add the reference model's log-probabilities of each feature's chosen and rejected completion (in
+        feature order) to the split's features as `ref_chosen_logps` / `ref_rejected_logps`; batches then carry
+        them (the `dpo` task's `precompute_ref_log_probs`).
+
+        With `model_key` (what identifies the reference model: its weights' source, revision, precision) they are
+        also stored in datasets' cache next to the features, under a key of the features and `model_key`, so
+        `load_reference` finds them for the same data and model, and a different model never reuses them.
+        Without it they live as long as this data module."""
+        ds = self._require(split)
+        if len(chosen) != len(ds) or len(rejected) != len(ds):
+            raise InternalError(f"with_reference got {len(chosen)} chosen and {len(rejected)} rejected log-probs for "
+                                f"the {len(ds)} features of {split}; give one per feature, in feature order")
+        ds = ds.remove_columns([c for c in REFERENCE_COLUMNS if c in ds.column_names])
+        values = dict(zip(REFERENCE_COLUMNS, ([float(v) for v in chosen], [float(v) for v in rejected]), strict=True))
+        if model_key is None:
+            for column, column_values in values.items():
+                ds = ds.add_column(column, column_values)  # type: ignore[arg-type]
+        else:
+            ds = ds.map(lambda _, i: {c: v[i] for c, v in values.items()}, with_indices=True,
+                        new_fingerprint=self._reference_fingerprint(ds, model_key), load_from_cache_file=False,
+                        desc=f"storing reference log-probs of {split}")
+        self._features[split] = ds
+
+    def load_reference(self, split: str, model_key: str) -> bool:
+        """Adopt the reference log-probabilities `with_reference` stored for this split's features and
+        `model_key`; False (nothing changed) when datasets' cache does not hold them."""
+        ds = self._require(split)
+        ds = ds.remove_columns([c for c in REFERENCE_COLUMNS if c in ds.column_names])
+
+        def missing(_: dict[str, Any]) -> dict[str, Any]:
+            raise _NotCached
+
+        try:  # datasets loads a cached result without calling the function
+            found = ds.map(missing, new_fingerprint=self._reference_fingerprint(ds, model_key))
+        except _NotCached:
+            return False
+        self._features[split] = found
+        return True
