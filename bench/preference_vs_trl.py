@@ -3,6 +3,7 @@ task against TRL's DPOTrainer, bench/preference_dpo.py).
 
 `reward`: the packaged MiniLM on Anthropic HH-RLHF harmless (`../shared/data/hh_rlhf_harmless/train.jsonl`, 1,800
 pairs; the recipe's seeded 10% validation split), 3 seeds, every setting and seed in a fresh process, interleaved:
+The 3 pairs without an answer are left out (1,797 pairs: 1,617 to train on, 180 to validate).
 - "lit_ft defaults": `lit_ft fit --config configs/reward_hh.yaml` as shipped (length-grouped batches, the best
   checkpoint by validation pairwise accuracy), only the precision set by the machine;
 - "TRL RewardTrainer": the same pairs as token ids (the ones lit_ft's PreferenceData makes, so both sides read the
@@ -76,12 +77,17 @@ def initial_model(seed: int, out: Path) -> Path:
     return out
 
 
+def answered(line: str) -> bool:
+    """Both texts end with a non-empty assistant answer (3 of the 1,800 HH rows do not; PreferenceData refuses
+    such a row, as there is nothing to prefer)."""
+    row = json.loads(line)
+    return all(row[side].rsplit("Assistant:", 1)[-1].strip() for side in ("chosen", "rejected"))
+
+
 def train_file(opts: argparse.Namespace, work: Path) -> Path:
-    """The shared file, or its first `--rows` rows."""
-    source = Path(opts.data) / HH
-    if not opts.rows:
-        return source
-    lines = source.read_text(encoding="utf-8").splitlines()[: opts.rows]
+    """A copy of the shared file (its first `--rows` rows) without the rows lacking an answer."""
+    lines = (Path(opts.data) / HH).read_text(encoding="utf-8").splitlines()
+    lines = [line for line in lines[: opts.rows or None] if answered(line)]
     path = work / "train.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -107,3 +107,83 @@ def test_predictions_score_each_text_and_each_pair() -> None:
 def write_jsonl(rows: list[dict[str, Any]], path: Path) -> str:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return str(path)
+
+
+GOOD, BAD = ["good", "great", "wonderful", "fun"], ["bad", "awful", "dull", "boring"]
+
+
+def hh_pairs(n: int, seed: int) -> list[dict[str, str]]:
+    """Anthropic HH-RLHF-shaped pairs (implicit prompt): the chosen answer praises, the rejected one pans."""
+    import random
+
+    r = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        prompt = f"\n\nHuman: was the {r.choice(['film', 'movie', 'story'])} {r.choice(['good', 'bad'])}?\n\nAssistant:"
+        rows.append({"chosen": f"{prompt} it was {r.choice(GOOD)}", "rejected": f"{prompt} it was {r.choice(BAD)}"})
+    return rows
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("family", ["bert", "llama"])
+def test_metrics_predictions_and_export_agree(family: str, tiny_bert: Path, llama: Path, tmp_path: Path) -> None:
+    """fit -> test -> predict -> export on a real Trainer: the test metrics equal the per-pair records, and the
+    export scores each text in `pipeline("text-classification")` as `predict` did (a decoder's text ended with EOS,
+    as its training sequences are)."""
+    from helpers import QUIET, cli
+    from transformers import pipeline
+
+    backbone = tiny_bert if family == "bert" else llama
+    texts = ["\n\nHuman: was the film good?\n\nAssistant: it was great", "the plot was dull", "hello world"]
+    files = {"train": write_jsonl(hh_pairs(32, 0), tmp_path / "train.jsonl"),
+             "validation": write_jsonl(hh_pairs(8, 1), tmp_path / "validation.jsonl"),
+             "test": write_jsonl(hh_pairs(12, 2), tmp_path / "test.jsonl"),
+             "predict": write_jsonl([{"text": t} for t in texts], tmp_path / "predict.jsonl")}
+    root = tmp_path / "run"
+    args = ["--model.task", "reward_model", "--model.backbone", str(backbone), "--model.learning_rate", "1e-3",
+            "--data.class_path", "lit_ft.tasks.preference.data.PreferenceData", "--data.init_args.batch_size", "8",
+            *[a for split, f in files.items() for a in (f"--data.init_args.source.{split}", f)],
+            "--trainer.default_root_dir", str(root), "--trainer.logger", "false", "--trainer.accelerator", "cpu",
+            "--seed_everything", "0", *QUIET]
+    cli("fit", *args, "--trainer.max_steps", "4", "--trainer.val_check_interval", "4")
+    tested = cli("test", *args, "--ckpt_path", "best").trainer.callback_metrics
+    pairs = read_jsonl(root / "test_predictions.jsonl")
+    assert len(pairs) == 12
+    assert tested["test/accuracy"].item() == pytest.approx(sum(p["correct"] for p in pairs) / 12, abs=1e-6)
+    margins = [p["chosen_score"] - p["rejected_score"] for p in pairs]
+    assert tested["test/margin"].item() == pytest.approx(sum(margins) / 12, abs=1e-5)
+    assert all(p["correct"] == (p["chosen_score"] > p["rejected_score"]) for p in pairs)
+    cli("predict", *args, "--ckpt_path", "best")
+    scores = [r["score"] for r in read_jsonl(root / "predictions.jsonl")]
+    assert len(set(scores)) == 3  # the texts score apart: not a constant head
+    reward = pipeline("text-classification", model=str(root / "export"), function_to_apply="none")
+    end = reward.tokenizer.eos_token if family == "llama" else ""
+    piped = [out["score"] for out in reward([t + end for t in texts])]
+    assert piped == pytest.approx(scores, abs=1e-5)
+    assert [o["label"] for o in reward(texts)] == ["reward"] * 3
+
+
+def test_the_recipe_holds_out_a_seeded_tenth_of_hh_rlhf_for_validation() -> None:
+    import yaml
+    from builders import shared_data
+
+    from lit_ft.source import DataSource
+    from lit_ft.tasks.preference.data import PreferenceData
+
+    shared_data("hh_rlhf_harmless")
+    recipe = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "reward_hh.yaml").read_text())
+    assert recipe["model"]["task"] == "reward_model"
+    init_args = dict(recipe["data"]["init_args"])
+    source = {**init_args.pop("source"), "train": str(shared_data("hh_rlhf_harmless") / "train.jsonl")}
+
+    def split_ids(split: str) -> list[str]:
+        raw = PreferenceData(source=DataSource(**source), **init_args).raw(split)
+        assert raw is not None
+        return list(raw["id"])
+
+    train, validation = split_ids("train"), split_ids("validation")
+    assert (len(train), len(validation)) == (1620, 180) and not set(train) & set(validation)
+    assert split_ids("validation") == validation  # seeded: every run validates on the same pairs

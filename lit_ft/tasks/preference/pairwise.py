@@ -27,6 +27,9 @@ class PairMean(Metric):
 
     full_state_update = False
     higher_is_better: bool | None = None
+    statistic: PairStatistic
+    total: torch.Tensor
+    pairs: torch.Tensor
 
     def __init__(self, statistic: PairStatistic, **kwargs: Any) -> None:
         super().__init__(**kwargs)
