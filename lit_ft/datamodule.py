@@ -64,6 +64,9 @@ class TaskDataModule(LightningDataModule):
     """
 
     task_name: ClassVar[str] = ""
+    task_names: ClassVar[tuple[str, ...]] = ()
+    """The tasks a data module shared by several reads data for (`model.task` must be one); by default only
+    `task_name`, and any task when that is empty too."""
 
     def __init__(
         self,
@@ -97,6 +100,11 @@ class TaskDataModule(LightningDataModule):
         if num_workers < 0:
             raise UserError(f"data.num_workers must be 0 or more (got {num_workers}); 0 loads batches in the main "
                             "process")
+
+    @classmethod
+    def data_tasks(cls) -> tuple[str, ...]:
+        """The tasks this module reads data for (`task_names`, else `task_name`); empty: any."""
+        return data_tasks(cls)
 
     # ---- what subclasses implement -------------------------------------------------------------
     def encode(self, rows: dict[str, list[Any]], split: str) -> dict[str, list[Any]]:
@@ -439,3 +447,10 @@ def check_positive(settings: dict[str, int | None]) -> None:
     for setting, value in settings.items():
         if value is not None and value < 1:
             raise UserError(f"{setting} must be a positive integer (got {value}); set {setting} to 1 or more")
+
+
+def data_tasks(data_class: Any) -> tuple[str, ...]:
+    """The tasks a data module class reads data for: its `task_names`, else its `task_name`; empty: any task."""
+    names = tuple(getattr(data_class, "task_names", ()) or ())
+    name = getattr(data_class, "task_name", "")
+    return names or ((name,) if name else ())

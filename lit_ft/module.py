@@ -170,10 +170,11 @@ class FineTuner(LightningModule):
             if self.model is None:
                 raise UserError("FineTuner needs a lit_ft TaskDataModule (data.class_path) or a saved `info`")
             return
-        if datamodule.task_name and datamodule.task_name != self.hparams["task"]:
+        tasks = datamodule.data_tasks()
+        if tasks and self.hparams["task"] not in tasks:
             raise UserError(
                 f"model.task is '{self.hparams['task']}' but the data module {type(datamodule).__name__} is for task "
-                f"'{datamodule.task_name}'; make them agree"
+                f"{' or '.join(repr(t) for t in tasks)}; make them agree"
             )
         if self.model is None:
             self.build(datamodule.info)

@@ -37,6 +37,8 @@ DATA_CLASS = {
     "question_answering": "lit_ft.tasks.question_answering.QuestionAnsweringData",
     "seq2seq": "lit_ft.tasks.seq2seq.Seq2SeqData",
     "sft": "lit_ft.tasks.sft.SFTData",
+    "dpo": "lit_ft.tasks.preference.data.PreferenceData",
+    "reward_model": "lit_ft.tasks.preference.data.PreferenceData",
 }
 GOOD_CSV = "text,label\n" + "the film was good,positive\nthe plot was dull,negative\n" * 4
 GOOD_CONLL = "John B-PER\nvisited O\nParis B-LOC\n\nthe O\ncat O\n"
@@ -44,6 +46,7 @@ SQUAD_ROW = {"id": "q0", "question": "where did john go", "context": "john visit
              "answers": {"text": ["paris"], "answer_start": [13]}}
 SUMMARY_ROW = {"source": "the cat sat on the mat", "target": "cat sat"}
 PC_ROW = {"prompt": "say cat twice:", "completion": " cat cat"}
+PAIR_ROW = {"prompt": "say cat:", "chosen": " cat", "rejected": " mat"}
 
 
 def jsonl(*rows: dict[str, Any]) -> str:
@@ -605,7 +608,40 @@ def _cases() -> dict[str, Case]:  # noqa: PLR0915 - a catalogue, one statement p
         [r"data.init_args.source.hub 'tatsu-lab/alpaca' is not in the datasets cache",
          r"sft_alpaca.yaml ships no offline piece .*: point data.init_args.source.train/validation/test/predict at "
          "local files and set data.init_args.source.hub null"], early=True, base=False)
+    _preference_cases(c)
     return c
+
+
+def _preference_cases(c: dict[str, Case]) -> None:
+    """Bad preference pairs: each one line naming the file, the row and the fix."""
+    dpo, user, bot = "dpo", {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}
+    c["pair_chosen_equals_rejected"] = Case(
+        dpo, [], [r"row '1' in the train split \(file '.*train.jsonl'\): 'chosen' equals 'rejected'", "fix the row"],
+        {"train.jsonl": jsonl(PAIR_ROW, {**PAIR_ROW, "rejected": " cat"})}, train="train.jsonl")
+    c["pair_empty_completion"] = Case(
+        dpo, [], [r"row '0' in the train split \(file '.*train.jsonl'\): rejected_column 'rejected' is empty",
+                  "fill it or drop the row"],
+        {"train.jsonl": jsonl({**PAIR_ROW, "rejected": " "})}, train="train.jsonl")
+    c["pair_missing_rejected_value"] = Case(
+        dpo, [], [r"row '1' in the train split \(file '.*train.jsonl'\) has no rejected_column 'rejected' value"],
+        {"train.jsonl": jsonl(PAIR_ROW, {"prompt": "say mat:", "chosen": " mat"})}, train="train.jsonl")
+    c["pair_columns_missing"] = Case(
+        "reward_model", [], [r"cannot tell the preference data shape .* columns \['completion', 'prompt'\]",
+                             "set data.chosen_column"],
+        {"train.jsonl": jsonl(PC_ROW)}, train="train.jsonl")
+    c["pair_conversation_ends_with_user"] = Case(
+        dpo, [], [r"row '0' in the train split .*: the last turn of chosen_column 'chosen' is the user's, not the "
+                  "assistant's", "end the conversation with the assistant turn"],
+        {"train.jsonl": jsonl({"chosen": [user, bot, user], "rejected": [user, bot, user, bot]})},
+        train="train.jsonl")
+    c["pair_margin_not_a_number"] = Case(
+        "reward_model", ["--data.init_args.margin_column", "score"],
+        [r"row '0' in the train split .*: margin_column 'score' holds 'high', not a number"],
+        {"train.jsonl": jsonl({**PAIR_ROW, "score": "high"})}, train="train.jsonl")
+    c["pair_data_for_another_task"] = Case(  # one data module shared by two tasks, neither of them sft
+        "sft", ["--data.class_path", DATA_CLASS[dpo]],
+        [r"model.task is 'sft' but data.class_path PreferenceData reads data for task 'dpo' or 'reward_model'"],
+        {"train.jsonl": jsonl(PAIR_ROW)}, train="train.jsonl", early=True)
 
 
 CASES = _cases()
@@ -617,7 +653,7 @@ def backbones(tiny_bert: Path, llama: Path, tmp_path_factory: pytest.TempPathFac
 
     t5 = make_tiny_t5(tmp_path_factory.mktemp("t5"), ["the", "cat", "sat", "on", "mat", "a"])
     return {"classification": tiny_bert, "token_classification": tiny_bert, "question_answering": tiny_bert,
-            "seq2seq": t5, "sft": llama}
+            "seq2seq": t5, "sft": llama, "dpo": llama, "reward_model": tiny_bert}
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -74,7 +74,8 @@ def test_explicit_pairs_follow_the_batch_contract(tmp_path: Path, llama: Path) -
     batch = batch_of(dm)
     ids, mask, done = batch["inputs"]["input_ids"], batch["inputs"]["attention_mask"], batch["completion_mask"]
     assert ids.shape == mask.shape == done.shape == (6, ids.shape[1]) and done.dtype == torch.bool
-    assert batch["id"] == ["0", "1", "2"] and set(batch) == {"inputs", "completion_mask", "id"}
+    assert batch["id"] == ["0", "1", "2"] and set(batch) == {"inputs", "completion_mask", "prompt_ids", "id"}
+    assert batch["prompt_ids"] == [tok(r["prompt"])["input_ids"] for r in PAIRS]
     for i, row in enumerate(PAIRS):
         for j, side in ((i, "chosen"), (i + 3, "rejected")):
             n = int(mask[j].sum())
@@ -168,3 +169,152 @@ def test_every_pair_dropped_is_an_error(tmp_path: Path, llama: Path) -> None:
     dm = data(tmp_path, llama, LONG[:1], max_length=8)
     with pytest.raises(UserError, match=r"every one of the 1 pairs in the train split .* was dropped.*max_prompt_len"):
         dm.features("train")
+
+
+# ---- the same tokens as TRL 1.16 ----------------------------------------------------------------
+def trl_dataset(llama: Path, rows: list[dict[str, Any]], out: Path, max_length: int) -> Any:
+    """The tokenized dataset and collator of TRL's own `DPOTrainer` on `rows`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    args = DPOConfig(output_dir=str(out), report_to="none", max_length=max_length, use_cpu=True)
+    trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(llama), args=args,
+                         train_dataset=datasets.Dataset.from_list(rows),
+                         processing_class=AutoTokenizer.from_pretrained(llama))
+    return trainer.train_dataset, trainer.data_collator
+
+
+@pytest.mark.parametrize("shape", ["hh_implicit", "explicit", "conversational"])
+def test_the_same_tokens_and_batches_as_trl(tmp_path: Path, llama: Path, shape: str) -> None:
+    if shape == "hh_implicit":
+        ours = hh_rows(8)  # TRL's own prompt extraction cuts HH texts elsewhere: it is given lit_ft's prompts
+        theirs = [dict(zip(("prompt", "chosen", "rejected"), implicit_prompt(r["chosen"], r["rejected"]),
+                           strict=True)) for r in ours]
+    else:
+        ours = theirs = PAIRS + LONG if shape == "explicit" else CONVERSATIONS
+    limits = [4096]
+    while limits:  # untouched, then cut at the end and dropped where the prompt leaves no room
+        max_length = limits.pop()
+        dm = data(tmp_path / str(max_length), llama, ours, max_length=max_length)
+        trl_rows, collator = trl_dataset(llama, theirs, tmp_path / "trl", max_length)
+        ds = dm.features("train")
+        assert ds is not None and len(ds) == len(trl_rows) >= 1
+        if max_length == 4096:
+            for key in ("prompt_ids", "chosen_ids", "rejected_ids"):
+                assert ds[key] == trl_rows[key], key
+            prompts = sorted(len(ids) for ids in ds["prompt_ids"])
+            limits.append(prompts[len(prompts) // 2] + 2)
+        mine = batch_of(dm)
+        keys = ("prompt_ids", "chosen_ids", "rejected_ids")
+        theirs_batch = collator([{k: r[k] for k in keys} for r in trl_rows])
+        assert torch.equal(mine["inputs"]["input_ids"], theirs_batch["input_ids"])
+        assert torch.equal(mine["inputs"]["attention_mask"], theirs_batch["attention_mask"])
+        assert torch.equal(mine["completion_mask"], theirs_batch["completion_mask"].bool())
+    assert dm.report["train"]["truncated"] > 0 and (shape == "conversational" or dm.report["train"]["dropped"] > 0)
+
+
+# ---- bad rows -----------------------------------------------------------------------------------
+USER, BOT = "user", "assistant"
+BAD_ROWS = {
+    "same": ({"prompt": "hi", "chosen": " yes", "rejected": " yes"}, r"'chosen' equals 'rejected'"),
+    "empty": ({"prompt": "hi", "chosen": "  ", "rejected": " no"}, r"chosen_column 'chosen' is empty"),
+    "missing": ({"prompt": "hi", "chosen": " yes", "rejected": None}, r"has no rejected_column 'rejected' value"),
+    "empty_after_prompt": ({"chosen": "\n\nHuman: hi\n\nAssistant:", "rejected": "\n\nHuman: hi\n\nAssistant: go"},
+                           r"the chosen completion is empty once the prompt both texts share is taken off"),
+    "last_turn_user": ({"chosen": [{"role": USER, "content": "hi"}, {"role": BOT, "content": "yo"}],
+                        "rejected": [{"role": USER, "content": "hi"}, {"role": BOT, "content": "no"},
+                                     {"role": USER, "content": "why?"}]},
+                       r"the last turn of rejected_column 'rejected' is the user's, not the assistant's"),
+    "different_history": ({"chosen": [{"role": USER, "content": "hi"}, {"role": BOT, "content": "yo"}],
+                           "rejected": [{"role": USER, "content": "ho"}, {"role": BOT, "content": "no"}]},
+                          r"differ before their last turn"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_ROWS))
+def test_a_bad_row_is_one_error_naming_file_row_and_fix(tmp_path: Path, llama: Path, name: str) -> None:
+    row, expect = BAD_ROWS[name]
+    good = PAIRS[0] if "prompt" in row or not isinstance(row["chosen"], list) else CONVERSATIONS[0]
+    if "prompt" not in row and not isinstance(row["chosen"], list):
+        good = {"chosen": "hi there", "rejected": "hi you"}
+    dm = data(tmp_path, llama, [good, row])
+    with pytest.raises(UserError, match=rf"row '1' in the train split \(file '.*rows.jsonl'\).*{expect}") as err:
+        dm.features("train")
+    assert "\n" not in str(err.value) and any(w in str(err.value) for w in ("fix", "fill", "drop", "give", "make"))
+
+
+def test_missing_columns_name_the_setting(tmp_path: Path, llama: Path) -> None:
+    dm = data(tmp_path, llama, [{"question": "hi", "good": "a", "bad": "b"}])
+    with pytest.raises(UserError, match=r"columns \['bad', 'good', 'question'\].*set data.chosen_column"):
+        dm.features("train")
+    dm = data(tmp_path / "e", llama, [{"question": "hi", "chosen": "a", "rejected": "b"}], format="explicit")
+    with pytest.raises(UserError, match=r"prompt_column 'prompt' not found in file .*: set data.prompt_column"):
+        dm.features("train")
+
+
+# ---- margins, predict rows, reference log-probs, the inspect-data view ---------------------------
+def test_margin_column_reaches_the_batch(tmp_path: Path, llama: Path) -> None:
+    rows = [{**r, "score": float(i) + 0.5} for i, r in enumerate(PAIRS)]
+    batch = batch_of(data(tmp_path, llama, rows, margin_column="score"))
+    assert batch["margin"].dtype == torch.float32 and batch["margin"].tolist() == [0.5, 1.5, 2.5]
+
+
+def test_predict_rows_are_prompts_or_texts_to_score(tmp_path: Path, llama: Path) -> None:
+    predict = [{"prompt": "say cat twice:"}, {"prompt": "hello", "completion": " world"}, {"text": "the cat sat"}]
+    dm = data(tmp_path, llama, PAIRS, predict=predict, max_length=64)
+    tok = dm.tokenizer
+    batch = batch_of(dm, "predict")
+    ids, mask, done = batch["inputs"]["input_ids"], batch["inputs"]["attention_mask"], batch["completion_mask"]
+    assert ids.shape == done.shape == (3, ids.shape[1]) and batch["id"] == ["0", "1", "2"]
+    assert batch["prompt_ids"] == [tok("say cat twice:")["input_ids"], tok("hello")["input_ids"], []]
+    texts = [tok.decode(ids[i, : int(mask[i].sum())]) for i in range(3)]
+    assert texts == ["say cat twice:", "hello world</s>", "the cat sat</s>"]  # scored as training sides are
+    assert [tok.decode(ids[i][done[i]]) for i in range(3)] == ["", " world</s>", "the cat sat</s>"]
+    assert [r.get("prompt", r.get("text")) for r in dm.prediction_inputs("predict")] == [
+        "say cat twice:", "hello", "the cat sat"]
+
+
+def test_reference_log_probs_are_batched_and_cached_per_model(tmp_path: Path, llama: Path) -> None:
+    dm = data(tmp_path, llama, PAIRS)
+    dm.with_reference("train", [-1.0, -2.0, -3.0], [-4.0, -5.0, -6.0], model_key="model-a")
+    batch = batch_of(dm)
+    assert batch["ref_chosen_logps"].tolist() == [-1.0, -2.0, -3.0]
+    assert batch["ref_rejected_logps"].tolist() == [-4.0, -5.0, -6.0]
+    fresh = PreferenceData(source=dm.source, tokenizer=str(llama))  # a later run on the same files: in the cache
+    assert not fresh.load_reference("train", "model-b")  # another model never reuses them
+    assert "ref_chosen_logps" not in batch_of(fresh)
+    assert fresh.load_reference("train", "model-a")
+    assert batch_of(fresh)["ref_rejected_logps"].tolist() == [-4.0, -5.0, -6.0]
+    only_here = data(tmp_path, llama, PAIRS)
+    only_here.with_reference("validation", [0.0] * 3, [1.0] * 3)  # no key: kept in memory only
+    assert batch_of(only_here, "validation")["ref_rejected_logps"].tolist() == [1.0] * 3
+
+
+def test_show_example_marks_prompt_chosen_and_rejected(tmp_path: Path, llama: Path) -> None:
+    dm = data(tmp_path, llama, PAIRS)
+    ds = dm.features("train")
+    assert ds is not None
+    assert dm.show_example(ds[0]) == ["prompt: say cat twice:", "chosen (3 tokens): [[ cat cat</s>]]",
+                                      "rejected (2 tokens): [[ mat</s>]]"]
+    assert dm.label_counts("train") == {}
+    assert PreferenceData.data_tasks() == ("dpo", "reward_model")  # the two tasks that share it, and no other
+    keys = dm.example_keys({"id": ["0"], **{k: [v] for k, v in PAIRS[0].items()}})
+    assert keys == ["say cat twice:\t cat cat\t mat"]
+
+
+def test_inspect_data_shows_a_pair_and_the_dropped_rows(tmp_path: Path, llama: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from lit_ft.commands.cli import main
+
+    train = write_jsonl(LONG, tmp_path / "train.jsonl")
+    recipe = tmp_path / "dpo.yaml"
+    recipe.write_text(f"model:\n  task: dpo\n  backbone: {llama}\ndata:\n  class_path: {PreferenceData.__module__}."
+                      f"PreferenceData\n  init_args:\n    max_length: 8\n    source:\n      train: {train}\n"
+                      f"      validation: {train}\n")
+    capsys.readouterr()
+    main(["inspect-data", "--config", str(recipe), "--n", "1"])
+    out = capsys.readouterr().out
+    assert "rows: train 3 (2 inputs; 1 dropped: no completion token fits data.max_length=8" in out, out
+    shown = out[out.index("examples (train"):].splitlines()
+    assert shown[1:5] == ["  id 1 (8 tokens)", "    prompt: hello", "    chosen (7 tokens): [[ world, how are you? I]]",
+                          "    rejected (2 tokens): [[ you</s>]]"], shown

@@ -67,8 +67,9 @@ def _rows(data: Any, loaded: dict[str, Any], features: dict[str, Any]) -> list[s
     parts = []
     for s, raw in loaded.items():
         inputs = len(features[s]) if s in features else None
-        extra = f" ({inputs:,} inputs)" if inputs is not None and inputs != len(raw) else ""
-        parts.append(f"{s} {len(raw):,}{extra}")
+        notes = [f"{inputs:,} inputs"] if inputs is not None and inputs != len(raw) else []
+        notes += data.split_notes(s) if s in features and hasattr(data, "split_notes") else []
+        parts.append(f"{s} {len(raw):,}" + (f" ({'; '.join(notes)})" if notes else ""))
     return ["", "rows: " + ", ".join(parts)]
 
 

@@ -144,12 +144,15 @@ def check_task_and_data(cfg: Any) -> None:
                         "or load a plugin with --plugins path/to/module.py")
     check_task_options(tasks[task].task, dict(cfg.model.get("task_options") or {}))
     data_class = _data_class(cfg)
-    data_task = getattr(data_class, "task_name", "") if data_class is not None else ""
-    if data_class is not None and data_task and data_task != task:
+    # a TaskDataModule's `data_tasks()`; other classes at most name one `task_name`
+    named = getattr(data_class, "data_tasks", None)
+    data_tasks = named() if callable(named) else tuple(filter(None, [getattr(data_class, "task_name", "")]))
+    if data_class is not None and data_tasks and task not in data_tasks:
         expected = getattr(tasks[task].task, "datamodule", None)
         fix = f"set data.class_path to {expected.__module__}.{expected.__qualname__}" if expected else "fix data"
+        names = " or ".join(f"'{t}'" for t in data_tasks)
         raise UserError(f"model.task is '{task}' but data.class_path {data_class.__qualname__} reads data for task "
-                        f"'{data_task}'; {fix} or model.task to '{data_task}'")
+                        f"{names}; {fix} or model.task to {names}")
 
 
 def _data_class(cfg: Any) -> type | None:

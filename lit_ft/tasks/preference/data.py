@@ -9,10 +9,12 @@ Batch contract (what `collate` returns for train / validation / test; the `dpo` 
      "margin": FloatTensor[B], only when `margin_column` is set;
      "ref_chosen_logps", "ref_rejected_logps": FloatTensor[B], only when the features hold precomputed reference
                 log-probabilities (columns of the same names);
+     "prompt_ids": list of B token-id lists, each pair's prompt (to generate from);
      "id": list of B ids; the rows (`lit_ft.rows.ROW`) as every task's batches carry them}
 
 Predict batches (rows with a prompt, or a single `text`, and no pair): `inputs` of B sequences (prompt, plus the
-completion when a row has one), `completion_mask` as above, `prompt_ids` (list of B token-id lists) and `id`.
+completion when a row has one), `completion_mask` as above, `prompt_ids` (list of B token-id lists) and `id`. A
+predict file of pairs gives pair batches.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class PreferenceData(TaskDataModule):
     """
 
     task_name = "preference"
+    task_names = ("dpo", "reward_model")
 
     def __init__(
         self,
@@ -146,7 +149,7 @@ class PreferenceData(TaskDataModule):
     def _margin(self, row: dict[str, Any], where: str) -> float:
         value = row[self.margin_column or ""]
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise UserError(f"{row_name(row['id'], row[ROW])} of {where}: margin_column '{self.margin_column}' holds "
+            raise UserError(f"{row_name(row['id'], row[ROW])} in {where}: margin_column '{self.margin_column}' holds "
                             f"{value!r}, not a number; fill it or drop the row")
         return float(value)
 
@@ -171,7 +174,7 @@ class PreferenceData(TaskDataModule):
         return out
 
     def _single(self, row: dict[str, Any], where: str) -> tuple[Any, Any]:
-        name = f"{row_name(row['id'], row[ROW])} of {where}"
+        name = f"{row_name(row['id'], row[ROW])} in {where}"
         prompt = row.get(self.columns.prompt_column)
         if prompt is None:  # a whole text, scored as a training sequence is: with its end token
             text = row.get(self.text_column)
@@ -226,14 +229,14 @@ class PreferenceData(TaskDataModule):
         return ["\t".join(text(rows[c][i]) for c in columns) for i in range(len(rows["id"]))]
 
     def prediction_inputs(self, split: str) -> list[dict[str, Any]]:
-        """Per row: its prompt (text or messages), completion and text, those the split holds."""
+        """Per row: its prompt (text or messages), completion and text, those the row holds."""
         raw = self.raw(split)
         if raw is None:
             return []
         keys = {self.columns.prompt_column: "prompt", self.completion_column: "completion", self.text_column: "text"}
         present = {c: k for c, k in keys.items() if c in raw.column_names}
         values = {c: raw[c] for c in present}
-        return [{k: values[c][i] for c, k in present.items()} for i in range(len(raw))] if present else []
+        return [{k: values[c][i] for c, k in present.items() if values[c][i] is not None} for i in range(len(raw))]
 
     def show_example(self, feature: dict[str, Any]) -> list[str]:
         """The prompt, then each completion with its tokens (those with a log-probability) in `[[...]]`."""
@@ -244,6 +247,7 @@ class PreferenceData(TaskDataModule):
             ids = feature[f"{side}_ids"]
             text = marked(tok, [*prompt[-1:], *ids], [False] * len(prompt[-1:]) + [True] * len(ids))
             shown = text[len(decode(tok, prompt[-1:])):] if prompt else text
+            shown = shown[1:] if shown.startswith(" [[") else shown  # the space decoding puts after the prompt
             lines += field(f"{side} ({len(ids)} tokens)", shown)
         return lines
 
@@ -257,6 +261,7 @@ class PreferenceData(TaskDataModule):
         for key in ("margin", *REFERENCE_COLUMNS):
             if key in rows[0]:
                 batch[key] = torch.tensor([float(r[key]) for r in rows], dtype=torch.float32)
+        batch["prompt_ids"] = [r["prompt_ids"] for r in rows]
         batch["id"] = [r["id"] for r in rows]
         return batch
 

@@ -65,7 +65,7 @@ class PairColumns:
 
     def pair(self, row: dict[str, Any], fmt: str, where: str) -> Pair:
         """The row's pair, checked: present, non-empty completions that differ, whole conversations."""
-        name = f"{row_name(row['id'], row[ROW])} of {where}"
+        name = f"{row_name(row['id'], row[ROW])} in {where}"
         chosen, rejected = self._value(row, "chosen_column", name), self._value(row, "rejected_column", name)
         if fmt == "conversational":
             return self._conversation(row, chosen, rejected, name, where)

@@ -74,7 +74,8 @@ class PairTokenizer:
         wrote no BOS itself (as SFT tokenizes it)."""
         bos = self.tokenizer.bos_token
         add = not (templated and bos and text.startswith(bos))
-        return list(self.tokenizer(text, add_special_tokens=add)["input_ids"])
+        # verbose=False: texts longer than the model's limit are expected here, and cut later by `Limits`
+        return list(self.tokenizer(text, add_special_tokens=add, verbose=False)["input_ids"])
 
     def closed(self, completion: str) -> str:
         end = self.end_text
