@@ -363,6 +363,13 @@ class TaskDataModule(LightningDataModule):
                     f"`{stage}` needs a {split} split, but data.source.{split} is not set; give a file or a split name"
                 )
 
+    def split_place(self, split: str) -> str:
+        """`the validation split (file 'val.jsonl')`, or `... (held out of file 'train.jsonl')`: how a row error
+        names the split and where its rows come from."""
+        carved = split == "validation" and self.source.location(split) is None
+        where = f"held out of {self.source.describe('train')}" if carved else self.source.describe(split)
+        return f"the {split} split ({where})"
+
     def require_columns(self, rows: dict[str, list[Any]], split: str, columns: dict[str, str | None]) -> None:
         """Fail with the setting to change when a configured column is missing from a split."""
         for setting, column in columns.items():

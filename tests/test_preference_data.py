@@ -3,6 +3,7 @@ the pair batch contract, predict rows, precomputed reference log-probabilities a
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ import datasets
 import pytest
 import torch
 from builders import shared_data
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sft_fixtures import write_jsonl
 
 from lit_ft.data_summary import data_summary
@@ -18,6 +21,7 @@ from lit_ft.rows import ROW
 from lit_ft.source import DataSource
 from lit_ft.tasks.preference.data import PreferenceData
 from lit_ft.tasks.preference.formats import implicit_prompt
+from lit_ft.tasks.preference.tokens import Limits, PairIds
 
 PAIRS = [
     {"prompt": "say cat twice:", "chosen": " cat cat", "rejected": " mat"},
@@ -45,10 +49,10 @@ def data(tmp_path: Path, backbone: Path | str, rows: list[dict[str, Any]], predi
     return PreferenceData(source=DataSource(train=f, validation=f, predict=p), tokenizer=str(backbone), **kwargs)
 
 
-def hh_rows(n: int = 20) -> list[dict[str, Any]]:
+def hh_rows(n: int = 20, start: int = 0) -> list[dict[str, Any]]:
     raw = DataSource(train=str(shared_data("hh_rlhf_harmless") / "train.jsonl")).load("train")
     assert raw is not None
-    return [dict(r) for r in raw.select(range(n))]
+    return [dict(r) for r in raw.select(range(start, start + n))]
 
 
 def batch_of(dm: PreferenceData, split: str = "train") -> dict[str, Any]:
@@ -122,6 +126,50 @@ def test_hh_rows_with_minilm(tmp_path: Path) -> None:
         "input_ids"].shape[1])
 
 
+PROPERTY = settings(max_examples=200, derandomize=True, deadline=None, database=None)
+TEXT = st.text(alphabet=" \nab:AHsnt", max_size=30)
+
+
+@PROPERTY
+@given(TEXT, TEXT, TEXT)
+def test_implicit_prompt_splits_both_texts_at_one_shared_point(shared: str, one: str, other: str) -> None:
+    marker, texts = "\n\nA:", (shared + one, shared + other)
+    prompt, chosen, rejected = implicit_prompt(*texts, marker)
+    assert (prompt + chosen, prompt + rejected) == texts  # nothing lost or added
+    common = os.path.commonprefix(list(texts))
+    assert common.startswith(prompt)
+    if marker in common:  # just after the last marker the texts share
+        assert prompt.endswith(marker) and marker not in common[len(prompt) - len(marker) + 1 :]
+    else:  # before the last whitespace they share (none: no prompt)
+        rest = common[len(prompt) :]
+        assert (prompt == "" or rest[:1].isspace()) and not any(ch.isspace() for ch in rest[1:])
+
+
+IDS = st.lists(st.integers(1, 9), max_size=12)
+
+
+@PROPERTY
+@given(st.lists(st.integers(0, 9), max_size=12), IDS, IDS, st.integers(1, 16), st.none() | st.integers(1, 15),
+       st.sampled_from(["keep_end", "keep_start"]))
+def test_limits_keep_pairs_within_max_length_and_drop_only_those_without_room(
+        prompt: list[int], chosen: list[int], rejected: list[int], max_length: int, max_prompt: int | None,
+        mode: Any) -> None:
+    limits = Limits(max_length, max_prompt, mode, frozenset({0}))
+    kept = limits.pair(PairIds(prompt, chosen, rejected))
+    cut_prompt = limits.prompt(prompt, max_prompt)
+    assert (kept is None) == (len(cut_prompt) >= max_length)  # dropped exactly when no completion token fits
+    if kept is None:
+        return
+    assert kept.prompt == cut_prompt and len(kept.prompt) <= (max_prompt or len(prompt))
+    lead = 1 if mode == "keep_end" and prompt[:1] == [0] and len(prompt) > (max_prompt or len(prompt)) else 0
+    body = prompt[lead:]
+    piece = kept.prompt[lead:]
+    assert piece == (body[len(body) - len(piece):] if mode == "keep_end" else body[: len(piece)])
+    for side, whole in ((kept.chosen, chosen), (kept.rejected, rejected)):
+        assert side == whole[: max_length - len(kept.prompt)] and len(kept.prompt) + len(side) <= max_length
+    assert kept.truncated == (kept.prompt != prompt or kept.chosen != chosen or kept.rejected != rejected)
+
+
 # ---- length limits ------------------------------------------------------------------------------
 LONG = [{"prompt": "the cat sat on the mat " * 4, "chosen": " cat cat cat", "rejected": " mat"},
         {"prompt": "hello", "chosen": " world, how are you? I am fine, thank you!", "rejected": " you"},
@@ -138,7 +186,7 @@ def test_long_pairs_are_cut_or_dropped_and_counted_in_the_data_line(tmp_path: Pa
     hello = ds[0]
     assert hello["prompt_ids"] == whole[1] and len(hello["prompt_ids"] + hello["chosen_ids"]) == 8
     assert hello["rejected_ids"] == tok(" you</s>")["input_ids"]  # the short side keeps its EOS
-    assert dm.report["train"] == {"examples": 3, "truncated": 1, "dropped": 1}
+    assert dm.report["train"] == {"examples": 3, "truncated": 1, "dropped": 1, "no_room": 1, "untrainable": 0}
     line = data_summary(dm)[0]
     assert "train 3 (1 dropped: no completion token fits data.max_length=8 after the prompt" in line, line
 
@@ -165,9 +213,24 @@ def test_keep_end_keeps_a_leading_bos(tmp_path: Path, llama: Path) -> None:
     assert ds[0]["prompt_ids"] == [tok.bos_token_id, *whole[-4:]]
 
 
+def test_hh_pairs_without_an_answer_fail_or_are_dropped_and_counted(tmp_path: Path, llama: Path) -> None:
+    rows = hh_rows(10, start=390)  # HH-RLHF row 397: the chosen answer is empty ("...\n\nAssistant: ")
+    assert rows[7]["chosen"].endswith("Assistant: ")
+    with pytest.raises(UserError, match=r"row '7' in the train split .*: the chosen completion is empty once the "
+                                        r"prompt both texts share is taken off .*data.drop_untrainable: true"):
+        data(tmp_path, llama, rows, max_length=4096).features("train")
+    dm = data(tmp_path / "drop", llama, rows, max_length=4096, drop_untrainable=True)
+    ds = dm.features("train")
+    assert ds is not None and ds["id"] == [str(i) for i in range(10) if i != 7]
+    assert dm.report["train"]["untrainable"] == 1 and dm.report["train"]["dropped"] == 1
+    assert "train 10 (1 dropped with nothing to prefer: an empty or equal answer (data.drop_untrainable))" in (
+        data_summary(dm)[0])
+
+
 def test_every_pair_dropped_is_an_error(tmp_path: Path, llama: Path) -> None:
     dm = data(tmp_path, llama, LONG[:1], max_length=8)
-    with pytest.raises(UserError, match=r"every one of the 1 pairs in the train split .* was dropped.*max_prompt_len"):
+    with pytest.raises(UserError, match=r"every one of the 1 pairs in the train split .* was dropped \(1 with no "
+                                        r"completion token left.*max_prompt_length"):
         dm.features("train")
 
 
@@ -184,6 +247,7 @@ def trl_dataset(llama: Path, rows: list[dict[str, Any]], out: Path, max_length: 
     return trainer.train_dataset, trainer.data_collator
 
 
+@pytest.mark.filterwarnings("ignore:`gradient_checkpointing` is deprecated:FutureWarning")  # TRL's config, not ours
 @pytest.mark.parametrize("shape", ["hh_implicit", "explicit", "conversational"])
 def test_the_same_tokens_and_batches_as_trl(tmp_path: Path, llama: Path, shape: str) -> None:
     if shape == "hh_implicit":
@@ -318,3 +382,14 @@ def test_inspect_data_shows_a_pair_and_the_dropped_rows(tmp_path: Path, llama: P
     shown = out[out.index("examples (train"):].splitlines()
     assert shown[1:5] == ["  id 1 (8 tokens)", "    prompt: hello", "    chosen (7 tokens): [[ world, how are you? I]]",
                           "    rejected (2 tokens): [[ you</s>]]"], shown
+
+
+def test_conversational_predict_rows(tmp_path: Path, llama: Path) -> None:
+    user = {"role": "user", "content": "what is 1 plus one?"}
+    predict = [{"prompt": [user]}, {"prompt": [user], "completion": [{"role": "assistant", "content": "2."}]}]
+    dm = data(tmp_path, llama, CONVERSATIONS, predict=predict)
+    tok, batch = dm.tokenizer, batch_of(dm, "predict")
+    generation = tok.apply_chat_template([user], tokenize=False, add_generation_prompt=True)
+    assert [tok.decode(p) for p in batch["prompt_ids"]] == [generation, generation]
+    done = batch["completion_mask"]
+    assert tok.decode(batch["inputs"]["input_ids"][1][done[1]]) == "2.</s>" and not done[0].any()

@@ -19,30 +19,26 @@ predict file of pairs gives pair batches.
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 from typing import Any
 
 import datasets
 import torch
-from datasets.fingerprint import Hasher
 
-from lit_ft.adapters.datasets import dataset_fingerprint
 from lit_ft.datamodule import TaskDataModule, check_positive
 from lit_ft.domains import PositiveInt
-from lit_ft.errors import InternalError, UserError
+from lit_ft.errors import UserError
 from lit_ft.example_view import decode, field, marked
 from lit_ft.rows import ROW, row_name
 from lit_ft.task import Batch
-from lit_ft.tasks.preference.formats import HH_ASSISTANT, Format, PairColumns
-from lit_ft.tasks.preference.tokens import Limits, PairTokenizer, TruncationMode
-from lit_ft.tasks.sft.render import ChatRenderer, check_messages
+from lit_ft.tasks.preference.formats import HH_ASSISTANT, Format, NothingToPrefer, PairColumns
+from lit_ft.tasks.preference.reference import REFERENCE_COLUMNS, cached_reference, with_reference_columns
+from lit_ft.tasks.preference.tokens import Limits, PairIds, PairTokenizer, TruncationMode
+from lit_ft.tasks.sft.render import ChatRenderer
 
-REFERENCE_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
-
-
-class _NotCached(Exception):
-    """Raised by the map function of `load_reference` when datasets' cache does not hold the columns."""
+DROPPED = "_dropped"  # why encode dropped a pair ("" when kept); counted and filtered out by `features`
 
 
 class PreferenceData(TaskDataModule):
@@ -67,6 +63,9 @@ class PreferenceData(TaskDataModule):
             start. Completions are always cut at their end.
         chat_template: Jinja template overriding the tokenizer's for conversational rows (tokenizers without one
             use SFT's `FALLBACK_CHAT_TEMPLATE`).
+        drop_untrainable: Drop pairs with nothing to prefer (an empty answer, also once the shared prompt is taken
+            off; two equal answers) instead of failing on the first; they are counted in the data line. Missing
+            values and malformed rows still fail.
         **kwargs: Source, tokenizer and batching settings of `TaskDataModule`; `max_length` bounds prompt +
             completion, per side.
     """
@@ -87,6 +86,7 @@ class PreferenceData(TaskDataModule):
         max_prompt_length: PositiveInt | None = None,
         truncation_mode: TruncationMode = "keep_end",
         chat_template: str | None = None,
+        drop_untrainable: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -96,13 +96,13 @@ class PreferenceData(TaskDataModule):
                             f"({self.max_length}) to leave room for the completions; lower it or raise "
                             "data.max_length")
         self.format = format
-        self.columns = PairColumns(prompt_column, chosen_column, rejected_column, assistant_marker)
+        self.columns = PairColumns(prompt_column, chosen_column, rejected_column, assistant_marker,
+                                   completion_column, text_column)
         self.margin_column = margin_column
-        self.completion_column = completion_column
-        self.text_column = text_column
         self.max_prompt_length = max_prompt_length
         self.truncation_mode = truncation_mode
         self.chat_template = chat_template
+        self.drop_untrainable = drop_untrainable
         self.report: dict[str, dict[str, int]] = {}
 
     # ---- rows -> token ids ---------------------------------------------------------------------
@@ -119,32 +119,37 @@ class PreferenceData(TaskDataModule):
     def line_column_name(self) -> str | None:
         return self.columns.prompt_column  # a plain text file holds prompts, one per line (predict)
 
-    def where(self, split: str) -> str:
-        """`the validation split (file 'val.jsonl')`: errors name the split and where its rows come from."""
-        carved = split == "validation" and self.source.location(split) is None
-        found = f"held out of {self.source.describe('train')}" if carved else self.source.describe(split)
-        return f"the {split} split ({found})"
-
     def encode(self, rows: dict[str, list[Any]], split: str) -> dict[str, list[Any]]:
         if split == "predict" and self.columns.chosen_column not in rows:
             return self._encode_singles(rows, split)
-        where = self.where(split)
+        where = self.split_place(split)
         fmt = self.format if self.format != "auto" else self.columns.detect(rows, where)
         self.require_columns(rows, split, {**self.columns.required(fmt), "margin_column": self.margin_column})
-        keys = ["prompt_ids", "chosen_ids", "rejected_ids", "truncated", "length", "id", ROW]
+        keys = ["prompt_ids", "chosen_ids", "rejected_ids", "truncated", "length", DROPPED]
         out: dict[str, list[Any]] = {k: [] for k in keys + (["margin"] if self.margin_column else [])}
         for i in range(len(rows["id"])):
             row = {k: v[i] for k, v in rows.items()}
-            ids = self.limits.pair(self.pair_tokenizer.pair(self.columns.pair(row, fmt, where)))
-            if ids is None:
-                continue  # no completion token fits after the prompt: dropped, counted in `report`
+            ids, why = self._pair_ids(row, fmt, where)
+            # a dropped pair stays a row here, marked with why, so `features` can count the reasons from the cache
+            ids = ids or PairIds([], [], [])
             for key, value in (("prompt_ids", ids.prompt), ("chosen_ids", ids.chosen),
-                               ("rejected_ids", ids.rejected), ("truncated", ids.truncated), ("id", row["id"]),
-                               (ROW, row[ROW]), ("length", len(ids.prompt) + max(len(ids.chosen), len(ids.rejected)))):
+                               ("rejected_ids", ids.rejected), ("truncated", ids.truncated), (DROPPED, why),
+                               ("length", len(ids.prompt) + max(len(ids.chosen), len(ids.rejected)))):
                 out[key].append(value)
             if self.margin_column:
-                out["margin"].append(self._margin(row, where))
+                out["margin"].append(self._margin(row, where) if not why else 0.0)
         return out
+
+    def _pair_ids(self, row: dict[str, Any], fmt: str, where: str) -> tuple[PairIds | None, str]:
+        """The pair's ids within the limits, or None and why it is dropped (`no_room`, `untrainable`)."""
+        try:
+            pair = self.columns.pair(row, fmt, where)
+        except NothingToPrefer:
+            if not self.drop_untrainable:
+                raise
+            return None, "untrainable"
+        ids = self.limits.pair(self.pair_tokenizer.pair(pair))
+        return ids, "" if ids is not None else "no_room"
 
     def _margin(self, row: dict[str, Any], where: str) -> float:
         value = row[self.margin_column or ""]
@@ -155,17 +160,17 @@ class PreferenceData(TaskDataModule):
 
     def _encode_singles(self, rows: dict[str, list[Any]], split: str) -> dict[str, list[Any]]:
         """Predict rows: a prompt (plus an optional completion) or a whole text, each one sequence."""
-        where = self.where(split)
-        prompt_col, text_col = self.columns.prompt_column, self.text_column
+        where = self.split_place(split)
+        prompt_col, text_col = self.columns.prompt_column, self.columns.text_column
         if prompt_col not in rows and text_col not in rows:
             found = sorted(c for c in rows if c != "id" and not c.startswith("_"))
             raise UserError(f"{where} has columns {found}: predict rows need a prompt ('{prompt_col}', with an "
-                            f"optional '{self.completion_column}') or a text to score ('{text_col}'); set "
+                            f"optional '{self.columns.completion_column}') or a text to score ('{text_col}'); set "
                             "data.prompt_column or data.text_column")
         out: dict[str, list[Any]] = {k: [] for k in ("prompt_ids", "completion_ids", "truncated", "length")}
         for i in range(len(rows["id"])):
             row = {k: v[i] for k, v in rows.items()}
-            prompt, completion = self._single(row, where)
+            prompt, completion = self.columns.single(row, where)
             ids, rest = self.pair_tokenizer.single(prompt, completion)
             kept, rest, cut = self.limits.single(ids, rest)
             for key, value in (("prompt_ids", kept), ("completion_ids", rest), ("truncated", cut),
@@ -173,52 +178,45 @@ class PreferenceData(TaskDataModule):
                 out[key].append(value)
         return out
 
-    def _single(self, row: dict[str, Any], where: str) -> tuple[Any, Any]:
-        name = f"{row_name(row['id'], row[ROW])} in {where}"
-        prompt = row.get(self.columns.prompt_column)
-        if prompt is None:  # a whole text, scored as a training sequence is: with its end token
-            text = row.get(self.text_column)
-            if not isinstance(text, str) or not text.strip():
-                raise UserError(f"{name} has no prompt and no text ('{self.text_column}'); fill one or drop the row")
-            return "", text
-        completion = row.get(self.completion_column)
-        if isinstance(prompt, list):
-            prompt = check_messages(prompt, row["id"], where, self.columns.prompt_column)
-            completion = None if completion is None else check_messages(completion, row["id"], where,
-                                                                          self.completion_column)
-        elif not isinstance(prompt, str):
-            raise UserError(f"{name}: prompt_column '{self.columns.prompt_column}' holds {type(prompt).__name__}, "
-                            "not text or messages; fix the row")
-        return prompt, completion
-
     # ---- splits and what a run reports ---------------------------------------------------------
     def features(self, split: str) -> datasets.Dataset | None:
         known = split in self._features
         ds = super().features(split)
-        if ds is not None and not known:
-            self._count(split, ds)
-        return ds
+        if ds is None or known or DROPPED not in ds.column_names:
+            return ds  # predict rows (never dropped) carry no mark
+        reasons = collections.Counter(ds[DROPPED])
+        kept = ds.filter(lambda why: not why, input_columns=DROPPED, desc=f"dropping {split} pairs")
+        self._features[split] = kept.remove_columns(DROPPED)
+        self._count(split, self._features[split], reasons)
+        return self._features[split]
 
-    def _count(self, split: str, ds: datasets.Dataset) -> None:
+    def _count(self, split: str, ds: datasets.Dataset, reasons: collections.Counter[str]) -> None:
         raw = self.raw(split)
         total = len(raw) if raw is not None else len(ds)
         if total and not len(ds):
-            raise UserError(f"every one of the {total} pairs in {self.where(split)} was dropped: none has a "
-                            f"completion token left within data.max_length={self.max_length} after its prompt; raise "
-                            "data.max_length or set data.max_prompt_length to cut long prompts")
-        self.report[split] = {"examples": total, "truncated": int(sum(ds["truncated"])), "dropped": total - len(ds)}
+            raise UserError(f"every one of the {total} pairs in {self.split_place(split)} was dropped "
+                            f"({reasons['no_room']} with no completion token left within "
+                            f"data.max_length={self.max_length} after its prompt, {reasons['untrainable']} with "
+                            "nothing to prefer); raise data.max_length, set data.max_prompt_length to cut long "
+                            "prompts, or fix the pairs")
+        self.report[split] = {"examples": total, "truncated": int(sum(ds["truncated"])), "dropped": total - len(ds),
+                              "no_room": reasons["no_room"], "untrainable": reasons["untrainable"]}
 
     def split_notes(self, split: str) -> list[str]:
-        dropped = self.report.get(split, {}).get("dropped", 0)
-        if not dropped:
-            return []
-        return [f"{dropped:,} dropped: no completion token fits data.max_length={self.max_length} after the prompt "
-                "(set data.max_prompt_length to cut long prompts instead)"]
+        counts = self.report.get(split, {})
+        notes = []
+        if counts.get("no_room"):
+            notes.append(f"{counts['no_room']:,} dropped: no completion token fits data.max_length={self.max_length} "
+                         "after the prompt (set data.max_prompt_length to cut long prompts instead)")
+        if counts.get("untrainable"):
+            notes.append(f"{counts['untrainable']:,} dropped with nothing to prefer: an empty or equal answer "
+                         "(data.drop_untrainable)")
+        return notes
 
     def example_keys(self, rows: dict[str, list[Any]]) -> list[str]:
         """The prompt and the completions (tab-separated), as the rows hold them."""
         names = [self.columns.prompt_column, self.columns.chosen_column, self.columns.rejected_column,
-                 self.completion_column, self.text_column]
+                 self.columns.completion_column, self.columns.text_column]
         columns = [c for c in dict.fromkeys(names) if c in rows]
         if not columns:
             return super().example_keys(rows)
@@ -233,7 +231,8 @@ class PreferenceData(TaskDataModule):
         raw = self.raw(split)
         if raw is None:
             return []
-        keys = {self.columns.prompt_column: "prompt", self.completion_column: "completion", self.text_column: "text"}
+        cols = self.columns
+        keys = {cols.prompt_column: "prompt", cols.completion_column: "completion", cols.text_column: "text"}
         present = {c: k for c, k in keys.items() if c in raw.column_names}
         values = {c: raw[c] for c in present}
         return [{k: values[c][i] for c, k in present.items() if values[c][i] is not None} for i in range(len(raw))]
@@ -282,10 +281,7 @@ class PreferenceData(TaskDataModule):
         marks = [[0] * len(p) + [1] * len(c) for p, c in zip(prompts, completions, strict=True)]
         return {"inputs": inputs, "completion_mask": torch.tensor(padded(marks, 0), dtype=torch.bool)}
 
-    # ---- precomputed reference log-probabilities -----------------------------------------------
-    def _reference_fingerprint(self, ds: datasets.Dataset, model_key: str) -> str:
-        return str(Hasher.hash((dataset_fingerprint(ds), REFERENCE_COLUMNS, model_key)))
-
+    # ---- precomputed reference log-probabilities (`lit_ft.tasks.preference.reference`) -------
     def with_reference(self, split: str, chosen: list[float], rejected: list[float],
                        model_key: str | None = None) -> None:
         """Add the reference model's log-probabilities of each feature's chosen and rejected completion (in
@@ -296,33 +292,12 @@ class PreferenceData(TaskDataModule):
         also stored in datasets' cache next to the features, under a key of the features and `model_key`, so
         `load_reference` finds them for the same data and model, and a different model never reuses them.
         Without it they live as long as this data module."""
-        ds = self._require(split)
-        if len(chosen) != len(ds) or len(rejected) != len(ds):
-            raise InternalError(f"with_reference got {len(chosen)} chosen and {len(rejected)} rejected log-probs for "
-                                f"the {len(ds)} features of {split}; give one per feature, in feature order")
-        ds = ds.remove_columns([c for c in REFERENCE_COLUMNS if c in ds.column_names])
-        values = dict(zip(REFERENCE_COLUMNS, ([float(v) for v in chosen], [float(v) for v in rejected]), strict=True))
-        if model_key is None:
-            for column, column_values in values.items():
-                ds = ds.add_column(column, column_values)  # type: ignore[arg-type]
-        else:
-            ds = ds.map(lambda _, i: {c: v[i] for c, v in values.items()}, with_indices=True,
-                        new_fingerprint=self._reference_fingerprint(ds, model_key), load_from_cache_file=False,
-                        desc=f"storing reference log-probs of {split}")
-        self._features[split] = ds
+        self._features[split] = with_reference_columns(self._require(split), chosen, rejected, model_key, split)
 
     def load_reference(self, split: str, model_key: str) -> bool:
         """Adopt the reference log-probabilities `with_reference` stored for this split's features and
         `model_key`; False (nothing changed) when datasets' cache does not hold them."""
-        ds = self._require(split)
-        ds = ds.remove_columns([c for c in REFERENCE_COLUMNS if c in ds.column_names])
-
-        def missing(_: dict[str, Any]) -> dict[str, Any]:
-            raise _NotCached
-
-        try:  # datasets loads a cached result without calling the function
-            found = ds.map(missing, new_fingerprint=self._reference_fingerprint(ds, model_key))
-        except _NotCached:
-            return False
-        self._features[split] = found
-        return True
+        found = cached_reference(self._require(split), model_key)
+        if found is not None:
+            self._features[split] = found
+        return found is not None

@@ -17,10 +17,18 @@ from typing import Any, Literal
 
 from lit_ft.errors import UserError
 from lit_ft.rows import ROW, row_name
-from lit_ft.tasks.sft.render import check_messages
+from lit_ft.tasks.sft.render import Message, check_messages
 
 Format = Literal["auto", "explicit", "implicit", "conversational"]
 HH_ASSISTANT = "\n\nAssistant:"
+
+
+SKIP_HINT = ", or set data.drop_untrainable: true to skip such pairs"
+
+
+class NothingToPrefer(UserError):
+    """A pair with an empty answer or two equal ones: a data-quality fault `data.drop_untrainable` may skip (a
+    missing value or a malformed row stays an error)."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,8 @@ class PairColumns:
     chosen_column: str = "chosen"
     rejected_column: str = "rejected"
     assistant_marker: str = HH_ASSISTANT
+    completion_column: str = "completion"
+    text_column: str = "text"
 
     def detect(self, rows: dict[str, list[Any]], where: str) -> str:
         """The shape the columns (and the first chosen value) imply, for `format: auto`."""
@@ -71,8 +81,8 @@ class PairColumns:
             return self._conversation(row, chosen, rejected, name, where)
         chosen, rejected = self._text(chosen, "chosen_column", name), self._text(rejected, "rejected_column", name)
         if chosen == rejected:
-            raise UserError(f"{name}: '{self.chosen_column}' equals '{self.rejected_column}', so the pair prefers "
-                            "nothing; fix the row or drop it")
+            raise NothingToPrefer(f"{name}: '{self.chosen_column}' equals '{self.rejected_column}', so the pair "
+                                  f"prefers nothing; fix the row or drop it{SKIP_HINT}")
         if fmt == "explicit":
             prompt = self._text(self._value(row, "prompt_column", name), "prompt_column", name, empty_ok=True)
             pair = Pair(prompt, chosen, rejected)
@@ -80,6 +90,27 @@ class PairColumns:
             pair = Pair(*implicit_prompt(chosen, rejected, self.assistant_marker))
         self._check_completions(pair, name)
         return pair
+
+    def single(self, row: dict[str, Any], where: str) -> tuple[str | list[Message], str | list[Message] | None]:
+        """A predict row's (prompt, completion or None): a prompt (text or messages) with an optional completion,
+        or, without a prompt, a whole text to score (an empty prompt, the text its completion)."""
+        name = f"{row_name(row['id'], row[ROW])} in {where}"
+        prompt, completion = row.get(self.prompt_column), row.get(self.completion_column)
+        if prompt is None:
+            text = row.get(self.text_column)
+            if not isinstance(text, str) or not text.strip():
+                raise UserError(f"{name} has no prompt ('{self.prompt_column}') and no text ('{self.text_column}'); "
+                                "fill one or drop the row")
+            return "", text
+        if isinstance(prompt, str):
+            return prompt, None if completion is None else self._text(completion, "completion_column", name)
+        head = check_messages(prompt, row["id"], where, self.prompt_column)
+        if completion is None:
+            return head, None
+        if not isinstance(completion, list):
+            check_messages(completion, row["id"], where, self.completion_column)
+        whole = check_messages([*head, *completion], row["id"], where, self.completion_column)
+        return whole[: len(head)], whole[len(head) :]
 
     def _value(self, row: dict[str, Any], setting: str, name: str) -> Any:
         column = getattr(self, setting)
@@ -93,17 +124,17 @@ class PairColumns:
             raise UserError(f"{name}: {setting} '{column}' holds {type(value).__name__}, not text; fix the row, or "
                             "set data.format: conversational for message lists")
         if not empty_ok and not value.strip():
-            raise UserError(f"{name}: {setting} '{column}' is empty, so there is nothing to prefer; fill it or drop "
-                            "the row")
+            raise NothingToPrefer(f"{name}: {setting} '{column}' is empty, so there is nothing to prefer; fill it or "
+                                  f"drop the row{SKIP_HINT}")
         return value
 
     def _check_completions(self, pair: Pair, name: str) -> None:
         for side, text in (("chosen", pair.chosen), ("rejected", pair.rejected)):
             if not text.strip():
-                raise UserError(
+                raise NothingToPrefer(
                     f"{name}: the {side} completion is empty once the prompt both texts share is taken off "
                     f"({text!r} after {pair.prompt[-40:]!r}); give the row a different {side} answer, or an "
-                    f"explicit '{self.prompt_column}' column"
+                    f"explicit '{self.prompt_column}' column{SKIP_HINT}"
                 )
 
     def _conversation(self, row: dict[str, Any], chosen: Any, rejected: Any, name: str, where: str) -> Pair:
@@ -123,16 +154,16 @@ class PairColumns:
                                 "assistant's, so there is no answer to prefer; end the conversation with the "
                                 "assistant turn or drop the row")
             if not last["content"].strip():
-                raise UserError(f"{name}: the last (assistant) turn of {setting} '{column}' is empty; fill it or "
-                                "drop the row")
+                raise NothingToPrefer(f"{name}: the last (assistant) turn of {setting} '{column}' is empty; fill it "
+                                      f"or drop the row{SKIP_HINT}")
             sides.append(messages)
         if sides[0][:-1] != sides[1][:-1]:
             raise UserError(f"{name}: '{self.chosen_column}' and '{self.rejected_column}' differ before their last "
                             "turn, so they do not answer the same conversation; make them share every turn but "
                             f"the last, or give the shared turns in '{self.prompt_column}'")
         if sides[0][-1] == sides[1][-1]:
-            raise UserError(f"{name}: the last turns of '{self.chosen_column}' and '{self.rejected_column}' are "
-                            "equal, so the pair prefers nothing; fix the row or drop it")
+            raise NothingToPrefer(f"{name}: the last turns of '{self.chosen_column}' and '{self.rejected_column}' "
+                                  f"are equal, so the pair prefers nothing; fix the row or drop it{SKIP_HINT}")
         return Pair(sides[0][:-1], [sides[0][-1]], [sides[1][-1]], messages=True)
 
 

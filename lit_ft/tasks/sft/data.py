@@ -158,7 +158,7 @@ class SFTData(TaskDataModule):
     def encode(self, rows: dict[str, list[Any]], split: str) -> dict[str, list[Any]]:
         fmt = self.resolve_format(rows, split)
         self.require_columns(rows, split, self.formats[fmt].required(split))
-        where = self._where(split)
+        where = self.split_place(split)
         # dropped rows (drop_untrainable) change the count: each feature names its row
         out: dict[str, list[Any]] = {"input_ids": [], "attention_mask": [], "truncated": [], "id": [], ROW: []}
         if split != "predict":
@@ -231,18 +231,12 @@ class SFTData(TaskDataModule):
             self._report(split, ds)
         return ds
 
-    def _where(self, split: str) -> str:
-        """`the validation split (file 'val.jsonl')`: errors name the split and where its rows come from."""
-        carved = split == "validation" and self.source.location(split) is None
-        where = f"held out of {self.source.describe('train')}" if carved else self.source.describe(split)
-        return f"the {split} split ({where})"
-
     def _report(self, split: str, ds: datasets.Dataset) -> None:
         raw = self.raw(split)
         total = len(raw) if raw is not None else len(ds)
         if total and not len(ds):  # nothing left to batch (the empty features have no columns either)
             raise UserError(
-                f"every one of the {total} examples in {self._where(split)} was dropped by data.drop_untrainable: "
+                f"every one of the {total} examples in {self.split_place(split)} was dropped by data.drop_untrainable: "
                 f"none has a response token left within data.max_length={self.max_length}; raise "
                 "data.max_length or fill the responses"
             )
