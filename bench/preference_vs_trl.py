@@ -78,8 +78,8 @@ def initial_model(seed: int, out: Path) -> Path:
 
 
 def answered(line: str) -> bool:
-    """Both texts end with a non-empty assistant answer (3 of the 1,800 HH rows do not; PreferenceData refuses
-    such a row, as there is nothing to prefer)."""
+    """Both texts end with a non-empty assistant answer (3 of the 1,800 HH rows do not, which the recipe drops with
+    `drop_untrainable`: left out of the file, so both sides split and train on the same pairs)."""
     row = json.loads(line)
     return all(row[side].rsplit("Assistant:", 1)[-1].strip() for side in ("chosen", "rejected"))
 
