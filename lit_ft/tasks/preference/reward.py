@@ -73,6 +73,7 @@ class RewardModelTask(Task):
     peft_task_type = "SEQ_CLS"
     onnx_outputs = ("logits",)
     predictions_at_test = True
+    sequences_per_example = 2  # a pair's chosen and rejected texts run in one batch: `lit_ft estimate` counts both
 
     def __init__(self, info: dict[str, Any], center_rewards_coefficient: NonNegativeFloat | None = None,
                  disable_dropout: bool = True, monitor: Literal["accuracy", "loss"] = "accuracy") -> None:
