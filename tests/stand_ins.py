@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_CONFIGS = ROOT / "plugins" / "lit_ft_multiple_choice" / "configs"
 RECIPES = sorted([*ROOT.glob("configs/*.yaml"), *PLUGIN_CONFIGS.glob("*.yaml")])
 FAMILY = {"classification": "bert", "token_classification": "bert", "question_answering": "bert",
-          "multiple_choice": "bert", "seq2seq": "t5", "sft": "llama", "dpo": "llama"}
+          "multiple_choice": "bert", "seq2seq": "t5", "sft": "llama", "dpo": "llama",
+          "reward_model": "bert"}
 STEPS = 2
 # the SFT recipes' data: the stand-in Llama's tokenizer learns its merges on them, so it cuts them into about as
 # many tokens as the real backbone's tokenizer does (the recipes' max_length must still hold their responses)
