@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -171,6 +172,34 @@ def run_command(command: str, repo: Path, models: dict[str, Path], scratch: Path
     return None if done.returncode == 0 else f"exit status {done.returncode}: {done.stderr[-2000:]}"
 
 
+def curl_in_python(argv: list[str]) -> str | None:
+    """A documented `curl` request (`-s`, `-X METHOD`, `-H 'Name: value'`, `-d BODY`, the URL) sent with urllib,
+    where no curl is installed; None when the server answered 2xx, else what went wrong."""
+    import urllib.error
+    import urllib.request
+
+    method, headers, body, url = None, {}, None, None
+    words = iter(argv[1:])
+    for word in words:
+        if word == "-X":
+            method = next(words)
+        elif word == "-H":
+            name, _, value = next(words).partition(":")
+            headers[name.strip()] = value.strip()
+        elif word == "-d":
+            body = next(words).encode()
+        elif not word.startswith("-"):
+            url = word
+    assert url is not None, f"no URL in {argv}"
+    request = urllib.request.Request(url, data=body, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=300) as answer:
+            answer.read()
+    except urllib.error.HTTPError as err:
+        return f"HTTP {err.code}: {err.read().decode()[-2000:]}"
+    return None
+
+
 class Servers:
     """The `lit_ft serve` commands of a document, each started in the background on a free port (the port written
     in the docs may be taken on this machine: it is swapped, in the serve command and in the `curl` commands that
@@ -244,6 +273,8 @@ def test_documented_commands_run(doc: str, stand_in_models: dict[str, Path], tmp
             argv = shlex.split(command)
             if argv[0] in LIT_FT and argv[1:2] == ["serve"]:
                 failure = servers.start(argv)
+            elif argv[0] == "curl" and shutil.which("curl") is None:  # a machine without curl: its requests
+                failure = curl_in_python(shlex.split(servers.with_ports(command)))
             elif argv[0] == "curl":  # --fail: an HTTP error status is a failed command
                 failure = run_command(servers.with_ports(command).replace("curl ", "curl --fail ", 1), repo,
                                       stand_in_models, tmp_path / f"overlay_{n}")
