@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import ipaddress
 import os
 
 from lit_ft.commands.config_args import PLUGINS_ENV
@@ -23,8 +25,8 @@ def parser() -> argparse.ArgumentParser:
                    help="a run directory (its best checkpoint), a .ckpt file, or an export directory")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (1024-65535)")
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to bind: 127.0.0.1 (this machine only, the default), 0.0.0.0 or :: (every "
-                        "interface: set --api_key)")
+                   help="address to bind: 127.0.0.1 (this machine only, the default), an interface's address, or "
+                        "0.0.0.0 / :: (every interface: set --api_key)")
     p.add_argument("--max_batch_size", type=int, default=8,
                    help="requests answered together in one forward pass (dynamic batching)")
     p.add_argument("--batch_timeout", type=float, default=0.01, help="seconds a batch waits to fill")
@@ -71,8 +73,15 @@ def check_args(args: argparse.Namespace) -> None:
     """Every option within its domain, as one line naming the fix."""
     if not 1024 <= args.port <= 65535:
         raise UserError(f"--port {args.port} is out of range; give a port from 1024 to 65535")
-    if args.host not in ("127.0.0.1", "0.0.0.0", "::"):
-        raise UserError(f"--host {args.host!r}: give 127.0.0.1 (this machine), 0.0.0.0 or :: (every interface)")
+    if args.host != "localhost":
+        try:
+            ipaddress.ip_address(args.host)
+        except ValueError:
+            raise UserError(f"--host {args.host!r} is not an IP address: give 127.0.0.1 (this machine), an "
+                            "interface's address, or 0.0.0.0 / :: (every interface)") from None
+    if importlib.util.find_spec("litserve") is None:
+        raise UserError("lit_ft serve needs LitServe, which is not installed: pip install 'lit_ft[serve]' (or "
+                        "pip install litserve)")
     for name in ("max_batch_size", "max_queue"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be 1 or more (got {getattr(args, name)})")
