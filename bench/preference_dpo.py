@@ -67,17 +67,10 @@ def build_model(out: Path, rows: list[dict[str, str]], dims: dict[str, int]) -> 
     if (out / "config.json").is_file():
         return out
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from byte_bpe import train_byte_bpe
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=["<pad>", "<s>", "</s>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator((r[side] for r in rows for side in ("chosen", "rejected")), trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+    fast = train_byte_bpe((r[side] for r in rows for side in ("chosen", "rejected")), VOCAB)
     config = LlamaConfig(vocab_size=len(fast), num_key_value_heads=dims["num_attention_heads"],
                          max_position_embeddings=MAX_LENGTH, tie_word_embeddings=False, bos_token_id=fast.bos_token_id,
                          eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id, **dims)

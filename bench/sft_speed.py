@@ -60,19 +60,10 @@ def build_tokenizer(out: Path, lima: Path) -> Path:
     """Byte-level BPE (any text round-trips) with an 8k vocabulary, trained on every LIMA instruction and answer."""
     if (out / "tokenizer.json").is_file():
         return out
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+    from byte_bpe import train_byte_bpe
 
     rows = json.loads(lima.read_text())
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=["<pad>", "<s>", "</s>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator((text for r in rows for text in (r["instruction"], r["output"])), trainer)
-    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>"
-                            ).save_pretrained(out)
+    train_byte_bpe((text for r in rows for text in (r["instruction"], r["output"])), VOCAB).save_pretrained(out)
     return out
 
 

@@ -57,15 +57,22 @@ class ChatSpec(OpenAISpec):
         return await super().chat_completion(request, background_tasks)
 
 
-class ChatAPI(ls.LitAPI):
-    """`/v1/chat/completions`: the next assistant turn, streamed as it is generated."""
+class _GeneratingAPI(ls.LitAPI):
+    """A route that generates with the served model, loaded in its LitServe worker."""
 
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(spec=ChatSpec())
+    def __init__(self, settings: Settings, spec: OpenAISpec) -> None:
+        super().__init__(spec=spec)
         self.settings = settings
 
     def setup(self, device: str) -> None:
         self.loaded = load_in_worker(self.settings)
+
+
+class ChatAPI(_GeneratingAPI):
+    """`/v1/chat/completions`: the next assistant turn, streamed as it is generated."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, ChatSpec())
 
     def predict(self, request: ChatRequest, **kwargs: Any) -> Iterator[Any]:
         messages = [m.model_dump(exclude_none=True) for m in request.messages]
@@ -127,15 +134,11 @@ def _as_completion_event(event: str) -> str:
     return f"data: {json.dumps(out)}\n\n"
 
 
-class CompletionsAPI(ls.LitAPI):
+class CompletionsAPI(_GeneratingAPI):
     """`/v1/completions`: the continuation of a raw prompt, streamed as it is generated."""
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(spec=CompletionsSpec())
-        self.settings = settings
-
-    def setup(self, device: str) -> None:
-        self.loaded = load_in_worker(self.settings)
+        super().__init__(settings, CompletionsSpec())
 
     def predict(self, request: CompletionRequest, **kwargs: Any) -> Iterator[Any]:
         ids = self.loaded.tokenizer(request.prompt)["input_ids"][-self.loaded.datamodule.max_length:]
